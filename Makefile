@@ -1,0 +1,22 @@
+# The test command the README gives and .ci/run calls.
+GO ?= go
+TESTFLAGS ?= -count=1 -timeout 30m
+
+.PHONY: build test test-images vet bench lint-pipeline
+
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/runnel ./cmd/runnel
+
+test-images:
+	./scripts/test-images.sh
+
+vet:
+	$(GO) vet ./...
+
+# test: vet, then every package's tests against the real Docker engine,
+# NATS, SQLite, git and (when RUNNEL_TEST_POSTGRES is set) PostgreSQL.
+test: test-images vet
+	$(GO) test $(TESTFLAGS) ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./bench/...
