@@ -1,0 +1,93 @@
+package runnel_test
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/runnel-ci/runnel"
+
+// listed is the part of `go list -json` this test reads.
+type listed struct {
+	ImportPath string
+	Doc        string
+	Deps       []string
+	Name       string
+}
+
+func listPackages(t *testing.T) []listed {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-json", "-deps=false", "./...")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []listed
+	dec := json.NewDecoder(out)
+	for {
+		var p listed
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("decode go list output: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	return pkgs
+}
+
+// TestLayering keeps the dependency direction of docs/architecture.md true:
+// cmd -> runner/agents -> scm/artifact/deploy -> pipeline.
+func TestLayering(t *testing.T) {
+	rules := []struct {
+		pkg       string   // package path prefix (below the module)
+		forbidden []string // import path prefixes it must not depend on
+	}{
+		{"pipeline", []string{module + "/", "net/http", "database/sql", "github.com/docker/", "github.com/nats-io/", "github.com/aws/"}},
+		{"agents", []string{module + "/runner", module + "/scm", module + "/cmd", "database/sql"}},
+		{"scm", []string{module + "/runner", module + "/agents", module + "/cmd"}},
+		{"artifact", []string{module + "/runner", module + "/agents", module + "/scm", module + "/cmd"}},
+		{"deploy", []string{module + "/runner", module + "/scm", module + "/cmd"}},
+		{"runner", []string{module + "/cmd"}},
+	}
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		for _, r := range rules {
+			if rel != r.pkg && !strings.HasPrefix(rel, r.pkg+"/") {
+				continue
+			}
+			for _, d := range p.Deps {
+				for _, f := range r.forbidden {
+					if d == f || strings.HasPrefix(d, f) && (strings.HasSuffix(f, "/") || strings.HasPrefix(d, f+"/")) {
+						// pipeline may of course import itself.
+						if r.pkg == "pipeline" && strings.HasPrefix(d, module+"/pipeline") {
+							continue
+						}
+						t.Errorf("%s depends on %s, which its layer forbids", p.ImportPath, d)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestPackageDocs requires every package to say what it owns.
+func TestPackageDocs(t *testing.T) {
+	for _, p := range listPackages(t) {
+		if p.Name == "main" {
+			continue
+		}
+		if strings.TrimSpace(p.Doc) == "" {
+			t.Errorf("package %s has no package doc comment", p.ImportPath)
+		}
+	}
+}
