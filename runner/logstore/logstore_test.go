@@ -1,0 +1,196 @@
+package logstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPathStaysInside(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []Key{
+		{Run: "..", Stage: "..", Attempt: 1, Step: "../../etc/passwd"},
+		{Run: "/abs", Stage: "a/b", Attempt: 2, Step: ".hidden"},
+		{Run: "r\x00", Stage: "", Attempt: 0, Step: "x y"},
+		{Run: "1", Stage: "test[go=1.22]", Attempt: 1, Step: "build"},
+	}
+	seen := map[string]bool{}
+	for _, k := range tests {
+		p := s.Path(k)
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || strings.HasPrefix(rel, "..") || strings.Count(rel, string(filepath.Separator)) != 3 {
+			t.Errorf("Path(%+v) = %s: not four elements below %s", k, p, dir)
+		}
+		if seen[p] {
+			t.Errorf("Path(%+v) = %s collides", k, p)
+		}
+		seen[p] = true
+	}
+	if got, want := component("a.b"), "a.b"; got != want {
+		t.Errorf("component(a.b) = %q, want %q", got, want)
+	}
+	if got := component("a/b"); got == component("a%2Fb") {
+		t.Errorf("component collision: %q", got)
+	}
+}
+
+func TestAppendOrder(t *testing.T) {
+	tests := []struct {
+		name   string
+		chunks []int64
+		want   string
+	}{
+		{"in order", []int64{0, 1, 2}, "012"},
+		{"duplicate dropped", []int64{0, 1, 1, 0, 2}, "012"},
+		{"gap filled later", []int64{0, 2, 3, 1}, "0123"},
+		{"gap never filled", []int64{0, 2, 4}, "024"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := Key{Run: "1", Stage: "s", Attempt: 1, Step: "x"}
+			for _, c := range tt.chunks {
+				if err := s.Append(k, c, []byte{byte('0' + c)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Finish(k); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(s.Path(k))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tt.want {
+				t.Errorf("got %q, want %q", b, tt.want)
+			}
+		})
+	}
+}
+
+func TestFollow(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Key{Run: "7", Stage: "build", Attempt: 1, Step: "compile"}
+	if err := s.Append(k, 0, []byte("before\n")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := s.Follow(ctx, k, nil)
+	defer r.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(r)
+		got <- b
+	}()
+	for i := 1; i <= 3; i++ {
+		time.Sleep(20 * time.Millisecond)
+		if err := s.Append(k, int64(i), []byte("line\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Finish(k); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if want := "before\nline\nline\nline\n"; string(b) != want {
+			t.Errorf("got %q, want %q", b, want)
+		}
+	case <-ctx.Done():
+		t.Fatal("follower did not reach EOF after Finish")
+	}
+}
+
+func TestFollowEndsByDoneAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	k := Key{Run: "7", Stage: "build", Attempt: 1, Step: "compile"}
+	s1, _ := New(dir)
+	if err := s1.Append(k, 0, []byte("partial")); err != nil {
+		t.Fatal(err)
+	}
+	s1.Close() // the writer went away without finishing
+	s2, _ := New(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := s2.Follow(ctx, k, func() bool { return true })
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil || string(b) != "partial" {
+		t.Errorf("got %q, %v; want %q, nil", b, err, "partial")
+	}
+}
+
+func TestLarge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100 MiB log in -short mode")
+	}
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Key{Run: "big", Stage: "s", Attempt: 1, Step: "x"}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r := s.Follow(ctx, k, nil)
+	defer r.Close()
+	type res struct {
+		sum [32]byte
+		n   int64
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		h := sha256.New()
+		n, err := io.Copy(h, r)
+		var out res
+		copy(out.sum[:], h.Sum(nil))
+		out.n, out.err = n, err
+		done <- out
+	}()
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 64<<10/16) // 64 KiB
+	const total = 100 << 20
+	want := sha256.New()
+	for i := 0; i < total/len(chunk); i++ {
+		chunk[0] = byte(i)
+		want.Write(chunk)
+		if err := s.Append(k, int64(i), chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Finish(k); err != nil {
+		t.Fatal(err)
+	}
+	got := <-done
+	if got.err != nil {
+		t.Fatalf("follow: %v", got.err)
+	}
+	if got.n != total || got.sum != [32]byte(want.Sum(nil)) {
+		t.Errorf("follower read %d bytes (sha %x), want %d bytes (sha %x)", got.n, got.sum, total, want.Sum(nil))
+	}
+	f, err := s.Open(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if n, _ := io.Copy(h, f); n != total || !bytes.Equal(h.Sum(nil), want.Sum(nil)) {
+		t.Errorf("file has %d bytes, want %d with the same content", n, total)
+	}
+}
