@@ -1,0 +1,62 @@
+package logs
+
+import (
+	"fmt"
+	"io"
+)
+
+// Limit returns a Filter that caps output at max bytes (see NewLimitWriter).
+func Limit(max int64) Filter {
+	return func(dst io.Writer) io.WriteCloser { return NewLimitWriter(dst, max) }
+}
+
+// LimitWriter passes on the first max bytes, then one line saying the log
+// was truncated, and discards the rest. It keeps reporting success, so a
+// chatty step is not failed by a write error; Dropped says how much was
+// lost.
+type LimitWriter struct {
+	dst     io.Writer
+	max     int64
+	written int64
+	dropped int64
+	noted   bool
+}
+
+// NewLimitWriter returns a LimitWriter.
+func NewLimitWriter(dst io.Writer, max int64) *LimitWriter {
+	return &LimitWriter{dst: dst, max: max}
+}
+
+// Write writes what fits under the cap; it reports len(p) unless dst fails.
+func (l *LimitWriter) Write(p []byte) (int, error) {
+	room := l.max - l.written
+	if room >= int64(len(p)) {
+		n, err := l.dst.Write(p)
+		l.written += int64(n)
+		return n, err
+	}
+	if room > 0 {
+		n, err := l.dst.Write(p[:room])
+		l.written += int64(n)
+		if err != nil {
+			return n, err
+		}
+	}
+	if room < 0 {
+		room = 0
+	}
+	l.dropped += int64(len(p)) - room
+	if !l.noted {
+		l.noted = true
+		if _, err := fmt.Fprintf(l.dst, "\n[runnel: log truncated at %d bytes]\n", l.max); err != nil {
+			return int(room), err
+		}
+	}
+	return len(p), nil
+}
+
+// Dropped returns how many bytes were discarded.
+func (l *LimitWriter) Dropped() int64 { return l.dropped }
+
+// Close does nothing: LimitWriter holds nothing back. It does not close dst.
+func (l *LimitWriter) Close() error { return nil }
