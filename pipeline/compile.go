@@ -1,0 +1,229 @@
+package pipeline
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Plan compiles the pipeline for one event: it applies the pipeline-level
+// when filter (ErrSkipped when it does not match), each stage's when filter,
+// expands matrices, resolves needs to stage IDs and orders the stages
+// topologically, ready stages in file order.
+//
+// A need on a stage that the stage filters removed is dropped: the needing
+// stage runs without waiting for it. A need on a matrix stage is a need on
+// every one of its expansions. When no stage is left, Plan returns
+// ErrSkipped.
+func (p *Pipeline) Plan(ev Event) (*Plan, error) {
+	if !slices.Contains(eventKinds, ev.Kind) {
+		return nil, fmt.Errorf("plan %s: unknown event kind %q", p.Name, ev.Kind)
+	}
+	if !p.when.match(ev) {
+		return nil, ErrSkipped
+	}
+	base := eventEnv(ev)
+	ids := map[string][]string{} // stage name -> IDs of its expansions
+	var order []*Stage
+	for _, sd := range p.stages {
+		if !sd.when.match(ev) {
+			continue
+		}
+		for _, st := range sd.expand(p.env, base) {
+			ids[sd.name] = append(ids[sd.name], st.ID)
+			order = append(order, st)
+		}
+	}
+	if len(order) == 0 {
+		return nil, ErrSkipped
+	}
+	byName := map[string]*stageDef{}
+	for _, sd := range p.stages {
+		byName[sd.name] = sd
+	}
+	for _, st := range order {
+		for _, nd := range byName[st.Name].needs {
+			st.Needs = append(st.Needs, ids[nd]...)
+		}
+	}
+	sorted, err := topoSort(order)
+	if err != nil {
+		return nil, fmt.Errorf("plan %s: %w", p.Name, err)
+	}
+	return &Plan{Stages: sorted}, nil
+}
+
+// topoSort orders stages so that every stage comes after its needs; among
+// stages whose needs are all placed, the earliest in the input comes first.
+func topoSort(stages []*Stage) ([]*Stage, error) {
+	index := map[string]int{}
+	for i, s := range stages {
+		index[s.ID] = i
+	}
+	placed := make([]bool, len(stages))
+	out := make([]*Stage, 0, len(stages))
+	// Quadratic, but stages number in the hundreds at most, and this keeps
+	// the "earliest ready first" rule obvious.
+	for len(out) < len(stages) {
+		progress := false
+		for i, s := range stages {
+			if placed[i] {
+				continue
+			}
+			ready := true
+			for _, nd := range s.Needs {
+				if !placed[index[nd]] {
+					ready = false
+					break
+				}
+			}
+			if ready {
+				placed[i] = true
+				out = append(out, s)
+				progress = true
+				break
+			}
+		}
+		if !progress {
+			// Parse rejects cycles, so this is a bug, not bad input.
+			return nil, fmt.Errorf("needs form a cycle")
+		}
+	}
+	return out, nil
+}
+
+// expand returns the compiled stages of sd: one, or one per matrix
+// combination.
+func (sd *stageDef) expand(pipelineEnv, eventEnv map[string]string) []*Stage {
+	combos := sd.combos
+	if len(combos) == 0 {
+		combos = [][]string{nil}
+	}
+	out := make([]*Stage, 0, len(combos))
+	for _, c := range combos {
+		st := &Stage{
+			ID:          sd.name,
+			Name:        sd.name,
+			Image:       sd.image,
+			Labels:      maps.Clone(sd.labels),
+			RunOn:       sd.runOn,
+			Concurrency: sd.concurrency,
+			Approval:    sd.approval,
+			Environment: sd.environment,
+			Timeout:     sd.timeout,
+			Env:         map[string]string{},
+		}
+		maps.Copy(st.Env, pipelineEnv)
+		maps.Copy(st.Env, sd.env)
+		if c != nil {
+			st.Matrix = map[string]string{}
+			parts := make([]string, len(c))
+			for i, axis := range sd.axes {
+				st.Matrix[axis] = c[i]
+				parts[i] = axis + "=" + c[i]
+				up := strings.ToUpper(axis)
+				st.Env[up] = c[i]
+				st.Env["MATRIX_"+up] = c[i]
+			}
+			st.ID = sd.name + "[" + strings.Join(parts, ",") + "]"
+		}
+		maps.Copy(st.Env, eventEnv)
+		st.Env["RUNNEL_STAGE"] = st.ID
+		for _, svc := range sd.services {
+			svc.Command = slices.Clone(svc.Command)
+			svc.Env = maps.Clone(svc.Env)
+			svc.Ready.Command = slices.Clone(svc.Ready.Command)
+			st.Services = append(st.Services, svc)
+		}
+		for _, step := range sd.steps {
+			cp := *step
+			cp.Env = maps.Clone(step.Env)
+			cp.Retry.ExitCodes = slices.Clone(step.Retry.ExitCodes)
+			st.Steps = append(st.Steps, &cp)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// eventEnv returns the RUNNEL_* variables of ev. These carry untrusted
+// text; they only ever reach a step as environment variables.
+func eventEnv(ev Event) map[string]string {
+	env := map[string]string{
+		"CI":                    "true",
+		"RUNNEL_EVENT":          ev.Kind,
+		"RUNNEL_BRANCH":         ev.Branch,
+		"RUNNEL_TAG":            ev.Tag,
+		"RUNNEL_COMMIT":         ev.Commit,
+		"RUNNEL_COMMIT_MESSAGE": ev.Message,
+		"RUNNEL_COMMIT_AUTHOR":  ev.Author,
+		"RUNNEL_REPO":           ev.Repo,
+		"RUNNEL_REF":            ev.Ref,
+	}
+	// Sorted, so that when two input names sanitise to the same variable
+	// the result does not depend on map order: the last name wins.
+	for _, k := range slices.Sorted(maps.Keys(ev.Inputs)) {
+		env["RUNNEL_INPUT_"+SanitizeEnvName(k)] = ev.Inputs[k]
+	}
+	return env
+}
+
+// SanitizeEnvName upper-cases name and replaces every character outside
+// [A-Z0-9_] with "_". An empty name becomes "_".
+func SanitizeEnvName(name string) string {
+	var b strings.Builder
+	for _, r := range strings.ToUpper(name) {
+		if r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "_"
+	}
+	return b.String()
+}
+
+// match reports whether ev passes every filter that is set.
+func (f filter) match(ev Event) bool {
+	if len(f.events) > 0 && !slices.Contains(f.events, ev.Kind) {
+		return false
+	}
+	if len(f.branches) > 0 && !matchAny(f.branches, ev.Branch) {
+		return false
+	}
+	if len(f.tags) > 0 && !matchAny(f.tags, ev.Tag) {
+		return false
+	}
+	if (len(f.paths) > 0 || len(f.pathsIgnore) > 0) && ev.Changed != nil {
+		hit := false
+		for _, c := range ev.Changed {
+			if matchAny(f.pathsIgnore, c) {
+				continue
+			}
+			if len(f.paths) == 0 || matchAny(f.paths, c) {
+				hit = true
+				break
+			}
+		}
+		if !hit {
+			return false
+		}
+	}
+	return true
+}
+
+// matchAny reports whether s is non-empty and matches one of the globs.
+func matchAny(globs []string, s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, g := range globs {
+		if Match(g, s) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,107 @@
+package pipeline
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Severity says whether a diagnostic makes the file unusable.
+type Severity int
+
+// Severities.
+const (
+	SeverityError   Severity = iota // the file is rejected
+	SeverityWarning                 // the file is accepted; the author should look
+)
+
+// String returns "error" or "warning".
+func (s Severity) String() string {
+	if s == SeverityWarning {
+		return "warning"
+	}
+	return "error"
+}
+
+// Diagnostic codes. They are stable: tools and tests may match on them.
+// docs/pipeline.md lists them with examples.
+const (
+	CodeYAMLSyntax        = "yaml-syntax"
+	CodeFileTooLarge      = "file-too-large"
+	CodeTooComplex        = "too-complex"
+	CodeMultipleDocuments = "multiple-documents"
+	CodeBadVersion        = "bad-version"
+	CodeUnknownKey        = "unknown-key"
+	CodeDuplicateKey      = "duplicate-key"
+	CodeWrongType         = "wrong-type"
+	CodeMissingField      = "missing-field"
+	CodeBadValue          = "bad-value"
+	CodeBadName           = "bad-name"
+	CodeReservedName      = "reserved-name"
+	CodeDuplicateName     = "duplicate-name"
+	CodeUnknownNeed       = "unknown-need"
+	CodeCycle             = "cycle"
+	CodeBadGlob           = "bad-glob"
+	CodeBadDuration       = "bad-duration"
+	CodeBadMatrix         = "bad-matrix"
+	CodeMatrixTooLarge    = "matrix-too-large"
+	CodeUnsupported       = "unsupported"
+
+	// Warnings.
+	CodeDuplicateNeed       = "duplicate-need"
+	CodeTimeoutExceedsStage = "timeout-exceeds-stage"
+)
+
+// Diagnostic is one problem found in a pipeline file, with the position of
+// the offending node. Line and Col are 1-based.
+type Diagnostic struct {
+	File     string
+	Line     int
+	Col      int
+	Code     string
+	Severity Severity
+	Message  string
+}
+
+// String formats d as "file:line:col: code: message"; warnings get a
+// "warning: " prefix before the code so that errors keep the plain form
+// editors and CI annotations expect.
+func (d Diagnostic) String() string {
+	if d.Severity == SeverityWarning {
+		return fmt.Sprintf("%s:%d:%d: warning: %s: %s", d.File, d.Line, d.Col, d.Code, d.Message)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s: %s", d.File, d.Line, d.Col, d.Code, d.Message)
+}
+
+// Diagnostics is every problem found in one file, ordered by position. It
+// is the error Parse returns when the file has errors.
+type Diagnostics []Diagnostic
+
+// Error joins the diagnostics, one per line.
+func (ds Diagnostics) Error() string {
+	lines := make([]string, len(ds))
+	for i, d := range ds {
+		lines[i] = d.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// HasErrors reports whether any diagnostic is an error (not a warning).
+func (ds Diagnostics) HasErrors() bool {
+	for _, d := range ds {
+		if d.Severity == SeverityError {
+			return true
+		}
+	}
+	return false
+}
+
+func sortDiagnostics(ds Diagnostics) {
+	slices.SortStableFunc(ds, func(a, b Diagnostic) int {
+		if c := cmp.Compare(a.Line, b.Line); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Col, b.Col)
+	})
+}

@@ -1,0 +1,25 @@
+package pipeline
+
+// The keys each level of a .pipeline.yml accepts. docs/pipeline.schema.json
+// must list exactly these (schema_test.go checks), so a key is added here,
+// in the parser, in the schema and in docs/pipeline.md together.
+var (
+	pipelineKeys  = []string{"version", "env", "when", "stages"}
+	whenKeys      = []string{"event", "branch", "branches", "tag", "tags", "paths", "paths_ignore"}
+	stageWhenKeys = append(append([]string(nil), whenKeys...), "status")
+	stageKeys     = []string{"image", "needs", "labels", "services", "matrix", "when", "concurrency", "approval", "environment", "timeout", "env", "steps"}
+	stepKeys      = []string{"name", "run", "image", "env", "timeout", "retry", "allow_failure"}
+	serviceKeys   = []string{"name", "image", "command", "env", "ready"}
+	readyKeys     = []string{"port", "command", "timeout"}
+	retryKeys     = []string{"limit", "exit_codes"}
+	// matrixKeys are the matrix keys that are not axes.
+	matrixKeys = []string{"exclude", "include"}
+
+	// Keys reserved for features that are planned but not implemented:
+	// they are rejected with CodeUnsupported rather than CodeUnknownKey so
+	// that nobody believes a misspelling.
+	pipelineReserved = []string{"secrets"}
+	stageReserved    = []string{"artifacts", "fetch", "cache", "deploy", "secrets"}
+	stepReserved     = []string{"secrets", "artifacts", "cache"}
+	serviceReserved  = []string{"secrets"}
+)
