@@ -1,0 +1,100 @@
+// Package wire is the protocol between the Runnel server and its agents:
+// the NATS subjects, the JSON message types and the rules both sides obey.
+// This comment is the specification; the code below only spells it out.
+//
+// # Versioning
+//
+// Every message carries "v", the protocol's major version ([Version], now
+// 1), and every subject starts with "runnel.v1.". Within a major version
+// changes are additive (new optional fields; old readers ignore them).
+// [Decode] rejects a message whose major version is not [Version] with
+// [ErrVersion]; a missing "v" counts as unknown.
+//
+// # Subjects
+//
+//	runnel.v1.jobs.<set>            Job        server → agents (JetStream stream JOBS, work queue)
+//	runnel.v1.runs.<run>.updates    Update     agent → server (JetStream stream EVENTS)
+//	runnel.v1.runs.<run>.logs       LogChunk   agent → server (JetStream stream EVENTS)
+//	runnel.v1.cancel.<run>          Cancel     server → agents (core NATS)
+//	runnel.v1.agents.<name>.hello   Presence   agent → server (core NATS; hello, heartbeat, bye)
+//
+// No untrusted string is ever spliced into a subject. <run> and <name> go
+// through [Token], which passes a short string of [A-Za-z0-9_-] through and
+// replaces anything else by a hash; <set> is a hash of a label set. Subjects
+// only route: the IDs inside the payload are authoritative and receivers
+// check them. Agent names must already be valid tokens ([ValidName]): they
+// are the agents' NATS user names and their permissions name them.
+//
+// # Label matching
+//
+// A stage requires labels R (pipeline.Stage.Labels); an agent with labels L
+// may run it when R ⊆ L (every k=v of R is in L). A job is published on
+// runnel.v1.jobs.<LabelSetKey(R)>: "any" for the empty set, otherwise the
+// first 128 bits of SHA-256 over the sorted lines "%q=%q\n" (key, value), in hex. An agent
+// consumes the subjects of every subset of L ([Subsets]); an agent may have
+// at most [MaxLabels] labels, so at most 64 subjects. JetStream forbids
+// overlapping consumers on a work-queue stream, so each label-set subject
+// has exactly one durable consumer ([ConsumerName]), shared by every agent
+// whose labels include that set: "one consumer per distinct required set,
+// agents pull from all subsets of their set". A job requiring more than
+// MaxLabels labels can never match and is refused at publish.
+//
+// # Leases, attempts and fencing
+//
+// Stage attempts are fencing tokens; the server (its store) is the
+// authority and accepts an update only when its Attempt is the stage's
+// current attempt. The rules:
+//
+//  1. The server publishes a Job with Attempt = the next attempt of the
+//     stage (the first is 1; a retry is the highest attempt seen + 1) and
+//     the JetStream message id JobMsgID(run, stage, attempt), so a publish
+//     retry is deduplicated and a new attempt is never mistaken for one.
+//  2. JetStream hands the message to one agent and holds it for AckWait
+//     (30 s). While the stage runs the agent extends the lease every 5 s
+//     with a synchronous in-progress ack ("+WPI" as a request, answered by
+//     the server). The agent acks the message after it has published the
+//     "finished" update (so a finished stage is never lost).
+//  3. The agent's lease ends at (start of the last successful extension, or
+//     of the pull request that delivered the job) + AckWait − LeaseMargin
+//     (10 s). If it reaches that point without a successful extension (it
+//     was cut off from NATS), it cancels the stage's context, so the stage
+//     stops (the executor's stop grace fits in LeaseMargin) before
+//     JetStream can redeliver. Hence a stage never runs on two agents at
+//     once.
+//  4. If the agent dies or is cut off, JetStream redelivers the message
+//     after AckWait: a lost agent is detected within 30 s. The new agent
+//     runs it as attempt Job.Attempt + NumDelivered − 1 (see
+//     [EffectiveAttempt]) and reports "started" with it. The server accepts
+//     a "started" whose attempt is greater than the stage's current one and
+//     makes it current, so late updates of the old attempt are refused.
+//     Attempts may skip numbers (a message handed back with a nak also
+//     counts as a delivery); they only ever grow.
+//  5. After MaxDeliver deliveries JetStream gives up; the server turns that
+//     advisory into an Update of kind "lost" and deletes the message.
+//  6. A "started" for a stage the server already considers finished or
+//     cancelled (possible when an agent died between publishing "finished"
+//     and acking) is answered with a Cancel naming that attempt.
+//
+// # Cancellation
+//
+// Cancel is core NATS: an agent that is disconnected when it is sent misses
+// it, so the server repeats it on every update it receives from a
+// cancelled stage. StageID and Attempt narrow a Cancel; empty/zero mean
+// every stage/attempt of the run.
+//
+// # Logs
+//
+// A step's output travels as LogChunk messages of at most [MaxChunk] bytes
+// (NATS' default max payload is 1 MiB and base64 adds a third), numbered
+// from 0 per (run, stage, attempt, step) by Seq; the last chunk has EOF set
+// (possibly with no data). Long lines are split, never dropped. Chunks are
+// published to JetStream with message id LogMsgID so a publish retry is
+// not stored twice; the server orders by Seq.
+//
+// # Presence
+//
+// An agent publishes a Presence of kind "hello" when it connects, then
+// "heartbeat" every Interval (5 s), and "bye" when it stops. The server
+// considers it lost after a few missed heartbeats. Presence is
+// informational: leases, not presence, decide about jobs.
+package wire

@@ -1,0 +1,105 @@
+package wire
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestLabelMatching(t *testing.T) {
+	agent := map[string]string{"os": "linux", "gpu": "yes", "arch": "amd64"}
+	subs, err := Subsets(agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(subs), 8; got != want {
+		t.Fatalf("got %d subsets, want %d", got, want)
+	}
+	has := map[string]bool{}
+	for _, s := range subs {
+		has[s] = true
+	}
+	tests := []struct {
+		name string
+		job  map[string]string
+		want bool
+	}{
+		{"no labels", nil, true},
+		{"subset", map[string]string{"os": "linux", "gpu": "yes"}, true},
+		{"all", agent, true},
+		{"other value", map[string]string{"os": "darwin"}, false},
+		{"extra key", map[string]string{"os": "linux", "disk": "ssd"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := has[LabelSetKey(tt.job)]; got != tt.want {
+				t.Errorf("got match %v, want %v", got, tt.want)
+			}
+		})
+	}
+	// Canonical: "a=b=c" split differently must not collide.
+	if LabelSetKey(map[string]string{"a": "b=c"}) == LabelSetKey(map[string]string{"a=b": "c"}) {
+		t.Error("label sets with different keys collide")
+	}
+	if _, err := Subsets(map[string]string{"a": "1", "b": "1", "c": "1", "d": "1", "e": "1", "f": "1", "g": "1"}); err == nil {
+		t.Error("got no error for 7 labels, want one")
+	}
+}
+
+func TestToken(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"run-01H_x", "run-01H_x"},
+		{"feature/x.y", ""},
+		{"a.>", ""},
+		{"", ""},
+		{strings.Repeat("a", 65), ""},
+	}
+	for _, tt := range tests {
+		got := Token(tt.in)
+		if tt.want != "" && got != tt.want {
+			t.Errorf("Token(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if tt.want == "" && (!strings.HasPrefix(got, "h") || len(got) != 33 || strings.ContainsAny(got, ".*> ")) {
+			t.Errorf("Token(%q) = %q, want a hashed token", tt.in, got)
+		}
+	}
+	if s := UpdatesSubject("refs/heads/main.x"); strings.Count(s, ".") != 4 {
+		t.Errorf("got subject %q, want 5 tokens", s)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	b, err := Encode(&Job{RunID: "r", StageID: "s", Attempt: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j Job
+	if err := Decode(b, &j); err != nil || j.Attempt != 2 || j.V != Version {
+		t.Fatalf("got %+v, %v; want attempt 2 version %d", j, err, Version)
+	}
+	for _, in := range []string{`{"v":2,"run_id":"r"}`, `{"run_id":"r"}`} {
+		if err := Decode([]byte(in), &j); !errors.Is(err, ErrVersion) {
+			t.Errorf("Decode(%s): got %v, want ErrVersion", in, err)
+		}
+	}
+}
+
+func TestEffectiveAttempt(t *testing.T) {
+	j := &Job{Attempt: 3}
+	for _, tt := range []struct {
+		n    uint64
+		want int
+	}{{0, 3}, {1, 3}, {2, 4}, {5, 7}} {
+		if got := EffectiveAttempt(j, tt.n); got != tt.want {
+			t.Errorf("EffectiveAttempt(3, %d) = %d, want %d", tt.n, got, tt.want)
+		}
+	}
+}
+
+func FuzzDecodeJob(f *testing.F) {
+	f.Add([]byte(`{"v":1,"run_id":"r","stage":{"id":"a","steps":[]}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var j Job
+		_ = Decode(b, &j)
+	})
+}
