@@ -101,32 +101,11 @@ func (c *Cache) Checkout(ctx context.Context, src Source, dest string) error {
 	if err := src.Validate(); err != nil {
 		return err
 	}
-	sum := sha256.Sum256([]byte(src.URL))
-	key := hex.EncodeToString(sum[:12])
-	defer c.lock(key)()
-	mirror := filepath.Join(c.dir, key+".git")
-	if _, err := os.Stat(filepath.Join(mirror, "HEAD")); err != nil {
-		if err := os.MkdirAll(mirror, 0o750); err != nil {
-			return fmt.Errorf("create mirror for %s: %w", src.URL, err)
-		}
-		if _, err := git(ctx, "", "init", "--quiet", "--bare", "--", mirror); err != nil {
-			return fmt.Errorf("init mirror for %s: %w", src.URL, err)
-		}
+	mirror, unlock, err := c.fetch(ctx, src)
+	if err != nil {
+		return err
 	}
-	if _, err := git(ctx, mirror, "cat-file", "-e", src.Commit+"^{commit}"); err != nil {
-		if _, err := git(ctx, mirror, "fetch", "--quiet", "--no-tags", "--depth=1", "--", src.URL, src.Commit); err != nil {
-			if src.Ref == "" {
-				return fmt.Errorf("fetch %s from %s: %w", src.Commit, src.URL, err)
-			}
-			// Some servers refuse a want by SHA: fetch the ref instead.
-			if _, err2 := git(ctx, mirror, "fetch", "--quiet", "--no-tags", "--", src.URL, src.Ref); err2 != nil {
-				return fmt.Errorf("fetch %s from %s: %w (by ref %s: %v)", src.Commit, src.URL, err, src.Ref, err2)
-			}
-			if _, err := git(ctx, mirror, "cat-file", "-e", src.Commit+"^{commit}"); err != nil {
-				return fmt.Errorf("commit %s not found in %s after fetching %s: %w", src.Commit, src.URL, src.Ref, err)
-			}
-		}
-	}
+	defer unlock()
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return fmt.Errorf("create workspace %s: %w", dest, err)
 	}
@@ -145,6 +124,46 @@ func (c *Cache) Checkout(ctx context.Context, src Source, dest string) error {
 		return fmt.Errorf("check out %s into %s: %w", src.Commit, dest, err)
 	}
 	return nil
+}
+
+// fetch makes sure the mirror of src.URL has src.Commit and returns the
+// mirror with its lock held; the caller calls unlock.
+func (c *Cache) fetch(ctx context.Context, src Source) (mirror string, unlock func(), err error) {
+	if err := src.Validate(); err != nil {
+		return "", nil, err
+	}
+	sum := sha256.Sum256([]byte(src.URL))
+	key := hex.EncodeToString(sum[:12])
+	unlock = c.lock(key)
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
+	mirror = filepath.Join(c.dir, key+".git")
+	if _, err := os.Stat(filepath.Join(mirror, "HEAD")); err != nil {
+		if err := os.MkdirAll(mirror, 0o750); err != nil {
+			return "", nil, fmt.Errorf("create mirror for %s: %w", src.URL, err)
+		}
+		if _, err := git(ctx, "", "init", "--quiet", "--bare", "--", mirror); err != nil {
+			return "", nil, fmt.Errorf("init mirror for %s: %w", src.URL, err)
+		}
+	}
+	if _, err := git(ctx, mirror, "cat-file", "-e", src.Commit+"^{commit}"); err != nil {
+		if _, err := git(ctx, mirror, "fetch", "--quiet", "--no-tags", "--depth=1", "--", src.URL, src.Commit); err != nil {
+			if src.Ref == "" {
+				return "", nil, fmt.Errorf("fetch %s from %s: %w", src.Commit, src.URL, err)
+			}
+			// Some servers refuse a want by SHA: fetch the ref instead.
+			if _, err2 := git(ctx, mirror, "fetch", "--quiet", "--no-tags", "--", src.URL, src.Ref); err2 != nil {
+				return "", nil, fmt.Errorf("fetch %s from %s: %w (by ref %s: %v)", src.Commit, src.URL, err, src.Ref, err2)
+			}
+			if _, err := git(ctx, mirror, "cat-file", "-e", src.Commit+"^{commit}"); err != nil {
+				return "", nil, fmt.Errorf("commit %s not found in %s after fetching %s: %w", src.Commit, src.URL, src.Ref, err)
+			}
+		}
+	}
+	return mirror, unlock, nil
 }
 
 func git(ctx context.Context, gitDir string, args ...string) ([]byte, error) {
@@ -169,4 +188,40 @@ func gitEnv(ctx context.Context, gitDir string, env []string, args ...string) ([
 		return out, fmt.Errorf("git %s: %w: %s", args[0], err, strings.TrimSpace(stderr.String()))
 	}
 	return out, nil
+}
+
+// ErrNoFile reports that the commit has no such file.
+var ErrNoFile = errors.New("file not in commit")
+
+// ReadFile returns the content of path at commit in the repository whose
+// git directory is gitDir (a bare repository on this host).
+func ReadFile(ctx context.Context, gitDir, commit, path string) ([]byte, error) {
+	if !isSHA(commit) {
+		return nil, fmt.Errorf("%w: commit %q is not a full hex SHA", ErrUnsafe, commit)
+	}
+	if strings.HasPrefix(path, "-") || strings.Contains(path, ":") {
+		return nil, fmt.Errorf("%w: path %q", ErrUnsafe, path)
+	}
+	if _, err := git(ctx, gitDir, "cat-file", "-e", commit+"^{commit}"); err != nil {
+		return nil, fmt.Errorf("read %s at %s: commit not found: %w", path, commit, err)
+	}
+	if _, err := git(ctx, gitDir, "cat-file", "-e", commit+":"+path); err != nil {
+		return nil, fmt.Errorf("read %s at %s: %w", path, commit, ErrNoFile)
+	}
+	b, err := git(ctx, gitDir, "cat-file", "blob", commit+":"+path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s at %s: %w", path, commit, err)
+	}
+	return b, nil
+}
+
+// ReadFile fetches src.Commit into the cache (if needed) and returns the
+// content of path at it.
+func (c *Cache) ReadFile(ctx context.Context, src Source, path string) ([]byte, error) {
+	mirror, unlock, err := c.fetch(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return ReadFile(ctx, mirror, src.Commit, path)
 }

@@ -91,3 +91,29 @@ func TestValidateRefusesUnsafe(t *testing.T) {
 		t.Errorf("Validate(https source) = %v, want nil", err)
 	}
 }
+
+func TestReadFile(t *testing.T) {
+	root := t.TempDir()
+	bare := filepath.Join(root, "r.git")
+	run(t, root, "init", "-q", "--bare", bare)
+	work := filepath.Join(root, "w")
+	run(t, root, "clone", "-q", bare, work)
+	os.WriteFile(filepath.Join(work, ".pipeline.yml"), []byte("version: 1\n"), 0o644)
+	run(t, work, "add", ".")
+	run(t, work, "commit", "-qm", "first")
+	sha := run(t, work, "rev-parse", "HEAD")
+	run(t, work, "push", "-q", "origin", "HEAD:refs/heads/main")
+
+	b, err := ReadFile(context.Background(), bare, sha, ".pipeline.yml")
+	if err != nil || string(b) != "version: 1\n" {
+		t.Errorf("ReadFile(bare) = %q, %v; want the file", b, err)
+	}
+	if _, err := ReadFile(context.Background(), bare, sha, "missing.yml"); !errors.Is(err, ErrNoFile) {
+		t.Errorf("ReadFile(missing) error = %v, want ErrNoFile", err)
+	}
+	c, _ := NewCache(filepath.Join(root, "cache"))
+	b, err = c.ReadFile(context.Background(), Source{URL: bare, Commit: sha}, ".pipeline.yml")
+	if err != nil || string(b) != "version: 1\n" {
+		t.Errorf("Cache.ReadFile = %q, %v; want the file", b, err)
+	}
+}
