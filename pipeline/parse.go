@@ -31,6 +31,7 @@ const (
 	maxAliases = 100     // alias dereferences in one file
 	maxNodes   = 200_000 // nodes visited in one file, aliases included
 	maxMerge   = 8       // nesting of "<<" merge keys
+	maxDiags   = 200     // diagnostics reported per file
 )
 
 // ErrSkipped is returned by Plan when the event does not match the
@@ -121,9 +122,12 @@ func ParseFile(path string) (*Pipeline, error) {
 // has only warnings, they are in the Pipeline's Warnings and the error is
 // nil.
 func Parse(name string, src []byte) (*Pipeline, error) {
-	ps := &parser{file: name}
+	ps := &parser{file: name, stepTimeouts: map[*Step]*yaml.Node{}}
 	p := ps.parse(src)
 	sortDiagnostics(ps.diags)
+	if ps.dropped > 0 {
+		ps.diags = append(ps.diags, Diagnostic{File: name, Line: 1, Col: 1, Code: CodeTooComplex, Message: fmt.Sprintf("%d more diagnostics not shown", ps.dropped)})
+	}
 	if ps.diags.HasErrors() {
 		return nil, ps.diags
 	}
@@ -133,11 +137,14 @@ func Parse(name string, src []byte) (*Pipeline, error) {
 }
 
 type parser struct {
-	file       string
-	diags      Diagnostics
-	aliases    int
-	nodes      int
-	tooComplex bool
+	file         string
+	diags        Diagnostics
+	seen         map[Diagnostic]bool
+	dropped      int
+	stepTimeouts map[*Step]*yaml.Node
+	aliases      int
+	nodes        int
+	tooComplex   bool
 }
 
 func (ps *parser) add(sev Severity, n *yaml.Node, code, format string, args ...any) {
@@ -145,7 +152,21 @@ func (ps *parser) add(sev Severity, n *yaml.Node, code, format string, args ...a
 	if n != nil && n.Line > 0 {
 		line, col = n.Line, n.Column
 	}
-	ps.diags = append(ps.diags, Diagnostic{File: ps.file, Line: line, Col: col, Code: code, Severity: sev, Message: fmt.Sprintf(format, args...)})
+	d := Diagnostic{File: ps.file, Line: line, Col: col, Code: code, Severity: sev, Message: fmt.Sprintf(format, args...)}
+	// Content reached through an alias is checked once per reference;
+	// report each problem once.
+	if ps.seen[d] {
+		return
+	}
+	if len(ps.diags) >= maxDiags {
+		ps.dropped++
+		return
+	}
+	if ps.seen == nil {
+		ps.seen = map[Diagnostic]bool{}
+	}
+	ps.seen[d] = true
+	ps.diags = append(ps.diags, d)
 }
 
 func (ps *parser) errorf(n *yaml.Node, code, format string, args ...any) {
@@ -220,7 +241,9 @@ func (ps *parser) parse(src []byte) *Pipeline {
 		ps.errorf(root, CodeWrongType, "the file must be a mapping with version and stages, got %s", kindName(root))
 		return p
 	}
-	es := ps.entries(root, 0)
+	// Top-level keys starting with "x-" are free for the author, as in
+	// Compose files: a place to put anchors.
+	es := slices.DeleteFunc(ps.entries(root, 0), func(e entry) bool { return strings.HasPrefix(e.key.Value, "x-") })
 	ps.checkKeys(es, "pipeline", pipelineKeys, pipelineReserved)
 	var versionSeen, stagesSeen bool
 	for _, e := range es {
@@ -701,7 +724,7 @@ func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 	// regardless of key order.
 	for _, st := range s.steps {
 		if st.Timeout > s.timeout {
-			ps.warnf(key, CodeTimeoutExceedsStage, "step %q timeout %s exceeds the stage timeout %s", st.Name, st.Timeout.D(), s.timeout.D())
+			ps.warnf(ps.stepTimeouts[st], CodeTimeoutExceedsStage, "step %q timeout %s exceeds the stage timeout %s", st.Name, st.Timeout.D(), s.timeout.D())
 		}
 	}
 	return s
@@ -761,6 +784,7 @@ func (ps *parser) step(n *yaml.Node) *Step {
 			st.Env = ps.env(e.val, "env")
 		case "timeout":
 			st.Timeout = ps.duration(e.val, "timeout")
+			ps.stepTimeouts[st] = ps.resolve(e.val)
 		case "retry":
 			st.Retry = ps.retry(e.val)
 		case "allow_failure":
