@@ -227,4 +227,3 @@ func validSHA(s string) bool {
 	}
 	return true
 }
-

@@ -1,0 +1,218 @@
+package generic
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/runnel-ci/runnel/scm"
+)
+
+// Path is where servers conventionally mount the generic hook.
+const Path = "/hooks/generic"
+
+// MaxBodySize caps a generic hook body; the payload is small.
+const MaxBodySize = 1 << 20
+
+// DeliveryHeader carries an optional unique delivery ID.
+const DeliveryHeader = "X-Runnel-Delivery"
+
+// Payload is the JSON body of a generic hook request.
+type Payload struct {
+	Repo      string            `json:"repo"`
+	Ref       string            `json:"ref"`              // refs/heads/X or refs/tags/X
+	Before    string            `json:"before,omitempty"` // previous SHA; zero or empty for a new ref
+	Commit    string            `json:"commit"`           // full SHA to build
+	Message   string            `json:"message,omitempty"`
+	Timestamp *time.Time        `json:"timestamp,omitempty"`
+	Author    string            `json:"author,omitempty"`
+	CloneURL  string            `json:"clone_url,omitempty"`
+	Changed   []string          `json:"changed,omitempty"`
+	Inputs    map[string]string `json:"inputs,omitempty"`
+	// Manual marks a manually triggered run (Kind manual) instead of
+	// deriving push or tag from Ref.
+	Manual bool `json:"manual,omitempty"`
+}
+
+// Hook parses generic hook requests. The zero value is ready to use.
+type Hook struct{}
+
+var _ scm.Hook = Hook{}
+
+// Parse implements scm.Hook; see Parse.
+func (Hook) Parse(r *http.Request, secret []byte) (*scm.Event, error) { return Parse(r, secret) }
+
+// HashToken returns the "sha256:<hex>" form of token, usable as the secret
+// of Parse instead of the token itself.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Parse authenticates r's bearer token against secret (the token, or
+// HashToken of it) before reading the body, then decodes the Payload into
+// an Event. For a per-repository token chosen by the payload's repo, use
+// ParseFunc.
+func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
+	if err := authorize(r, secret); err != nil {
+		return nil, err
+	}
+	body, err := scm.ReadBody(r, MaxBodySize)
+	if err != nil {
+		return nil, fmt.Errorf("generic hook: %w", err)
+	}
+	p, err := Decode(body)
+	if err != nil {
+		return nil, err
+	}
+	return p.event(delivery(r))
+}
+
+// ParseFunc is Parse for per-repository tokens: it decodes the body, asks
+// secret for the secret of the payload's repo (a nil secret or an error
+// rejects the request with ErrSignature), then authenticates. The body is
+// decoded before authentication because it names the repository.
+func ParseFunc(r *http.Request, secret func(repo string) ([]byte, error)) (*scm.Event, error) {
+	if bearer(r) == "" {
+		return nil, fmt.Errorf("generic hook: missing bearer token: %w", scm.ErrSignature)
+	}
+	body, err := scm.ReadBody(r, MaxBodySize)
+	if err != nil {
+		return nil, fmt.Errorf("generic hook: %w", err)
+	}
+	p, err := Decode(body)
+	if err != nil {
+		return nil, err
+	}
+	s, err := secret(p.Repo)
+	if err != nil {
+		return nil, fmt.Errorf("generic hook: secret of %q: %v: %w", p.Repo, err, scm.ErrSignature)
+	}
+	if err := authorize(r, s); err != nil {
+		return nil, err
+	}
+	return p.event(delivery(r))
+}
+
+// Decode parses a generic hook body strictly (unknown fields are errors).
+func Decode(body []byte) (*Payload, error) {
+	var p Payload
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("generic hook: decode body: %v: %w", err, scm.ErrBadRequest)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("generic hook: decode body: data after the JSON object: %w", scm.ErrBadRequest)
+	}
+	if p.Repo == "" {
+		return nil, fmt.Errorf("generic hook: missing repo: %w", scm.ErrBadRequest)
+	}
+	return &p, nil
+}
+
+func delivery(r *http.Request) string {
+	if d := r.Header.Get(DeliveryHeader); d != "" {
+		return d
+	}
+	return r.Header.Get("Idempotency-Key")
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
+		return ""
+	}
+	return strings.TrimSpace(h[7:])
+}
+
+func authorize(r *http.Request, secret []byte) error {
+	if len(secret) == 0 {
+		return fmt.Errorf("generic hook: no token configured: %w", scm.ErrSignature)
+	}
+	tok := bearer(r)
+	if tok == "" {
+		return fmt.Errorf("generic hook: missing bearer token: %w", scm.ErrSignature)
+	}
+	if !TokenMatches(tok, secret) {
+		return fmt.Errorf("generic hook: wrong token: %w", scm.ErrSignature)
+	}
+	return nil
+}
+
+// TokenMatches compares token in constant time with secret, which is the
+// token itself or HashToken(token). An empty secret matches nothing.
+func TokenMatches(token string, secret []byte) bool {
+	if len(secret) == 0 {
+		return false
+	}
+	if h, ok := bytes.CutPrefix(secret, []byte("sha256:")); ok {
+		sum := sha256.Sum256([]byte(token))
+		want := make([]byte, hex.EncodedLen(len(sum)))
+		hex.Encode(want, sum[:])
+		return subtle.ConstantTimeCompare(bytes.ToLower(h), want) == 1
+	}
+	// Compare fixed-size digests so the token's length is not revealed by
+	// timing either.
+	a, b := sha256.Sum256([]byte(token)), sha256.Sum256(secret)
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+func (p *Payload) event(delivery string) (*scm.Event, error) {
+	ev := &scm.Event{
+		Forge:    scm.ForgeGeneric,
+		Delivery: delivery,
+		Repo:     p.Repo,
+		CloneURL: p.CloneURL,
+		Ref:      p.Ref,
+		Before:   p.Before,
+		Commit:   p.Commit,
+		Message:  p.Message,
+		Author:   p.Author,
+		Changed:  p.Changed,
+		Inputs:   p.Inputs,
+	}
+	if p.Timestamp != nil {
+		ev.Timestamp = *p.Timestamp
+	}
+	if scm.IsZeroSHA(p.Commit) {
+		if p.Ref != "" && !p.Manual {
+			return nil, fmt.Errorf("generic hook: %q deleted: %w", p.Ref, scm.ErrIgnored)
+		}
+		return nil, fmt.Errorf("generic hook: missing commit: %w", scm.ErrBadRequest)
+	}
+	if !validSHA(p.Commit) {
+		return nil, fmt.Errorf("generic hook: commit %q is not a full hex SHA: %w", p.Commit, scm.ErrBadRequest)
+	}
+	ev.Branch, ev.Tag = scm.BranchOf(p.Ref), scm.TagOf(p.Ref)
+	switch {
+	case p.Manual:
+		ev.Kind = scm.KindManual
+	case ev.Branch != "":
+		ev.Kind = scm.KindPush
+	case ev.Tag != "":
+		ev.Kind = scm.KindTag
+	default:
+		return nil, fmt.Errorf("generic hook: ref %q is neither a branch nor a tag: %w", p.Ref, scm.ErrIgnored)
+	}
+	return ev, nil
+}
+
+func validSHA(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
