@@ -237,6 +237,10 @@ func (ps *parser) parse(src []byte) *Pipeline {
 	if root == nil {
 		return p
 	}
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		ps.errorf(root, CodeMissingField, "file is empty; version is required")
+		return p
+	}
 	if root.Kind != yaml.MappingNode {
 		ps.errorf(root, CodeWrongType, "the file must be a mapping with version and stages, got %s", kindName(root))
 		return p
