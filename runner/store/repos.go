@@ -1,0 +1,304 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"time"
+)
+
+// Repo is a repository Runnel builds.
+type Repo struct {
+	ID   int64
+	Name string // unique, e.g. "acme/web"
+	// Forge is one of ForgeGitHub, ForgeGitea, ForgeGitLab, ForgeGeneric, ForgeGit.
+	Forge    string
+	CloneURL string
+	// WebhookSecret verifies forge webhook signatures (stored as given:
+	// HMAC verification needs it).
+	WebhookSecret string
+	DefaultBranch string
+	// CancelPrevious: a newer push cancels older unfinished runs of the
+	// same branch.
+	CancelPrevious bool
+	// Private repositories serve badges only with the badge token.
+	Private bool
+	// StatusAPIURL and StatusToken configure commit status reports (forge
+	// API base URL and token); empty means no reports.
+	StatusAPIURL string
+	StatusToken  string
+	CreatedAt    time.Time
+	// HasHookToken and HasBadgeToken say whether a token was set; the
+	// tokens themselves are stored only as SHA-256 hashes.
+	HasHookToken  bool
+	HasBadgeToken bool
+}
+
+const repoCols = `id, name, forge, clone_url, webhook_secret, default_branch, cancel_previous, private,
+	status_api_url, status_token, created_at, hook_token_hash <> '', badge_token_hash <> ''`
+
+func scanRepo(row interface{ Scan(...any) error }) (*Repo, error) {
+	var r Repo
+	var created sql.NullInt64
+	if err := row.Scan(&r.ID, &r.Name, &r.Forge, &r.CloneURL, &r.WebhookSecret, &r.DefaultBranch,
+		&r.CancelPrevious, &r.Private, &r.StatusAPIURL, &r.StatusToken, &created,
+		&r.HasHookToken, &r.HasBadgeToken); err != nil {
+		return nil, err
+	}
+	r.CreatedAt = fromTS(created)
+	return &r, nil
+}
+
+// CreateRepo inserts r (ID, CreatedAt and the Has* fields are ignored) and
+// returns the stored repo. An empty DefaultBranch becomes "main". A taken
+// name gives ErrDuplicate.
+func (s *Store) CreateRepo(ctx context.Context, r Repo) (*Repo, error) {
+	if r.Name == "" || r.Forge == "" {
+		return nil, fmt.Errorf("create repo %q: name and forge are required", r.Name)
+	}
+	if r.DefaultBranch == "" {
+		r.DefaultBranch = "main"
+	}
+	var id int64
+	err := s.w.QueryRowContext(ctx, s.rebind(`INSERT INTO repos
+		(name, forge, clone_url, webhook_secret, default_branch, cancel_previous, private, status_api_url, status_token, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		r.Name, r.Forge, r.CloneURL, r.WebhookSecret, r.DefaultBranch, r.CancelPrevious, r.Private,
+		r.StatusAPIURL, r.StatusToken, s.now().UnixMicro()).Scan(&id)
+	if err != nil {
+		if isUnique(err) {
+			return nil, fmt.Errorf("create repo %q: %w", r.Name, ErrDuplicate)
+		}
+		return nil, fmt.Errorf("create repo %q: %w", r.Name, err)
+	}
+	return s.RepoByID(ctx, id)
+}
+
+// UpdateRepo stores the settings of r, found by r.ID: forge, clone URL,
+// webhook secret, default branch, cancel-previous, private, status report
+// settings. Name and tokens are not changed here.
+func (s *Store) UpdateRepo(ctx context.Context, r Repo) error {
+	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE repos SET forge = ?, clone_url = ?, webhook_secret = ?,
+		default_branch = ?, cancel_previous = ?, private = ?, status_api_url = ?, status_token = ? WHERE id = ?`),
+		r.Forge, r.CloneURL, r.WebhookSecret, r.DefaultBranch, r.CancelPrevious, r.Private,
+		r.StatusAPIURL, r.StatusToken, r.ID)
+	if err != nil {
+		return fmt.Errorf("update repo %d: %w", r.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("update repo %d: %w", r.ID, ErrNotFound)
+	}
+	return nil
+}
+
+// Repo returns the repo named name, or ErrNotFound.
+func (s *Store) Repo(ctx context.Context, name string) (*Repo, error) {
+	r, err := scanRepo(s.r.QueryRowContext(ctx, s.rebind(`SELECT `+repoCols+` FROM repos WHERE name = ?`), name))
+	if err != nil {
+		return nil, fmt.Errorf("get repo %q: %w", name, notFound(err))
+	}
+	return r, nil
+}
+
+// RepoByID returns the repo with that id, or ErrNotFound.
+func (s *Store) RepoByID(ctx context.Context, id int64) (*Repo, error) {
+	r, err := scanRepo(s.r.QueryRowContext(ctx, s.rebind(`SELECT `+repoCols+` FROM repos WHERE id = ?`), id))
+	if err != nil {
+		return nil, fmt.Errorf("get repo %d: %w", id, notFound(err))
+	}
+	return r, nil
+}
+
+// Repos lists all repos ordered by name.
+func (s *Store) Repos(ctx context.Context) ([]*Repo, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+repoCols+` FROM repos ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list repos: %w", err)
+	}
+	defer rows.Close()
+	var out []*Repo
+	for rows.Next() {
+		r, err := scanRepo(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list repos: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list repos: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteRepo deletes a repo with its runs, deliveries' run links and
+// deployments.
+func (s *Store) DeleteRepo(ctx context.Context, id int64) error {
+	res, err := s.w.ExecContext(ctx, s.rebind(`DELETE FROM repos WHERE id = ?`), id)
+	if err != nil {
+		return fmt.Errorf("delete repo %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("delete repo %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// RepoToken names one of a repo's secret tokens.
+type RepoToken string
+
+// Repo tokens.
+const (
+	// HookToken authenticates the generic JSON hook and the git
+	// post-receive hook of the repo.
+	HookToken RepoToken = "hook"
+	// BadgeToken lets badges of a private repo be served.
+	BadgeToken RepoToken = "badge"
+)
+
+func (k RepoToken) column() (string, error) {
+	switch k {
+	case HookToken:
+		return "hook_token_hash", nil
+	case BadgeToken:
+		return "badge_token_hash", nil
+	}
+	return "", fmt.Errorf("unknown repo token kind %q", k)
+}
+
+// RotateRepoToken makes a new random token of kind k for the repo, stores
+// its SHA-256 hash (replacing any previous token) and returns the
+// plaintext, which is not kept anywhere.
+func (s *Store) RotateRepoToken(ctx context.Context, repoID int64, k RepoToken) (string, error) {
+	col, err := k.column()
+	if err != nil {
+		return "", err
+	}
+	plain, err := newSecret("rnh_")
+	if err != nil {
+		return "", err
+	}
+	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE repos SET `+col+` = ? WHERE id = ?`), hashToken(plain), repoID)
+	if err != nil {
+		return "", fmt.Errorf("rotate %s token of repo %d: %w", k, repoID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return "", fmt.Errorf("rotate %s token of repo %d: %w", k, repoID, ErrNotFound)
+	}
+	return plain, nil
+}
+
+// CheckRepoToken reports whether plaintext is the repo's current token of
+// kind k (constant-time compare of hashes). A repo without such a token
+// never matches.
+func (s *Store) CheckRepoToken(ctx context.Context, repoID int64, k RepoToken, plaintext string) (bool, error) {
+	col, err := k.column()
+	if err != nil {
+		return false, err
+	}
+	var stored string
+	err = s.r.QueryRowContext(ctx, s.rebind(`SELECT `+col+` FROM repos WHERE id = ?`), repoID).Scan(&stored)
+	if err != nil {
+		return false, fmt.Errorf("check %s token of repo %d: %w", k, repoID, notFound(err))
+	}
+	if stored == "" || plaintext == "" {
+		return false, nil
+	}
+	return subtle.ConstantTimeCompare([]byte(stored), []byte(hashToken(plaintext))) == 1, nil
+}
+
+// hashToken is the stored form of a token: hex SHA-256.
+func hashToken(plain string) string {
+	sum := sha256.Sum256([]byte(plain))
+	return hex.EncodeToString(sum[:])
+}
+
+// newSecret returns prefix + 32 random bytes, base64url.
+func newSecret(prefix string) (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate token: %w", err)
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// Token is an API token (the plaintext is never stored).
+type Token struct {
+	ID        int64
+	Name      string
+	Admin     bool
+	CreatedAt time.Time
+}
+
+// CreateToken makes a new API token and returns its plaintext (shown to
+// the user once; only its SHA-256 hash is stored) and its record.
+func (s *Store) CreateToken(ctx context.Context, name string, admin bool) (string, *Token, error) {
+	plain, err := newSecret("rnl_")
+	if err != nil {
+		return "", nil, err
+	}
+	t := &Token{Name: name, Admin: admin, CreatedAt: time.UnixMicro(s.now().UnixMicro()).UTC()}
+	err = s.w.QueryRowContext(ctx, s.rebind(`INSERT INTO tokens (name, hash, admin, created_at) VALUES (?, ?, ?, ?) RETURNING id`),
+		name, hashToken(plain), admin, t.CreatedAt.UnixMicro()).Scan(&t.ID)
+	if err != nil {
+		return "", nil, fmt.Errorf("create token %q: %w", name, err)
+	}
+	return plain, t, nil
+}
+
+// CheckToken returns the token whose plaintext this is, or ErrNotFound.
+func (s *Store) CheckToken(ctx context.Context, plaintext string) (*Token, error) {
+	h := hashToken(plaintext)
+	var t Token
+	var stored string
+	var created sql.NullInt64
+	err := s.r.QueryRowContext(ctx, s.rebind(`SELECT id, name, admin, created_at, hash FROM tokens WHERE hash = ?`), h).
+		Scan(&t.ID, &t.Name, &t.Admin, &created, &stored)
+	if err != nil {
+		return nil, fmt.Errorf("check token: %w", notFound(err))
+	}
+	// The index lookup already matched; the constant-time compare keeps
+	// the check honest should the lookup ever become a prefix or range scan.
+	if subtle.ConstantTimeCompare([]byte(stored), []byte(h)) != 1 {
+		return nil, fmt.Errorf("check token: %w", ErrNotFound)
+	}
+	t.CreatedAt = fromTS(created)
+	return &t, nil
+}
+
+// Tokens lists API tokens ordered by id.
+func (s *Store) Tokens(ctx context.Context) ([]*Token, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, name, admin, created_at FROM tokens ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []*Token
+	for rows.Next() {
+		var t Token
+		var created sql.NullInt64
+		if err := rows.Scan(&t.ID, &t.Name, &t.Admin, &created); err != nil {
+			return nil, fmt.Errorf("list tokens: %w", err)
+		}
+		t.CreatedAt = fromTS(created)
+		out = append(out, &t)
+	}
+	return out, rows.Err()
+}
+
+// DeleteToken revokes a token.
+func (s *Store) DeleteToken(ctx context.Context, id int64) error {
+	res, err := s.w.ExecContext(ctx, s.rebind(`DELETE FROM tokens WHERE id = ?`), id)
+	if err != nil {
+		return fmt.Errorf("delete token %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("delete token %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+

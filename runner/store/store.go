@@ -1,0 +1,229 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Sentinel errors. Test with errors.Is.
+var (
+	// ErrNotFound: no row with that key.
+	ErrNotFound = errors.New("store: not found")
+	// ErrDuplicate: a row with that unique key exists already.
+	ErrDuplicate = errors.New("store: duplicate")
+	// ErrConflict: the row's current state does not allow the change (e.g.
+	// a transition out of a terminal status). Nothing was written.
+	ErrConflict = errors.New("store: conflict with current state")
+	// ErrStale: the caller's stage attempt is not the current one; another
+	// attempt owns the stage now. Nothing was written.
+	ErrStale = errors.New("store: stale attempt")
+)
+
+// Dialect names the SQL backend.
+type Dialect string
+
+// Dialects.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// Store is the database handle. Create it with Open and Close it when done.
+type Store struct {
+	dialect Dialect
+	w       *sql.DB // writes and transactions; one connection on SQLite
+	r       *sql.DB // reads; the same as w on PostgreSQL
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// Option configures Open.
+type Option func(*Store)
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
+// WithClock sets the clock used for created/queued/started/finished times
+// (default: time.Now). Tests use it for deterministic times.
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// Open connects to the database named by dsn and migrates its schema.
+//
+//   - "postgres://..." or "postgresql://...": PostgreSQL (a pgx DSN; extra
+//     query parameters such as search_path are passed to the server).
+//   - "sqlite:///abs/path.db", "sqlite://rel/path.db" or a plain file path:
+//     SQLite, created if missing, in WAL mode with foreign keys on.
+//
+// Migrations run idempotently at every Open; concurrent Opens of the same
+// database are safe (PostgreSQL: advisory lock; SQLite: immediate
+// transaction).
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	s := &Store{log: slog.Default(), now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	var err error
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		s.dialect = Postgres
+		s.w, err = sql.Open("pgx", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		s.w.SetMaxOpenConns(16)
+		s.w.SetMaxIdleConns(4)
+		s.r = s.w
+	default:
+		s.dialect = SQLite
+		path := strings.TrimPrefix(dsn, "sqlite://")
+		if path == "" {
+			return nil, fmt.Errorf("open sqlite: empty path in %q", dsn)
+		}
+		if strings.Contains(path, "?") {
+			return nil, fmt.Errorf("open sqlite %q: options in the DSN are not supported", path)
+		}
+		const pragmas = "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)" +
+			"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		s.w, err = sql.Open("sqlite", path+pragmas)
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
+		s.w.SetMaxOpenConns(1) // the single writer
+		s.w.SetConnMaxIdleTime(0)
+		s.r, err = sql.Open("sqlite", path+pragmas+"&_pragma=query_only(1)")
+		if err != nil {
+			s.w.Close()
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
+		s.r.SetMaxOpenConns(4)
+	}
+	if err := s.w.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("connect %s: %w", s.dialect, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Dialect reports which backend the store uses.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// Close closes the database connections.
+func (s *Store) Close() error {
+	var errs []error
+	if s.r != nil && s.r != s.w {
+		errs = append(errs, s.r.Close())
+	}
+	if s.w != nil {
+		errs = append(errs, s.w.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// rebind turns the ? placeholders of a query into PostgreSQL's $n. Queries
+// in this package never contain a literal question mark.
+func (s *Store) rebind(q string) string {
+	if s.dialect != Postgres {
+		return q
+	}
+	var b strings.Builder
+	b.Grow(len(q) + 16)
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// tx runs fn in a write transaction, committing when fn returns nil.
+func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			return errors.Join(err, fmt.Errorf("rollback: %w", rerr))
+		}
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// isUnique reports whether err is a unique-constraint violation.
+func isUnique(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "23505"
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// notFound maps sql.ErrNoRows to ErrNotFound.
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// ts converts a time to its column value: NULL for the zero time.
+func ts(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+// fromTS converts a column value back to a UTC time.
+func fromTS(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(v.Int64).UTC()
+}
+
+// nullID converts an id to its column value: NULL for 0.
+func nullID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+// placeholders returns "?, ?, ?" for n values.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
