@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/runnel-ci/runnel/agents/engine"
+	"github.com/runnel-ci/runnel/agents/engine/docker"
 	"github.com/runnel-ci/runnel/agents/engine/local"
 )
 
@@ -22,6 +23,25 @@ func newEngine(ctx context.Context, backend string, pull engine.PullPolicy, log 
 	return nil, nil, usageError(fmt.Errorf("--backend %q: want docker or local", backend))
 }
 
+// newDockerEngine connects to the Docker engine the environment points at
+// and removes what earlier `runnel run` processes on this host left behind
+// when they crashed (their owner PID is gone), so nothing accumulates.
 func newDockerEngine(ctx context.Context, pull engine.PullPolicy, log *slog.Logger) (engine.Engine, func(), error) {
-	return nil, nil, fmt.Errorf("docker backend: not available in this build")
+	cli, err := docker.NewClient()
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := cli.Ping(ctx); err != nil {
+		cli.Close()
+		return nil, nil, fmt.Errorf("docker backend: no Docker engine answers (use --backend local to run without Docker): %w", err)
+	}
+	eng, err := docker.New(cli, docker.Options{PullPolicy: pull, Logger: log})
+	if err != nil {
+		cli.Close()
+		return nil, nil, err
+	}
+	if err := eng.PruneDeadLocal(ctx); err != nil {
+		log.Warn("removing leftovers of earlier runs failed", "err", err)
+	}
+	return eng, func() { cli.Close() }, nil
 }
