@@ -345,7 +345,14 @@ func TestEveryCodeCovered(t *testing.T) {
 			text.Write(b)
 		}
 	}
+	doc, err := os.ReadFile("../docs/pipeline.md")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range all {
+		if !strings.Contains(string(doc), "| `"+c+"` |") {
+			t.Errorf("docs/pipeline.md does not list code %s", c)
+		}
 		if c == CodeFileTooLarge {
 			continue // TestLimits: a golden file of 1 MiB is not worth its weight
 		}
