@@ -1,0 +1,287 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+
+	"github.com/runnel-ci/runnel/agents/engine"
+	"github.com/runnel-ci/runnel/agents/engine/enginetest"
+	"github.com/runnel-ci/runnel/pipeline"
+)
+
+const (
+	busybox = "runnel-test/busybox:latest"
+	goImage = "runnel-test/go:latest"
+)
+
+// testClient returns a Docker client, skipping the test when no engine
+// answers, unless CI is set: then a missing engine is a failure.
+func testClient(t *testing.T) *client.Client {
+	t.Helper()
+	cli, err := NewClient()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = cli.Ping(ctx)
+		cancel()
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("docker engine unavailable with CI set: %v", err)
+		}
+		t.Skipf("docker engine unavailable: %v", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func testEngine(t *testing.T, cli *client.Client, owner string) *Engine {
+	t.Helper()
+	if owner == "" {
+		owner = fmt.Sprintf("test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	}
+	e, err := New(cli, Options{Owner: owner, PullPolicy: engine.PullNever, StopGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// resources lists what exists under filter f.
+func resources(t *testing.T, cli *client.Client, f filters.Args) []string {
+	t.Helper()
+	ctx := context.Background()
+	var got []string
+	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		got = append(got, "container "+c.ID[:12])
+	}
+	ns, err := cli.NetworkList(ctx, network.ListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		got = append(got, "network "+n.Name)
+	}
+	vs, err := cli.VolumeList(ctx, volume.ListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs.Volumes {
+		got = append(got, "volume "+v.Name)
+	}
+	return got
+}
+
+func contractConfig(t *testing.T, cli *client.Client, e *Engine) enginetest.Config {
+	return enginetest.Config{
+		Engine: e,
+		Image:  busybox,
+		Grace:  time.Second,
+		AfterTeardown: func(t *testing.T, s *engine.Spec) {
+			if left := resources(t, cli, specFilter(s)); len(left) > 0 {
+				t.Errorf("after Teardown: got %v, want nothing labelled with the spec", left)
+			}
+		},
+	}
+}
+
+func TestContract(t *testing.T) {
+	cli := testClient(t)
+	enginetest.Run(t, contractConfig(t, cli, testEngine(t, cli, "")))
+}
+
+func TestSetupLabelsEverything(t *testing.T) {
+	cli := testClient(t)
+	e := testEngine(t, cli, "")
+	c := contractConfig(t, cli, e)
+	s := enginetest.NewSpec(t, busybox, nil, t.TempDir())
+	s.Stage.Services = []pipeline.Service{{Name: "idle", Image: busybox, Command: []string{"sleep", "1000"}}}
+	enginetest.SetUp(t, c, s)
+	f := filters.NewArgs(
+		filters.Arg("label", LabelOwner+"="+e.Owner()),
+		filters.Arg("label", LabelRun+"="+s.RunID),
+		filters.Arg("label", LabelStage+"="+s.Stage.ID),
+		filters.Arg("label", LabelAttempt+"=1"),
+	)
+	got := resources(t, cli, f)
+	var kinds []string
+	for _, r := range got {
+		kinds = append(kinds, strings.Fields(r)[0])
+	}
+	if want := "container network volume"; strings.Join(kinds, " ") != want {
+		t.Errorf("labelled resources: got %v, want one each of %s", got, want)
+	}
+}
+
+func TestServiceByName(t *testing.T) {
+	cli := testClient(t)
+	e := testEngine(t, cli, "")
+	c := contractConfig(t, cli, e)
+	s := enginetest.NewSpec(t, busybox, nil, "")
+	s.Stage.Services = []pipeline.Service{
+		{
+			Name:    "web",
+			Image:   busybox,
+			Command: []string{"sh", "-c", "sleep 1; mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 8080 -h /www"},
+			Ready:   pipeline.Readiness{Port: 8080, Timeout: pipeline.Duration(30 * time.Second)},
+		},
+		{
+			Name:    "cmdready",
+			Image:   busybox,
+			Command: []string{"sh", "-c", "sleep 1; touch /tmp/up; exec sleep 1000"},
+			Ready:   pipeline.Readiness{Command: []string{"test", "-f", "/tmp/up"}},
+		},
+	}
+	enginetest.SetUp(t, c, s)
+	code, out, err := enginetest.RunStep(context.Background(), t, c, s, "wget -q -O - http://web:8080/index.html", nil)
+	if want := "hello-from-web\n"; err != nil || code != 0 || out != want {
+		t.Fatalf("got %d, %v, %q, want 0, nil, %q", code, err, out, want)
+	}
+}
+
+func TestServiceExitsDuringWait(t *testing.T) {
+	cli := testClient(t)
+	e := testEngine(t, cli, "")
+	s := enginetest.NewSpec(t, busybox, nil, "")
+	s.Stage.Services = []pipeline.Service{{
+		Name:    "crashy",
+		Image:   busybox,
+		Command: []string{"sh", "-c", "echo db is broken; exit 7"},
+		Ready:   pipeline.Readiness{Port: 5432, Timeout: pipeline.Duration(20 * time.Second)},
+	}}
+	defer e.Teardown(context.Background(), s)
+	err := e.Setup(context.Background(), s)
+	if err == nil || !strings.Contains(err.Error(), "db is broken") || !strings.Contains(err.Error(), "crashy") {
+		t.Fatalf("got %v, want an error naming crashy with its output", err)
+	}
+}
+
+func TestPullNeverMissingImage(t *testing.T) {
+	cli := testClient(t)
+	e := testEngine(t, cli, "")
+	missing := "runnel-test/does-not-exist:" + strconv.Itoa(os.Getpid())
+	c := contractConfig(t, cli, e)
+	s := enginetest.NewSpec(t, busybox, nil, "")
+	enginetest.SetUp(t, c, s)
+	code, err := e.Run(context.Background(), s, &pipeline.Step{Name: "x", Run: "true", Image: missing}, os.Stderr)
+	if !errors.Is(err, engine.ErrImageNotFound) || code != engine.ExitUnknown {
+		t.Fatalf("got %d, %v, want %d and an error wrapping ErrImageNotFound", code, err, engine.ExitUnknown)
+	}
+	s2 := enginetest.NewSpec(t, missing, nil, "")
+	defer e.Teardown(context.Background(), s2)
+	s2.Source = t.TempDir()
+	if err := e.Setup(context.Background(), s2); !errors.Is(err, engine.ErrImageNotFound) {
+		t.Fatalf("Setup: got %v, want an error wrapping ErrImageNotFound", err)
+	}
+}
+
+func TestStepImage(t *testing.T) {
+	cli := testClient(t)
+	e := testEngine(t, cli, "")
+	c := contractConfig(t, cli, e)
+	s := enginetest.NewSpec(t, busybox, nil, "")
+	enginetest.SetUp(t, c, s)
+	var out strings.Builder
+	code, err := e.Run(context.Background(), s, &pipeline.Step{Name: "go", Image: goImage, Run: "go version | cut -d' ' -f1-2"}, &out)
+	if err != nil || code != 0 || !strings.HasPrefix(out.String(), "go version") {
+		t.Fatalf("got %d, %v, %q, want 0, nil, \"go version ...\"", code, err, out.String())
+	}
+}
+
+func TestPrune(t *testing.T) {
+	cli := testClient(t)
+	owner := fmt.Sprintf("test-prune-%d-%d", os.Getpid(), time.Now().UnixNano())
+	crashed := testEngine(t, cli, owner)
+	s := enginetest.NewSpec(t, busybox, nil, t.TempDir())
+	s.Stage.Services = []pipeline.Service{{Name: "idle", Image: busybox, Command: []string{"sleep", "1000"}}}
+	if err := crashed.Setup(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	other := enginetest.NewSpec(t, busybox, nil, "")
+	bystander := testEngine(t, cli, "")
+	if err := bystander.Setup(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	defer bystander.Teardown(context.Background(), other)
+
+	ownerFilter := filters.NewArgs(filters.Arg("label", LabelOwner+"="+owner))
+	if got := resources(t, cli, ownerFilter); len(got) != 3 {
+		t.Fatalf("before Prune: got %v, want 3 resources", got)
+	}
+	// A new process with the same owner cleans up after the crashed one.
+	if err := testEngine(t, cli, owner).Prune(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := resources(t, cli, ownerFilter); len(got) != 0 {
+		t.Errorf("after Prune: got %v, want nothing", got)
+	}
+	if got := resources(t, cli, specFilter(other)); len(got) != 2 {
+		t.Errorf("other owner's resources after Prune: got %v, want its network and volume", got)
+	}
+}
+
+func TestPruneDeadLocal(t *testing.T) {
+	cli := testClient(t)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	alive := exec.Command("sleep", "1000")
+	if err := alive.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { alive.Process.Kill(); alive.Wait() }()
+
+	deadOwner := localPrefix() + strconv.Itoa(gone.Process.Pid)
+	liveOwner := localPrefix() + strconv.Itoa(alive.Process.Pid)
+	sDead := enginetest.NewSpec(t, busybox, nil, "")
+	sLive := enginetest.NewSpec(t, busybox, nil, "")
+	live := testEngine(t, cli, liveOwner)
+	for _, x := range []struct {
+		e *Engine
+		s *engine.Spec
+	}{{testEngine(t, cli, deadOwner), sDead}, {live, sLive}} {
+		if err := x.e.Setup(context.Background(), x.s); err != nil {
+			t.Fatal(err)
+		}
+		defer x.e.Teardown(context.Background(), x.s)
+	}
+	if err := testEngine(t, cli, OwnerForProcess()).PruneDeadLocal(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := resources(t, cli, specFilter(sDead)); len(got) != 0 {
+		t.Errorf("dead run's resources: got %v, want none", got)
+	}
+	if got := resources(t, cli, specFilter(sLive)); len(got) != 2 {
+		t.Errorf("live run's resources: got %v, want its network and volume", got)
+	}
+}
+
+func TestNames(t *testing.T) {
+	a := &engine.Spec{RunID: "r/1", Attempt: 1, Stage: &pipeline.Stage{ID: "test[go=1.22]"}}
+	b := &engine.Spec{RunID: "r_1", Attempt: 1, Stage: &pipeline.Stage{ID: "test[go=1.22]"}}
+	c := &engine.Spec{RunID: "r/1", Attempt: 2, Stage: &pipeline.Stage{ID: "test[go=1.22]"}}
+	na, nb, nc := baseName(a), baseName(b), baseName(c)
+	if na == nb || na == nc {
+		t.Errorf("names collide: %q %q %q", na, nb, nc)
+	}
+	if strings.ContainsAny(na, "/[]=,") {
+		t.Errorf("name %q has characters Docker rejects", na)
+	}
+}
