@@ -1,0 +1,410 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/pipeline"
+)
+
+// Causes of a stage context's cancellation (see context.Cause).
+var (
+	ErrCancelled     = errors.New("cancelled by the server")
+	ErrLeaseLost     = errors.New("lease lost: could not reach NATS to extend it")
+	ErrDrainDeadline = errors.New("agent drain deadline passed")
+)
+
+// Result is the outcome of a stage.
+type Result struct {
+	Status   wire.Status
+	ExitCode int
+	Reason   string
+}
+
+// EventSink is where a StageRunner reports a stage's progress. Its methods
+// are safe for concurrent use and never fail: delivery problems are the
+// agent's (it retries while it holds the lease).
+type EventSink interface {
+	StepStarted(step string)
+	StepFinished(step string, status wire.Status, exitCode int, reason string)
+	// Log returns the writer for a step's output. Close sends what is
+	// buffered and the end-of-log mark; call it when the step ends.
+	Log(step string) io.WriteCloser
+}
+
+// StageRunner runs one stage attempt to completion. job.Attempt is the
+// attempt to run as (already adjusted for redelivery). When ctx ends
+// (cancellation, lease loss, drain deadline; see context.Cause) it must
+// stop the stage promptly (well within the lease margin) and return.
+// RunStage is called concurrently for different jobs.
+type StageRunner interface {
+	RunStage(ctx context.Context, job *wire.Job, sink EventSink) Result
+}
+
+// RunnerFunc adapts a function to StageRunner.
+type RunnerFunc func(ctx context.Context, job *wire.Job, sink EventSink) Result
+
+// RunStage calls f.
+func (f RunnerFunc) RunStage(ctx context.Context, job *wire.Job, sink EventSink) Result {
+	return f(ctx, job, sink)
+}
+
+// Config configure an Agent. Zero durations take the defaults.
+type Config struct {
+	Name     string            // must be wire.ValidName and match the NATS user
+	Labels   map[string]string // at most wire.MaxLabels
+	Capacity int               // stages at once; default 1
+	Runner   StageRunner
+	Logger   *slog.Logger
+	Software string // build version, reported in presence
+
+	Heartbeat     time.Duration // presence interval; default 5 s
+	Progress      time.Duration // lease extension interval; default 5 s
+	LeaseMargin   time.Duration // stop this long before the lease ends; default 10 s
+	FlushInterval time.Duration // log flush delay; default 100 ms
+	// AckWait, MaxDeliver and PullExpiry: see natsbus.IntakeOptions.
+	AckWait    time.Duration
+	MaxDeliver int
+	PullExpiry time.Duration
+}
+
+// Agent takes jobs from NATS and runs them with its StageRunner.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	intake   *natsbus.Intake
+	draining bool
+	jobs     map[*running]struct{}
+	done     chan struct{} // closed when Run returns
+}
+
+type running struct {
+	job    *wire.Job
+	cancel context.CancelCauseFunc
+}
+
+// New checks cfg and makes an Agent.
+func New(cfg Config) (*Agent, error) {
+	if !wire.ValidName(cfg.Name) {
+		return nil, fmt.Errorf("agent name %q: want 1-64 of [A-Za-z0-9_-]", cfg.Name)
+	}
+	if err := wire.ValidateLabels(cfg.Labels); err != nil {
+		return nil, fmt.Errorf("agent %s: labels: %w", cfg.Name, err)
+	}
+	if cfg.Runner == nil {
+		return nil, fmt.Errorf("agent %s: no stage runner", cfg.Name)
+	}
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.Heartbeat, 5*time.Second)
+	def(&cfg.Progress, 5*time.Second)
+	def(&cfg.LeaseMargin, 10*time.Second)
+	def(&cfg.FlushInterval, 100*time.Millisecond)
+	def(&cfg.AckWait, natsbus.DefaultAckWait)
+	if cfg.LeaseMargin+cfg.Progress >= cfg.AckWait {
+		return nil, fmt.Errorf("agent %s: lease margin %v + progress %v must be below ack wait %v", cfg.Name, cfg.LeaseMargin, cfg.Progress, cfg.AckWait)
+	}
+	return &Agent{
+		cfg: cfg, log: cfg.Logger.With("agent", cfg.Name),
+		jobs: map[*running]struct{}{}, done: make(chan struct{}),
+	}, nil
+}
+
+// Run announces the agent, takes and runs jobs until Drain completes or
+// ctx ends (then running stages are cancelled and their jobs come back to
+// the queue after AckWait), and says bye. nc carries the agent's
+// credentials. Run may be called once.
+func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
+	defer close(a.done)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("agent %s: %w", a.cfg.Name, err)
+	}
+	in, err := natsbus.NewIntake(ctx, nc, natsbus.IntakeOptions{
+		Name: a.cfg.Name, Labels: a.cfg.Labels, Capacity: a.cfg.Capacity, Logger: a.log,
+		AckWait: a.cfg.AckWait, MaxDeliver: a.cfg.MaxDeliver, PullExpiry: a.cfg.PullExpiry,
+	})
+	if err != nil {
+		return err
+	}
+	sub, err := nc.Subscribe(wire.CancelWildcard, a.onCancel)
+	if err != nil {
+		return fmt.Errorf("agent %s: subscribe cancel: %w", a.cfg.Name, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	a.mu.Lock()
+	a.intake = in
+	if a.draining {
+		in.Stop()
+	}
+	a.mu.Unlock()
+
+	a.presence(nc, wire.PresenceHello, in)
+	hbCtx, stopHB := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(a.cfg.Heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-hbCtx.Done():
+				return
+			case <-t.C:
+				a.presence(nc, wire.PresenceHeartbeat, in)
+			}
+		}
+	})
+	err = in.Run(ctx, func(ctx context.Context, d *natsbus.Delivery) { a.handle(ctx, js, d) })
+	stopHB()
+	wg.Wait()
+	a.presence(nc, wire.PresenceBye, in)
+	_ = nc.Flush()
+	return err
+}
+
+// Drain stops taking jobs and waits for the running stages; when ctx ends
+// first, it cancels them (cause ErrDrainDeadline) and waits for them to
+// return. It returns once Run has returned.
+func (a *Agent) Drain(ctx context.Context) error {
+	a.mu.Lock()
+	a.draining = true
+	if a.intake != nil {
+		a.intake.Stop()
+	}
+	a.mu.Unlock()
+	select {
+	case <-a.done:
+		return nil
+	case <-ctx.Done():
+	}
+	a.cancelMatching(func(*wire.Job) bool { return true }, ErrDrainDeadline)
+	<-a.done
+	return fmt.Errorf("agent %s: drain: %w", a.cfg.Name, ErrDrainDeadline)
+}
+
+func (a *Agent) presence(nc *nats.Conn, kind string, in *natsbus.Intake) {
+	b, err := wire.Encode(&wire.Presence{
+		Kind: kind, Name: a.cfg.Name, Labels: a.cfg.Labels, Capacity: a.cfg.Capacity,
+		Running: in.Running(), Software: a.cfg.Software,
+		Interval: pipeline.Duration(a.cfg.Heartbeat), Time: time.Now(),
+	})
+	if err == nil {
+		err = nc.Publish(wire.PresenceSubject(a.cfg.Name), b)
+	}
+	if err != nil {
+		a.log.Warn("send presence", "kind", kind, "err", err)
+	}
+}
+
+func (a *Agent) onCancel(m *nats.Msg) {
+	var c wire.Cancel
+	if err := wire.Decode(m.Data, &c); err != nil {
+		a.log.Warn("bad cancel", "err", err)
+		return
+	}
+	a.cancelMatching(func(j *wire.Job) bool { return c.Matches(j.RunID, j.StageID, j.Attempt) }, ErrCancelled)
+}
+
+func (a *Agent) cancelMatching(match func(*wire.Job) bool, cause error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for r := range a.jobs {
+		if match(r.job) {
+			r.cancel(cause)
+		}
+	}
+}
+
+// handle runs one delivery: see the wire package on leases.
+func (a *Agent) handle(ctx context.Context, js jetstream.JetStream, d *natsbus.Delivery) {
+	job := *d.Job
+	job.Attempt = d.Attempt
+	log := a.log.With("run", job.RunID, "stage", job.StageID, "attempt", job.Attempt)
+	rep := &reporter{a: a, js: js, job: &job, log: log}
+
+	// leaseCtx ends when the lease is lost; jobCtx also on cancel/drain.
+	leaseCtx, loseLease := context.WithCancelCause(ctx)
+	defer loseLease(nil)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	leaseDone := make(chan struct{})
+	defer close(leaseDone)
+	wg.Go(func() { a.keepLease(leaseCtx, d, loseLease, leaseDone) })
+
+	rep.ctx = leaseCtx
+	if !job.Deadline.IsZero() && time.Now().After(job.Deadline) {
+		rep.send(wire.Update{Kind: wire.KindFinished, Status: wire.StatusTimeout, Reason: "deadline passed before start"})
+		if err := d.Term("deadline passed"); err != nil {
+			log.Warn("terminate late job", "err", err)
+		}
+		return
+	}
+
+	jobCtx, cancel := context.WithCancelCause(leaseCtx)
+	defer cancel(nil)
+	if !job.Deadline.IsZero() {
+		var stop context.CancelFunc
+		jobCtx, stop = context.WithDeadline(jobCtx, job.Deadline)
+		defer stop()
+	}
+	r := &running{job: &job, cancel: cancel}
+	a.mu.Lock()
+	a.jobs[r] = struct{}{}
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.jobs, r)
+		a.mu.Unlock()
+	}()
+
+	rep.send(wire.Update{Kind: wire.KindStarted})
+	res := a.cfg.Runner.RunStage(jobCtx, &job, rep)
+	if leaseCtx.Err() != nil {
+		// Not ours any more (or a hard stop): JetStream redelivers.
+		log.Warn("stage stopped without lease", "cause", context.Cause(leaseCtx))
+		return
+	}
+	if res.Status == "" {
+		res.Status = wire.StatusError
+		res.Reason = "stage runner returned no status"
+	}
+	rep.send(wire.Update{Kind: wire.KindFinished, Status: res.Status, ExitCode: res.ExitCode, Reason: res.Reason})
+	for leaseCtx.Err() == nil {
+		actx, cancelAck := context.WithTimeout(leaseCtx, 5*time.Second)
+		err := d.Ack(actx)
+		cancelAck()
+		if err == nil {
+			return
+		}
+		log.Warn("ack job", "err", err)
+		sleep(leaseCtx, 200*time.Millisecond)
+	}
+}
+
+// keepLease extends d's lease every Progress and cancels the stage (cause
+// ErrLeaseLost) when the lease would end within LeaseMargin.
+func (a *Agent) keepLease(ctx context.Context, d *natsbus.Delivery, lose context.CancelCauseFunc, done <-chan struct{}) {
+	last := d.Leased
+	next := time.Now().Add(a.cfg.Progress)
+	for {
+		deadline := last.Add(d.AckWait - a.cfg.LeaseMargin)
+		wake := next
+		if deadline.Before(wake) {
+			wake = deadline
+		}
+		t := time.NewTimer(time.Until(wake))
+		select {
+		case <-done:
+			t.Stop()
+			return
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if !now.Before(deadline) {
+			lose(ErrLeaseLost)
+			return
+		}
+		if now.Before(next) {
+			continue
+		}
+		next = now.Add(a.cfg.Progress)
+		rctx, cancel := context.WithDeadline(ctx, deadline)
+		err := d.Extend(rctx)
+		cancel()
+		if err == nil {
+			last = now
+		} else {
+			a.log.Warn("extend lease", "run", d.Job.RunID, "stage", d.Job.StageID, "err", err)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// reporter is the EventSink of one stage attempt.
+type reporter struct {
+	a   *Agent
+	js  jetstream.JetStream
+	job *wire.Job
+	log *slog.Logger
+	ctx context.Context // the lease context: publishing stops when it ends
+	seq atomic.Uint64
+}
+
+func (r *reporter) StepStarted(step string) {
+	r.send(wire.Update{Kind: wire.KindStepStarted, Step: step})
+}
+
+func (r *reporter) StepFinished(step string, status wire.Status, exitCode int, reason string) {
+	r.send(wire.Update{Kind: wire.KindStepFinished, Step: step, Status: status, ExitCode: exitCode, Reason: reason})
+}
+
+func (r *reporter) Log(step string) io.WriteCloser {
+	return newLogWriter(r, step)
+}
+
+func (r *reporter) send(u wire.Update) {
+	u.RunID, u.StageID, u.Attempt, u.Agent = r.job.RunID, r.job.StageID, r.job.Attempt, r.a.cfg.Name
+	u.Seq = r.seq.Add(1) - 1
+	u.Time = time.Now()
+	b, err := wire.Encode(&u)
+	if err != nil {
+		r.log.Error("encode update", "err", err)
+		return
+	}
+	r.publish(wire.UpdatesSubject(u.RunID), wire.UpdateMsgID(&u), b)
+}
+
+// publish stores b in JetStream, retrying (same message id, so never
+// twice) until it succeeds or the lease ends.
+func (r *reporter) publish(subject, id string, b []byte) {
+	wait := 50 * time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+		_, err := r.js.Publish(pctx, subject, b, jetstream.WithMsgID(id), jetstream.WithRetryAttempts(0))
+		cancel()
+		if err == nil {
+			return
+		}
+		if r.ctx.Err() != nil {
+			r.log.Warn("drop message: lease ended", "subject", subject, "err", err)
+			return
+		}
+		r.log.Debug("publish, retrying", "subject", subject, "err", err)
+		sleep(r.ctx, wait)
+		wait = min(2*wait, time.Second)
+	}
+}

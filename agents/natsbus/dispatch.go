@@ -1,0 +1,363 @@
+package natsbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/runnel-ci/runnel/agents/wire"
+)
+
+// Stream and consumer names.
+const (
+	JobsStream     = "JOBS"
+	EventsStream   = "EVENTS"
+	EventsConsumer = "runnel-server"
+)
+
+// Errors of Publish.
+var (
+	// ErrQueueFull reports that the JOBS stream is at its limits (it
+	// discards new messages, never old ones).
+	ErrQueueFull = errors.New("job queue full")
+	// ErrUnschedulable reports a job no agent can ever match.
+	ErrUnschedulable = errors.New("job requires more labels than an agent may have")
+)
+
+// StreamLimits bound the streams; zero fields take the defaults.
+type StreamLimits struct {
+	JobsMaxMsgs    int64         // default 100,000
+	JobsMaxBytes   int64         // default 1 GiB
+	EventsMaxBytes int64         // default 4 GiB: logs buffered while the server is away
+	Duplicates     time.Duration // Nats-Msg-Id window, default 2 min
+}
+
+func (l StreamLimits) withDefaults() StreamLimits {
+	if l.JobsMaxMsgs == 0 {
+		l.JobsMaxMsgs = 100_000
+	}
+	if l.JobsMaxBytes == 0 {
+		l.JobsMaxBytes = 1 << 30
+	}
+	if l.EventsMaxBytes == 0 {
+		l.EventsMaxBytes = 4 << 30
+	}
+	if l.Duplicates == 0 {
+		l.Duplicates = 2 * time.Minute
+	}
+	return l
+}
+
+// EnsureStreams creates or updates the JOBS and EVENTS streams. Both are
+// work queues on file storage that refuse new messages when full (so
+// nothing unconsumed is ever dropped): JOBS is consumed by agents, EVENTS
+// (updates and logs) by the server alone, so logs wait in the stream while
+// the server restarts.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, l StreamLimits) error {
+	l = l.withDefaults()
+	cfgs := []jetstream.StreamConfig{{
+		Name:       JobsStream,
+		Subjects:   []string{wire.JobsWildcard},
+		Retention:  jetstream.WorkQueuePolicy,
+		Discard:    jetstream.DiscardNew,
+		Storage:    jetstream.FileStorage,
+		MaxMsgs:    l.JobsMaxMsgs,
+		MaxBytes:   l.JobsMaxBytes,
+		Duplicates: l.Duplicates,
+	}, {
+		Name:       EventsStream,
+		Subjects:   []string{wire.RunsWildcard},
+		Retention:  jetstream.WorkQueuePolicy,
+		Discard:    jetstream.DiscardNew,
+		Storage:    jetstream.FileStorage,
+		MaxBytes:   l.EventsMaxBytes,
+		Duplicates: l.Duplicates,
+	}}
+	for _, c := range cfgs {
+		if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+// Handler receives what agents report, in stream order. An error makes
+// the message come again about a second later (possibly after later ones).
+type Handler interface {
+	// Update is called for every Update, including KindLost ones made by
+	// the Dispatcher when JetStream gave up on a job.
+	Update(ctx context.Context, u *wire.Update) error
+	// Log is called for every log chunk.
+	Log(ctx context.Context, c *wire.LogChunk) error
+}
+
+// DispatcherOptions configure a Dispatcher.
+type DispatcherOptions struct {
+	Limits StreamLimits
+	Logger *slog.Logger
+	// LostAfter is how many heartbeat intervals an agent may be silent
+	// before Agents reports it lost; default 3.
+	LostAfter int
+}
+
+// AgentStatus is what the dispatcher knows of an agent.
+type AgentStatus struct {
+	wire.Presence
+	LastSeen time.Time
+	Lost     bool // silent for LostAfter intervals, or said bye
+}
+
+// Dispatcher is the server's side of the bus: it publishes jobs and
+// cancellations, consumes updates and logs, and tracks agent presence.
+// It is safe for concurrent use.
+type Dispatcher struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	log  *slog.Logger
+	opts DispatcherOptions
+	subs []*nats.Subscription
+
+	mu     sync.Mutex
+	agents map[string]*AgentStatus
+}
+
+// NewDispatcher ensures the streams and starts tracking presence and
+// jobs JetStream gave up on. nc must have the server's credentials.
+func NewDispatcher(ctx context.Context, nc *nats.Conn, o DispatcherOptions) (*Dispatcher, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.LostAfter <= 0 {
+		o.LostAfter = 3
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("dispatcher: %w", err)
+	}
+	if err := EnsureStreams(ctx, js, o.Limits); err != nil {
+		return nil, err
+	}
+	d := &Dispatcher{nc: nc, js: js, log: o.Logger, opts: o, agents: map[string]*AgentStatus{}}
+	sub, err := nc.Subscribe(wire.PresenceWildcard, d.presence)
+	if err != nil {
+		return nil, fmt.Errorf("dispatcher: subscribe presence: %w", err)
+	}
+	d.subs = append(d.subs, sub)
+	sub, err = nc.Subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."+JobsStream+".*", d.maxDeliveries)
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("dispatcher: subscribe advisories: %w", err)
+	}
+	d.subs = append(d.subs, sub)
+	if err := nc.FlushWithContext(ctx); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("dispatcher: flush: %w", err)
+	}
+	return d, nil
+}
+
+// Close stops presence and advisory tracking (not a running Run).
+func (d *Dispatcher) Close() {
+	for _, s := range d.subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+// Publish enqueues a job on the subject of its stage's labels with message
+// id wire.JobMsgID, so retrying a failed Publish of the same attempt is
+// safe. It returns once JetStream has stored the job; errors wrap
+// ErrQueueFull or ErrUnschedulable where they apply.
+func (d *Dispatcher) Publish(ctx context.Context, job *wire.Job) error {
+	if job.Stage == nil {
+		return fmt.Errorf("publish job %s/%s: no stage", job.RunID, job.StageID)
+	}
+	if err := wire.ValidateLabels(job.Stage.Labels); err != nil {
+		return fmt.Errorf("publish job %s/%s: %w: %w", job.RunID, job.StageID, ErrUnschedulable, err)
+	}
+	b, err := wire.Encode(job)
+	if err != nil {
+		return err
+	}
+	_, err = d.js.Publish(ctx, wire.JobSubject(job.Stage.Labels), b,
+		jetstream.WithMsgID(wire.JobMsgID(job.RunID, job.StageID, job.Attempt)),
+		jetstream.WithExpectStream(JobsStream))
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == 10077 { // JSStreamStoreFailedF: limits with DiscardNew
+			err = fmt.Errorf("%w: %w", ErrQueueFull, err)
+		}
+		return fmt.Errorf("publish job %s/%s attempt %d: %w", job.RunID, job.StageID, job.Attempt, err)
+	}
+	return nil
+}
+
+// Cancel tells the agents running c's stages to stop. It is core NATS:
+// see the wire package on repeating it.
+func (d *Dispatcher) Cancel(ctx context.Context, c wire.Cancel) error {
+	b, err := wire.Encode(&c)
+	if err != nil {
+		return err
+	}
+	if err := d.nc.Publish(wire.CancelSubject(c.RunID), b); err != nil {
+		return fmt.Errorf("cancel run %s: %w", c.RunID, err)
+	}
+	if err := d.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("cancel run %s: flush: %w", c.RunID, err)
+	}
+	return nil
+}
+
+// Run consumes updates and logs with the durable consumer EventsConsumer
+// and hands them to h one at a time, acking each after h returns nil; a
+// restarted server continues where the last one stopped. It returns when
+// ctx ends.
+func (d *Dispatcher) Run(ctx context.Context, h Handler) error {
+	cons, err := d.js.CreateOrUpdateConsumer(ctx, EventsStream, jetstream.ConsumerConfig{
+		Durable:       EventsConsumer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 4096,
+	})
+	if err != nil {
+		return fmt.Errorf("events consumer: %w", err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { d.handle(ctx, h, m) },
+		jetstream.PullMaxMessages(256),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			d.log.Debug("events consume", "err", err)
+		}))
+	if err != nil {
+		return fmt.Errorf("consume events: %w", err)
+	}
+	<-ctx.Done()
+	cc.Drain()
+	<-cc.Closed()
+	return nil
+}
+
+func (d *Dispatcher) handle(ctx context.Context, h Handler, m jetstream.Msg) {
+	var err error
+	if isLogSubject(m.Subject()) {
+		var c wire.LogChunk
+		if err = wire.Decode(m.Data(), &c); err == nil {
+			err = h.Log(ctx, &c)
+		} else {
+			d.log.Warn("drop bad log chunk", "subject", m.Subject(), "err", err)
+			_ = m.Term()
+			return
+		}
+	} else {
+		var u wire.Update
+		if err = wire.Decode(m.Data(), &u); err == nil {
+			err = h.Update(ctx, &u)
+		} else {
+			d.log.Warn("drop bad update", "subject", m.Subject(), "err", err)
+			_ = m.Term()
+			return
+		}
+	}
+	if err != nil {
+		d.log.Warn("event handler failed; redelivering", "subject", m.Subject(), "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	if err := m.Ack(); err != nil {
+		d.log.Warn("ack event", "err", err)
+	}
+}
+
+func isLogSubject(s string) bool {
+	return len(s) > 5 && s[len(s)-5:] == ".logs"
+}
+
+func (d *Dispatcher) presence(m *nats.Msg) {
+	var p wire.Presence
+	if err := wire.Decode(m.Data, &p); err != nil {
+		d.log.Warn("bad presence", "subject", m.Subject, "err", err)
+		return
+	}
+	if m.Subject != wire.PresenceSubject(p.Name) {
+		d.log.Warn("presence name does not match subject", "subject", m.Subject, "agent", p.Name)
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.agents[p.Name] = &AgentStatus{Presence: p, LastSeen: time.Now(), Lost: p.Kind == wire.PresenceBye}
+}
+
+// Agents lists the agents seen, by name.
+func (d *Dispatcher) Agents() []AgentStatus {
+	now := time.Now()
+	d.mu.Lock()
+	out := make([]AgentStatus, 0, len(d.agents))
+	for _, a := range d.agents {
+		s := *a
+		if iv := s.Interval.D(); iv > 0 && now.Sub(s.LastSeen) > time.Duration(d.opts.LostAfter)*iv {
+			s.Lost = true
+		}
+		out = append(out, s)
+	}
+	d.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// maxDeliveries turns JetStream giving up on a job into a durable KindLost
+// update and removes the job (work-queue messages that hit MaxDeliver
+// otherwise stay forever).
+func (d *Dispatcher) maxDeliveries(m *nats.Msg) {
+	var adv struct {
+		StreamSeq  uint64 `json:"stream_seq"`
+		Deliveries uint64 `json:"deliveries"`
+	}
+	if err := json.Unmarshal(m.Data, &adv); err != nil {
+		d.log.Warn("bad max-deliveries advisory", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := d.js.Stream(ctx, JobsStream)
+	if err != nil {
+		d.log.Warn("max deliveries: stream", "err", err)
+		return
+	}
+	raw, err := st.GetMsg(ctx, adv.StreamSeq)
+	if err != nil {
+		d.log.Warn("max deliveries: get job", "seq", adv.StreamSeq, "err", err)
+		return
+	}
+	var job wire.Job
+	if err := wire.Decode(raw.Data, &job); err != nil {
+		d.log.Warn("max deliveries: bad job", "seq", adv.StreamSeq, "err", err)
+		_ = st.DeleteMsg(ctx, adv.StreamSeq)
+		return
+	}
+	u := &wire.Update{
+		RunID: job.RunID, StageID: job.StageID,
+		Attempt: wire.EffectiveAttempt(&job, adv.Deliveries),
+		Kind:    wire.KindLost, Status: wire.StatusError,
+		Reason: fmt.Sprintf("no agent finished the stage in %d deliveries", adv.Deliveries),
+		Time:   time.Now(),
+	}
+	b, err := wire.Encode(u)
+	if err != nil {
+		d.log.Warn("max deliveries: encode", "err", err)
+		return
+	}
+	if _, err := d.js.Publish(ctx, wire.UpdatesSubject(job.RunID), b,
+		jetstream.WithMsgID(fmt.Sprintf("lost/%s/%s/%d", job.RunID, job.StageID, job.Attempt))); err != nil {
+		d.log.Warn("max deliveries: publish lost", "run", job.RunID, "stage", job.StageID, "err", err)
+		return
+	}
+	if err := st.DeleteMsg(ctx, adv.StreamSeq); err != nil {
+		d.log.Warn("max deliveries: delete job", "seq", adv.StreamSeq, "err", err)
+	}
+}

@@ -1,0 +1,273 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/runnel-ci/runnel/agents/wire"
+)
+
+// Defaults of the job consumers. Every agent must use the same AckWait and
+// MaxDeliver: the consumers are shared and the last agent to start wins.
+const (
+	DefaultAckWait    = 30 * time.Second
+	DefaultMaxDeliver = 5
+	DefaultPullExpiry = 5 * time.Second
+)
+
+// IntakeOptions configure an agent's job intake.
+type IntakeOptions struct {
+	Name     string            // agent name, for logs
+	Labels   map[string]string // at most wire.MaxLabels
+	Capacity int               // stages at once, ≥ 1
+	Logger   *slog.Logger
+	// AckWait is the lease JetStream grants per delivery; default 30 s.
+	AckWait time.Duration
+	// MaxDeliver bounds deliveries of a job; default 5.
+	MaxDeliver int
+	// PullExpiry is how long a pull request waits on the server; it is
+	// not a polling interval (a waiting request gets a job at once) but
+	// bounds how long Stop waits. Default 5 s.
+	PullExpiry time.Duration
+}
+
+// Intake pulls the jobs an agent may run, never holding more than
+// Capacity at once. For each label-set consumer it keeps up to the free
+// capacity of pull requests waiting on the server, so an idle agent gets a
+// job as soon as it is published. With several label sets, two consumers
+// may deliver at the same instant beyond the free capacity; the surplus
+// job is handed back at once with a nak (counting as a delivery).
+type Intake struct {
+	nc      *nats.Conn
+	cons    []jetstream.Consumer
+	opts    IntakeOptions
+	log     *slog.Logger
+	mu      sync.Mutex
+	cond    *sync.Cond
+	running int
+	pending []int // outstanding pull requests per consumer
+	stopped bool
+}
+
+// NewIntake creates (or joins) the durable consumer of every subset of the
+// agent's labels.
+func NewIntake(ctx context.Context, nc *nats.Conn, o IntakeOptions) (*Intake, error) {
+	if o.Capacity < 1 {
+		return nil, fmt.Errorf("intake %s: capacity %d, want ≥ 1", o.Name, o.Capacity)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = DefaultAckWait
+	}
+	if o.MaxDeliver <= 0 {
+		o.MaxDeliver = DefaultMaxDeliver
+	}
+	if o.PullExpiry <= 0 {
+		o.PullExpiry = DefaultPullExpiry
+	}
+	keys, err := wire.Subsets(o.Labels)
+	if err != nil {
+		return nil, fmt.Errorf("intake %s: labels: %w", o.Name, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("intake %s: %w", o.Name, err)
+	}
+	in := &Intake{nc: nc, opts: o, log: o.Logger, pending: make([]int, len(keys))}
+	in.cond = sync.NewCond(&in.mu)
+	for _, k := range keys {
+		c, err := js.CreateOrUpdateConsumer(ctx, JobsStream, jetstream.ConsumerConfig{
+			Durable:           wire.ConsumerName(k),
+			FilterSubject:     wire.JobsPrefix + k,
+			AckPolicy:         jetstream.AckExplicitPolicy,
+			AckWait:           o.AckWait,
+			MaxDeliver:        o.MaxDeliver,
+			MaxAckPending:     10_000,
+			DeliverPolicy:     jetstream.DeliverAllPolicy,
+			InactiveThreshold: 24 * time.Hour,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("intake %s: consumer %s: %w", o.Name, k, err)
+		}
+		in.cons = append(in.cons, c)
+	}
+	return in, nil
+}
+
+// Delivery is one job handed to the agent with its lease.
+type Delivery struct {
+	Job *wire.Job
+	// Attempt is the attempt this delivery runs as (wire.EffectiveAttempt).
+	Attempt int
+	// Leased is a moment no later than JetStream started the lease (when
+	// the pull request was sent); the lease lasts AckWait from there
+	// unless extended.
+	Leased  time.Time
+	AckWait time.Duration
+	msg     jetstream.Msg
+	nc      *nats.Conn
+}
+
+// Extend renews the lease and returns once the server confirmed it.
+func (d *Delivery) Extend(ctx context.Context) error {
+	if _, err := d.nc.RequestWithContext(ctx, d.msg.Reply(), []byte("+WPI")); err != nil {
+		return fmt.Errorf("extend lease of %s/%s: %w", d.Job.RunID, d.Job.StageID, err)
+	}
+	return nil
+}
+
+// Ack ends the job for good and returns once the server confirmed it.
+func (d *Delivery) Ack(ctx context.Context) error {
+	if err := d.msg.DoubleAck(ctx); err != nil {
+		return fmt.Errorf("ack %s/%s: %w", d.Job.RunID, d.Job.StageID, err)
+	}
+	return nil
+}
+
+// Term ends the job for good without running it (no redelivery).
+func (d *Delivery) Term(reason string) error {
+	if err := d.msg.TermWithReason(reason); err != nil {
+		return fmt.Errorf("term %s/%s: %w", d.Job.RunID, d.Job.StageID, err)
+	}
+	return nil
+}
+
+// Running is the number of deliveries being handled.
+func (in *Intake) Running() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.running
+}
+
+// Stop stops pulling new jobs; pull requests still waiting end within
+// PullExpiry, and a job they deliver is handed back (nak) at once. Run
+// then returns once every handler has returned.
+func (in *Intake) Stop() {
+	in.mu.Lock()
+	in.stopped = true
+	in.mu.Unlock()
+	in.cond.Broadcast()
+}
+
+// Run pulls jobs and calls handle for each in its own goroutine, holding a
+// capacity slot until handle returns. It returns after Stop or when ctx
+// ends (waiting pull requests are then abandoned; a job in flight comes
+// back after AckWait), in both cases once every handle call returned.
+// Undecodable jobs and jobs of another protocol version are terminated.
+func (in *Intake) Run(ctx context.Context, handle func(context.Context, *Delivery)) error {
+	stop := context.AfterFunc(ctx, in.Stop)
+	defer stop()
+	var wg sync.WaitGroup
+	for i := range in.cons {
+		for range in.opts.Capacity {
+			wg.Go(func() { in.fetchLoop(ctx, i, handle, &wg) })
+		}
+	}
+	wg.Wait()
+	return nil
+}
+
+func (in *Intake) fetchLoop(ctx context.Context, i int, handle func(context.Context, *Delivery), wg *sync.WaitGroup) {
+	for {
+		in.mu.Lock()
+		for !in.stopped && in.running+in.pending[i] >= in.opts.Capacity {
+			in.cond.Wait()
+		}
+		if in.stopped {
+			in.mu.Unlock()
+			return
+		}
+		in.pending[i]++
+		in.mu.Unlock()
+
+		leased := time.Now()
+		msg, err := in.fetchOne(ctx, i)
+
+		in.mu.Lock()
+		in.pending[i]--
+		ok := msg != nil && !in.stopped && in.running < in.opts.Capacity
+		if ok {
+			in.running++
+		}
+		in.mu.Unlock()
+		in.cond.Broadcast()
+
+		if err != nil && ctx.Err() == nil {
+			in.log.Debug("pull job", "agent", in.opts.Name, "err", err)
+			select { // the connection is down: do not spin
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		if msg == nil {
+			continue
+		}
+		if !ok {
+			if err := msg.Nak(); err != nil {
+				in.log.Warn("hand back surplus job", "agent", in.opts.Name, "err", err)
+			}
+			continue
+		}
+		d, err := in.delivery(msg, leased)
+		if err != nil {
+			in.log.Warn("terminate bad job", "agent", in.opts.Name, "subject", msg.Subject(), "err", err)
+			_ = msg.TermWithReason(err.Error())
+			in.release()
+			continue
+		}
+		wg.Go(func() {
+			defer in.release()
+			handle(ctx, d)
+		})
+	}
+}
+
+func (in *Intake) release() {
+	in.mu.Lock()
+	in.running--
+	in.mu.Unlock()
+	in.cond.Broadcast()
+}
+
+func (in *Intake) fetchOne(ctx context.Context, i int) (jetstream.Msg, error) {
+	fctx, cancel := context.WithTimeout(ctx, in.opts.PullExpiry)
+	defer cancel()
+	batch, err := in.cons[i].Fetch(1, jetstream.FetchContext(fctx))
+	if err != nil {
+		return nil, err
+	}
+	for m := range batch.Messages() {
+		return m, nil
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		return nil, err
+	}
+	return nil, nil
+}
+
+func (in *Intake) delivery(m jetstream.Msg, leased time.Time) (*Delivery, error) {
+	var j wire.Job
+	if err := wire.Decode(m.Data(), &j); err != nil {
+		return nil, err
+	}
+	if j.Stage == nil {
+		return nil, errors.New("job without stage")
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		return nil, fmt.Errorf("job metadata: %w", err)
+	}
+	return &Delivery{
+		Job: &j, Attempt: wire.EffectiveAttempt(&j, md.NumDelivered),
+		Leased: leased, AckWait: in.opts.AckWait, msg: m, nc: in.nc,
+	}, nil
+}

@@ -1,0 +1,218 @@
+package natsbus
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/runnel-ci/runnel/agents/wire"
+)
+
+// ServerUser is the NATS user name of the Runnel server; no agent may have it.
+const ServerUser = "runnel-server"
+
+// Creds are a NATS user name and password.
+type Creds struct {
+	User     string
+	Password string
+}
+
+// AgentCredential is what the NATS server keeps about one agent: its name
+// (= NATS user) and the bcrypt hash of its secret.
+type AgentCredential struct {
+	Name         string
+	PasswordHash string
+}
+
+// NewAgentCredential makes a fresh token "<name>:<secret>" (what the agent
+// is given) and the credential the server keeps. The secret has 256 random
+// bits, so bcrypt's minimum cost is enough and keeps connects fast.
+func NewAgentCredential(name string) (token string, cred AgentCredential, err error) {
+	if !wire.ValidName(name) || name == ServerUser {
+		return "", AgentCredential{}, fmt.Errorf("agent name %q: must be 1-64 of [A-Za-z0-9_-] and not %q", name, ServerUser)
+	}
+	secret, err := randomSecret()
+	if err != nil {
+		return "", AgentCredential{}, err
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
+	if err != nil {
+		return "", AgentCredential{}, fmt.Errorf("hash agent secret: %w", err)
+	}
+	return name + ":" + secret, AgentCredential{Name: name, PasswordHash: string(hash)}, nil
+}
+
+// ParseAgentToken splits a token made by NewAgentCredential.
+func ParseAgentToken(token string) (Creds, error) {
+	name, secret, ok := strings.Cut(token, ":")
+	if !ok || !wire.ValidName(name) || secret == "" {
+		return Creds{}, errors.New("agent token: want NAME:SECRET")
+	}
+	return Creds{User: name, Password: secret}, nil
+}
+
+func randomSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random secret: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// Options configure an embedded NATS server.
+type Options struct {
+	DataDir string // JetStream store lives in DataDir/jetstream
+	Host    string // default 127.0.0.1
+	Port    int    // 0 means 4222, -1 a random free port
+	// ServerPassword is the password of ServerUser; empty generates one
+	// (read it back with ServerCreds).
+	ServerPassword string
+	Agents         []AgentCredential
+	Logger         *slog.Logger
+}
+
+// Server is an embedded NATS server with JetStream.
+type Server struct {
+	srv   *server.Server
+	creds Creds
+	log   *slog.Logger
+}
+
+// AgentPermissions are the NATS permissions of agent name. Enforced by the
+// server for an agent's connection:
+//   - publish only: updates and logs of any run (runnel.v1.runs.*.updates,
+//     .logs), its own presence subject, pull requests and consumer
+//     info/creation on the JOBS stream (creation only for a consumer whose
+//     single filter is one label-set subject), and acks on JOBS;
+//   - subscribe only: its own inbox prefix (_INBOX.runnel.<name>.>) and
+//     cancellations (runnel.v1.cancel.*).
+//
+// So an agent cannot publish jobs or cancels, cannot touch streams, cannot
+// read another agent's replies or presence, and cannot read logs. Not
+// enforced: which run an agent reports on (the server's attempt fencing
+// covers that) and which label sets it pulls from.
+func AgentPermissions(name string) *server.Permissions {
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			wire.UpdatesWildcard,
+			wire.LogsWildcard,
+			wire.PresenceSubject(name),
+			"$JS.API.CONSUMER.MSG.NEXT." + JobsStream + ".*",
+			"$JS.API.CONSUMER.INFO." + JobsStream + ".*",
+			"$JS.API.CONSUMER.CREATE." + JobsStream + ".*." + wire.JobsPrefix + "*",
+			"$JS.ACK." + JobsStream + ".>",
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{
+			InboxPrefix(name) + ".>",
+			wire.CancelWildcard,
+		}},
+	}
+}
+
+// InboxPrefix is the reply-subject prefix of NATS user.
+func InboxPrefix(user string) string { return "_INBOX.runnel." + wire.Token(user) }
+
+// StartEmbedded starts a NATS server with JetStream and returns when it
+// accepts connections.
+func StartEmbedded(o Options) (*Server, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.DataDir == "" {
+		return nil, errors.New("start nats: no data dir")
+	}
+	host := o.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	port := o.Port
+	if port == 0 {
+		port = 4222
+	}
+	pw := o.ServerPassword
+	if pw == "" {
+		var err error
+		if pw, err = randomSecret(); err != nil {
+			return nil, err
+		}
+	}
+	users := []*server.User{{Username: ServerUser, Password: pw}}
+	for _, a := range o.Agents {
+		if !wire.ValidName(a.Name) || a.Name == ServerUser {
+			return nil, fmt.Errorf("start nats: invalid agent name %q", a.Name)
+		}
+		users = append(users, &server.User{Username: a.Name, Password: a.PasswordHash, Permissions: AgentPermissions(a.Name)})
+	}
+	srv, err := server.NewServer(&server.Options{
+		ServerName: "runnel",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   o.DataDir + "/jetstream",
+		Users:      users,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start nats: %w", err)
+	}
+	go srv.Start() // Start returns quickly; the server owns its goroutines until Shutdown.
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("start nats: not ready within 10s")
+	}
+	log.Info("nats started", "url", srv.ClientURL())
+	return &Server{srv: srv, creds: Creds{User: ServerUser, Password: pw}, log: log}, nil
+}
+
+// ClientURL is the URL clients connect to.
+func (s *Server) ClientURL() string { return s.srv.ClientURL() }
+
+// Port is the port the server listens on (useful after Port -1).
+func (s *Server) Port() int {
+	_, p, err := net.SplitHostPort(s.srv.Addr().String())
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// ServerCreds are the Runnel server's credentials (all permissions).
+func (s *Server) ServerCreds() Creds { return s.creds }
+
+// Shutdown stops the server, flushing JetStream, and waits for it.
+func (s *Server) Shutdown() {
+	s.srv.Shutdown()
+	s.srv.WaitForShutdown()
+}
+
+// Connect connects to url as creds.User with reconnects that never give up
+// (JetStream state survives a server restart), and the user's own inbox
+// prefix (agents may subscribe only there).
+func Connect(url string, creds Creds, opts ...nats.Option) (*nats.Conn, error) {
+	all := append([]nats.Option{
+		nats.Name(creds.User),
+		nats.UserInfo(creds.User, creds.Password),
+		nats.CustomInboxPrefix(InboxPrefix(creds.User)),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(100 * time.Millisecond),
+		nats.ReconnectBufSize(8 << 20),
+	}, opts...)
+	nc, err := nats.Connect(url, all...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s as %s: %w", url, creds.User, err)
+	}
+	return nc, nil
+}
