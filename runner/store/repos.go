@@ -301,4 +301,3 @@ func (s *Store) DeleteToken(ctx context.Context, id int64) error {
 	}
 	return nil
 }
-

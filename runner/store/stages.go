@@ -219,11 +219,15 @@ type StageUpdate struct {
 // StartedAt (running) and FinishedAt (terminal), and clears PendingReason.
 // Errors: ErrStale (another attempt owns the stage), ErrConflict (the move
 // is not allowed from the current status, e.g. the stage already
-// finished), ErrNotFound. Use QueueStage, not this, to queue.
+// finished), ErrNotFound. Use QueueStage, not this, to queue; running is
+// reached only from queued.
 func (s *Store) UpdateStage(ctx context.Context, id int64, attempt int, u StageUpdate) error {
 	from := predecessors(u.Status)
 	if u.Status == StatusQueued || len(from) == 0 {
 		return fmt.Errorf("update stage %d to %q: %w", id, u.Status, ErrConflict)
+	}
+	if u.Status == StatusRunning {
+		from = []Status{StatusQueued} // a stage runs only after QueueStage gave it an attempt
 	}
 	now := s.now().UnixMicro()
 	q := `UPDATE stages SET status = ?, reason = CASE WHEN ? = '' THEN reason ELSE ? END`
