@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"container/heap"
 	"fmt"
 	"maps"
 	"slices"
@@ -56,41 +57,56 @@ func (p *Pipeline) Plan(ev Event) (*Plan, error) {
 
 // topoSort orders stages so that every stage comes after its needs; among
 // stages whose needs are all placed, the earliest in the input comes first.
+// Kahn's algorithm with a min-heap of input positions: O((V+E) log V).
 func topoSort(stages []*Stage) ([]*Stage, error) {
-	index := map[string]int{}
+	index := make(map[string]int, len(stages))
 	for i, s := range stages {
 		index[s.ID] = i
 	}
-	placed := make([]bool, len(stages))
-	out := make([]*Stage, 0, len(stages))
-	// Quadratic, but stages number in the hundreds at most, and this keeps
-	// the "earliest ready first" rule obvious.
-	for len(out) < len(stages) {
-		progress := false
-		for i, s := range stages {
-			if placed[i] {
-				continue
+	waiting := make([]int, len(stages))   // unplaced needs per stage
+	needers := make([][]int, len(stages)) // stages that need stage i
+	ready := &intHeap{}
+	for i, s := range stages {
+		for _, nd := range s.Needs {
+			j, ok := index[nd]
+			if !ok {
+				return nil, fmt.Errorf("stage %s needs unknown stage %s", s.ID, nd)
 			}
-			ready := true
-			for _, nd := range s.Needs {
-				if !placed[index[nd]] {
-					ready = false
-					break
-				}
-			}
-			if ready {
-				placed[i] = true
-				out = append(out, s)
-				progress = true
-				break
-			}
+			waiting[i]++
+			needers[j] = append(needers[j], i)
 		}
-		if !progress {
-			// Parse rejects cycles, so this is a bug, not bad input.
-			return nil, fmt.Errorf("needs form a cycle")
+		if waiting[i] == 0 {
+			heap.Push(ready, i)
 		}
 	}
+	out := make([]*Stage, 0, len(stages))
+	for ready.Len() > 0 {
+		i := heap.Pop(ready).(int)
+		out = append(out, stages[i])
+		for _, k := range needers[i] {
+			if waiting[k]--; waiting[k] == 0 {
+				heap.Push(ready, k)
+			}
+		}
+	}
+	if len(out) != len(stages) {
+		// Parse rejects cycles, so this is a bug, not bad input.
+		return nil, fmt.Errorf("needs form a cycle")
+	}
 	return out, nil
+}
+
+type intHeap []int
+
+func (h intHeap) Len() int           { return len(h) }
+func (h intHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h intHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *intHeap) Push(x any)        { *h = append(*h, x.(int)) }
+func (h *intHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // expand returns the compiled stages of sd: one, or one per matrix

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -152,14 +153,14 @@ func (ps *parser) add(sev Severity, n *yaml.Node, code, format string, args ...a
 	if n != nil && n.Line > 0 {
 		line, col = n.Line, n.Column
 	}
+	if ps.full() {
+		ps.dropped++
+		return
+	}
 	d := Diagnostic{File: ps.file, Line: line, Col: col, Code: code, Severity: sev, Message: fmt.Sprintf(format, args...)}
 	// Content reached through an alias is checked once per reference;
 	// report each problem once.
 	if ps.seen[d] {
-		return
-	}
-	if len(ps.diags) >= maxDiags {
-		ps.dropped++
 		return
 	}
 	if ps.seen == nil {
@@ -176,6 +177,9 @@ func (ps *parser) errorf(n *yaml.Node, code, format string, args ...any) {
 func (ps *parser) warnf(n *yaml.Node, code, format string, args ...any) {
 	ps.add(SeverityWarning, n, code, format, args...)
 }
+
+// full reports whether no more diagnostics will be shown.
+func (ps *parser) full() bool { return len(ps.diags) >= maxDiags }
 
 // resolve follows aliases within the budget and counts visited nodes. It
 // returns nil once the file has been found too complex.
@@ -346,6 +350,7 @@ func (ps *parser) mergeEntries(v *yaml.Node, depth int) []entry {
 		return ps.entries(v, depth+1)
 	case yaml.SequenceNode:
 		var out []entry
+		have := map[string]bool{}
 		for _, item := range v.Content {
 			item = ps.resolve(item)
 			if item == nil {
@@ -357,7 +362,8 @@ func (ps *parser) mergeEntries(v *yaml.Node, depth int) []entry {
 			}
 			// Earlier mappings in the list win, as in the YAML merge spec.
 			for _, e := range ps.entries(item, depth+1) {
-				if !slices.ContainsFunc(out, func(o entry) bool { return o.key.Value == e.key.Value }) {
+				if !have[e.key.Value] {
+					have[e.key.Value] = true
 					out = append(out, e)
 				}
 			}
@@ -375,6 +381,8 @@ func (ps *parser) checkKeys(es []entry, where string, allowed, reserved []string
 		case slices.Contains(allowed, k):
 		case slices.Contains(reserved, k):
 			ps.errorf(e.key, CodeUnsupported, "%s key %q is not supported yet", where, k)
+		case ps.full():
+			ps.dropped++ // skip the suggestion's cost too
 		default:
 			if s := suggest(k, allowed); s != "" {
 				ps.errorf(e.key, CodeUnknownKey, "unknown %s key %q (did you mean %q?)", where, k, s)
@@ -395,6 +403,13 @@ func suggest(k string, allowed []string) string {
 		}
 	}
 	return best
+}
+
+func suggestIf(cond bool, k string, allowed []string) string {
+	if !cond {
+		return ""
+	}
+	return suggest(k, allowed)
 }
 
 func editDistance(a, b string) int {
@@ -685,7 +700,8 @@ func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 	s := &stageDef{name: key.Value, line: key.Line, col: key.Column, runOn: RunOnSuccess, timeout: Duration(DefaultStageTimeout)}
 	n = ps.mapping(n, "stage "+s.name)
 	if n == nil {
-		return nil
+		// Keep the stage so that needs on it are not reported as unknown.
+		return s
 	}
 	es := ps.entries(n, 0)
 	ps.checkKeys(es, "stage", stageKeys, stageReserved)
@@ -1029,6 +1045,11 @@ func (ps *parser) matrix(s *stageDef, key, n *yaml.Node) {
 			if !ok {
 				continue
 			}
+			if strings.ContainsAny(t, ",=[]") || strings.ContainsFunc(t, unicode.IsControl) {
+				// These would make stage IDs like t[a=1,b=2] ambiguous.
+				ps.errorf(item, CodeBadMatrix, "matrix value %q must not contain , = [ ] or control characters", t)
+				continue
+			}
 			if slices.Contains(vals, t) {
 				ps.errorf(item, CodeBadMatrix, "matrix axis %s lists %q twice", axis, t)
 				continue
@@ -1076,10 +1097,10 @@ func (ps *parser) matrix(s *stageDef, key, n *yaml.Node) {
 		if !slices.ContainsFunc(combos, func(o []string) bool { return slices.Equal(o, c) }) {
 			combos = append(combos, c)
 		}
-	}
-	if len(combos) > MaxMatrixCombinations {
-		ps.errorf(key, CodeMatrixTooLarge, "matrix expands into more than %d stages", MaxMatrixCombinations)
-		return
+		if len(combos) > MaxMatrixCombinations {
+			ps.errorf(key, CodeMatrixTooLarge, "matrix expands into more than %d stages", MaxMatrixCombinations)
+			return
+		}
 	}
 	if len(combos) == 0 {
 		ps.errorf(key, CodeBadMatrix, "matrix exclude removes every combination")
@@ -1161,6 +1182,7 @@ func (ps *parser) checkNeeds(stages []*stageDef) {
 	for _, s := range stages {
 		byName[s.name] = s
 	}
+	names := slices.Sorted(maps.Keys(byName))
 	for _, s := range stages {
 		seen := map[string]bool{}
 		var needs []string
@@ -1168,7 +1190,8 @@ func (ps *parser) checkNeeds(stages []*stageDef) {
 		for i, nd := range s.needs {
 			switch {
 			case byName[nd] == nil:
-				if sg := suggest(nd, slices.Sorted(maps.Keys(byName))); sg != "" {
+				// Suggestions cost O(stages) each; stop once nobody reads them.
+				if sg := suggestIf(!ps.full(), nd, names); sg != "" {
 					ps.errorf(s.needNodes[i], CodeUnknownNeed, "stage %s needs %q, which is not a stage (did you mean %q?)", s.name, nd, sg)
 				} else {
 					ps.errorf(s.needNodes[i], CodeUnknownNeed, "stage %s needs %q, which is not a stage", s.name, nd)
