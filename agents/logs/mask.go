@@ -26,8 +26,8 @@ type Masker struct {
 	secrets [][]byte // longest first
 	first   []byte   // distinct first bytes of secrets
 	isFirst [256]bool
-	pending []byte   // held back: a possible prefix of a secret and what follows
-	out     []byte   // scratch
+	pending []byte // held back: a possible prefix of a secret and what follows
+	out     []byte // scratch
 }
 
 // NewMasker returns a Masker writing to dst. Empty secrets are ignored.

@@ -111,9 +111,9 @@ func (e *Engine) labels(s *engine.Spec) map[string]string {
 	}
 }
 
-// specFilter selects the resources of s (whatever their owner, so a
-// Teardown by a restarted agent still finds them).
-func specFilter(s *engine.Spec) filters.Args {
+// SpecFilter selects the labelled resources of s, whatever their owner
+// (so a Teardown by a restarted agent still finds them).
+func SpecFilter(s *engine.Spec) filters.Args {
 	return filters.NewArgs(
 		filters.Arg("label", LabelRun+"="+s.RunID),
 		filters.Arg("label", LabelStage+"="+s.Stage.ID),
@@ -121,9 +121,10 @@ func specFilter(s *engine.Spec) filters.Args {
 	)
 }
 
-// baseName is the readable, unique stem of s's resource names: sanitised
-// parts plus a hash of the exact values, as sanitising can merge them.
-func baseName(s *engine.Spec) string {
+// ResourceName is the name of s's network and volume, and the stem of its
+// service container names: sanitised parts plus a hash of the exact
+// values, as sanitising can merge them.
+func ResourceName(s *engine.Spec) string {
 	h := sha256.Sum256([]byte(s.RunID + "\x00" + s.Stage.ID + "\x00" + strconv.Itoa(s.Attempt)))
 	return "runnel-" + sanitize(s.RunID, 24) + "-" + sanitize(s.Stage.ID, 24) + "-" + strconv.Itoa(s.Attempt) + "-" + hex.EncodeToString(h[:5])
 }

@@ -94,7 +94,7 @@ func contractConfig(t *testing.T, cli *client.Client, e *Engine) enginetest.Conf
 		Image:  busybox,
 		Grace:  time.Second,
 		AfterTeardown: func(t *testing.T, s *engine.Spec) {
-			if left := resources(t, cli, specFilter(s)); len(left) > 0 {
+			if left := resources(t, cli, SpecFilter(s)); len(left) > 0 {
 				t.Errorf("after Teardown: got %v, want nothing labelled with the spec", left)
 			}
 		},
@@ -231,7 +231,7 @@ func TestPrune(t *testing.T) {
 	if got := resources(t, cli, ownerFilter); len(got) != 0 {
 		t.Errorf("after Prune: got %v, want nothing", got)
 	}
-	if got := resources(t, cli, specFilter(other)); len(got) != 2 {
+	if got := resources(t, cli, SpecFilter(other)); len(got) != 2 {
 		t.Errorf("other owner's resources after Prune: got %v, want its network and volume", got)
 	}
 }
@@ -265,10 +265,10 @@ func TestPruneDeadLocal(t *testing.T) {
 	if err := testEngine(t, cli, OwnerForProcess()).PruneDeadLocal(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := resources(t, cli, specFilter(sDead)); len(got) != 0 {
+	if got := resources(t, cli, SpecFilter(sDead)); len(got) != 0 {
 		t.Errorf("dead run's resources: got %v, want none", got)
 	}
-	if got := resources(t, cli, specFilter(sLive)); len(got) != 2 {
+	if got := resources(t, cli, SpecFilter(sLive)); len(got) != 2 {
 		t.Errorf("live run's resources: got %v, want its network and volume", got)
 	}
 }
@@ -277,7 +277,7 @@ func TestNames(t *testing.T) {
 	a := &engine.Spec{RunID: "r/1", Attempt: 1, Stage: &pipeline.Stage{ID: "test[go=1.22]"}}
 	b := &engine.Spec{RunID: "r_1", Attempt: 1, Stage: &pipeline.Stage{ID: "test[go=1.22]"}}
 	c := &engine.Spec{RunID: "r/1", Attempt: 2, Stage: &pipeline.Stage{ID: "test[go=1.22]"}}
-	na, nb, nc := baseName(a), baseName(b), baseName(c)
+	na, nb, nc := ResourceName(a), ResourceName(b), ResourceName(c)
 	if na == nb || na == nc {
 		t.Errorf("names collide: %q %q %q", na, nb, nc)
 	}

@@ -40,7 +40,7 @@ func (e *Engine) Setup(ctx context.Context, s *engine.Spec) error {
 }
 
 func (e *Engine) setup(ctx context.Context, s *engine.Spec) error {
-	name := baseName(s)
+	name := ResourceName(s)
 	labels := e.labels(s)
 	if _, err := e.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels}); err != nil {
 		return fmt.Errorf("create network %s: %w", name, err)
@@ -171,10 +171,10 @@ func writeTar(ctx context.Context, w io.Writer, root string) error {
 
 func (e *Engine) hostConfig(s *engine.Spec) *container.HostConfig {
 	return &container.HostConfig{
-		NetworkMode: container.NetworkMode(baseName(s)),
+		NetworkMode: container.NetworkMode(ResourceName(s)),
 		Mounts: []mount.Mount{{
 			Type:   mount.TypeVolume,
-			Source: baseName(s),
+			Source: ResourceName(s),
 			Target: WorkspaceDir,
 		}},
 	}
@@ -183,7 +183,7 @@ func (e *Engine) hostConfig(s *engine.Spec) *container.HostConfig {
 func (e *Engine) startService(ctx context.Context, s *engine.Spec, svc *pipeline.Service) (string, error) {
 	labels := e.labels(s)
 	labels[LabelService] = svc.Name
-	net := baseName(s)
+	net := ResourceName(s)
 	id, err := e.create(ctx, &container.Config{
 		Image:  svc.Image,
 		Cmd:    svc.Command,
@@ -266,7 +266,7 @@ func (e *Engine) probe(ctx context.Context, s *engine.Spec, svc *pipeline.Servic
 	case len(svc.Ready.Command) > 0:
 		return e.execOK(ctx, id, svc.Ready.Command)
 	case svc.Ready.Port > 0:
-		ep := info.NetworkSettings.Networks[baseName(s)]
+		ep := info.NetworkSettings.Networks[ResourceName(s)]
 		if ep == nil || ep.IPAddress == "" {
 			return false, errors.New("no address on the stage network yet")
 		}

@@ -20,7 +20,7 @@ import (
 // Teardown removes the containers, network and volume of s, found by
 // label. It is idempotent.
 func (e *Engine) Teardown(ctx context.Context, s *engine.Spec) error {
-	if err := e.removeWhere(ctx, specFilter(s), nil); err != nil {
+	if err := e.removeWhere(ctx, SpecFilter(s), nil); err != nil {
 		return fmt.Errorf("teardown stage %s: %w", s.Stage.ID, err)
 	}
 	return nil
