@@ -1190,8 +1190,9 @@ func (ps *parser) checkNeeds(stages []*stageDef) {
 		for i, nd := range s.needs {
 			switch {
 			case byName[nd] == nil:
-				// Suggestions cost O(stages) each; stop once nobody reads them.
-				if sg := suggestIf(!ps.full(), nd, names); sg != "" {
+				// Suggestions cost O(stages) each: only for files of a
+				// human size, and while somebody reads them.
+				if sg := suggestIf(!ps.full() && len(names) <= 500, nd, names); sg != "" {
 					ps.errorf(s.needNodes[i], CodeUnknownNeed, "stage %s needs %q, which is not a stage (did you mean %q?)", s.name, nd, sg)
 				} else {
 					ps.errorf(s.needNodes[i], CodeUnknownNeed, "stage %s needs %q, which is not a stage", s.name, nd)
