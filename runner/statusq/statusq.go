@@ -65,11 +65,14 @@ type Options struct {
 	Logger      *slog.Logger  // default slog.Default()
 	// OnFailure is called once for a status given up on: after
 	// MaxAttempts failures or a Permanent error. Wire it to
-	// metrics.StatusReportFailed.
+	// metrics.StatusReportFailed. It is called from worker goroutines
+	// and must be safe for concurrent use.
 	OnFailure func(s scm.Status, err error)
-	// OnDrop is called for a status discarded without being delivered
-	// because the queue was full or Close's deadline passed. Statuses
-	// replaced by a newer one of their key are not drops.
+	// OnDrop is called for a status discarded without a delivery
+	// attempt succeeding or failing for good: the queue was full, it was
+	// enqueued after Close, or Close's deadline passed. Statuses replaced
+	// by a newer one of their key are not drops. Called from Enqueue,
+	// Close or worker goroutines; must be safe for concurrent use.
 	OnDrop func(s scm.Status)
 }
 
