@@ -51,6 +51,7 @@ const (
 	// Warnings.
 	CodeDuplicateNeed       = "duplicate-need"
 	CodeTimeoutExceedsStage = "timeout-exceeds-stage"
+	CodeStatusWithoutNeeds  = "status-without-needs"
 )
 
 // Diagnostic is one problem found in a pipeline file, with the position of

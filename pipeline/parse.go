@@ -82,6 +82,7 @@ type stageDef struct {
 	combos      [][]string // values in axes order
 	when        filter
 	runOn       RunOn
+	statusNode  *yaml.Node
 	concurrency string
 	approval    bool
 	environment string
@@ -264,7 +265,7 @@ func (ps *parser) parse(src []byte) *Pipeline {
 		case "env":
 			p.env = ps.env(e.val, "env")
 		case "when":
-			p.when, _ = ps.when(e.val, false)
+			p.when, _, _ = ps.when(e.val, false)
 		case "stages":
 			stagesSeen = true
 			p.stages = ps.stages(e.val)
@@ -620,12 +621,13 @@ func (ps *parser) labels(n *yaml.Node) map[string]string {
 }
 
 // when reads a when filter; stage filters also take status.
-func (ps *parser) when(n *yaml.Node, stage bool) (filter, RunOn) {
+func (ps *parser) when(n *yaml.Node, stage bool) (filter, RunOn, *yaml.Node) {
 	var f filter
 	runOn := RunOnSuccess
+	var statusNode *yaml.Node
 	n = ps.mapping(n, "when")
 	if n == nil {
-		return f, runOn
+		return f, runOn, nil
 	}
 	es := ps.entries(n, 0)
 	if stage {
@@ -665,13 +667,14 @@ func (ps *parser) when(n *yaml.Node, stage bool) (filter, RunOn) {
 				switch RunOn(s) {
 				case RunOnSuccess, RunOnFailure, RunOnAlways:
 					runOn = RunOn(s)
+					statusNode = ps.resolve(e.val)
 				default:
 					ps.errorf(ps.resolve(e.val), CodeBadValue, "when.status %q is not one of success, failure, always", s)
 				}
 			}
 		}
 	}
-	return f, runOn
+	return f, runOn, statusNode
 }
 
 func (ps *parser) stages(n *yaml.Node) []*stageDef {
@@ -719,7 +722,7 @@ func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 		case "matrix":
 			ps.matrix(s, e.key, e.val)
 		case "when":
-			s.when, s.runOn = ps.when(e.val, true)
+			s.when, s.runOn, s.statusNode = ps.when(e.val, true)
 		case "concurrency":
 			s.concurrency, _ = ps.str(e.val, "concurrency")
 		case "approval":
@@ -1206,6 +1209,9 @@ func (ps *parser) checkNeeds(stages []*stageDef) {
 			}
 		}
 		s.needs, s.needNodes = needs, nodes
+		if s.runOn == RunOnFailure && len(s.needs) == 0 {
+			ps.warnf(s.statusNode, CodeStatusWithoutNeeds, "stage %s runs on failure of its needs but has none, so it never runs", s.name)
+		}
 	}
 	// Depth-first search in file order; each back edge is one cycle.
 	const (
