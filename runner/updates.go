@@ -1,0 +1,343 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/runnel-ci/runnel/agents/stage"
+	"github.com/runnel-ci/runnel/runner/logstore"
+	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/scm"
+)
+
+// LogKey returns the log of step index step of a stage attempt.
+func LogKey(runID int64, stageKey string, attempt, step int) logstore.Key {
+	return logstore.Key{Run: strconv.FormatInt(runID, 10), Stage: stageKey, Attempt: attempt, Step: strconv.Itoa(step)}
+}
+
+// HandleUpdate applies an agent's update. Updates of an attempt that is
+// not the stage's current one are ignored (and the attempt is told to
+// stop), as are updates that the state machine refuses. It is safe for
+// concurrent use; log updates touch only the log store.
+func (r *Runner) HandleUpdate(ctx context.Context, u Update) {
+	if u.Kind == UpdateLog {
+		if err := r.cfg.Logs.Append(LogKey(u.RunID, u.Stage, u.Attempt, u.Step), u.Seq, u.Data); err != nil {
+			r.log.Error("append log", "run", u.RunID, "stage", u.Stage, "step", u.Step, "err", err)
+		}
+		return
+	}
+	log := r.log.With("run", u.RunID, "stage", u.Stage, "attempt", u.Attempt, "agent", u.Agent, "kind", u.Kind)
+	run, err := r.cfg.Store.Run(ctx, u.RunID)
+	if err != nil {
+		log.Warn("update for unknown run", "err", err)
+		return
+	}
+	var st *store.Stage
+	for _, s := range run.Stages {
+		if s.Key == u.Stage {
+			st = s
+		}
+	}
+	if st == nil {
+		log.Warn("update for unknown stage")
+		return
+	}
+	if u.Attempt != st.Attempt || st.Status.Terminal() {
+		log.Info("stale update ignored", "current_attempt", st.Attempt, "status", st.Status)
+		if u.Kind != UpdateStageFinished {
+			if err := r.cfg.Bus.Cancel(ctx, u.RunID, u.Stage, u.Attempt); err != nil {
+				log.Warn("cancel stale attempt", "err", err)
+			}
+		}
+		return
+	}
+	now := u.Time
+	if now.IsZero() {
+		now = time.Now()
+	}
+	r.touch(st.ID, time.Now())
+	fence := func(err error) {
+		if err == nil {
+			return
+		}
+		if errors.Is(err, store.ErrStale) || errors.Is(err, store.ErrConflict) {
+			log.Info("update refused by the state machine", "err", err)
+			return
+		}
+		log.Error("apply update", "err", err)
+	}
+	switch u.Kind {
+	case UpdateHeartbeat:
+	case UpdateStageStarted:
+		err := r.cfg.Store.UpdateStage(ctx, st.ID, u.Attempt, store.StageUpdate{Status: store.StatusRunning, Agent: u.Agent})
+		fence(err)
+		if err != nil {
+			return
+		}
+		if run.Status == store.StatusPending {
+			if err := r.cfg.Store.UpdateRun(ctx, run.ID, store.StatusRunning, ""); err != nil && !errors.Is(err, store.ErrConflict) {
+				log.Error("mark run running", "err", err)
+			}
+			r.report(run, "runnel", "running", "Running")
+		}
+		if r.cfg.Metrics != nil {
+			r.cfg.Metrics.StageStarted()
+			if !st.QueuedAt.IsZero() {
+				r.cfg.Metrics.QueueWait(now.Sub(st.QueuedAt))
+			}
+		}
+		r.report(run, "runnel/"+st.Key, "running", "Running on "+u.Agent)
+	case UpdateStepStarted:
+		fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, u.Step, store.StepUpdate{Status: store.StatusRunning, Attempts: u.StepAttempt,
+			LogKey: LogKey(run.ID, st.Key, u.Attempt, u.Step).String()}))
+	case UpdateStepFinished:
+		if u.StepResult == nil {
+			return
+		}
+		su := store.StepUpdate{Status: stepStatus(u.StepResult.Status), Attempts: u.StepResult.Attempts}
+		if u.StepResult.Status != stage.StatusSkipped {
+			code := u.StepResult.ExitCode
+			su.ExitCode = &code
+		}
+		fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, u.Step, su))
+		if err := r.cfg.Logs.Finish(LogKey(run.ID, st.Key, u.Attempt, u.Step)); err != nil {
+			log.Warn("finish step log", "err", err)
+		}
+	case UpdateStageFinished:
+		status, reason := store.StatusError, "no result"
+		if u.Result != nil {
+			status, reason = stageStatus(u.Result)
+		}
+		r.endStage(ctx, run, st, u.Attempt, status, reason)
+	}
+}
+
+func stepStatus(s stage.Status) store.Status {
+	switch s {
+	case stage.StatusSuccess:
+		return store.StatusSuccess
+	case stage.StatusFailure, stage.StatusTimeout:
+		return store.StatusFailure
+	case stage.StatusCanceled:
+		return store.StatusCanceled
+	case stage.StatusSkipped:
+		return store.StatusSkipped
+	}
+	return store.StatusError
+}
+
+func stageStatus(res *stage.Result) (store.Status, string) {
+	switch res.Status {
+	case stage.StatusSuccess:
+		return store.StatusSuccess, ""
+	case stage.StatusFailure:
+		return store.StatusFailure, res.Reason
+	case stage.StatusTimeout:
+		return store.StatusFailure, store.ReasonTimeout
+	case stage.StatusCanceled:
+		return store.StatusCanceled, res.Reason
+	case stage.StatusSkipped:
+		return store.StatusSkipped, res.Reason
+	}
+	reason := res.Reason
+	if reason == "" {
+		reason = "error"
+	}
+	return store.StatusError, reason
+}
+
+// endStage moves a stage to a terminal status and re-evaluates the run.
+func (r *Runner) endStage(ctx context.Context, run *store.Run, st *store.Stage, attempt int, status store.Status, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.endStageLocked(ctx, run, st, attempt, status, reason)
+}
+
+func (r *Runner) endStageLocked(ctx context.Context, run *store.Run, st *store.Stage, attempt int, status store.Status, reason string) {
+	log := r.log.With("run", run.ID, "stage", st.Key, "attempt", st.Attempt)
+	if len(reason) > 500 {
+		reason = reason[:500]
+	}
+	err := r.cfg.Store.UpdateStage(ctx, st.ID, attempt, store.StageUpdate{Status: status, Reason: reason})
+	if err != nil {
+		log.Info("stage end refused", "status", status, "err", err)
+		return
+	}
+	log.Info("stage finished", "status", status, "reason", reason)
+	r.forget(st.ID)
+	// Steps that never reported their end (lost agent, cancel) end with
+	// the stage so nothing is left pending or running.
+	full, err := r.cfg.Store.Stage(ctx, st.ID)
+	if err == nil {
+		for _, step := range full.Steps {
+			if step.Status.Terminal() {
+				continue
+			}
+			to := store.StatusSkipped
+			if step.Status == store.StatusRunning {
+				to = status
+				if to == store.StatusSuccess {
+					to = store.StatusError
+				}
+			}
+			_ = r.cfg.Store.UpdateStep(ctx, st.ID, store.AnyAttempt, step.Position, store.StepUpdate{Status: to})
+		}
+		st = full
+	}
+	r.finishStepLogs(run.ID, st)
+	r.report(run, "runnel/"+st.Key, string(status), "Stage "+string(status))
+	if r.cfg.Metrics != nil && !st.StartedAt.IsZero() {
+		r.cfg.Metrics.StageFinished(run.Repo, string(status), st.StartedAt, time.Now())
+	}
+	r.recordDeployment(ctx, run, st, status)
+	if err := r.scheduleLocked(ctx, run.ID); err != nil {
+		log.Error("schedule after stage end", "err", err)
+	}
+	if st.Concurrency != "" {
+		r.scheduleRepoLocked(ctx, run.RepoID, run.ID)
+	}
+}
+
+// scheduleRepoLocked re-evaluates other unfinished runs of a repo (a
+// concurrency group was released).
+func (r *Runner) scheduleRepoLocked(ctx context.Context, repoID, except int64) {
+	runs, err := r.cfg.Store.UnfinishedRuns(ctx)
+	if err != nil {
+		r.log.Error("schedule repo", "err", err)
+		return
+	}
+	for _, o := range runs {
+		if o.RepoID == repoID && o.ID != except {
+			if err := r.scheduleLocked(ctx, o.ID); err != nil {
+				r.log.Error("schedule run", "run", o.ID, "err", err)
+			}
+		}
+	}
+}
+
+func (r *Runner) finishStepLogs(runID int64, st *store.Stage) {
+	for i := range st.Steps {
+		if err := r.cfg.Logs.Finish(LogKey(runID, st.Key, st.Attempt, i)); err != nil {
+			r.log.Warn("finish log", "run", runID, "stage", st.Key, "err", err)
+		}
+	}
+}
+
+// recordDeployment records a finished stage with an environment as a
+// deployment in the metrics (DORA).
+func (r *Runner) recordDeployment(ctx context.Context, run *store.Run, st *store.Stage, status store.Status) {
+	if st.Environment == "" || (status != store.StatusSuccess && status != store.StatusFailure && status != store.StatusError) {
+		return
+	}
+	result := "success"
+	if status != store.StatusSuccess {
+		result = "failure"
+	}
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.DeploymentFinished(metricsDeployment(run, st, result))
+	}
+	if err := r.storeDeployment(ctx, run, st, result); err != nil {
+		r.log.Error("record deployment", "run", run.ID, "stage", st.Key, "err", err)
+	}
+}
+
+// Cancel cancels a run and its unfinished stages (reason canceled_by_user).
+func (r *Runner) Cancel(ctx context.Context, runID int64) error {
+	return r.cancel(ctx, runID, store.ReasonCanceledByUser)
+}
+
+func (r *Runner) cancel(ctx context.Context, runID int64, reason string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	run, err := r.cfg.Store.Run(ctx, runID)
+	if err != nil {
+		return fmt.Errorf("cancel run %d: %w", runID, err)
+	}
+	if run.Status.Terminal() {
+		return fmt.Errorf("cancel run %d: run is %s: %w", runID, run.Status, store.ErrConflict)
+	}
+	if err := r.cfg.Store.UpdateRun(ctx, runID, store.StatusCanceled, reason); err != nil {
+		return fmt.Errorf("cancel run %d: %w", runID, err)
+	}
+	for _, st := range run.Stages {
+		if st.Status.Terminal() {
+			continue
+		}
+		if err := r.cfg.Store.UpdateStage(ctx, st.ID, store.AnyAttempt, store.StageUpdate{Status: store.StatusCanceled, Reason: reason}); err != nil {
+			r.log.Warn("cancel stage", "run", runID, "stage", st.Key, "err", err)
+		}
+		for _, step := range st.Steps {
+			if !step.Status.Terminal() {
+				_ = r.cfg.Store.UpdateStep(ctx, st.ID, store.AnyAttempt, step.Position, store.StepUpdate{Status: store.StatusCanceled})
+			}
+		}
+		if st.Status == store.StatusQueued || st.Status == store.StatusRunning {
+			if err := r.cfg.Bus.Cancel(ctx, runID, st.Key, st.Attempt); err != nil {
+				r.log.Warn("publish cancel", "run", runID, "stage", st.Key, "err", err)
+			}
+		}
+		r.forget(st.ID)
+		r.report(run, "runnel/"+st.Key, "canceled", "Canceled")
+	}
+	if err := r.cfg.Logs.FinishRun(strconv.FormatInt(runID, 10)); err != nil {
+		r.log.Warn("finish logs", "run", runID, "err", err)
+	}
+	r.log.Info("run canceled", "run", runID, "reason", reason)
+	r.report(run, "runnel", "canceled", "Canceled: "+reason)
+	if run, err := r.cfg.Store.Run(ctx, runID); err == nil {
+		r.runMetrics(run.Repo, run)
+	}
+	for _, st := range run.Stages {
+		if st.Concurrency != "" {
+			r.scheduleRepoLocked(ctx, run.RepoID, run.ID)
+			break
+		}
+	}
+	return nil
+}
+
+// Rerun starts a new run of the same event as runID.
+func (r *Runner) Rerun(ctx context.Context, runID int64) (*store.Run, error) {
+	old, err := r.cfg.Store.Run(ctx, runID)
+	if err != nil {
+		return nil, fmt.Errorf("rerun %d: %w", runID, err)
+	}
+	repo, err := r.cfg.Store.RepoByID(ctx, old.RepoID)
+	if err != nil {
+		return nil, fmt.Errorf("rerun %d: %w", runID, err)
+	}
+	ev := &scm.Event{Kind: old.Event, Repo: repo.Name, Ref: old.Ref, Branch: old.Branch, Tag: old.Tag, Commit: old.Commit,
+		Message: old.Message, Author: old.Author, Timestamp: old.CommitTime, Inputs: old.Inputs}
+	return r.Trigger(ctx, repo, ev, store.TriggerRerun, old.ID)
+}
+
+// Approve lets a stage held for approval run; Reject cancels it.
+func (r *Runner) Approve(ctx context.Context, runID int64, stageKey, user string) error {
+	return r.decide(ctx, runID, stageKey, user, true)
+}
+
+// Reject refuses a stage held for approval (reason approval_rejected).
+func (r *Runner) Reject(ctx context.Context, runID int64, stageKey, user string) error {
+	return r.decide(ctx, runID, stageKey, user, false)
+}
+
+func (r *Runner) decide(ctx context.Context, runID int64, stageKey, user string, approve bool) error {
+	run, err := r.cfg.Store.Run(ctx, runID)
+	if err != nil {
+		return fmt.Errorf("decide approval: %w", err)
+	}
+	for _, st := range run.Stages {
+		if st.Key != stageKey {
+			continue
+		}
+		if err := r.cfg.Store.DecideApproval(ctx, st.ID, approve, user); err != nil {
+			return fmt.Errorf("decide approval of %s: %w", stageKey, err)
+		}
+		r.log.Info("approval decided", "run", runID, "stage", stageKey, "approved", approve, "by", user)
+		return r.schedule(ctx, runID)
+	}
+	return fmt.Errorf("decide approval: stage %q: %w", stageKey, store.ErrNotFound)
+}
