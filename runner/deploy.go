@@ -15,6 +15,14 @@ func metricsDeployment(run *store.Run, st *store.Stage, result string) metrics.D
 
 // storeDeployment records the deployment in the store.
 func (r *Runner) storeDeployment(ctx context.Context, run *store.Run, st *store.Stage, result string) error {
-	// The store has no deployments API yet; the metrics carry DORA.
-	return nil
+	started := st.StartedAt
+	if started.IsZero() {
+		started = time.Now()
+	}
+	id, err := r.cfg.Store.CreateDeployment(ctx, store.Deployment{RepoID: run.RepoID, Environment: st.Environment,
+		RunID: run.ID, StageID: st.ID, Commit: run.Commit, CommitTime: run.CommitTime, StartedAt: started})
+	if err != nil {
+		return err
+	}
+	return r.cfg.Store.FinishDeployment(ctx, id, result)
 }

@@ -225,3 +225,22 @@ func (c *Cache) ReadFile(ctx context.Context, src Source, path string) ([]byte, 
 	defer unlock()
 	return ReadFile(ctx, mirror, src.Commit, path)
 }
+
+// ResolveRef returns the commit ref points to in the repository at url
+// (a local path or a clone URL), using git ls-remote.
+func ResolveRef(ctx context.Context, url, ref string) (string, error) {
+	if err := (Source{URL: url, Commit: strings.Repeat("0", 40), Ref: ref}).Validate(); err != nil {
+		return "", err
+	}
+	out, err := git(ctx, "", "ls-remote", "--", url, ref)
+	if err != nil {
+		return "", fmt.Errorf("resolve %s in %s: %w", ref, url, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[1] == ref && isSHA(f[0]) {
+			return f[0], nil
+		}
+	}
+	return "", fmt.Errorf("resolve %s in %s: %w", ref, url, ErrNoFile)
+}

@@ -1,0 +1,261 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/runner/badge"
+	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/scm"
+)
+
+// RepoView is a repository as the API shows it (never its secrets).
+type RepoView struct {
+	ID             int64     `json:"id"`
+	Name           string    `json:"name"`
+	Forge          string    `json:"forge"`
+	CloneURL       string    `json:"clone_url"`
+	DefaultBranch  string    `json:"default_branch"`
+	CancelPrevious bool      `json:"cancel_previous"`
+	Private        bool      `json:"private"`
+	HasSecret      bool      `json:"has_secret"`
+	CreatedAt      time.Time `json:"created_at"`
+	// HookToken and BadgeToken are returned once, at creation.
+	HookToken  string `json:"hook_token,omitempty"`
+	BadgeToken string `json:"badge_token,omitempty"`
+}
+
+func repoView(r *store.Repo) RepoView {
+	return RepoView{ID: r.ID, Name: r.Name, Forge: r.Forge, CloneURL: r.CloneURL, DefaultBranch: r.DefaultBranch,
+		CancelPrevious: r.CancelPrevious, Private: r.Private, HasSecret: r.WebhookSecret != "", CreatedAt: r.CreatedAt}
+}
+
+func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) {
+	repos, err := s.cfg.Store.Repos(r.Context())
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	out := make([]RepoView, 0, len(repos))
+	for _, rp := range repos {
+		out = append(out, repoView(rp))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"repos": out})
+}
+
+// RepoRequest is the body of POST /api/v1/repos.
+type RepoRequest struct {
+	Name           string `json:"name"`
+	Forge          string `json:"forge"`
+	CloneURL       string `json:"clone_url"`
+	Secret         string `json:"secret"`
+	DefaultBranch  string `json:"default_branch"`
+	CancelPrevious bool   `json:"cancel_previous"`
+	Private        bool   `json:"private"`
+}
+
+func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
+	var req RepoRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "decode body: "+err.Error())
+		return
+	}
+	switch req.Forge {
+	case store.ForgeGitHub, store.ForgeGitea, store.ForgeGitLab, store.ForgeGeneric, store.ForgeGit:
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("forge %q: want github, gitea, gitlab, generic or git", req.Forge))
+		return
+	}
+	if req.Name == "" || strings.ContainsAny(req.Name, "\x00\n\r ") || strings.HasPrefix(req.Name, "/") || strings.Contains(req.Name, "..") {
+		writeError(w, http.StatusBadRequest, "name must be non-empty, without spaces, leading slash or '..'")
+		return
+	}
+	if req.CloneURL != "" {
+		if err := (workspace.Source{URL: req.CloneURL, Commit: strings.Repeat("0", 40)}).Validate(); err != nil {
+			writeError(w, http.StatusBadRequest, "clone_url: "+err.Error())
+			return
+		}
+	}
+	if req.DefaultBranch == "" {
+		req.DefaultBranch = "main"
+	}
+	repo, err := s.cfg.Store.CreateRepo(r.Context(), store.Repo{Name: req.Name, Forge: req.Forge, CloneURL: req.CloneURL,
+		WebhookSecret: req.Secret, DefaultBranch: req.DefaultBranch, CancelPrevious: req.CancelPrevious, Private: req.Private})
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	v := repoView(repo)
+	if v.HookToken, err = s.cfg.Store.RotateRepoToken(r.Context(), repo.ID, store.HookToken); err != nil {
+		s.storeError(w, err)
+		return
+	}
+	if req.Private {
+		if v.BadgeToken, err = s.cfg.Store.RotateRepoToken(r.Context(), repo.ID, store.BadgeToken); err != nil {
+			s.storeError(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+// TriggerRequest is the body of POST /api/v1/repos/{repo}/trigger.
+type TriggerRequest struct {
+	Branch string            `json:"branch"`
+	Commit string            `json:"commit"`
+	Inputs map[string]string `json:"inputs"`
+}
+
+// repoAction handles POST /api/v1/repos/{repo...}/trigger (repo names
+// contain slashes, so the action is the last path element).
+func (s *Server) repoAction(w http.ResponseWriter, r *http.Request) {
+	rest := r.PathValue("rest")
+	name, action, ok := cutLast(rest)
+	if !ok || action != "trigger" {
+		writeError(w, http.StatusNotFound, "unknown repo action")
+		return
+	}
+	repo, err := s.cfg.Store.Repo(r.Context(), name)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	var req TriggerRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "decode body: "+err.Error())
+		return
+	}
+	if req.Branch == "" {
+		req.Branch = repo.DefaultBranch
+	}
+	ref := "refs/heads/" + req.Branch
+	if req.Commit == "" {
+		sha, err := workspace.ResolveRef(r.Context(), repo.CloneURL, ref)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("resolve branch %q: %v", req.Branch, err))
+			return
+		}
+		req.Commit = sha
+	}
+	ev := &scm.Event{Forge: repo.Forge, Kind: scm.KindManual, Repo: repo.Name, CloneURL: repo.CloneURL, Ref: ref, Branch: req.Branch,
+		Commit: req.Commit, Author: user(r), Inputs: req.Inputs}
+	run, err := s.cfg.Runner.Trigger(r.Context(), repo, ev, store.TriggerManual, 0)
+	if err != nil {
+		if errors.Is(err, workspace.ErrUnsafe) {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		s.storeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.view(run))
+}
+
+func cutLast(p string) (string, string, bool) {
+	i := strings.LastIndex(p, "/")
+	if i <= 0 {
+		return "", "", false
+	}
+	return p[:i], p[i+1:], true
+}
+
+func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
+	var out any = []any{}
+	if s.cfg.Agents != nil {
+		if a := s.cfg.Agents(); a != nil {
+			out = a
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agents": out})
+}
+
+// DeploymentView is a deployment as the API shows it.
+type DeploymentView struct {
+	ID          int64     `json:"id"`
+	Repo        string    `json:"repo"`
+	Environment string    `json:"environment"`
+	RunID       int64     `json:"run_id,omitempty"`
+	Commit      string    `json:"commit"`
+	StartedAt   time.Time `json:"started_at"`
+	FinishedAt  time.Time `json:"finished_at,omitzero"`
+	Result      string    `json:"result,omitempty"`
+}
+
+func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.DeploymentFilter{Environment: q.Get("environment")}
+	if name := q.Get("repo"); name != "" {
+		repo, err := s.cfg.Store.Repo(r.Context(), name)
+		if err != nil {
+			s.storeError(w, err)
+			return
+		}
+		f.RepoID = repo.ID
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit must be 1..1000")
+			return
+		}
+		f.Limit = n
+	}
+	ds, err := s.cfg.Store.ListDeployments(r.Context(), f)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	out := make([]DeploymentView, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, DeploymentView{ID: d.ID, Repo: d.Repo, Environment: d.Environment, RunID: d.RunID, Commit: d.Commit,
+			StartedAt: d.StartedAt, FinishedAt: d.FinishedAt, Result: d.Result})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"deployments": out})
+}
+
+// badge serves GET /badges/{repo...}/status.svg?branch=&stage=&token=.
+func (s *Server) badge(w http.ResponseWriter, r *http.Request) {
+	name, ok := strings.CutSuffix(r.PathValue("rest"), "/status.svg")
+	if !ok || name == "" {
+		http.NotFound(w, r)
+		return
+	}
+	repo, err := s.cfg.Store.Repo(r.Context(), name)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	if repo.Private {
+		ok, err := s.cfg.Store.CheckRepoToken(r.Context(), repo.ID, store.BadgeToken, r.URL.Query().Get("token"))
+		if err != nil || !ok {
+			// Same answer as an unknown repo: a private repo's existence is not revealed.
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "private, no-cache")
+	}
+	branch := r.URL.Query().Get("branch")
+	if branch == "" {
+		branch = repo.DefaultBranch
+	}
+	label, status := "runnel", "unknown"
+	if stage := r.URL.Query().Get("stage"); stage != "" {
+		label = stage
+		if st, err := s.cfg.Store.LatestFinishedStage(r.Context(), repo.ID, branch, stage); err == nil {
+			status = string(st.Status)
+		}
+	} else if run, err := s.cfg.Store.LatestFinishedRun(r.Context(), repo.ID, branch); err == nil {
+		status = string(run.Status)
+	}
+	badge.Serve(w, r, label, status)
+}

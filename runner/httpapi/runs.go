@@ -1,0 +1,358 @@
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/logstore"
+	"github.com/runnel-ci/runnel/runner/store"
+)
+
+// RunView is a run as the API shows it.
+type RunView struct {
+	ID            int64                 `json:"id"`
+	Number        int64                 `json:"number"`
+	Repo          string                `json:"repo"`
+	Event         string                `json:"event"`
+	Ref           string                `json:"ref,omitempty"`
+	Branch        string                `json:"branch,omitempty"`
+	Tag           string                `json:"tag,omitempty"`
+	Commit        string                `json:"commit"`
+	Message       string                `json:"message,omitempty"`
+	Author        string                `json:"author,omitempty"`
+	Inputs        map[string]string     `json:"inputs,omitempty"`
+	Status        store.Status          `json:"status"`
+	Reason        string                `json:"reason,omitempty"`
+	PendingReason string                `json:"pending_reason,omitempty"`
+	Trigger       string                `json:"trigger"`
+	ParentID      int64                 `json:"parent_id,omitempty"`
+	CreatedAt     time.Time             `json:"created_at"`
+	QueuedAt      time.Time             `json:"queued_at,omitzero"`
+	StartedAt     time.Time             `json:"started_at,omitzero"`
+	FinishedAt    time.Time             `json:"finished_at,omitzero"`
+	Diagnostics   []pipeline.Diagnostic `json:"diagnostics,omitempty"`
+	Stages        []StageView           `json:"stages,omitempty"`
+}
+
+// StageView is a stage of a RunView.
+type StageView struct {
+	ID            string         `json:"id"`
+	Name          string         `json:"name"`
+	Status        store.Status   `json:"status"`
+	Reason        string         `json:"reason,omitempty"`
+	PendingReason string         `json:"pending_reason,omitempty"`
+	Attempt       int            `json:"attempt"`
+	Agent         string         `json:"agent,omitempty"`
+	Needs         []string       `json:"needs,omitempty"`
+	Environment   string         `json:"environment,omitempty"`
+	Concurrency   string         `json:"concurrency,omitempty"`
+	Approval      store.Approval `json:"approval,omitempty"`
+	ApprovedBy    string         `json:"approved_by,omitempty"`
+	QueuedAt      time.Time      `json:"queued_at,omitzero"`
+	StartedAt     time.Time      `json:"started_at,omitzero"`
+	FinishedAt    time.Time      `json:"finished_at,omitzero"`
+	Steps         []StepView     `json:"steps"`
+}
+
+// StepView is a step of a StageView.
+type StepView struct {
+	Name         string       `json:"name"`
+	Position     int          `json:"position"`
+	Status       store.Status `json:"status"`
+	ExitCode     *int         `json:"exit_code,omitempty"`
+	Attempts     int          `json:"attempts,omitempty"`
+	AllowFailure bool         `json:"allow_failure,omitempty"`
+	StartedAt    time.Time    `json:"started_at,omitzero"`
+	FinishedAt   time.Time    `json:"finished_at,omitzero"`
+	Log          string       `json:"log"`
+}
+
+func (s *Server) view(run *store.Run) RunView {
+	v := RunView{ID: run.ID, Number: run.Number, Repo: run.Repo, Event: run.Event, Ref: run.Ref, Branch: run.Branch, Tag: run.Tag,
+		Commit: run.Commit, Message: run.Message, Author: run.Author, Inputs: run.Inputs, Status: run.Status, Reason: run.Reason,
+		PendingReason: run.PendingReason, Trigger: run.Trigger, ParentID: run.ParentID, CreatedAt: run.CreatedAt,
+		QueuedAt: run.QueuedAt, StartedAt: run.StartedAt, FinishedAt: run.FinishedAt}
+	for _, st := range run.Stages {
+		sv := StageView{ID: st.Key, Name: st.Name, Status: st.Status, Reason: st.Reason, PendingReason: st.PendingReason,
+			Attempt: st.Attempt, Agent: st.Agent, Needs: st.Needs, Environment: st.Environment, Concurrency: st.Concurrency,
+			Approval: st.Approval, ApprovedBy: st.ApprovedBy, QueuedAt: st.QueuedAt, StartedAt: st.StartedAt, FinishedAt: st.FinishedAt,
+			Steps: []StepView{}}
+		for _, step := range st.Steps {
+			sv.Steps = append(sv.Steps, StepView{Name: step.Name, Position: step.Position, Status: step.Status, ExitCode: step.ExitCode,
+				Attempts: step.Attempts, AllowFailure: step.AllowFailure, StartedAt: step.StartedAt, FinishedAt: step.FinishedAt,
+				Log: fmt.Sprintf("/api/v1/runs/%d/stages/%s/steps/%d/log", run.ID, pathEscape(st.Key), step.Position)})
+		}
+		v.Stages = append(v.Stages, sv)
+	}
+	if run.Reason == store.ReasonPipelineInvalid || run.Reason == runner.ReasonPipelineMissing {
+		v.Diagnostics = s.cfg.Runner.Diagnostics(run.ID)
+	}
+	return v
+}
+
+func pathEscape(s string) string {
+	return strings.NewReplacer("%", "%25", "/", "%2F", "?", "%3F", "#", "%23", " ", "%20").Replace(s)
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.RunFilter{Branch: q.Get("branch"), Event: q.Get("event")}
+	if name := q.Get("repo"); name != "" {
+		repo, err := s.cfg.Store.Repo(r.Context(), name)
+		if err != nil {
+			s.storeError(w, err)
+			return
+		}
+		f.RepoID = repo.ID
+	}
+	for _, st := range q["status"] {
+		for _, one := range strings.Split(st, ",") {
+			if !store.Status(one).Valid() {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown status %q", one))
+				return
+			}
+			f.Status = append(f.Status, store.Status(one))
+		}
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit must be 1..1000")
+			return
+		}
+		f.Limit = n
+	}
+	if b := q.Get("before"); b != "" {
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "before must be a run id")
+			return
+		}
+		f.Before = n
+	}
+	runs, err := s.cfg.Store.ListRuns(r.Context(), f)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	out := make([]RunView, 0, len(runs))
+	for _, run := range runs {
+		out = append(out, s.view(run))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"runs": out})
+}
+
+func (s *Server) loadRun(w http.ResponseWriter, r *http.Request) (*store.Run, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "run id must be a number")
+		return nil, false
+	}
+	run, err := s.cfg.Store.Run(r.Context(), id)
+	if err != nil {
+		s.storeError(w, err)
+		return nil, false
+	}
+	return run, true
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
+	run, ok := s.loadRun(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.view(run))
+}
+
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
+	run, ok := s.loadRun(w, r)
+	if !ok {
+		return
+	}
+	if err := s.cfg.Runner.Cancel(r.Context(), run.ID); err != nil {
+		s.storeError(w, err)
+		return
+	}
+	run, _ = s.cfg.Store.Run(r.Context(), run.ID)
+	writeJSON(w, http.StatusOK, s.view(run))
+}
+
+func (s *Server) rerun(w http.ResponseWriter, r *http.Request) {
+	run, ok := s.loadRun(w, r)
+	if !ok {
+		return
+	}
+	nr, err := s.cfg.Runner.Rerun(r.Context(), run.ID)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.view(nr))
+}
+
+func (s *Server) approve(ok bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		run, found := s.loadRun(w, r)
+		if !found {
+			return
+		}
+		decide := s.cfg.Runner.Reject
+		if ok {
+			decide = s.cfg.Runner.Approve
+		}
+		if err := decide(r.Context(), run.ID, r.PathValue("stage"), user(r)); err != nil {
+			s.storeError(w, err)
+			return
+		}
+		run, _ = s.cfg.Store.Run(r.Context(), run.ID)
+		writeJSON(w, http.StatusOK, s.view(run))
+	}
+}
+
+// stepLog serves a step's log: complete as text/plain, or followed live
+// with ?follow=1 (chunked text) or Accept: text/event-stream (SSE, one
+// "data:" line per log line and a final "end" event).
+func (s *Server) stepLog(w http.ResponseWriter, r *http.Request) {
+	run, ok := s.loadRun(w, r)
+	if !ok {
+		return
+	}
+	var st *store.Stage
+	for _, x := range run.Stages {
+		if x.Key == r.PathValue("stage") {
+			st = x
+		}
+	}
+	if st == nil {
+		writeError(w, http.StatusNotFound, "no such stage")
+		return
+	}
+	stepArg := r.PathValue("step")
+	pos := -1
+	for _, step := range st.Steps {
+		if step.Name == stepArg || strconv.Itoa(step.Position) == stepArg {
+			pos = step.Position
+			break
+		}
+	}
+	if pos < 0 {
+		writeError(w, http.StatusNotFound, "no such step")
+		return
+	}
+	attempt := st.Attempt
+	if a := r.URL.Query().Get("attempt"); a != "" {
+		n, err := strconv.Atoi(a)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "attempt must be a positive number")
+			return
+		}
+		attempt = n
+	}
+	key := runner.LogKey(run.ID, st.Key, attempt, pos)
+	sse := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	follow := sse || r.URL.Query().Get("follow") == "1" || r.URL.Query().Get("follow") == "true"
+	if !follow {
+		f, err := s.cfg.Logs.Open(key)
+		if errors.Is(err, logstore.ErrNotFound) {
+			if st.Status.Terminal() || st.Status == store.StatusPending || st.Status == store.StatusWaiting {
+				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+				w.WriteHeader(http.StatusOK)
+				return
+			}
+			writeError(w, http.StatusNotFound, "no log yet")
+			return
+		}
+		if err != nil {
+			s.storeError(w, err)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.Copy(w, f)
+		return
+	}
+	done := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		cur, err := s.cfg.Store.Stage(ctx, st.ID)
+		if err != nil {
+			return true
+		}
+		if cur.Attempt != attempt || cur.Status.Terminal() {
+			return true
+		}
+		for _, step := range cur.Steps {
+			if step.Position == pos {
+				return step.Status.Terminal()
+			}
+		}
+		return true
+	}
+	rd := s.cfg.Logs.Follow(r.Context(), key, done)
+	defer rd.Close()
+	flusher, _ := w.(http.Flusher)
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	if sse {
+		w.Header().Set("Content-Type", "text/event-stream")
+	} else {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	w.WriteHeader(http.StatusOK)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	if !sse {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := rd.Read(buf)
+			if n > 0 {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					return
+				}
+				if flusher != nil {
+					flusher.Flush()
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	br := bufio.NewReaderSize(rd, 64<<10)
+	var partial bytes.Buffer
+	for {
+		line, err := br.ReadSlice('\n')
+		partial.Write(line)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if partial.Len() > 0 && (err == nil || err == io.EOF) {
+			text := strings.TrimSuffix(partial.String(), "\n")
+			fmt.Fprintf(w, "data: %s\n\n", strings.ReplaceAll(text, "\r", ""))
+			partial.Reset()
+			if flusher != nil && br.Buffered() == 0 {
+				flusher.Flush()
+			}
+		}
+		if err != nil {
+			if err == io.EOF {
+				fmt.Fprint(w, "event: end\ndata: \n\n")
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+			return
+		}
+	}
+}

@@ -1,0 +1,172 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/logstore"
+	"github.com/runnel-ci/runnel/runner/metrics"
+	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/scm"
+)
+
+// Config configures New.
+type Config struct {
+	Store  *store.Store
+	Runner *runner.Runner
+	Logs   *logstore.Store
+	// Hooks maps a forge name (github, gitea, gitlab) to its webhook
+	// parser; the generic hook is built in.
+	Hooks map[string]scm.Hook
+	// Agents lists connected agents (the bus's presence).
+	Agents  func() []runner.AgentInfo
+	Metrics *metrics.Metrics
+	// MetricsHandler serves /metrics; nil means 404.
+	MetricsHandler http.Handler
+	Logger         *slog.Logger
+	// MaxTriggers bounds concurrent asynchronous triggers (default 4).
+	MaxTriggers int
+}
+
+// Server is the HTTP API. Create it with New; its Handler serves
+// requests. Call StopHooks then Drain at shutdown.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	mux       *http.ServeMux
+	accepting atomic.Bool
+	sem       chan struct{}
+	wg        sync.WaitGroup
+	base      context.Context
+	cancel    context.CancelFunc
+}
+
+// New returns a Server.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxTriggers <= 0 {
+		cfg.MaxTriggers = 4
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), sem: make(chan struct{}, cfg.MaxTriggers)}
+	s.base, s.cancel = context.WithCancel(context.Background())
+	s.accepting.Store(true)
+	s.routes()
+	return s
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// StopHooks makes webhooks answer 503 (the forge retries later), for the
+// start of a graceful shutdown.
+func (s *Server) StopHooks() { s.accepting.Store(false) }
+
+// Drain waits for triggers already accepted until ctx ends, then cancels
+// them and waits for them to return.
+func (s *Server) Drain(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.cancel()
+		<-done
+	}
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	if s.cfg.MetricsHandler != nil {
+		m.Handle("GET /metrics", s.cfg.MetricsHandler)
+	}
+	m.HandleFunc("POST /hooks/{forge}", s.hook)
+	m.HandleFunc("POST /hooks/{forge}/{repo...}", s.hook)
+	m.HandleFunc("GET /badges/{rest...}", s.badge)
+
+	api := func(pattern string, h http.HandlerFunc) { m.Handle(pattern, s.auth(h)) }
+	api("GET /api/v1/runs", s.listRuns)
+	api("GET /api/v1/runs/{id}", s.getRun)
+	api("GET /api/v1/runs/{id}/stages/{stage}/steps/{step}/log", s.stepLog)
+	api("POST /api/v1/runs/{id}/cancel", s.cancelRun)
+	api("POST /api/v1/runs/{id}/rerun", s.rerun)
+	api("POST /api/v1/runs/{id}/stages/{stage}/approve", s.approve(true))
+	api("POST /api/v1/runs/{id}/stages/{stage}/reject", s.approve(false))
+	api("GET /api/v1/repos", s.listRepos)
+	api("POST /api/v1/repos", s.createRepo)
+	api("POST /api/v1/repos/{rest...}", s.repoAction)
+	api("GET /api/v1/agents", s.listAgents)
+	api("GET /api/v1/deployments", s.listDeployments)
+}
+
+type ctxKey struct{}
+
+// auth checks the bearer token against the store's API tokens (only
+// their hashes are stored; the lookup is by hash, so the plaintext is
+// never compared byte by byte).
+func (s *Server) auth(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="runnel"`)
+			writeError(w, http.StatusUnauthorized, "missing bearer token")
+			return
+		}
+		t, err := s.cfg.Store.CheckToken(r.Context(), strings.TrimSpace(tok))
+		if err != nil {
+			if !errors.Is(err, store.ErrNotFound) {
+				s.log.Error("check token", "err", err)
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="runnel", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "invalid token")
+			return
+		}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)))
+	})
+}
+
+func user(r *http.Request) string {
+	if t, ok := r.Context().Value(ctxKey{}).(*store.Token); ok {
+		return t.Name
+	}
+	return ""
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// storeError maps store errors to HTTP statuses.
+func (s *Server) storeError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrDuplicate), errors.Is(err, store.ErrStale):
+		writeError(w, http.StatusConflict, err.Error())
+	default:
+		s.log.Error("request failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}
