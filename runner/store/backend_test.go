@@ -78,7 +78,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, s *Store)) {
 
 func openTest(t *testing.T, dsn string, opts ...Option) *Store {
 	t.Helper()
-	opts = append([]Option{WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, opts...)
+	opts = append([]Option{WithLogger(discardLogger())}, opts...)
 	s, err := Open(context.Background(), dsn, opts...)
 	if err != nil {
 		t.Fatalf("Open(%s): %v", dsn, err)
@@ -96,3 +96,5 @@ func ctxT(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -755,3 +755,36 @@ func TestAgents(t *testing.T) {
 		}
 	})
 }
+
+func TestConcurrentOpen(t *testing.T) {
+	forEachDSN(t, func(t *testing.T, dsn string) {
+		var wg sync.WaitGroup
+		stores := make([]*Store, 4)
+		for i := range stores {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s, err := Open(ctxT(t), dsn, WithLogger(discardLogger()))
+				if err != nil {
+					t.Errorf("concurrent Open: %v", err)
+					return
+				}
+				stores[i] = s
+			}()
+		}
+		wg.Wait()
+		for _, s := range stores {
+			if s != nil {
+				s.Close()
+			}
+		}
+		s := openTest(t, dsn)
+		var n int
+		if err := s.r.QueryRowContext(ctxT(t), `SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if ms, _ := migrations(s.Dialect()); n != len(ms) {
+			t.Errorf("schema_migrations rows after concurrent Opens: got %d, want %d", n, len(ms))
+		}
+	})
+}
