@@ -216,3 +216,18 @@ func TagOf(ref string) string {
 func IsZeroSHA(sha string) bool {
 	return strings.Trim(sha, "0") == ""
 }
+
+// ValidSHA reports whether s is a full lower-case hex object name (SHA-1
+// or SHA-256).
+func ValidSHA(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -187,7 +187,7 @@ func (p *Payload) event(delivery string) (*scm.Event, error) {
 		}
 		return nil, fmt.Errorf("generic hook: missing commit: %w", scm.ErrBadRequest)
 	}
-	if !validSHA(p.Commit) {
+	if !scm.ValidSHA(p.Commit) {
 		return nil, fmt.Errorf("generic hook: commit %q is not a full hex SHA: %w", p.Commit, scm.ErrBadRequest)
 	}
 	ev.Branch, ev.Tag = scm.BranchOf(p.Ref), scm.TagOf(p.Ref)
@@ -202,17 +202,4 @@ func (p *Payload) event(delivery string) (*scm.Event, error) {
 		return nil, fmt.Errorf("generic hook: ref %q is neither a branch nor a tag: %w", p.Ref, scm.ErrIgnored)
 	}
 	return ev, nil
-}
-
-func validSHA(s string) bool {
-	if len(s) != 40 && len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }

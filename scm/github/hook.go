@@ -121,7 +121,7 @@ func fromPush(p *gh.PushEvent) (*scm.Event, error) {
 	default:
 		return nil, fmt.Errorf("github webhook: push to ref %q: %w", ref, scm.ErrIgnored)
 	}
-	if ev.Repo == "" || !validSHA(ev.Commit) {
+	if ev.Repo == "" || !scm.ValidSHA(ev.Commit) {
 		return nil, fmt.Errorf("github webhook: push without repository or valid after SHA: %w", scm.ErrBadRequest)
 	}
 	if hc := p.GetHeadCommit(); hc != nil {
@@ -207,23 +207,8 @@ func fromPullRequest(p *gh.PullRequestEvent) (*scm.Event, error) {
 	if ts := pr.GetUpdatedAt(); !ts.IsZero() {
 		ev.Timestamp = ts.Time
 	}
-	if ev.Repo == "" || !validSHA(ev.Commit) || ev.Branch == "" {
+	if ev.Repo == "" || !scm.ValidSHA(ev.Commit) || ev.Branch == "" {
 		return nil, fmt.Errorf("github webhook: pull_request without repository, head SHA or base ref: %w", scm.ErrBadRequest)
 	}
 	return ev, nil
-}
-
-// validSHA reports whether s looks like a full hex object name (SHA-1 or
-// SHA-256).
-func validSHA(s string) bool {
-	if len(s) != 40 && len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
