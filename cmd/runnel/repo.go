@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func init() { commands = append(commands, (*app).repoCommand) }
+
+type repoFlags struct {
+	server, token                         string
+	cloneURL, forge, secret, bare, branch string
+	cancelPrevious, private               bool
+}
+
+func (a *app) repoCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "repo",
+		Short: "Manage the repositories a server builds",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	var f repoFlags
+	add := &cobra.Command{
+		Use:   "add NAME",
+		Short: "Register a repository with the server (through its API)",
+		Long: `Add registers a repository and prints its hook token once (the generic
+hook and git post-receive hooks authenticate with it). For a bare repository
+on the server's host use --bare PATH (forge git); for a forge, --clone-url and
+--secret (the webhook secret). A private repository also gets a badge token.`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.repoAdd(cmd.Context(), args[0], f)
+		},
+	}
+	fl := add.Flags()
+	fl.StringVar(&f.server, "server", a.envDefault("RUNNEL_SERVER", "http://localhost:8080"), "server URL ($RUNNEL_SERVER)")
+	fl.StringVar(&f.token, "token", a.envDefault("RUNNEL_TOKEN", ""), "API token ($RUNNEL_TOKEN)")
+	fl.StringVar(&f.cloneURL, "clone-url", "", "clone URL of the repository")
+	fl.StringVar(&f.forge, "forge", "", "github, gitea, gitlab, generic or git (default: git with --bare, else generic)")
+	fl.StringVar(&f.secret, "secret", "", "webhook secret of the forge")
+	fl.StringVar(&f.bare, "bare", "", "path of a bare repository on the server's host (sets --clone-url)")
+	fl.StringVar(&f.branch, "default-branch", "main", "default branch (badges, manual triggers)")
+	fl.BoolVar(&f.cancelPrevious, "cancel-previous", false, "cancel older unfinished runs of a branch when a new one starts")
+	fl.BoolVar(&f.private, "private", false, "badges need the badge token")
+	cmd.AddCommand(add)
+	return cmd
+}
+
+func (a *app) repoAdd(ctx context.Context, name string, f repoFlags) error {
+	if f.token == "" {
+		return usageError(errors.New("--token (or RUNNEL_TOKEN) is required"))
+	}
+	if f.bare != "" {
+		abs, err := filepath.Abs(f.bare)
+		if err != nil {
+			return err
+		}
+		f.cloneURL = abs
+		if f.forge == "" {
+			f.forge = "git"
+		}
+	}
+	if f.forge == "" {
+		f.forge = "generic"
+	}
+	body := map[string]any{"name": name, "forge": f.forge, "clone_url": f.cloneURL, "secret": f.secret,
+		"default_branch": f.branch, "cancel_previous": f.cancelPrevious, "private": f.private}
+	var out struct {
+		Name       string `json:"name"`
+		HookToken  string `json:"hook_token"`
+		BadgeToken string `json:"badge_token"`
+	}
+	if err := apiCall(ctx, http.MethodPost, f.server, "/api/v1/repos", f.token, body, &out); err != nil {
+		return fmt.Errorf("add repo %s: %w", name, err)
+	}
+	fmt.Fprintf(a.stdout, "repo %s added\nhook token (shown once): %s\n", out.Name, out.HookToken)
+	if out.BadgeToken != "" {
+		fmt.Fprintf(a.stdout, "badge token (shown once): %s\n", out.BadgeToken)
+	}
+	return nil
+}
+
+// apiCall sends a JSON request to the server's API and decodes the answer.
+func apiCall(ctx context.Context, method, server, path, token string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(server, "/")+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 10<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}

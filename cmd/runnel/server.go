@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/runnel-ci/runnel/agents/engine"
+	"github.com/runnel-ci/runnel/agents/engine/docker"
+	"github.com/runnel-ci/runnel/agents/engine/local"
+	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/httpapi"
+	"github.com/runnel-ci/runnel/runner/logstore"
+	"github.com/runnel-ci/runnel/runner/metrics"
+	"github.com/runnel-ci/runnel/runner/statusq"
+	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/scm"
+	"github.com/runnel-ci/runnel/scm/github"
+)
+
+func init() { commands = append(commands, (*app).serverCommand) }
+
+type serverFlags struct {
+	addr          string
+	data          string
+	db            string
+	natsURL       string
+	baseURL       string
+	noAgent       bool
+	agentLabels   string
+	agentCapacity int
+	backend       string
+	drainTimeout  time.Duration
+	leaseTimeout  time.Duration
+	logLevel      string
+}
+
+// envDefault returns the value of the RUNNEL_* variable or def.
+func (a *app) envDefault(name, def string) string {
+	if v, ok := a.env[name]; ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func (a *app) envInt(name string, def int) int {
+	if v, err := strconv.Atoi(a.env[name]); err == nil {
+		return v
+	}
+	return def
+}
+
+func (a *app) envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(a.env[name]); err == nil {
+		return v
+	}
+	return def
+}
+
+func (a *app) serverCommand() *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Runnel server (API, webhooks, scheduler and a built-in agent)",
+		Long: `Server runs the HTTP API and webhooks, schedules runs and, unless
+--no-agent is given, one built-in agent on this host's Docker engine (or the
+local shell when Docker does not answer). Every flag has a RUNNEL_*
+environment variable (e.g. RUNNEL_ADDR, RUNNEL_DATA). On first start it
+creates an admin API token and prints it once.
+
+The first SIGINT/SIGTERM stops accepting webhooks and drains running stages
+for up to --drain-timeout; a second one exits at once.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.runServer(cmd.Context(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.addr, "addr", a.envDefault("RUNNEL_ADDR", ":8080"), "listen address ($RUNNEL_ADDR)")
+	fl.StringVar(&f.data, "data", a.envDefault("RUNNEL_DATA", "./runnel-data"), "data directory ($RUNNEL_DATA)")
+	fl.StringVar(&f.db, "db", a.envDefault("RUNNEL_DB", ""), "database DSN: a SQLite path or postgres://... (default: DATA/runnel.db) ($RUNNEL_DB)")
+	fl.StringVar(&f.natsURL, "nats-url", a.envDefault("RUNNEL_NATS_URL", ""), "external NATS URL; empty: the built-in agent runs in-process ($RUNNEL_NATS_URL)")
+	fl.StringVar(&f.baseURL, "base-url", a.envDefault("RUNNEL_BASE_URL", ""), "public URL of the server, for links in commit statuses ($RUNNEL_BASE_URL)")
+	fl.BoolVar(&f.noAgent, "no-agent", a.envDefault("RUNNEL_NO_AGENT", "") == "true", "do not run the built-in agent ($RUNNEL_NO_AGENT)")
+	fl.StringVar(&f.agentLabels, "agent-labels", a.envDefault("RUNNEL_AGENT_LABELS", ""), "labels of the built-in agent, k=v,... ($RUNNEL_AGENT_LABELS)")
+	fl.IntVar(&f.agentCapacity, "agent-capacity", a.envInt("RUNNEL_AGENT_CAPACITY", 2), "stages the built-in agent runs at once ($RUNNEL_AGENT_CAPACITY)")
+	fl.StringVar(&f.backend, "backend", a.envDefault("RUNNEL_BACKEND", "docker"), "built-in agent executor: docker or local ($RUNNEL_BACKEND)")
+	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages ($RUNNEL_DRAIN_TIMEOUT)")
+	fl.DurationVar(&f.leaseTimeout, "lease-timeout", a.envDuration("RUNNEL_LEASE_TIMEOUT", 45*time.Second), "silence after which a running stage's agent counts as lost ($RUNNEL_LEASE_TIMEOUT)")
+	fl.StringVar(&f.logLevel, "log-level", a.envDefault("RUNNEL_LOG_LEVEL", "info"), "debug, info, warn or error ($RUNNEL_LOG_LEVEL)")
+	return cmd
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("label %q: want k=v", kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func (a *app) runServer(ctx context.Context, f serverFlags) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return usageError(fmt.Errorf("--log-level: %w", err))
+	}
+	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	labels, err := parseLabels(f.agentLabels)
+	if err != nil {
+		return usageError(fmt.Errorf("--agent-labels: %w", err))
+	}
+	if f.natsURL != "" {
+		return usageError(errors.New("--nats-url: external NATS is not wired into the server yet; run without it (the built-in agent runs in-process)"))
+	}
+	data, err := filepath.Abs(f.data)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(data, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	dsn := f.db
+	if dsn == "" {
+		dsn = filepath.Join(data, "runnel.db")
+	}
+	// The store outlives the first signal: draining stages still write.
+	bg := context.WithoutCancel(ctx)
+	st, err := store.Open(bg, dsn, store.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := a.ensureAdminToken(bg, st); err != nil {
+		return err
+	}
+	logs, err := logstore.New(filepath.Join(data, "logs"))
+	if err != nil {
+		return err
+	}
+	defer logs.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mets, err := metrics.New(reg)
+	if err != nil {
+		return err
+	}
+	statuses := statusq.New(statusReporter(st), statusq.Options{Logger: log,
+		OnFailure: func(s scm.Status, err error) { mets.StatusReportFailed("github") }})
+
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", f.addr, err)
+	}
+	baseURL := f.baseURL
+	if baseURL == "" {
+		baseURL = "http://" + ln.Addr().String()
+	}
+
+	var bus runner.Bus
+	var lb *runner.LocalBus
+	var closeEngine func()
+	if f.noAgent {
+		bus = noAgents{}
+	} else {
+		eng, closer, err := serverEngine(bg, f.backend, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		closeEngine = closer
+		host, _ := os.Hostname()
+		lb, err = runner.NewLocalBus(runner.LocalBusOptions{Name: "builtin-" + host, Labels: labels, Capacity: f.agentCapacity,
+			Engine: eng, WorkDir: filepath.Join(data, "agent"), Logger: log})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		bus = lb
+	}
+	if closeEngine != nil {
+		defer closeEngine()
+	}
+	rn, err := runner.New(runner.Config{Store: st, Bus: bus, Logs: logs, Statuses: statuses, Metrics: mets, Logger: log,
+		BaseURL: baseURL, CacheDir: filepath.Join(data, "cache"), LeaseTimeout: f.leaseTimeout})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if lb != nil {
+		lb.SetHandler(rn.HandleUpdate)
+	}
+	if err := mets.Rebuild(bg, runner.History{Store: st}); err != nil {
+		log.Warn("rebuild metrics from history", "err", err)
+	}
+	if err := rn.Start(bg); err != nil {
+		ln.Close()
+		return err
+	}
+	defer rn.Close()
+	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log,
+		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}},
+		Agents:         bus.Agents})
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	fmt.Fprintf(a.stdout, "runnel: listening on %s\n", ln.Addr())
+	log.Info("server started", "addr", ln.Addr().String(), "data", data, "base_url", baseURL)
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: no new webhooks; draining running stages", "deadline", f.drainTimeout)
+	api.StopHooks()
+	dctx, cancel := context.WithTimeout(bg, f.drainTimeout)
+	defer cancel()
+	api.Drain(dctx)
+	if lb != nil {
+		lb.Drain(dctx)
+	}
+	sctx, scancel := context.WithTimeout(bg, 5*time.Second)
+	defer scancel()
+	_ = srv.Shutdown(sctx)
+	if err := statuses.Close(sctx); err != nil {
+		log.Warn("status queue", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// ensureAdminToken creates the first admin API token and prints it once.
+func (a *app) ensureAdminToken(ctx context.Context, st *store.Store) error {
+	toks, err := st.Tokens(ctx)
+	if err != nil {
+		return err
+	}
+	if len(toks) > 0 {
+		return nil
+	}
+	plain, _, err := st.CreateToken(ctx, "admin", true)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "runnel: admin API token (shown once, only its hash is stored): %s\n", plain)
+	return nil
+}
+
+// serverEngine builds the built-in agent's engine; Docker falls back to
+// the local shell with a warning when no Docker engine answers.
+func serverEngine(ctx context.Context, backend string, log *slog.Logger) (engine.Engine, func(), error) {
+	switch backend {
+	case "local":
+		return local.New(local.Options{Logger: log}), func() {}, nil
+	case "docker":
+	default:
+		return nil, nil, usageError(fmt.Errorf("--backend %q: want docker or local", backend))
+	}
+	cli, err := docker.NewClient()
+	if err == nil {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = cli.Ping(pctx)
+		cancel()
+		if err != nil {
+			cli.Close()
+		}
+	}
+	if err != nil {
+		log.Warn("no Docker engine answers; the built-in agent uses the local shell backend", "err", err)
+		return local.New(local.Options{Logger: log}), func() {}, nil
+	}
+	eng, err := docker.New(cli, docker.Options{PullPolicy: engine.PullIfNotPresent, Logger: log})
+	if err != nil {
+		cli.Close()
+		return nil, nil, err
+	}
+	if err := eng.PruneDeadLocal(ctx); err != nil {
+		log.Warn("removing leftovers of dead processes failed", "err", err)
+	}
+	return eng, func() { cli.Close() }, nil
+}
+
+// noAgents is the bus of a server without agents.
+type noAgents struct{}
+
+func (noAgents) Dispatch(ctx context.Context, j *runner.Job) error { return nil }
+func (noAgents) Cancel(ctx context.Context, runID int64, stageID string, attempt int) error {
+	return nil
+}
+func (noAgents) Agents() []runner.AgentInfo { return nil }
+
+// statusReporter reports statuses of GitHub repos that have a status token.
+func statusReporter(st *store.Store) statusq.Reporter {
+	return statusq.ReporterFunc(func(ctx context.Context, s scm.Status) error {
+		repo, err := st.Repo(ctx, s.Repo)
+		if err != nil {
+			return statusq.Permanent(err)
+		}
+		if repo.Forge != store.ForgeGitHub || repo.StatusToken == "" {
+			return nil
+		}
+		rep, err := github.NewStatusReporter(repo.StatusAPIURL, repo.StatusToken, nil)
+		if err != nil {
+			return statusq.Permanent(err)
+		}
+		return rep.Report(ctx, s)
+	})
+}
