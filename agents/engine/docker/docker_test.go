@@ -285,3 +285,35 @@ func TestNames(t *testing.T) {
 		t.Errorf("name %q has characters Docker rejects", na)
 	}
 }
+
+func TestServiceNotReadyTimesOut(t *testing.T) {
+	cli := testClient(t)
+	e := testEngine(t, cli, "")
+	s := enginetest.NewSpec(t, busybox, nil, "")
+	s.Stage.Services = []pipeline.Service{{
+		Name:    "deaf",
+		Image:   busybox,
+		Command: []string{"sleep", "1000"},
+		Ready:   pipeline.Readiness{Port: 9999}, // default timeout: 60s
+	}, {
+		Name:  "missing",
+		Image: "runnel-test/does-not-exist:latest",
+	}}
+	defer e.Teardown(context.Background(), s)
+	start := time.Now()
+	err := e.Setup(context.Background(), s)
+	if !errors.Is(err, engine.ErrImageNotFound) {
+		t.Fatalf("got %v, want an error wrapping ErrImageNotFound for the second service", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("Setup took %v after a failed service start; waits were not cancelled", d)
+	}
+	s.Stage.Services = s.Stage.Services[:1]
+	s.Stage.Services[0].Ready.Timeout = pipeline.Duration(2 * time.Second)
+	s.Attempt = 2
+	defer e.Teardown(context.Background(), s)
+	err = e.Setup(context.Background(), s)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "deaf") {
+		t.Fatalf("got %v, want a deadline error naming service deaf", err)
+	}
+}

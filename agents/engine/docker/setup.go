@@ -53,11 +53,16 @@ func (e *Engine) setup(ctx context.Context, s *engine.Spec) error {
 			return err
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	// Services start one by one and are waited for together; a failed
+	// start stops the waits at once.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(wctx)
 	for i := range s.Stage.Services {
 		svc := &s.Stage.Services[i]
 		id, err := e.startService(ctx, s, svc)
 		if err != nil {
+			cancel()
 			g.Wait() //nolint:errcheck // the start error is the one to report
 			return err
 		}

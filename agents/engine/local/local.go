@@ -163,9 +163,16 @@ func (e *Engine) Run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 	if err := ctx.Err(); err != nil {
 		return engine.ExitUnknown, fmt.Errorf("run step %s/%s: %w", s.Stage.ID, step.Name, err)
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return engine.ExitUnknown, fmt.Errorf("run step %s/%s: pipe: %w", s.Stage.ID, step.Name, err)
+	// Output goes through a pipe we read, unless out is a file: then the
+	// step writes to it directly, without a copy.
+	var pr, pw *os.File
+	if f, ok := out.(*os.File); ok {
+		pw = f
+	} else {
+		var err error
+		if pr, pw, err = os.Pipe(); err != nil {
+			return engine.ExitUnknown, fmt.Errorf("run step %s/%s: pipe: %w", s.Stage.ID, step.Name, err)
+		}
 	}
 	cmd := exec.Command("sh", "-e", "-c", step.Run)
 	cmd.Dir = ws
@@ -173,22 +180,21 @@ func (e *Engine) Run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 	cmd.Stdout, cmd.Stderr = pw, pw // one pipe: both streams, in order
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		pr.Close()
-		pw.Close()
+		if pr != nil {
+			pr.Close()
+			pw.Close()
+		}
 		return engine.ExitUnknown, fmt.Errorf("run step %s/%s: start sh: %w", s.Stage.ID, step.Name, err)
 	}
-	pw.Close()
 	pgid := cmd.Process.Pid
 
 	copied := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(out, pr)
-		if err != nil {
-			io.Copy(io.Discard, pr) // keep the step from blocking on a full pipe
-		}
-		pr.Close()
-		copied <- err
-	}()
+	if pr == nil {
+		copied <- nil
+	} else {
+		pw.Close()
+		go copyOut(out, pr, copied)
+	}
 	stopped := make(chan struct{})
 	watched := make(chan struct{})
 	go func() {
@@ -232,6 +238,15 @@ func (e *Engine) Run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 		}
 	}
 	return code, nil
+}
+
+func copyOut(out io.Writer, pr *os.File, copied chan<- error) {
+	_, err := io.Copy(out, pr)
+	if err != nil {
+		io.Copy(io.Discard, pr) // keep the step from blocking on a full pipe
+	}
+	pr.Close()
+	copied <- err
 }
 
 // Teardown removes the workspace. It is idempotent.

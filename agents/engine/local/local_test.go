@@ -67,3 +67,23 @@ func TestLeftoverProcessesEnd(t *testing.T) {
 		t.Fatalf("got %d, %v, want 0, nil", code, err)
 	}
 }
+
+func TestOutputToFile(t *testing.T) {
+	// A file as out is handed to the step directly; both streams land in it.
+	_, c := newEngine(t)
+	s := enginetest.NewSpec(t, "", nil, "")
+	enginetest.SetUp(t, c, s)
+	f, err := os.Create(t.TempDir() + "/out.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	code, err := c.Engine.Run(context.Background(), s, &pipeline.Step{Name: "x", Run: "echo one; echo two >&2"}, f)
+	if err != nil || code != 0 {
+		t.Fatalf("got %d, %v, want 0, nil", code, err)
+	}
+	b, err := os.ReadFile(f.Name())
+	if want := "one\ntwo\n"; err != nil || string(b) != want {
+		t.Fatalf("got %q, %v, want %q", b, err, want)
+	}
+}
