@@ -157,7 +157,7 @@ func NewDispatcher(ctx context.Context, nc *nats.Conn, o DispatcherOptions) (*Di
 		return nil, fmt.Errorf("dispatcher: subscribe advisories: %w", err)
 	}
 	d.subs = append(d.subs, sub)
-	if err := nc.FlushWithContext(ctx); err != nil {
+	if err := flush(ctx, nc); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("dispatcher: flush: %w", err)
 	}
@@ -209,7 +209,7 @@ func (d *Dispatcher) Cancel(ctx context.Context, c wire.Cancel) error {
 	if err := d.nc.Publish(wire.CancelSubject(c.RunID), b); err != nil {
 		return fmt.Errorf("cancel run %s: %w", c.RunID, err)
 	}
-	if err := d.nc.FlushWithContext(ctx); err != nil {
+	if err := flush(ctx, d.nc); err != nil {
 		return fmt.Errorf("cancel run %s: flush: %w", c.RunID, err)
 	}
 	return nil
@@ -360,4 +360,15 @@ func (d *Dispatcher) maxDeliveries(m *nats.Msg) {
 	if err := st.DeleteMsg(ctx, adv.StreamSeq); err != nil {
 		d.log.Warn("max deliveries: delete job", "seq", adv.StreamSeq, "err", err)
 	}
+}
+
+// flush waits for the server to have seen everything published on nc,
+// for at most 5 s when ctx has no deadline.
+func flush(ctx context.Context, nc *nats.Conn) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	return nc.FlushWithContext(ctx)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -43,7 +44,9 @@ type IntakeOptions struct {
 // capacity of pull requests waiting on the server, so an idle agent gets a
 // job as soon as it is published. With several label sets, two consumers
 // may deliver at the same instant beyond the free capacity; the surplus
-// job is handed back at once with a nak (counting as a delivery).
+// job is held (its lease extended) and started when a slot frees, and no
+// new pull request is made while one is held. Handing it back with a nak
+// instead would count as a delivery and could exhaust MaxDeliver.
 type Intake struct {
 	nc      *nats.Conn
 	cons    []jetstream.Consumer
@@ -53,7 +56,12 @@ type Intake struct {
 	cond    *sync.Cond
 	running int
 	pending []int // outstanding pull requests per consumer
+	held    []*Delivery
 	stopped bool
+	stopCh  chan struct{} // closed by Stop
+	wg      sync.WaitGroup
+	handle  func(context.Context, *Delivery)
+	ctx     context.Context // Run's, for handlers started by release
 }
 
 // NewIntake creates (or joins) the durable consumer of every subset of the
@@ -82,7 +90,7 @@ func NewIntake(ctx context.Context, nc *nats.Conn, o IntakeOptions) (*Intake, er
 	if err != nil {
 		return nil, fmt.Errorf("intake %s: %w", o.Name, err)
 	}
-	in := &Intake{nc: nc, opts: o, log: o.Logger, pending: make([]int, len(keys))}
+	in := &Intake{nc: nc, opts: o, log: o.Logger, pending: make([]int, len(keys)), stopCh: make(chan struct{})}
 	in.cond = sync.NewCond(&in.mu)
 	for _, k := range keys {
 		c, err := js.CreateOrUpdateConsumer(ctx, JobsStream, jetstream.ConsumerConfig{
@@ -153,7 +161,10 @@ func (in *Intake) Running() int {
 // then returns once every handler has returned.
 func (in *Intake) Stop() {
 	in.mu.Lock()
-	in.stopped = true
+	if !in.stopped {
+		in.stopped = true
+		close(in.stopCh)
+	}
 	in.mu.Unlock()
 	in.cond.Broadcast()
 }
@@ -166,20 +177,23 @@ func (in *Intake) Stop() {
 func (in *Intake) Run(ctx context.Context, handle func(context.Context, *Delivery)) error {
 	stop := context.AfterFunc(ctx, in.Stop)
 	defer stop()
-	var wg sync.WaitGroup
+	in.mu.Lock()
+	in.handle, in.ctx = handle, ctx
+	in.mu.Unlock()
 	for i := range in.cons {
 		for range in.opts.Capacity {
-			wg.Go(func() { in.fetchLoop(ctx, i, handle, &wg) })
+			in.wg.Go(func() { in.fetchLoop(ctx, i) })
 		}
 	}
-	wg.Wait()
+	in.wg.Go(func() { in.extendHeld(ctx) })
+	in.wg.Wait()
 	return nil
 }
 
-func (in *Intake) fetchLoop(ctx context.Context, i int, handle func(context.Context, *Delivery), wg *sync.WaitGroup) {
+func (in *Intake) fetchLoop(ctx context.Context, i int) {
 	for {
 		in.mu.Lock()
-		for !in.stopped && in.running+in.pending[i] >= in.opts.Capacity {
+		for !in.stopped && in.running+len(in.held)+in.pending[i] >= in.opts.Capacity {
 			in.cond.Wait()
 		}
 		if in.stopped {
@@ -191,53 +205,112 @@ func (in *Intake) fetchLoop(ctx context.Context, i int, handle func(context.Cont
 
 		leased := time.Now()
 		msg, err := in.fetchOne(ctx, i)
+		if err != nil && ctx.Err() == nil {
+			in.log.Debug("pull job", "agent", in.opts.Name, "err", err)
+			sleep(ctx, 100*time.Millisecond) // the connection is down: do not spin
+		}
+		var d *Delivery
+		if msg != nil {
+			if d, err = in.delivery(msg, leased); err != nil {
+				in.log.Warn("terminate bad job", "agent", in.opts.Name, "subject", msg.Subject(), "err", err)
+				_ = msg.TermWithReason(err.Error())
+			}
+		}
 
 		in.mu.Lock()
 		in.pending[i]--
-		ok := msg != nil && !in.stopped && in.running < in.opts.Capacity
-		if ok {
+		switch {
+		case d == nil:
+		case in.stopped:
+			in.mu.Unlock()
+			if err := msg.Nak(); err != nil {
+				in.log.Warn("hand back job", "agent", in.opts.Name, "err", err)
+			}
+			in.mu.Lock()
+		case in.running < in.opts.Capacity:
 			in.running++
+			in.startLocked(d)
+		default:
+			in.held = append(in.held, d)
 		}
 		in.mu.Unlock()
 		in.cond.Broadcast()
-
-		if err != nil && ctx.Err() == nil {
-			in.log.Debug("pull job", "agent", in.opts.Name, "err", err)
-			select { // the connection is down: do not spin
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-		if msg == nil {
-			continue
-		}
-		if !ok {
-			if err := msg.Nak(); err != nil {
-				in.log.Warn("hand back surplus job", "agent", in.opts.Name, "err", err)
-			}
-			continue
-		}
-		d, err := in.delivery(msg, leased)
-		if err != nil {
-			in.log.Warn("terminate bad job", "agent", in.opts.Name, "subject", msg.Subject(), "err", err)
-			_ = msg.TermWithReason(err.Error())
-			in.release()
-			continue
-		}
-		wg.Go(func() {
-			defer in.release()
-			handle(ctx, d)
-		})
 	}
+}
+
+// startLocked runs the handler for d; in.running already counts it.
+func (in *Intake) startLocked(d *Delivery) {
+	handle, ctx := in.handle, in.ctx
+	in.wg.Go(func() {
+		defer in.release()
+		handle(ctx, d)
+	})
 }
 
 func (in *Intake) release() {
 	in.mu.Lock()
 	in.running--
+	if len(in.held) > 0 && !in.stopped {
+		d := in.held[0]
+		in.held = in.held[1:]
+		in.running++
+		in.startLocked(d)
+	}
 	in.mu.Unlock()
 	in.cond.Broadcast()
 }
 
+// extendHeld keeps the leases of held jobs and hands them back on Stop.
+func (in *Intake) extendHeld(ctx context.Context) {
+	t := time.NewTicker(in.opts.AckWait / 4)
+	defer t.Stop()
+	for {
+		in.mu.Lock()
+		for !in.stopped && len(in.held) == 0 {
+			in.cond.Wait()
+		}
+		held := append([]*Delivery(nil), in.held...)
+		stopped := in.stopped
+		if stopped {
+			in.held = nil
+		}
+		in.mu.Unlock()
+		if stopped {
+			for _, d := range held {
+				if err := d.msg.Nak(); err != nil {
+					in.log.Warn("hand back held job", "agent", in.opts.Name, "err", err)
+				}
+			}
+			return
+		}
+		select {
+		case <-t.C:
+		case <-in.stopCh:
+			continue
+		}
+		for _, d := range held {
+			sent := time.Now()
+			rctx, cancel := context.WithTimeout(ctx, in.opts.AckWait/4)
+			if err := d.Extend(rctx); err == nil {
+				in.mu.Lock()
+				if slices.Contains(in.held, d) { // not yet handed to a handler
+					d.Leased = sent
+				}
+				in.mu.Unlock()
+			}
+			cancel()
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
 func (in *Intake) fetchOne(ctx context.Context, i int) (jetstream.Msg, error) {
 	fctx, cancel := context.WithTimeout(ctx, in.opts.PullExpiry)
 	defer cancel()

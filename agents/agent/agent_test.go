@@ -1,0 +1,298 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/pipeline"
+)
+
+func TestDispatchByLabels(t *testing.T) {
+	b := newBus(t, "gpu", "linux", "bare")
+	ctx := context.Background()
+	b.agent(Config{Name: "gpu", Labels: map[string]string{"os": "linux", "gpu": "yes"}, Capacity: 4, Runner: EchoRunner{}})
+	b.agent(Config{Name: "linux", Labels: map[string]string{"os": "linux"}, Capacity: 4, Runner: EchoRunner{}})
+	b.agent(Config{Name: "bare", Capacity: 4, Runner: EchoRunner{}})
+
+	const n = 12
+	for i := range n {
+		b.publish(ctx, "labels", fmt.Sprintf("gpu-%d", i), map[string]string{"os": "linux", "gpu": "yes"})
+		b.publish(ctx, "labels", fmt.Sprintf("linux-%d", i), map[string]string{"os": "linux"})
+		b.publish(ctx, "labels", fmt.Sprintf("any-%d", i), nil)
+	}
+	defer func() {
+		if t.Failed() {
+			b.rec.dump(t)
+		}
+	}()
+	b.rec.wait(t, 10*time.Second, "all jobs finished", func() bool { return b.rec.count(wire.KindFinished) == 3*n })
+
+	b.rec.mu.Lock()
+	defer b.rec.mu.Unlock()
+	ranAny := map[string]bool{}
+	for i := range n {
+		for _, tt := range []struct {
+			stage string
+			may   map[string]bool
+		}{
+			{fmt.Sprintf("gpu-%d", i), map[string]bool{"gpu": true}},
+			{fmt.Sprintf("linux-%d", i), map[string]bool{"gpu": true, "linux": true}},
+			{fmt.Sprintf("any-%d", i), map[string]bool{"gpu": true, "linux": true, "bare": true}},
+		} {
+			got := b.rec.find(wire.KindStarted, "labels", tt.stage)
+			if len(got) != 1 {
+				t.Errorf("stage %s: got %d started, want 1", tt.stage, len(got))
+				continue
+			}
+			if !tt.may[got[0].Agent] {
+				t.Errorf("stage %s ran on agent %s, want one of %v", tt.stage, got[0].Agent, tt.may)
+			}
+			if tt.stage[:3] == "any" {
+				ranAny[got[0].Agent] = true
+			}
+		}
+	}
+	// Unlabelled jobs are not reserved for the agent without labels.
+	if len(ranAny) < 2 {
+		t.Errorf("unlabelled jobs ran on %v, want at least 2 different agents", ranAny)
+	}
+}
+
+func TestCapacity(t *testing.T) {
+	b := newBus(t, "a")
+	var cur, peak atomic.Int32
+	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
+		n := cur.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(30 * time.Millisecond)
+		cur.Add(-1)
+		return Result{Status: wire.StatusSuccess}
+	})
+	b.agent(Config{Name: "a", Capacity: 2, Runner: runner})
+	for i := range 20 {
+		b.publish(context.Background(), "cap", fmt.Sprint(i), nil)
+	}
+	b.rec.wait(t, 10*time.Second, "20 finished", func() bool { return b.rec.count(wire.KindFinished) == 20 })
+	if got := peak.Load(); got != 2 {
+		t.Errorf("got peak concurrency %d, want 2", got)
+	}
+}
+
+type span struct {
+	agent       string
+	attempt     int
+	start, stop time.Time
+}
+
+func TestAgentDeathRedelivers(t *testing.T) {
+	b := newBus(t, "dies", "lives")
+	var mu sync.Mutex
+	var spans []span
+	started := make(chan struct{}, 2)
+	runner := func(name string) StageRunner {
+		return RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
+			s := span{agent: name, attempt: job.Attempt, start: time.Now()}
+			started <- struct{}{}
+			if name == "dies" {
+				<-ctx.Done()
+			}
+			s.stop = time.Now()
+			mu.Lock()
+			spans = append(spans, s)
+			mu.Unlock()
+			if ctx.Err() != nil {
+				return Result{Status: wire.StatusCancelled, Reason: context.Cause(ctx).Error()}
+			}
+			return Result{Status: wire.StatusSuccess}
+		})
+	}
+	lease := Config{AckWait: 3 * time.Second, Progress: 300 * time.Millisecond, LeaseMargin: time.Second, PullExpiry: time.Second}
+	cfg := lease
+	cfg.Name, cfg.Runner = "dies", runner("dies")
+	_, nc := b.agent(cfg)
+	b.publish(context.Background(), "death", "build", nil)
+	<-started
+	nc.Close() // the agent is cut off: no more lease extensions, no acks
+
+	cfg = lease
+	cfg.Name, cfg.Runner = "lives", runner("lives")
+	b.agent(cfg)
+	b.rec.wait(t, 15*time.Second, "finished by the second agent", func() bool {
+		f := b.rec.find(wire.KindFinished, "death", "build")
+		return len(f) == 1 && f[0].Agent == "lives"
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(spans) != 2 {
+		t.Fatalf("got %d executions, want 2: %+v", len(spans), spans)
+	}
+	first, second := spans[0], spans[1]
+	if first.agent != "dies" || second.agent != "lives" {
+		t.Fatalf("got executions by %s then %s, want dies then lives", first.agent, second.agent)
+	}
+	if !first.stop.Before(second.start) {
+		t.Errorf("executions overlap: first stopped %v, second started %v", first.stop, second.start)
+	}
+	if second.attempt <= first.attempt {
+		t.Errorf("got second attempt %d, want more than %d", second.attempt, first.attempt)
+	}
+	b.rec.mu.Lock()
+	f := b.rec.find(wire.KindFinished, "death", "build")
+	b.rec.mu.Unlock()
+	if f[0].Attempt != second.attempt {
+		t.Errorf("finished update has attempt %d, want %d", f[0].Attempt, second.attempt)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	b := newBus(t, "a")
+	var cause atomic.Value
+	stopped := make(chan time.Time, 1)
+	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
+		<-ctx.Done()
+		stopped <- time.Now()
+		cause.Store(context.Cause(ctx))
+		return Result{Status: wire.StatusCancelled, Reason: context.Cause(ctx).Error()}
+	})
+	b.agent(Config{Name: "a", Runner: runner})
+	b.publish(context.Background(), "cancel-me", "build", nil)
+	b.rec.wait(t, 5*time.Second, "started", func() bool { return len(b.rec.find(wire.KindStarted, "cancel-me", "")) == 1 })
+	sent := time.Now()
+	if err := b.d.Cancel(context.Background(), wire.Cancel{RunID: "cancel-me"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-stopped:
+		t.Logf("cancel took %v", at.Sub(sent))
+	case <-time.After(2 * time.Second):
+		t.Fatal("stage not cancelled within 2s")
+	}
+	if c, _ := cause.Load().(error); !errors.Is(c, ErrCancelled) {
+		t.Errorf("got cause %v, want ErrCancelled", c)
+	}
+	b.rec.wait(t, 5*time.Second, "finished", func() bool {
+		f := b.rec.find(wire.KindFinished, "cancel-me", "")
+		return len(f) == 1 && f[0].Status == wire.StatusCancelled
+	})
+}
+
+func TestLogsComplete(t *testing.T) {
+	b := newBus(t, "a")
+	const bulk = 100 << 20
+	var want sync.Map
+	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
+		for _, s := range job.Stage.Steps {
+			w := sink.Log(s.Name)
+			h := sha256.New()
+			out := io.MultiWriter(w, h)
+			switch s.Name {
+			case "bulk": // 100 MiB in writes of varying size
+				rng := rand.New(rand.NewPCG(1, 2))
+				buf := make([]byte, 200<<10)
+				for i := range buf {
+					buf[i] = 'a' + byte(i%26)
+				}
+				for n := 0; n < bulk; {
+					k := min(1+rng.IntN(len(buf)), bulk-n)
+					buf[0] = byte(n)
+					if _, err := out.Write(buf[:k]); err != nil {
+						return Result{Status: wire.StatusError, Reason: err.Error()}
+					}
+					n += k
+				}
+			case "line": // one 5 MiB line in one write
+				line := make([]byte, 5<<20)
+				for i := range line {
+					line[i] = 'x' + byte(i%3)
+				}
+				line[len(line)-1] = '\n'
+				_, _ = out.Write(line)
+			}
+			_ = w.Close()
+			want.Store(s.Name, fmt.Sprintf("%x", h.Sum(nil)))
+		}
+		return Result{Status: wire.StatusSuccess}
+	})
+	b.agent(Config{Name: "a", Runner: runner})
+	b.publish(context.Background(), "logs", "build", nil, &pipeline.Step{Name: "bulk"}, &pipeline.Step{Name: "line"})
+	b.rec.wait(t, 60*time.Second, "finished", func() bool { return len(b.rec.find(wire.KindFinished, "logs", "")) == 1 })
+	b.rec.wait(t, 30*time.Second, "both logs at EOF", func() bool {
+		for _, k := range []string{"logs/build/1/bulk", "logs/build/1/line"} {
+			if s := b.rec.logs[k]; s == nil || (!s.eof && s.err == nil) {
+				return false
+			}
+		}
+		return true
+	})
+	b.rec.mu.Lock()
+	defer b.rec.mu.Unlock()
+	for _, tt := range []struct {
+		step string
+		size int64
+	}{{"bulk", bulk}, {"line", 5 << 20}} {
+		s := b.rec.logs["logs/build/1/"+tt.step]
+		if s.err != nil {
+			t.Errorf("step %s: %v", tt.step, s.err)
+			continue
+		}
+		w, _ := want.Load(tt.step)
+		if got := fmt.Sprintf("%x", s.h.Sum(nil)); s.n != tt.size || got != w {
+			t.Errorf("step %s: got %d bytes sha256 %s, want %d bytes %s", tt.step, s.n, got, tt.size, w)
+		}
+	}
+}
+
+func TestDrainWaitsThenCancels(t *testing.T) {
+	b := newBus(t, "a")
+	release := make(chan struct{})
+	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
+		if job.StageID == "slow" {
+			<-ctx.Done()
+			return Result{Status: wire.StatusCancelled, Reason: context.Cause(ctx).Error()}
+		}
+		<-release
+		return Result{Status: wire.StatusSuccess}
+	})
+	a, _ := b.agent(Config{Name: "a", Capacity: 2, Runner: runner, PullExpiry: time.Second})
+	b.publish(context.Background(), "drain", "quick", nil)
+	b.publish(context.Background(), "drain", "slow", nil)
+	b.rec.wait(t, 5*time.Second, "both started", func() bool { return len(b.rec.find(wire.KindStarted, "drain", "")) == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	go func() { time.Sleep(200 * time.Millisecond); close(release) }()
+	if err := a.Drain(ctx); !errors.Is(err, ErrDrainDeadline) {
+		t.Errorf("got drain error %v, want ErrDrainDeadline", err)
+	}
+	// A job published after the drain is left for others.
+	b.publish(context.Background(), "drain", "later", nil)
+	b.rec.wait(t, 5*time.Second, "two finished", func() bool { return len(b.rec.find(wire.KindFinished, "drain", "")) >= 2 })
+	time.Sleep(200 * time.Millisecond) // a run of "later" would show up by now
+	b.rec.mu.Lock()
+	defer b.rec.mu.Unlock()
+	for _, tt := range []struct {
+		stage string
+		want  wire.Status
+	}{{"quick", wire.StatusSuccess}, {"slow", wire.StatusCancelled}} {
+		f := b.rec.find(wire.KindFinished, "drain", tt.stage)
+		if len(f) != 1 || f[0].Status != tt.want {
+			t.Errorf("stage %s: got finished %+v, want one with status %s", tt.stage, f, tt.want)
+		}
+	}
+	if got := b.rec.find(wire.KindStarted, "drain", "later"); len(got) != 0 {
+		t.Errorf("a drained agent started %+v", got)
+	}
+}
