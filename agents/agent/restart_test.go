@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runnel-ci/runnel/agents/wire"
+)
+
+// TestServerRestart restarts the NATS server (same store, same port)
+// while jobs are being published and run: every job runs and finishes
+// exactly once.
+func TestServerRestart(t *testing.T) {
+	b := newBus(t, "a1", "a2")
+	var mu sync.Mutex
+	runs := map[string]int{}
+	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
+		mu.Lock()
+		runs[job.StageID]++
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		return Result{Status: wire.StatusSuccess}
+	})
+	lease := Config{AckWait: 6 * time.Second, Progress: 500 * time.Millisecond, LeaseMargin: 2 * time.Second, PullExpiry: time.Second}
+	for _, name := range []string{"a1", "a2"} {
+		cfg := lease
+		cfg.Name, cfg.Runner, cfg.Capacity = name, runner, 4
+		b.agent(cfg)
+	}
+
+	const n = 300
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for i := range n {
+			j := job("restart", fmt.Sprintf("s%03d", i), nil)
+			for {
+				// Retrying with the same attempt reuses the message id, so a
+				// publish whose ack was lost is not stored twice.
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				err := b.d.Publish(ctx, j)
+				cancel()
+				if err == nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	b.rec.wait(t, 10*time.Second, "some jobs finished", func() bool { return b.rec.count(wire.KindFinished) >= n/4 })
+	b.srv.Shutdown()
+	time.Sleep(300 * time.Millisecond)
+	b.start()
+	<-published
+	b.rec.wait(t, 30*time.Second, "all finished", func() bool { return b.rec.count(wire.KindFinished) >= n })
+	time.Sleep(300 * time.Millisecond) // duplicates would arrive now
+
+	b.rec.mu.Lock()
+	defer b.rec.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range n {
+		id := fmt.Sprintf("s%03d", i)
+		if got := len(b.rec.find(wire.KindFinished, "restart", id)); got != 1 {
+			t.Errorf("stage %s: got %d finished updates, want 1", id, got)
+		}
+		if runs[id] != 1 {
+			t.Errorf("stage %s: ran %d times, want 1", id, runs[id])
+		}
+	}
+}

@@ -1,0 +1,269 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/pipeline"
+)
+
+func start(t *testing.T, agents ...string) (*Server, map[string]Creds) {
+	t.Helper()
+	creds := map[string]Creds{}
+	var ac []AgentCredential
+	for _, a := range agents {
+		tok, c, err := NewAgentCredential(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if creds[a], err = ParseAgentToken(tok); err != nil {
+			t.Fatal(err)
+		}
+		ac = append(ac, c)
+	}
+	srv, err := StartEmbedded(Options{DataDir: t.TempDir(), Port: -1, Agents: ac})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv, creds
+}
+
+func dispatcher(t *testing.T, srv *Server, l StreamLimits) (*Dispatcher, *nats.Conn) {
+	t.Helper()
+	nc, err := Connect(srv.ClientURL(), srv.ServerCreds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	d, err := NewDispatcher(context.Background(), nc, DispatcherOptions{Limits: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d, nc
+}
+
+func TestAgentPermissions(t *testing.T) {
+	srv, creds := start(t, "a", "b")
+	_, snc := dispatcher(t, srv, StreamLimits{})
+
+	var mu sync.Mutex
+	var asyncErrs []error
+	nc, err := Connect(srv.ClientURL(), creds["a"], nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		mu.Lock()
+		asyncErrs = append(asyncErrs, err)
+		mu.Unlock()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// Forbidden: publishing a job (through JetStream or core NATS), a cancel,
+	// another agent's presence; reading another agent's inbox or the logs.
+	pctx, pcancel := context.WithTimeout(ctx, time.Second)
+	defer pcancel()
+	if _, err := js.Publish(pctx, wire.JobSubject(nil), []byte(`{}`)); err == nil {
+		t.Error("agent published a job through JetStream, want a permissions error")
+	}
+	for _, subj := range []string{wire.JobSubject(nil), wire.CancelSubject("r"), wire.PresenceSubject("b")} {
+		if err := nc.Publish(subj, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, subj := range []string{InboxPrefix("b") + ".x", wire.LogsWildcard, "$JS.API.>"} {
+		if _, err := nc.SubscribeSync(subj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	violations := 0
+	for _, e := range asyncErrs {
+		if errors.Is(e, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(e.Error()), "permissions violation") {
+			violations++
+		}
+	}
+	mu.Unlock()
+	if violations < 6 {
+		t.Errorf("got %d permission violations (%v), want at least 6", violations, asyncErrs)
+	}
+
+	// Nothing reached the job queue.
+	sjs, _ := jetstream.New(snc)
+	st, err := sjs.Stream(ctx, JobsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs != 0 {
+		t.Errorf("got %v jobs (err %v), want 0", info.State.Msgs, err)
+	}
+
+	// Allowed: reporting an update.
+	b, _ := wire.Encode(&wire.Update{RunID: "r", StageID: "s", Attempt: 1, Agent: "a", Kind: wire.KindStarted})
+	if _, err := js.Publish(ctx, wire.UpdatesSubject("r"), b); err != nil {
+		t.Errorf("agent could not publish an update: %v", err)
+	}
+
+	// A wrong password is refused.
+	if _, err := Connect(srv.ClientURL(), Creds{User: "a", Password: "wrong"}, nats.MaxReconnects(0)); err == nil {
+		t.Error("connected with a wrong password")
+	}
+}
+
+func TestPublishQueueFull(t *testing.T) {
+	srv, _ := start(t)
+	d, _ := dispatcher(t, srv, StreamLimits{JobsMaxMsgs: 2})
+	ctx := context.Background()
+	mk := func(i int) *wire.Job {
+		return &wire.Job{RunID: "r", StageID: "s", Attempt: i, Stage: &pipeline.Stage{ID: "s"}}
+	}
+	for i := 1; i <= 2; i++ {
+		if err := d.Publish(ctx, mk(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Same attempt again: deduplicated, not an error and not stored.
+	if err := d.Publish(ctx, mk(2)); err != nil {
+		t.Errorf("republish of the same attempt: got %v, want nil", err)
+	}
+	if err := d.Publish(ctx, mk(3)); !errors.Is(err, ErrQueueFull) {
+		t.Errorf("got %v, want ErrQueueFull", err)
+	}
+	tooMany := mk(4)
+	tooMany.Stage.Labels = map[string]string{"a": "", "b": "", "c": "", "d": "", "e": "", "f": "", "g": ""}
+	if err := d.Publish(ctx, tooMany); !errors.Is(err, ErrUnschedulable) {
+		t.Errorf("got %v, want ErrUnschedulable", err)
+	}
+}
+
+func TestPresence(t *testing.T) {
+	srv, creds := start(t, "a")
+	d, _ := dispatcher(t, srv, StreamLimits{})
+	nc, err := Connect(srv.ClientURL(), creds["a"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	b, _ := wire.Encode(&wire.Presence{Kind: wire.PresenceHello, Name: "a", Capacity: 2, Interval: pipeline.Duration(100 * time.Millisecond)})
+	if err := nc.Publish(wire.PresenceSubject("a"), b); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+	deadline := time.Now().Add(2 * time.Second)
+	for len(d.Agents()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := d.Agents()
+	if len(got) != 1 || got[0].Name != "a" || got[0].Capacity != 2 || got[0].Lost {
+		t.Fatalf("got agents %+v, want a with capacity 2, not lost", got)
+	}
+	time.Sleep(400 * time.Millisecond) // > 3 missed heartbeats
+	if got := d.Agents(); !got[0].Lost {
+		t.Errorf("got %+v, want lost after missed heartbeats", got[0])
+	}
+}
+
+func TestIntakeRejectsTooManyLabels(t *testing.T) {
+	srv, creds := start(t, "a")
+	dispatcher(t, srv, StreamLimits{})
+	nc, err := Connect(srv.ClientURL(), creds["a"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	labels := map[string]string{"a": "", "b": "", "c": "", "d": "", "e": "", "f": "", "g": ""}
+	if _, err := NewIntake(context.Background(), nc, IntakeOptions{Name: "a", Labels: labels, Capacity: 1}); err == nil {
+		t.Error("got no error for 7 labels, want one")
+	}
+}
+
+type lostRecorder struct{ lost chan *wire.Update }
+
+func (r lostRecorder) Update(_ context.Context, u *wire.Update) error {
+	if u.Kind == wire.KindLost {
+		r.lost <- u
+	}
+	return nil
+}
+func (r lostRecorder) Log(context.Context, *wire.LogChunk) error { return nil }
+
+// TestMaxDeliver: a job nobody acks is delivered MaxDeliver times, then
+// reported lost and removed from the queue.
+func TestMaxDeliver(t *testing.T) {
+	srv, creds := start(t, "a")
+	d, snc := dispatcher(t, srv, StreamLimits{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rec := lostRecorder{lost: make(chan *wire.Update, 1)}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { _ = d.Run(ctx, rec) })
+
+	nc, err := Connect(srv.ClientURL(), creds["a"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	in, err := NewIntake(ctx, nc, IntakeOptions{Name: "a", Capacity: 1, AckWait: 300 * time.Millisecond, MaxDeliver: 2, PullExpiry: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var attempts []int
+	wg.Go(func() {
+		_ = in.Run(ctx, func(_ context.Context, dl *Delivery) {
+			mu.Lock()
+			attempts = append(attempts, dl.Attempt)
+			mu.Unlock()
+		})
+	})
+	if err := d.Publish(ctx, &wire.Job{RunID: "r", StageID: "s", Attempt: 3, Stage: &pipeline.Stage{ID: "s"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case u := <-rec.lost:
+		if u.RunID != "r" || u.StageID != "s" || u.Attempt != 4 {
+			t.Errorf("got lost update %+v, want r/s attempt 4", u)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no lost update within 10s")
+	}
+	mu.Lock()
+	if len(attempts) != 2 || attempts[0] != 3 || attempts[1] != 4 {
+		t.Errorf("got deliveries as attempts %v, want [3 4]", attempts)
+	}
+	mu.Unlock()
+	sjs, _ := jetstream.New(snc)
+	st, _ := sjs.Stream(ctx, JobsStream)
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		info, err := st.Info(ctx)
+		if err == nil && info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job still queued after lost: %v %v", info.State.Msgs, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
