@@ -534,6 +534,7 @@ stages:
 	srv2 := startServer(t, dir, srv.token, lease...)
 	r := srv2.waitRun(sha, 90*time.Second, terminal)
 	st := r.Stages[0]
+	t.Logf("after restart: run %s, stage %s attempt %d reason %q", r.Status, st.Status, st.Attempt, st.Reason)
 	switch {
 	case r.Status == "success" && st.Attempt >= 2:
 		// Re-queued after the lease ran out and ran again.

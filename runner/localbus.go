@@ -30,6 +30,7 @@ type LocalBus struct {
 	cache    *workspace.Cache
 	workDir  string
 	log      *slog.Logger
+	beat     time.Duration
 
 	mu       sync.Mutex
 	handler  func(context.Context, Update)
@@ -49,6 +50,9 @@ type LocalBusOptions struct {
 	Engine   engine.Engine
 	WorkDir  string // workspaces and the git cache live below it
 	Logger   *slog.Logger
+	// Heartbeat is how often a running stage reports that it is alive;
+	// keep it well below the runner's LeaseTimeout. 0 means 5 s.
+	Heartbeat time.Duration
 }
 
 // NewLocalBus returns a LocalBus; set its handler before dispatching.
@@ -59,12 +63,15 @@ func NewLocalBus(o LocalBusOptions) (*LocalBus, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 5 * time.Second
+	}
 	cache, err := workspace.NewCache(filepath.Join(o.WorkDir, "git"))
 	if err != nil {
 		return nil, err
 	}
 	return &LocalBus{name: o.Name, labels: o.Labels, capacity: o.Capacity, eng: o.Engine, cache: cache,
-		workDir: o.WorkDir, log: o.Logger, running: map[string]context.CancelFunc{}}, nil
+		workDir: o.WorkDir, log: o.Logger, beat: o.Heartbeat, running: map[string]context.CancelFunc{}}, nil
 }
 
 // SetHandler sets the function updates are delivered to.
@@ -194,7 +201,7 @@ func (b *LocalBus) run(ctx context.Context, j *Job) {
 	hbWG.Add(1)
 	go func() {
 		defer hbWG.Done()
-		t := time.NewTicker(5 * time.Second)
+		t := time.NewTicker(b.beat)
 		defer t.Stop()
 		for {
 			select {

@@ -192,7 +192,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		closeEngine = closer
 		host, _ := os.Hostname()
 		lb, err = runner.NewLocalBus(runner.LocalBusOptions{Name: "builtin-" + host, Labels: labels, Capacity: f.agentCapacity,
-			Engine: eng, WorkDir: filepath.Join(data, "agent"), Logger: log})
+			Engine: eng, WorkDir: filepath.Join(data, "agent"), Logger: log, Heartbeat: f.leaseTimeout / 4})
 		if err != nil {
 			ln.Close()
 			return err
