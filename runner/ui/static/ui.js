@@ -1,0 +1,57 @@
+// Runnel UI: follows a running step's log over Server-Sent Events.
+// Log text is untrusted: it is only ever inserted with textContent, and
+// class names come from the server's fixed set (fg0..bg15, b, f, i, u).
+"use strict";
+(function () {
+  var CLASS = /^(fg|bg)\d{1,2}$|^[bfiu]$/;
+
+  function appendLine(pre, segs) {
+    var line = document.createElement("span");
+    line.className = "line";
+    (segs || []).forEach(function (s) {
+      var node;
+      var classes = (s.c || "").split(" ").filter(function (c) { return CLASS.test(c); });
+      if (classes.length) {
+        node = document.createElement("span");
+        node.className = classes.join(" ");
+        node.textContent = s.t;
+      } else {
+        node = document.createTextNode(s.t);
+      }
+      line.appendChild(node);
+    });
+    pre.appendChild(line);
+  }
+
+  function follow(pre) {
+    var url = pre.getAttribute("data-events");
+    if (!url || !window.EventSource) { return; }
+    var state = document.getElementById("live-state");
+    var es = new EventSource(url);
+    es.onmessage = function (ev) {
+      var atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
+      var msg;
+      try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      appendLine(pre, msg.s);
+      pre.setAttribute("data-lines", String(pre.childElementCount));
+      if (atBottom) { window.scrollTo(0, document.body.scrollHeight); }
+    };
+    es.addEventListener("end", function () {
+      es.close();
+      if (state) {
+        state.textContent = "finished — reload for the final status";
+        state.classList.add("ended");
+      }
+      pre.setAttribute("data-ended", "true");
+    });
+    es.onerror = function () {
+      if (state && es.readyState === EventSource.CONNECTING) { state.textContent = "reconnecting…"; }
+    };
+    es.onopen = function () { if (state) { state.textContent = "following live…"; } };
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var pre = document.getElementById("log");
+    if (pre) { follow(pre); }
+  });
+})();

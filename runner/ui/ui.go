@@ -1,0 +1,178 @@
+package ui
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/logstore"
+	"github.com/runnel-ci/runnel/runner/store"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Actions are the run operations the UI offers besides reading. Each call
+// acts on the run with that ID; errors wrapping store.ErrNotFound,
+// store.ErrConflict or store.ErrStale are shown to the user as such. The
+// methods are called concurrently from request handlers.
+type Actions interface {
+	// Cancel cancels the run and its unfinished stages.
+	Cancel(ctx context.Context, runID int64) error
+	// Rerun starts a new run of the same event and returns it.
+	Rerun(ctx context.Context, runID int64) (*store.Run, error)
+	// Approve lets a stage held for approval run; user is who decided.
+	Approve(ctx context.Context, runID int64, stageKey, user string) error
+	// Reject refuses a stage held for approval.
+	Reject(ctx context.Context, runID int64, stageKey, user string) error
+	// Diagnostics returns the pipeline diagnostics of a run that ended
+	// pipeline_invalid (nil if none are kept).
+	Diagnostics(runID int64) []pipeline.Diagnostic
+}
+
+var _ Actions = (*runner.Runner)(nil)
+
+// Config configures New.
+type Config struct {
+	Store   *store.Store    // required
+	Logs    *logstore.Store // required
+	Actions Actions         // required
+	// Agents lists connected agents (the bus's presence); nil shows only
+	// the agents' last heartbeats from the store.
+	Agents func() []runner.AgentInfo
+	Logger *slog.Logger
+	// SecureCookie marks the session cookie Secure. Set it when users
+	// reach the server over HTTPS (a TLS-terminating proxy in front);
+	// requests that arrive over TLS get it anyway.
+	SecureCookie bool
+	// SessionTTL is how long a login lasts (default 12 h).
+	SessionTTL time.Duration
+	// MaxLogBytes caps the part of a log rendered into the log page; the
+	// rest is available as plain text (default 4 MiB).
+	MaxLogBytes int64
+}
+
+// Handler serves the UI. Create it with New.
+type Handler struct {
+	cfg      Config
+	log      *slog.Logger
+	pages    map[string]*template.Template
+	mux      *http.ServeMux
+	sessions *sessions
+}
+
+// New returns a Handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Store == nil || cfg.Logs == nil || cfg.Actions == nil {
+		return nil, errors.New("ui: Store, Logs and Actions are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 12 * time.Hour
+	}
+	if cfg.MaxLogBytes <= 0 {
+		cfg.MaxLogBytes = 4 << 20
+	}
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, log: cfg.Logger, pages: pages, mux: http.NewServeMux(), sessions: newSessions(cfg.SessionTTL)}
+	h.routes()
+	return h, nil
+}
+
+// Paths are the URL patterns the UI serves; Wrap sends everything else
+// to the next handler.
+var Paths = []string{"/{$}", "/ui/", "/runs/", "/agents", "/deployments", "/login", "/logout", "/static/"}
+
+// ServeHTTP serves the UI's own paths (see Paths) and 404 for others.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	secure(w)
+	h.mux.ServeHTTP(w, r)
+}
+
+// Wrap returns a handler that serves the UI's paths and passes every
+// other request (the JSON API, webhooks, badges, metrics) to next.
+func (h *Handler) Wrap(next http.Handler) http.Handler {
+	m := http.NewServeMux()
+	for _, p := range Paths {
+		m.Handle(p, h)
+	}
+	m.Handle("/", next)
+	return m
+}
+
+func (h *Handler) routes() {
+	m := h.mux
+	static, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	files := http.StripPrefix("/static/", http.FileServerFS(static))
+	m.Handle("GET /static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		files.ServeHTTP(w, r)
+	}))
+	m.HandleFunc("GET /login", h.loginPage)
+	m.HandleFunc("POST /login", h.login)
+	m.Handle("POST /logout", h.mutate(h.logout))
+
+	m.Handle("GET /{$}", h.view(h.runsPage))
+	m.Handle("GET /ui/{$}", h.view(h.runsPage))
+	m.Handle("GET /runs/{id}", h.view(h.runPage))
+	m.Handle("GET /runs/{id}/stages/{stage}/steps/{step}/log", h.view(h.logPage))
+	m.Handle("GET /runs/{id}/stages/{stage}/steps/{step}/log.txt", h.view(h.logText))
+	m.Handle("GET /runs/{id}/stages/{stage}/steps/{step}/events", h.authed(h.logEvents))
+	m.Handle("POST /runs/{id}/cancel", h.mutate(h.cancel))
+	m.Handle("POST /runs/{id}/rerun", h.mutate(h.rerun))
+	m.Handle("POST /runs/{id}/stages/{stage}/approve", h.mutate(h.decide(true)))
+	m.Handle("POST /runs/{id}/stages/{stage}/reject", h.mutate(h.decide(false)))
+	m.Handle("GET /agents", h.view(h.agentsPage))
+	m.Handle("GET /deployments", h.view(h.deploymentsPage))
+}
+
+// csp allows only the UI's own script, style and connections; no inline
+// script or style, no framing, no plugins.
+const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+	"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+func secure(w http.ResponseWriter) {
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", csp)
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("Referrer-Policy", "same-origin")
+	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
+}
+
+// errorPage answers with a status and a short message page.
+func (h *Handler) errorPage(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	h.render(w, r, code, "error", "Error", map[string]any{"Code": code, "Text": http.StatusText(code), "Message": msg})
+}
+
+// storeError maps an error of a read or an action to a page.
+func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		h.errorPage(w, r, http.StatusNotFound, what+": not found")
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrStale), errors.Is(err, store.ErrDuplicate):
+		h.errorPage(w, r, http.StatusConflict, what+": not possible in the current state")
+	case errors.Is(err, context.Canceled):
+	default:
+		h.log.Error("ui request failed", "what", what, "err", err)
+		h.errorPage(w, r, http.StatusInternalServerError, what+": internal error")
+	}
+}
