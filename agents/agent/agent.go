@@ -280,7 +280,13 @@ func (a *Agent) handle(ctx context.Context, js jetstream.JetStream, d *natsbus.D
 		a.mu.Unlock()
 	}()
 
-	rep.send(wire.Update{Kind: wire.KindStarted})
+	// "started" is stored while the stage already begins: every later
+	// message of the attempt waits for it (rep.started), so the order holds.
+	rep.started = make(chan struct{})
+	wg.Go(func() {
+		defer close(rep.started)
+		rep.publishUpdate(wire.Update{Kind: wire.KindStarted})
+	})
 	res := a.cfg.Runner.RunStage(jobCtx, &job, rep)
 	if leaseCtx.Err() != nil {
 		// Not ours any more (or a hard stop): JetStream redelivers.
@@ -362,6 +368,8 @@ type reporter struct {
 	log *slog.Logger
 	ctx context.Context // the lease context: publishing stops when it ends
 	seq atomic.Uint64
+	// started is closed once the "started" update is stored (or given up).
+	started chan struct{}
 }
 
 func (r *reporter) StepStarted(step string) {
@@ -376,7 +384,19 @@ func (r *reporter) Log(step string) io.WriteCloser {
 	return newLogWriter(r, step)
 }
 
+// send publishes u after "started" has been stored.
 func (r *reporter) send(u wire.Update) {
+	r.waitStarted()
+	r.publishUpdate(u)
+}
+
+func (r *reporter) waitStarted() {
+	if r.started != nil {
+		<-r.started
+	}
+}
+
+func (r *reporter) publishUpdate(u wire.Update) {
 	u.RunID, u.StageID, u.Attempt, u.Agent = r.job.RunID, r.job.StageID, r.job.Attempt, r.a.cfg.Name
 	u.Seq = r.seq.Add(1) - 1
 	u.Time = time.Now()

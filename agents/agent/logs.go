@@ -88,5 +88,6 @@ func (w *logWriter) sendLocked(eof bool) {
 		w.r.log.Error("encode log chunk", "err", err)
 		return
 	}
+	w.r.waitStarted()
 	w.r.publish(wire.LogsSubject(c.RunID), wire.LogMsgID(&c), b)
 }
