@@ -1,0 +1,128 @@
+package workspace
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/runnel-ci/runnel/agents/agent"
+	"github.com/runnel-ci/runnel/agents/engine"
+	"github.com/runnel-ci/runnel/agents/stage"
+	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/pipeline"
+)
+
+// StageRunner is the agent loop's agent.StageRunner: it checks the job's
+// workspace out with a Cache, runs the stage with the stage executor on
+// an engine, and reports steps and logs through the agent's sink.
+type StageRunner struct {
+	Cache   *Cache
+	Engine  engine.Engine
+	WorkDir string // temporary checkouts are made below it; "" means os.TempDir()
+	Logger  *slog.Logger
+}
+
+var _ agent.StageRunner = (*StageRunner)(nil)
+
+// RunStage implements agent.StageRunner.
+func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.EventSink) agent.Result {
+	log := r.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("run", job.RunID, "stage", job.StageID, "attempt", job.Attempt)
+	var src string
+	if job.Workspace.Kind == "git" {
+		dir, err := os.MkdirTemp(r.WorkDir, "ws-")
+		if err != nil {
+			return agent.Result{Status: wire.StatusError, Reason: "create workspace: " + err.Error()}
+		}
+		defer os.RemoveAll(dir)
+		src = dir + "/src"
+		s := Source{URL: job.Workspace.URL, Commit: job.Workspace.Commit, Ref: job.Workspace.Ref}
+		if err := r.Cache.Checkout(ctx, s, src); err != nil {
+			log.Error("checkout failed", "err", err)
+			return agent.Result{Status: wire.StatusError, Reason: "checkout_failed: " + err.Error()}
+		}
+	}
+	sr := &sinkReporter{sink: sink, logs: map[*pipeline.Step]io.WriteCloser{}}
+	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output}
+	res := x.Run(ctx, &engine.Spec{RunID: job.RunID, Attempt: job.Attempt, Stage: job.Stage, Source: src})
+	sr.closeAll()
+	out := agent.Result{Status: WireStatus(res.Status), Reason: res.Reason}
+	for _, s := range res.Steps {
+		if s.Status.Failed() && !s.AllowedFailure {
+			out.ExitCode = s.ExitCode
+		}
+	}
+	return out
+}
+
+// WireStatus maps a stage or step status onto the wire's.
+func WireStatus(s stage.Status) wire.Status {
+	switch s {
+	case stage.StatusSuccess:
+		return wire.StatusSuccess
+	case stage.StatusFailure:
+		return wire.StatusFailure
+	case stage.StatusTimeout:
+		return wire.StatusTimeout
+	case stage.StatusCanceled:
+		return wire.StatusCancelled
+	case stage.StatusSkipped:
+		return wire.StatusSkipped
+	}
+	return wire.StatusError
+}
+
+// sinkReporter adapts the executor's Reporter and OutputFunc to the sink.
+// A step's log writer lives across its retries and is closed (sending
+// the end-of-log mark) when the step finishes.
+type sinkReporter struct {
+	sink agent.EventSink
+	mu   sync.Mutex
+	logs map[*pipeline.Step]io.WriteCloser
+}
+
+func (s *sinkReporter) StepStarted(st *pipeline.Stage, step *pipeline.Step, attempt int) {
+	s.sink.StepStarted(step.Name)
+}
+
+func (s *sinkReporter) StepFinished(st *pipeline.Stage, step *pipeline.Step, res stage.StepResult) {
+	s.mu.Lock()
+	w, ok := s.logs[step]
+	delete(s.logs, step)
+	s.mu.Unlock()
+	if ok {
+		_ = w.Close()
+	}
+	s.sink.StepFinished(step.Name, WireStatus(res.Status), res.ExitCode, res.Reason)
+}
+
+func (s *sinkReporter) output(st *pipeline.Stage, step *pipeline.Step, attempt int) io.Writer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.logs[step]
+	if !ok {
+		w = s.sink.Log(step.Name)
+		s.logs[step] = w
+	}
+	return writerOnly{w}
+}
+
+func (s *sinkReporter) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, w := range s.logs {
+		_ = w.Close()
+		delete(s.logs, k)
+	}
+}
+
+// writerOnly hides Close so the executor does not end the log between
+// retries of a step.
+type writerOnly struct{ w io.Writer }
+
+func (w writerOnly) Write(p []byte) (int, error) { return w.w.Write(p) }
