@@ -29,6 +29,8 @@ const (
 	UpdateStageFinished UpdateKind = "stage_finished"
 	UpdateLog           UpdateKind = "log"
 	UpdateHeartbeat     UpdateKind = "heartbeat"
+	// UpdateLost: the bus gave up on the job (e.g. JetStream MaxDeliver).
+	UpdateLost UpdateKind = "lost"
 )
 
 // Update is what an agent reports about a stage attempt.
@@ -40,7 +42,9 @@ type Update struct {
 	Agent   string     `json:"agent,omitempty"`
 	Time    time.Time  `json:"time"`
 
-	Step        int               `json:"step,omitempty"` // step index for step and log updates
+	Step int `json:"step,omitempty"` // step index for step and log updates
+	// StepName identifies the step when Step is -1 (NATS agents name steps).
+	StepName    string            `json:"step_name,omitempty"`
 	StepAttempt int               `json:"step_attempt,omitempty"`
 	StepResult  *stage.StepResult `json:"step_result,omitempty"`
 	Result      *stage.Result     `json:"result,omitempty"`

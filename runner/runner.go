@@ -119,6 +119,9 @@ func (r *Runner) Start(ctx context.Context) error {
 			case store.StatusRunning:
 				r.touch(st.ID, now)
 			case store.StatusQueued:
+				if _, durable := r.cfg.Bus.(presenceBus); durable {
+					continue // the job is still in the bus's durable queue
+				}
 				// Put it back to be dispatched again by schedule.
 				r.log.Info("recovery: re-queueing stage", "run", run.ID, "stage", st.Key)
 				if err := r.requeue(ctx, run, st, "recovered after server restart"); err != nil {
@@ -201,6 +204,10 @@ func (r *Runner) checkLeases(ctx context.Context) {
 				r.seen[st.ID] = last
 			}
 			r.seenMu.Unlock()
+			if pb, ok := r.cfg.Bus.(presenceBus); ok && st.Agent != "" && pb.AgentAlive(st.Agent) {
+				r.touch(st.ID, now)
+				continue
+			}
 			if now.Sub(last) < r.cfg.LeaseTimeout {
 				continue
 			}
@@ -222,7 +229,7 @@ func (r *Runner) agentLost(ctx context.Context, run *store.Run, st *store.Stage)
 	r.seenMu.Unlock()
 	r.forget(st.ID)
 	r.finishStepLogs(run.ID, st)
-	if n <= r.cfg.AgentLossRetries {
+	if _, redelivers := r.cfg.Bus.(presenceBus); !redelivers && n <= r.cfg.AgentLossRetries {
 		log.Warn("agent lost: re-queueing stage with a new attempt")
 		if err := r.requeue(ctx, run, st, "agent lost; retrying"); err != nil {
 			log.Error("requeue after agent loss", "err", err)

@@ -45,6 +45,25 @@ func (r *Runner) HandleUpdate(ctx context.Context, u Update) {
 		log.Warn("update for unknown stage")
 		return
 	}
+	if u.Step < 0 && u.StepName != "" {
+		for _, step := range st.Steps {
+			if step.Name == u.StepName {
+				u.Step = step.Position
+			}
+		}
+	}
+	if u.Kind == UpdateStageStarted && u.Attempt > st.Attempt && !st.Status.Terminal() && u.Attempt-st.Attempt <= 20 {
+		// A redelivered job runs as a higher attempt (wire rule 4): make
+		// it current so the earlier attempt is fenced off.
+		for st.Attempt < u.Attempt {
+			a, err := r.cfg.Store.QueueStage(ctx, st.ID)
+			if err != nil {
+				log.Warn("raise attempt for redelivered job", "err", err)
+				break
+			}
+			st.Attempt = a
+		}
+	}
 	if u.Attempt != st.Attempt || st.Status.Terminal() {
 		log.Info("stale update ignored", "current_attempt", st.Attempt, "status", st.Status)
 		if u.Kind != UpdateStageFinished {
@@ -70,6 +89,10 @@ func (r *Runner) HandleUpdate(ctx context.Context, u Update) {
 		log.Error("apply update", "err", err)
 	}
 	switch u.Kind {
+	case UpdateLost:
+		r.forget(st.ID)
+		r.finishStepLogs(run.ID, st)
+		r.endStage(ctx, run, st, u.Attempt, store.StatusError, store.ReasonAgentLost)
 	case UpdateHeartbeat:
 	case UpdateStageStarted:
 		err := r.cfg.Store.UpdateStage(ctx, st.ID, u.Attempt, store.StageUpdate{Status: store.StatusRunning, Agent: u.Agent})

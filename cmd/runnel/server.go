@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -46,6 +45,10 @@ type serverFlags struct {
 	drainTimeout  time.Duration
 	leaseTimeout  time.Duration
 	logLevel      string
+	natsPort      int
+	natsUser      string
+	natsPassword  string
+	agentToken    string
 }
 
 // envDefault returns the value of the RUNNEL_* variable or def.
@@ -92,7 +95,11 @@ for up to --drain-timeout; a second one exits at once.`,
 	fl.StringVar(&f.addr, "addr", a.envDefault("RUNNEL_ADDR", ":8080"), "listen address ($RUNNEL_ADDR)")
 	fl.StringVar(&f.data, "data", a.envDefault("RUNNEL_DATA", "./runnel-data"), "data directory ($RUNNEL_DATA)")
 	fl.StringVar(&f.db, "db", a.envDefault("RUNNEL_DB", ""), "database DSN: a SQLite path or postgres://... (default: DATA/runnel.db) ($RUNNEL_DB)")
-	fl.StringVar(&f.natsURL, "nats-url", a.envDefault("RUNNEL_NATS_URL", ""), "external NATS URL; empty: the built-in agent runs in-process ($RUNNEL_NATS_URL)")
+	fl.StringVar(&f.natsURL, "nats-url", a.envDefault("RUNNEL_NATS_URL", ""), `"embedded" (NATS+JetStream in DATA/nats, for remote agents), nats://... (external), or empty: no NATS, the built-in agent runs in-process ($RUNNEL_NATS_URL)`)
+	fl.IntVar(&f.natsPort, "nats-port", a.envInt("RUNNEL_NATS_PORT", 4222), "port of the embedded NATS server; -1 picks a free one ($RUNNEL_NATS_PORT)")
+	fl.StringVar(&f.natsUser, "nats-user", a.envDefault("RUNNEL_NATS_USER", "runnel-server"), "user for an external NATS ($RUNNEL_NATS_USER)")
+	fl.StringVar(&f.natsPassword, "nats-password", a.envDefault("RUNNEL_NATS_PASSWORD", ""), "password for an external NATS ($RUNNEL_NATS_PASSWORD)")
+	fl.StringVar(&f.agentToken, "agent-token", a.envDefault("RUNNEL_AGENT_TOKEN", ""), "NATS token of the built-in agent with an external NATS ($RUNNEL_AGENT_TOKEN)")
 	fl.StringVar(&f.baseURL, "base-url", a.envDefault("RUNNEL_BASE_URL", ""), "public URL of the server, for links in commit statuses ($RUNNEL_BASE_URL)")
 	fl.BoolVar(&f.noAgent, "no-agent", a.envDefault("RUNNEL_NO_AGENT", "") == "true", "do not run the built-in agent ($RUNNEL_NO_AGENT)")
 	fl.StringVar(&f.agentLabels, "agent-labels", a.envDefault("RUNNEL_AGENT_LABELS", ""), "labels of the built-in agent, k=v,... ($RUNNEL_AGENT_LABELS)")
@@ -129,9 +136,6 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	labels, err := parseLabels(f.agentLabels)
 	if err != nil {
 		return usageError(fmt.Errorf("--agent-labels: %w", err))
-	}
-	if f.natsURL != "" {
-		return usageError(errors.New("--nats-url: external NATS is not wired into the server yet; run without it (the built-in agent runs in-process)"))
 	}
 	data, err := filepath.Abs(f.data)
 	if err != nil {
@@ -178,29 +182,41 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		baseURL = "http://" + ln.Addr().String()
 	}
 
-	var bus runner.Bus
-	var lb *runner.LocalBus
-	var closeEngine func()
-	if f.noAgent {
-		bus = noAgents{}
-	} else {
+	var (
+		bus      runner.Bus
+		lb       *runner.LocalBus
+		nb       *natsSetup
+		agentEng engine.Engine
+	)
+	if !f.noAgent {
 		eng, closer, err := serverEngine(bg, f.backend, log)
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		closeEngine = closer
-		host, _ := os.Hostname()
+		defer closer()
+		agentEng = eng
+	}
+	host, _ := os.Hostname()
+	switch {
+	case f.natsURL != "":
+		nb, err = startNATS(bg, f, data, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer nb.close()
+		bus = nb.bus
+	case f.noAgent:
+		bus = noAgents{}
+	default:
 		lb, err = runner.NewLocalBus(runner.LocalBusOptions{Name: "builtin-" + host, Labels: labels, Capacity: f.agentCapacity,
-			Engine: eng, WorkDir: filepath.Join(data, "agent"), Logger: log, Heartbeat: f.leaseTimeout / 4})
+			Engine: agentEng, WorkDir: filepath.Join(data, "agent"), Logger: log, Heartbeat: f.leaseTimeout / 4})
 		if err != nil {
 			ln.Close()
 			return err
 		}
 		bus = lb
-	}
-	if closeEngine != nil {
-		defer closeEngine()
 	}
 	rn, err := runner.New(runner.Config{Store: st, Bus: bus, Logs: logs, Statuses: statuses, Metrics: mets, Logger: log,
 		BaseURL: baseURL, CacheDir: filepath.Join(data, "cache"), LeaseTimeout: f.leaseTimeout})
@@ -213,6 +229,12 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	if err := mets.Rebuild(bg, runner.History{Store: st}); err != nil {
 		log.Warn("rebuild metrics from history", "err", err)
+	}
+	if nb != nil {
+		if err := nb.run(bg, rn, f, agentEng, labels, filepath.Join(data, "agent"), log); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	if err := rn.Start(bg); err != nil {
 		ln.Close()
@@ -241,6 +263,9 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	api.Drain(dctx)
 	if lb != nil {
 		lb.Drain(dctx)
+	}
+	if nb != nil {
+		nb.drain(dctx)
 	}
 	sctx, scancel := context.WithTimeout(bg, 5*time.Second)
 	defer scancel()

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runnel-ci/runnel/agents/agent"
+	"github.com/runnel-ci/runnel/agents/engine"
+	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/agents/workspace"
+)
+
+func init() { commands = append(commands, (*app).agentCommand) }
+
+type agentFlags struct {
+	natsURL, token, credsFile, name, labels, backend, workDir string
+	capacity                                                  int
+	drainTimeout                                              time.Duration
+}
+
+func (a *app) agentCommand() *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run an agent that takes stages from the server over NATS",
+		Long: `Agent connects to the server's NATS (--nats-url) with a token made by
+"runnel agent token NAME" on the server host, announces its labels and
+capacity, and runs the stages it is given. The first SIGINT/SIGTERM stops
+taking jobs and waits up to --drain-timeout for running stages.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runAgent(cmd.Context(), f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.natsURL, "nats-url", a.envDefault("RUNNEL_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL ($RUNNEL_NATS_URL)")
+	fl.StringVar(&f.token, "token", a.envDefault("RUNNEL_AGENT_TOKEN", ""), "agent token NAME:SECRET ($RUNNEL_AGENT_TOKEN)")
+	fl.StringVar(&f.credsFile, "creds", a.envDefault("RUNNEL_AGENT_CREDS", ""), "file holding the agent token ($RUNNEL_AGENT_CREDS)")
+	fl.StringVar(&f.name, "name", a.envDefault("RUNNEL_AGENT_NAME", ""), "agent name (default: the token's)")
+	fl.StringVar(&f.labels, "labels", a.envDefault("RUNNEL_AGENT_LABELS", ""), "labels k=v,... ($RUNNEL_AGENT_LABELS)")
+	fl.IntVar(&f.capacity, "capacity", a.envInt("RUNNEL_AGENT_CAPACITY", 1), "stages at once ($RUNNEL_AGENT_CAPACITY)")
+	fl.StringVar(&f.backend, "backend", a.envDefault("RUNNEL_BACKEND", "docker"), "executor: docker or local ($RUNNEL_BACKEND)")
+	fl.StringVar(&f.workDir, "work-dir", a.envDefault("RUNNEL_AGENT_DIR", filepath.Join(os.TempDir(), "runnel-agent")), "git cache and workspaces ($RUNNEL_AGENT_DIR)")
+	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages")
+
+	var data string
+	tokenCmd := &cobra.Command{
+		Use:   "token NAME",
+		Short: "Make a NATS credential for an agent of the embedded NATS server (restart the server to load it)",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tok, err := addAgentCredential(data, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "agent token (shown once): %s\n", tok)
+			return nil
+		},
+	}
+	tokenCmd.Flags().StringVar(&data, "data", a.envDefault("RUNNEL_DATA", "./runnel-data"), "server data directory ($RUNNEL_DATA)")
+	cmd.AddCommand(tokenCmd)
+	return cmd
+}
+
+const agentCredsFile = "nats-agents.json"
+
+// loadAgentCredentials reads the agent credentials the embedded NATS
+// server accepts (bcrypt hashes only).
+func loadAgentCredentials(data string) ([]natsbus.AgentCredential, error) {
+	b, err := os.ReadFile(filepath.Join(data, agentCredsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var creds []natsbus.AgentCredential
+	if err := json.Unmarshal(b, &creds); err != nil {
+		return nil, fmt.Errorf("read %s: %w", agentCredsFile, err)
+	}
+	return creds, nil
+}
+
+func addAgentCredential(data, name string) (string, error) {
+	creds, err := loadAgentCredentials(data)
+	if err != nil {
+		return "", err
+	}
+	tok, cred, err := natsbus.NewAgentCredential(name)
+	if err != nil {
+		return "", err
+	}
+	out := []natsbus.AgentCredential{cred}
+	for _, c := range creds {
+		if c.Name != name {
+			out = append(out, c)
+		}
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(data, 0o750); err != nil {
+		return "", err
+	}
+	tmp := filepath.Join(data, agentCredsFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return "", err
+	}
+	return tok, os.Rename(tmp, filepath.Join(data, agentCredsFile))
+}
+
+func (a *app) runAgent(ctx context.Context, f agentFlags) error {
+	log := slog.New(slog.NewTextHandler(a.stderr, nil))
+	tok := f.token
+	if tok == "" && f.credsFile != "" {
+		b, err := os.ReadFile(f.credsFile)
+		if err != nil {
+			return err
+		}
+		tok = string(trimSpace(b))
+	}
+	if tok == "" {
+		return usageError(errors.New("--token or --creds is required"))
+	}
+	creds, err := natsbus.ParseAgentToken(tok)
+	if err != nil {
+		return usageError(err)
+	}
+	name := f.name
+	if name == "" {
+		name = creds.User
+	}
+	labels, err := parseLabels(f.labels)
+	if err != nil {
+		return usageError(fmt.Errorf("--labels: %w", err))
+	}
+	bg := context.WithoutCancel(ctx)
+	eng, closeEngine, err := serverEngine(bg, f.backend, log)
+	if err != nil {
+		return err
+	}
+	defer closeEngine()
+	ag, err := newNATSAgent(name, labels, f.capacity, eng, f.workDir, log)
+	if err != nil {
+		return err
+	}
+	nc, err := natsbus.Connect(f.natsURL, creds)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	runCtx, stop := context.WithCancel(bg)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- ag.Run(runCtx, nc) }()
+	log.Info("agent started", "agent", name, "nats", f.natsURL, "labels", labels, "capacity", f.capacity)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("draining", "deadline", f.drainTimeout)
+	dctx, cancel := context.WithTimeout(bg, f.drainTimeout)
+	defer cancel()
+	derr := ag.Drain(dctx)
+	stop()
+	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return derr
+}
+
+// newNATSAgent builds an agent loop running stages with the workspace
+// StageRunner on eng.
+func newNATSAgent(name string, labels map[string]string, capacity int, eng engine.Engine, workDir string, log *slog.Logger) (*agent.Agent, error) {
+	if err := os.MkdirAll(workDir, 0o750); err != nil {
+		return nil, err
+	}
+	cache, err := workspace.NewCache(filepath.Join(workDir, "git"))
+	if err != nil {
+		return nil, err
+	}
+	return agent.New(agent.Config{Name: name, Labels: labels, Capacity: capacity, Logger: log,
+		Runner: &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: workDir, Logger: log}})
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

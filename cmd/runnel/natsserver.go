@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/runnel-ci/runnel/agents/agent"
+	"github.com/runnel-ci/runnel/agents/engine"
+	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/runner"
+)
+
+// natsSetup is the server's NATS side: an embedded or external NATS, the
+// dispatcher, its event consumer and, unless --no-agent, the built-in
+// agent as a NATS agent.
+type natsSetup struct {
+	log    *slog.Logger
+	srv    *natsbus.Server // nil for an external NATS
+	url    string
+	nc     *nats.Conn
+	d      *natsbus.Dispatcher
+	bus    *runner.NATSBus
+	agentC natsbus.Creds
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ag     *agent.Agent
+	agNC   *nats.Conn
+}
+
+func startNATS(ctx context.Context, f serverFlags, data string, log *slog.Logger) (*natsSetup, error) {
+	n := &natsSetup{log: log}
+	var creds natsbus.Creds
+	if f.natsURL == "embedded" {
+		agents, err := loadAgentCredentials(data)
+		if err != nil {
+			return nil, err
+		}
+		if !f.noAgent {
+			tok, cred, err := natsbus.NewAgentCredential("builtin")
+			if err != nil {
+				return nil, err
+			}
+			agents = append(agents, cred)
+			if n.agentC, err = natsbus.ParseAgentToken(tok); err != nil {
+				return nil, err
+			}
+		}
+		n.srv, err = natsbus.StartEmbedded(natsbus.Options{DataDir: filepath.Join(data, "nats"), Port: f.natsPort, Agents: agents, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		n.url = n.srv.ClientURL()
+		creds = n.srv.ServerCreds()
+		log.Info("embedded NATS started", "url", n.url)
+	} else {
+		n.url = f.natsURL
+		creds = natsbus.Creds{User: f.natsUser, Password: f.natsPassword}
+		if !f.noAgent {
+			if f.agentToken == "" {
+				return nil, usageError(errors.New("--agent-token is required for the built-in agent with an external NATS (or use --no-agent)"))
+			}
+			c, err := natsbus.ParseAgentToken(f.agentToken)
+			if err != nil {
+				return nil, usageError(err)
+			}
+			n.agentC = c
+		}
+	}
+	var err error
+	n.nc, err = natsbus.Connect(n.url, creds)
+	if err != nil {
+		n.close()
+		return nil, err
+	}
+	n.d, err = natsbus.NewDispatcher(ctx, n.nc, natsbus.DispatcherOptions{Logger: log})
+	if err != nil {
+		n.close()
+		return nil, err
+	}
+	n.bus = &runner.NATSBus{D: n.d}
+	return n, nil
+}
+
+// run starts consuming agents' events into rn and the built-in agent.
+func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, eng engine.Engine, labels map[string]string, workDir string, log *slog.Logger) error {
+	ctx, n.cancel = context.WithCancel(ctx)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.d.Run(ctx, n.bus.Handler(rn)); err != nil {
+			log.Error("event consumer stopped", "err", err)
+		}
+	}()
+	if eng == nil {
+		return nil
+	}
+	ag, err := newNATSAgent(n.agentC.User, labels, f.agentCapacity, eng, workDir, log)
+	if err != nil {
+		return err
+	}
+	n.agNC, err = natsbus.Connect(n.url, n.agentC)
+	if err != nil {
+		return fmt.Errorf("built-in agent: %w", err)
+	}
+	n.ag = ag
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := ag.Run(ctx, n.agNC); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("built-in agent stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// drain lets the built-in agent finish its stages until ctx ends.
+func (n *natsSetup) drain(ctx context.Context) {
+	if n.ag != nil {
+		if err := n.ag.Drain(ctx); err != nil {
+			n.log.Warn("built-in agent drain", "err", err)
+		}
+	}
+}
+
+func (n *natsSetup) close() {
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wg.Wait()
+	if n.agNC != nil {
+		n.agNC.Close()
+	}
+	if n.d != nil {
+		n.d.Close()
+	}
+	if n.nc != nil {
+		n.nc.Drain()
+	}
+	if n.srv != nil {
+		n.srv.Shutdown()
+	}
+}
