@@ -103,12 +103,14 @@ func TestAgentDeathRedelivers(t *testing.T) {
 	var mu sync.Mutex
 	var spans []span
 	started := make(chan struct{}, 2)
+	var deadCause atomic.Value
 	runner := func(name string) StageRunner {
 		return RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
 			s := span{agent: name, attempt: job.Attempt, start: time.Now()}
 			started <- struct{}{}
 			if name == "dies" {
 				<-ctx.Done()
+				deadCause.Store(context.Cause(ctx))
 			}
 			s.stop = time.Now()
 			mu.Lock()
@@ -146,6 +148,9 @@ func TestAgentDeathRedelivers(t *testing.T) {
 	}
 	if !first.stop.Before(second.start) {
 		t.Errorf("executions overlap: first stopped %v, second started %v", first.stop, second.start)
+	}
+	if c, _ := deadCause.Load().(error); !errors.Is(c, ErrLeaseLost) {
+		t.Errorf("cut-off agent's stage ended with cause %v, want ErrLeaseLost", c)
 	}
 	if second.attempt <= first.attempt {
 		t.Errorf("got second attempt %d, want more than %d", second.attempt, first.attempt)
@@ -295,4 +300,32 @@ func TestDrainWaitsThenCancels(t *testing.T) {
 	if got := b.rec.find(wire.KindStarted, "drain", "later"); len(got) != 0 {
 		t.Errorf("a drained agent started %+v", got)
 	}
+}
+
+// TestLogFlushTimer: output without a newline or a full chunk reaches the
+// server before the step ends.
+func TestLogFlushTimer(t *testing.T) {
+	b := newBus(t, "a")
+	seen := make(chan struct{})
+	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
+		w := sink.Log("s")
+		_, _ = io.WriteString(w, "progress 10%")
+		select {
+		case <-seen:
+		case <-ctx.Done():
+		}
+		_ = w.Close()
+		return Result{Status: wire.StatusSuccess}
+	})
+	b.agent(Config{Name: "a", Runner: runner, FlushInterval: 50 * time.Millisecond})
+	b.publish(context.Background(), "flush", "build", nil, &pipeline.Step{Name: "s"})
+	b.rec.wait(t, 5*time.Second, "partial chunk before the step ends", func() bool {
+		s := b.rec.logs["flush/build/1/s"]
+		return s != nil && s.n == int64(len("progress 10%")) && !s.eof
+	})
+	close(seen)
+	b.rec.wait(t, 5*time.Second, "EOF", func() bool {
+		s := b.rec.logs["flush/build/1/s"]
+		return s.eof && s.nextSeq == 2
+	})
 }
