@@ -232,3 +232,54 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func eventOf(branch, commit, message string) pipeline.Event {
 	return pipeline.Event{Kind: pipeline.EventPush, Branch: branch, Ref: "refs/heads/" + branch, Commit: commit, Message: message}
 }
+
+// showcaseRun seeds a tidy run for the documentation's screenshot: build
+// and test passed, deploy waits for approval.
+func (e *env) showcaseRun() *store.Run {
+	t := e.t
+	ctx := context.Background()
+	plan := &pipeline.Plan{Stages: []*pipeline.Stage{
+		{ID: "build", Name: "build", Steps: []*pipeline.Step{{Name: "go build", Run: "go build ./..."}, {Name: "go vet", Run: "go vet ./..."}}},
+		{ID: "test[go=1.22]", Name: "test", Needs: []string{"build"}, Steps: []*pipeline.Step{{Name: "go test", Run: "go test ./..."}}},
+		{ID: "test[go=1.23]", Name: "test", Needs: []string{"build"}, Steps: []*pipeline.Step{{Name: "go test", Run: "go test ./..."}}},
+		{ID: "deploy", Name: "deploy", Needs: []string{"test[go=1.22]", "test[go=1.23]"}, Approval: true, Environment: "production",
+			Steps: []*pipeline.Step{{Name: "release", Run: "./release.sh"}}},
+	}}
+	run, err := e.store.CreateRun(ctx, store.NewRun{RepoID: e.repo.ID, Trigger: store.TriggerWebhook, Plan: plan,
+		Event: pipeline.Event{Kind: pipeline.EventPush, Branch: "main", Ref: "refs/heads/main",
+			Commit: "9f2c4e1a7b3d5f608192a3b4c5d6e7f809a1b2c3", Message: "Retry artifact uploads on 503\n\nDetails.", Author: "Ada"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.UpdateRun(ctx, run.ID, store.StatusRunning, ""); err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	for _, st := range run.Stages[:3] {
+		attempt, err := e.store.QueueStage(ctx, st.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.store.UpdateStage(ctx, st.ID, attempt, store.StageUpdate{Status: store.StatusRunning, Agent: "agent-1"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, step := range st.Steps {
+			for _, u := range []store.StepUpdate{{Status: store.StatusRunning, Attempts: 1}, {Status: store.StatusSuccess, ExitCode: &zero}} {
+				if err := e.store.UpdateStep(ctx, st.ID, attempt, step.Position, u); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := e.store.UpdateStage(ctx, st.ID, attempt, store.StageUpdate{Status: store.StatusSuccess}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.store.SetStagePendingReason(ctx, run.Stages[3].ID, "waiting for approval"); err != nil {
+		t.Fatal(err)
+	}
+	run, err = e.store.Run(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
