@@ -78,8 +78,16 @@ func startServer(t *testing.T, dir, token string, extra ...string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"server", "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--backend", "docker",
-		"--drain-timeout", "5s"}, extra...)
+	args := []string{"server", "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--backend", "docker",
+		"--drain-timeout", "5s"}
+	// RUNNEL_E2E_NATS=none runs the built-in agent in-process instead of
+	// over the embedded NATS server.
+	if os.Getenv("RUNNEL_E2E_NATS") != "none" {
+		args = append(args, "--nats-url", "embedded", "--nats-port", "-1")
+	} else {
+		args = append(args, "--nats-url", "none")
+	}
+	args = append(args, extra...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "RUNNEL_LOG_LEVEL=debug")
 	cmd.Stderr = logf

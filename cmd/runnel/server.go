@@ -26,6 +26,7 @@ import (
 	"github.com/runnel-ci/runnel/runner/metrics"
 	"github.com/runnel-ci/runnel/runner/statusq"
 	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/runner/ui"
 	"github.com/runnel-ci/runnel/scm"
 	"github.com/runnel-ci/runnel/scm/github"
 )
@@ -95,7 +96,7 @@ for up to --drain-timeout; a second one exits at once.`,
 	fl.StringVar(&f.addr, "addr", a.envDefault("RUNNEL_ADDR", ":8080"), "listen address ($RUNNEL_ADDR)")
 	fl.StringVar(&f.data, "data", a.envDefault("RUNNEL_DATA", "./runnel-data"), "data directory ($RUNNEL_DATA)")
 	fl.StringVar(&f.db, "db", a.envDefault("RUNNEL_DB", ""), "database DSN: a SQLite path or postgres://... (default: DATA/runnel.db) ($RUNNEL_DB)")
-	fl.StringVar(&f.natsURL, "nats-url", a.envDefault("RUNNEL_NATS_URL", ""), `"embedded" (NATS+JetStream in DATA/nats, for remote agents), nats://... (external), or empty: no NATS, the built-in agent runs in-process ($RUNNEL_NATS_URL)`)
+	fl.StringVar(&f.natsURL, "nats-url", a.envDefault("RUNNEL_NATS_URL", "embedded"), `"embedded" (NATS+JetStream in DATA/nats), nats://... (external), or "none" (no NATS; the built-in agent runs in-process) ($RUNNEL_NATS_URL)`)
 	fl.IntVar(&f.natsPort, "nats-port", a.envInt("RUNNEL_NATS_PORT", 4222), "port of the embedded NATS server; -1 picks a free one ($RUNNEL_NATS_PORT)")
 	fl.StringVar(&f.natsUser, "nats-user", a.envDefault("RUNNEL_NATS_USER", "runnel-server"), "user for an external NATS ($RUNNEL_NATS_USER)")
 	fl.StringVar(&f.natsPassword, "nats-password", a.envDefault("RUNNEL_NATS_PASSWORD", ""), "password for an external NATS ($RUNNEL_NATS_PASSWORD)")
@@ -199,7 +200,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	host, _ := os.Hostname()
 	switch {
-	case f.natsURL != "":
+	case f.natsURL != "none" && f.natsURL != "":
 		nb, err = startNATS(bg, f, data, log)
 		if err != nil {
 			ln.Close()
@@ -245,7 +246,15 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}},
 		Agents:         bus.Agents})
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
+	// /deployments, /login, /logout and /static/; everything else goes to the API.
+	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: bus.Agents, Logger: log,
+		SecureCookie: strings.HasPrefix(baseURL, "https://")})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(a.stdout, "runnel: listening on %s\n", ln.Addr())
