@@ -178,4 +178,3 @@ func stageStatusOf(s wire.Status) stage.Status {
 	}
 	return stage.StatusError
 }
-
