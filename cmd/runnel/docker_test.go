@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+
+	"github.com/runnel-ci/runnel/agents/engine/docker"
+	"github.com/runnel-ci/runnel/agents/stage"
+)
+
+// needDocker returns a client for the local Docker engine. Without one the
+// test fails when CI is set (CI must not skip Docker tests) and is skipped
+// otherwise.
+func needDocker(t *testing.T) *client.Client {
+	t.Helper()
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err = cli.Ping(ctx); err == nil {
+			_, err = cli.ImageInspect(ctx, "runnel-test/busybox:latest")
+		}
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("Docker engine or test image unavailable (CI is set, so this fails; run scripts/test-images.sh): %v", err)
+		}
+		t.Skipf("Docker engine or test image unavailable: %v", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func TestRunDemoDocker(t *testing.T) {
+	needDocker(t)
+	summary := filepath.Join(t.TempDir(), "summary.json")
+	r := runnel(t, "../../examples/demo", "run", "--pull", "never", "--summary-json", summary)
+	if r.code != 0 {
+		t.Errorf("exit code: got %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	checkSummary(t, summary, stage.StatusSuccess, map[string]map[string]stepWant{
+		"lint":              {"shellcheck": {"success", false, 1}, "spelling": {"failure", true, 1}},
+		"test":              {"unit": {"success", false, 1}, "http": {"success", false, 1}, "flaky": {"success", false, 3}},
+		"build[arch=amd64]": {"compile": {"success", false, 1}},
+		"build[arch=arm64]": {"compile": {"success", false, 1}},
+		"package":           {"tarball": {"success", false, 1}},
+	}, map[string]stage.Status{
+		"lint": "success", "test": "success", "build[arch=amd64]": "success", "build[arch=arm64]": "success", "package": "success",
+	})
+	for _, want := range []string{
+		"test/http | web answered: hello from web\n",
+		"test/flaky | attempt 3\n",
+		"package/tarball | app/greet.sh\n",
+		"run SUCCESS\n",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+func TestRunFailingDocker(t *testing.T) {
+	needDocker(t)
+	summary := filepath.Join(t.TempDir(), "summary.json")
+	r := runnel(t, "../../examples/failing", "run", "--pull", "never", "--summary-json", summary)
+	if r.code != 1 {
+		t.Errorf("exit code: got %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	checkSummary(t, summary, stage.StatusFailure, failingSteps, failingStages)
+}
+
+func TestRunMissingImageDocker(t *testing.T) {
+	needDocker(t)
+	dir := t.TempDir()
+	src := "version: 1\nstages:\n  s:\n    image: runnel-test/does-not-exist:latest\n    steps:\n      - name: a\n        run: 'true'\n"
+	if err := os.WriteFile(filepath.Join(dir, ".pipeline.yml"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	summary := filepath.Join(t.TempDir(), "summary.json")
+	r := runnel(t, dir, "run", "--pull", "never", "--summary-json", summary)
+	if r.code != 1 {
+		t.Errorf("exit code: got %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	// The image is checked at Setup: the stage errs, its step never starts.
+	checkSummary(t, summary, stage.StatusFailure, map[string]map[string]stepWant{"s": {"a": {"skipped", false, 0}}}, map[string]stage.Status{"s": "error"})
+	if !strings.Contains(r.stdout, "runnel-test/does-not-exist") {
+		t.Errorf("stdout does not name the missing image:\n%s", r.stdout)
+	}
+}
+
+// TestRunInterrupt interrupts a run whose step container and service are
+// up and checks that runnel exits 130 and leaves no container, network or
+// volume behind.
+func TestRunInterrupt(t *testing.T) {
+	cli := needDocker(t)
+	ctx := context.Background()
+	cmd := exec.Command(binary, "run", "--pull", "never")
+	cmd.Dir = "testdata/interrupt"
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+
+	// The owner label of a `runnel run` process ends in its PID.
+	pid := strconv.Itoa(cmd.Process.Pid)
+	ours := func(labels map[string]string) bool {
+		owner := labels[docker.LabelOwner]
+		return strings.HasPrefix(owner, "local-") && strings.HasSuffix(owner, "-"+pid)
+	}
+	owned := filters.NewArgs(filters.Arg("label", docker.LabelOwner))
+
+	// Wait until both step containers (no service label) are running.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		cs, err := cli.ContainerList(ctx, container.ListOptions{Filters: owned})
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps := 0
+		for _, c := range cs {
+			if ours(c.Labels) && c.Labels[docker.LabelService] == "" && c.State == "running" {
+				steps++
+			}
+		}
+		if steps == 2 {
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("runnel exited before the steps ran: %v\n%s", waitErr, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("step containers not running after 60s; output:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("runnel did not exit within 60s of SIGINT; output:\n%s", out.String())
+	}
+	if got := cmd.ProcessState.ExitCode(); got != exitCanceled {
+		t.Errorf("exit code: got %d, want %d\n%s", got, exitCanceled, out.String())
+	}
+	for _, want := range []string{"==> hang: canceled", "==> other: canceled", "==> after: canceled", "run CANCELED"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	var left []string
+	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: owned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		if ours(c.Labels) {
+			left = append(left, "container "+c.ID[:12])
+		}
+	}
+	ns, err := cli.NetworkList(ctx, network.ListOptions{Filters: owned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		if ours(n.Labels) {
+			left = append(left, "network "+n.Name)
+		}
+	}
+	vs, err := cli.VolumeList(ctx, volume.ListOptions{Filters: owned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs.Volumes {
+		if ours(v.Labels) {
+			left = append(left, "volume "+v.Name)
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("left behind after SIGINT: %v", left)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a process writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
