@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -551,4 +552,103 @@ stages:
 	default:
 		t.Errorf("after restart run = %s, stage %+v; want success on a new attempt or an end with a reason", r.Status, st)
 	}
+}
+
+// TestRemoteAgent runs a server without its built-in agent and one
+// `runnel agent` process joined over the embedded NATS: a stage that
+// needs a label no agent has waits with a pending reason; the agent's
+// labels take the other one.
+func TestRemoteAgent(t *testing.T) {
+	needDocker(t)
+	if os.Getenv("RUNNEL_E2E_NATS") == "none" {
+		t.Skip("remote agents need NATS")
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	out := runnel(t, "agent", "token", "remote-e2e", "--data", data)
+	m := regexp.MustCompile(`agent token \(shown once\): (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no agent token in %q", out)
+	}
+	natsPort := freePort(t)
+	srv := startServer(t, dir, "", "--no-agent", "--nats-port", fmt.Sprint(natsPort))
+	agentLog, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag := exec.Command(binary, "agent", "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "--token", m[1],
+		"--labels", "arch=amd64,e2e=yes", "--capacity", "2", "--work-dir", filepath.Join(dir, "agent"), "--drain-timeout", "5s")
+	ag.Stdout, ag.Stderr = agentLog, agentLog
+	if err := ag.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = ag.Process.Signal(syscall.SIGINT)
+		done := make(chan struct{})
+		go func() { ag.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = ag.Process.Kill()
+			<-done
+		}
+	})
+
+	bare, work := repoSetup(t, dir)
+	code, b := srv.do("POST", "/api/v1/repos", strings.NewReader(fmt.Sprintf(`{"name":"remote","forge":"git","clone_url":%q}`, bare)),
+		map[string]string{"Authorization": "Bearer " + srv.token})
+	if code != http.StatusCreated {
+		t.Fatalf("create repo: %d %s", code, b)
+	}
+	sha := commit(t, work, `version: 1
+stages:
+  build:
+    image: runnel-test/busybox:latest
+    labels: {arch: amd64}
+    steps:
+      - name: hello
+        run: echo "remote build of $RUNNEL_COMMIT"
+  gpu:
+    image: runnel-test/busybox:latest
+    labels: {gpu: "true"}
+    steps:
+      - name: never
+        run: echo unreachable
+`)
+	git(t, work, "push", "-q", "origin", "main")
+	code, b = srv.do("POST", "/api/v1/repos/remote/trigger", strings.NewReader(`{"branch":"main"}`),
+		map[string]string{"Authorization": "Bearer " + srv.token})
+	if code != http.StatusCreated {
+		t.Fatalf("trigger: %d %s", code, b)
+	}
+	r := srv.waitRun(sha, 90*time.Second, func(r run) bool {
+		return len(r.Stages) == 2 && r.Stages[0].Status == "success"
+	})
+	if r.Stages[0].Agent != "remote-e2e" {
+		t.Errorf("build ran on %q, want remote-e2e", r.Stages[0].Agent)
+	}
+	code, b = srv.api("GET", fmt.Sprintf("/api/v1/runs/%d", r.ID))
+	if code != 200 || !strings.Contains(string(b), "no agent with labels gpu=true") {
+		t.Errorf("run = %d %s, want the gpu stage pending with reason %q", code, b, "no agent with labels gpu=true")
+	}
+	code, b = srv.api("GET", r.Stages[0].Steps[0].Log)
+	if code != 200 || !strings.Contains(string(b), "remote build of "+sha) {
+		t.Errorf("log = %d %q", code, b)
+	}
+	if code, _ := srv.api("POST", fmt.Sprintf("/api/v1/runs/%d/cancel", r.ID)); code != 200 {
+		t.Errorf("cancel = %d, want 200", code)
+	}
+	if r := srv.run(r.ID); r.Status != "canceled" {
+		t.Errorf("after cancel run = %s, want canceled", r.Status)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
