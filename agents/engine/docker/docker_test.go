@@ -1,9 +1,12 @@
 package docker
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -11,11 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/jsonmessage"
 
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/engine/enginetest"
@@ -316,4 +322,81 @@ func TestServiceNotReadyTimesOut(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "deaf") {
 		t.Fatalf("got %v, want a deadline error naming service deaf", err)
 	}
+}
+
+func TestPullIfNotPresentFailingPull(t *testing.T) {
+	// No registry is reachable here: the pull fails, and a missing image
+	// whose pull failed is ErrImageNotFound, for every concurrent caller.
+	cli := testClient(t)
+	e, err := New(cli, Options{Owner: fmt.Sprintf("test-%d-%d", os.Getpid(), time.Now().UnixNano())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := contractConfig(t, cli, e)
+	s := enginetest.NewSpec(t, busybox, nil, "")
+	enginetest.SetUp(t, c, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			_, err := e.Run(ctx, s, &pipeline.Step{Name: "x", Run: "true", Image: "runnel-test/does-not-exist:pull"}, os.Stderr)
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; !errors.Is(err, engine.ErrImageNotFound) {
+			t.Errorf("got %v, want an error wrapping ErrImageNotFound", err)
+		}
+	}
+}
+
+func TestServiceHealthcheck(t *testing.T) {
+	cli := testClient(t)
+	ctx := context.Background()
+	tag := fmt.Sprintf("runnel-test/healthy-%d:latest", os.Getpid())
+	dockerfile := "FROM " + busybox + "\nHEALTHCHECK --interval=1s --timeout=1s --retries=30 CMD test -f /tmp/ok\n"
+	if err := buildImage(ctx, cli, tag, dockerfile); err != nil {
+		t.Fatalf("build test image: %v", err)
+	}
+	t.Cleanup(func() { cli.ImageRemove(context.Background(), tag, image.RemoveOptions{Force: true}) })
+
+	e := testEngine(t, cli, "")
+	c := contractConfig(t, cli, e)
+	s := enginetest.NewSpec(t, busybox, nil, "")
+	s.Stage.Services = []pipeline.Service{{
+		Name:    "slow",
+		Image:   tag,
+		Command: []string{"sh", "-c", "sleep 2; touch /tmp/ok; exec sleep 1000"},
+	}}
+	enginetest.SetUp(t, c, s)
+	// Setup returned, so the service must be healthy now.
+	cs, err := cli.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", LabelRun+"="+s.RunID), filters.Arg("label", LabelService+"=slow"))})
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("find service: %v, %d containers", err, len(cs))
+	}
+	info, err := cli.ContainerInspect(ctx, cs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.State.Health.Status; got != "healthy" {
+		t.Errorf("health after Setup: got %q, want healthy", got)
+	}
+}
+
+func buildImage(ctx context.Context, cli *client.Client, tag, dockerfile string) error {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile))}); err != nil {
+		return err
+	}
+	tw.Write([]byte(dockerfile))
+	tw.Close()
+	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, PullParent: false})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return jsonmessage.DisplayJSONMessagesStream(resp.Body, io.Discard, 0, false, nil)
 }
