@@ -257,3 +257,89 @@ func TestRunDemoLocalWithoutServices(t *testing.T) {
 		t.Errorf("examples/demo/out: got %v, want not-exist (steps must not write to the source)", err)
 	}
 }
+
+// TestRunEvent checks what `runnel run` tells the pipeline about the
+// working tree: the git branch and commit by default, flags over them, and
+// when filters applied to the result. Git facts arrive as env only: the
+// commit message holds shell syntax that must come out verbatim.
+func TestRunEvent(t *testing.T) {
+	dir := t.TempDir()
+	src := `version: 1
+stages:
+  show:
+    image: runnel-test/busybox:latest
+    steps:
+      - name: env
+        run: |
+          echo "branch=$RUNNEL_BRANCH event=$RUNNEL_EVENT tag=$RUNNEL_TAG extra=$EXTRA"
+          echo "commit=$RUNNEL_COMMIT"
+          printf 'message=%s\n' "$RUNNEL_COMMIT_MESSAGE"
+  release:
+    image: runnel-test/busybox:latest
+    when:
+      event: tag
+    steps:
+      - name: ship
+        run: echo "shipping $RUNNEL_TAG"
+`
+	if err := os.WriteFile(filepath.Join(dir, ".pipeline.yml"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=T", "-c", "user.email=t@example.com"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+
+	// Not a git repository yet: the branch defaults to main.
+	r := runnel(t, dir, "run", "--backend", "local")
+	if r.code != 0 || !strings.Contains(r.stdout, "show/env | branch=main event=push tag= extra=\n") {
+		t.Errorf("outside git: got code %d, stdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+
+	git("init", "-q", "-b", "feature/x")
+	git("add", ".")
+	msg := "fix: $(touch pwned) `id` ; \"quoted\""
+	git("commit", "-q", "-m", msg)
+	sha := git("rev-parse", "HEAD")
+
+	r = runnel(t, dir, "run", "--backend", "local", "--env", "EXTRA=a b")
+	for _, want := range []string{
+		"show/env | branch=feature/x event=push tag= extra=a b\n",
+		"show/env | commit=" + sha + "\n",
+		"show/env | message=" + msg + "\n",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "release/") {
+		t.Errorf("release ran for a push:\n%s", r.stdout)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pwned")); !os.IsNotExist(err) {
+		t.Errorf("the commit message was executed")
+	}
+
+	r = runnel(t, dir, "run", "--backend", "local", "--tag", "v1.0.0", "--branch", "main")
+	for _, want := range []string{"show/env | branch=main event=tag tag=v1.0.0 extra=\n", "release/ship | shipping v1.0.0\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("--tag: stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+func TestRunNothingToDo(t *testing.T) {
+	dir := t.TempDir()
+	src := "version: 1\nwhen:\n  branch: main\nstages:\n  s:\n    image: x\n    steps:\n      - name: a\n        run: 'false'\n"
+	if err := os.WriteFile(filepath.Join(dir, ".pipeline.yml"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runnel(t, dir, "run", "--backend", "local", "--branch", "dev")
+	if r.code != 0 || !strings.Contains(r.stdout, "nothing to run") {
+		t.Errorf("got code %d stdout %q stderr %q, want 0 and 'nothing to run'", r.code, r.stdout, r.stderr)
+	}
+}

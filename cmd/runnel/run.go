@@ -111,6 +111,10 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 
 	ev := a.event(ctx, dir, f)
 	plan, err := p.Plan(ev)
+	if errors.Is(err, pipeline.ErrSkipped) {
+		fmt.Fprintf(a.stdout, "nothing to run: no stage of %s runs for %s on %q\n", f.file, ev.Kind, refName(ev))
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("compile %s for %s on %q: %w", f.file, ev.Kind, ev.Branch, err)
 	}
@@ -122,10 +126,6 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 			st.Env = map[string]string{}
 		}
 		maps.Copy(st.Env, extraEnv)
-	}
-	if len(plan.Stages) == 0 {
-		fmt.Fprintf(a.stdout, "no stage of %s runs for %s on %q\n", f.file, ev.Kind, ev.Branch)
-		return nil
 	}
 
 	logger := slog.New(slog.DiscardHandler)
@@ -204,6 +204,13 @@ func (a *app) event(ctx context.Context, dir string, f runFlags) pipeline.Event 
 		ev.Ref = "refs/heads/" + ev.Branch
 	}
 	return ev
+}
+
+func refName(ev pipeline.Event) string {
+	if ev.Tag != "" {
+		return ev.Tag
+	}
+	return ev.Branch
 }
 
 func parseEnvFlags(kvs []string) (map[string]string, error) {
