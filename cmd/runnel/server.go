@@ -28,7 +28,9 @@ import (
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/runner/ui"
 	"github.com/runnel-ci/runnel/scm"
+	"github.com/runnel-ci/runnel/scm/gitea"
 	"github.com/runnel-ci/runnel/scm/github"
+	"github.com/runnel-ci/runnel/scm/gitlab"
 )
 
 func init() { commands = append(commands, (*app).serverCommand) }
@@ -244,7 +246,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	defer rn.Close()
 	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}},
+		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
 		Agents:         bus.Agents})
 	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
 	// /deployments, /login, /logout and /static/; everything else goes to the API.
@@ -346,17 +348,26 @@ func (noAgents) Cancel(ctx context.Context, runID int64, stageID string, attempt
 }
 func (noAgents) Agents() []runner.AgentInfo { return nil }
 
-// statusReporter reports statuses of GitHub repos that have a status token.
+// statusReporter reports statuses of GitHub and Gitea repos that have a
+// status token; other repos have none.
 func statusReporter(st *store.Store) statusq.Reporter {
 	return statusq.ReporterFunc(func(ctx context.Context, s scm.Status) error {
 		repo, err := st.Repo(ctx, s.Repo)
 		if err != nil {
 			return statusq.Permanent(err)
 		}
-		if repo.Forge != store.ForgeGitHub || repo.StatusToken == "" {
+		if repo.StatusToken == "" {
 			return nil
 		}
-		rep, err := github.NewStatusReporter(repo.StatusAPIURL, repo.StatusToken, nil)
+		var rep scm.StatusReporter
+		switch repo.Forge {
+		case store.ForgeGitHub:
+			rep, err = github.NewStatusReporter(repo.StatusAPIURL, repo.StatusToken, nil)
+		case store.ForgeGitea:
+			rep, err = gitea.NewStatusReporter(repo.StatusAPIURL, repo.StatusToken, nil)
+		default:
+			return nil
+		}
 		if err != nil {
 			return statusq.Permanent(err)
 		}
