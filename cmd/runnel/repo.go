@@ -20,6 +20,7 @@ func init() { commands = append(commands, (*app).repoCommand) }
 type repoFlags struct {
 	server, token                         string
 	cloneURL, forge, secret, bare, branch string
+	statusToken, statusAPIURL             string
 	cancelPrevious, private               bool
 }
 
@@ -53,6 +54,8 @@ on the server's host use --bare PATH (forge git); for a forge, --clone-url and
 	fl.StringVar(&f.branch, "default-branch", "main", "default branch (badges, manual triggers)")
 	fl.BoolVar(&f.cancelPrevious, "cancel-previous", false, "cancel older unfinished runs of a branch when a new one starts")
 	fl.BoolVar(&f.private, "private", false, "badges need the badge token")
+	fl.StringVar(&f.statusToken, "status-token", a.envDefault("RUNNEL_STATUS_TOKEN", ""), "forge API token for commit statuses (github, gitea) ($RUNNEL_STATUS_TOKEN)")
+	fl.StringVar(&f.statusAPIURL, "status-api-url", "", "forge API base URL for statuses (empty: github.com)")
 	cmd.AddCommand(add)
 	return cmd
 }
@@ -75,7 +78,8 @@ func (a *app) repoAdd(ctx context.Context, name string, f repoFlags) error {
 		f.forge = "generic"
 	}
 	body := map[string]any{"name": name, "forge": f.forge, "clone_url": f.cloneURL, "secret": f.secret,
-		"default_branch": f.branch, "cancel_previous": f.cancelPrevious, "private": f.private}
+		"default_branch": f.branch, "cancel_previous": f.cancelPrevious, "private": f.private,
+		"status_token": f.statusToken, "status_api_url": f.statusAPIURL}
 	var out struct {
 		Name       string `json:"name"`
 		HookToken  string `json:"hook_token"`

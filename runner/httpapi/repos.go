@@ -58,6 +58,10 @@ type RepoRequest struct {
 	DefaultBranch  string `json:"default_branch"`
 	CancelPrevious bool   `json:"cancel_previous"`
 	Private        bool   `json:"private"`
+	// StatusToken and StatusAPIURL let the server report commit statuses
+	// (GitHub, Gitea); the API URL is empty for github.com.
+	StatusToken  string `json:"status_token"`
+	StatusAPIURL string `json:"status_api_url"`
 }
 
 func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
@@ -88,7 +92,8 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 		req.DefaultBranch = "main"
 	}
 	repo, err := s.cfg.Store.CreateRepo(r.Context(), store.Repo{Name: req.Name, Forge: req.Forge, CloneURL: req.CloneURL,
-		WebhookSecret: req.Secret, DefaultBranch: req.DefaultBranch, CancelPrevious: req.CancelPrevious, Private: req.Private})
+		WebhookSecret: req.Secret, DefaultBranch: req.DefaultBranch, CancelPrevious: req.CancelPrevious, Private: req.Private,
+		StatusToken: req.StatusToken, StatusAPIURL: req.StatusAPIURL})
 	if err != nil {
 		s.storeError(w, err)
 		return
