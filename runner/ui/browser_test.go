@@ -122,6 +122,14 @@ func TestBrowser(t *testing.T) {
 	if got := eval("injected", `String(document.querySelectorAll("img, main script").length)`); got != "0" {
 		t.Errorf("hostile text became %s elements", got)
 	}
+	// The page of an unfinished run picks up changes in the background.
+	if err := e.store.SetStagePendingReason(context.Background(), e.run.Stages[1].ID, "no agent with labels gpu=yes"); err != nil {
+		t.Fatal(err)
+	}
+	run("see background refresh", chromedp.Poll[chromedp.Void](
+		`document.querySelector('article[data-stage="test[go=1.22]"] .pending').textContent === "no agent with labels gpu=yes"`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+
 	if *screenshot {
 		show := e.showcaseRun()
 		run("open showcase run", chromedp.Navigate(e.srv.URL+runPath(show.ID)),

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
@@ -85,7 +86,8 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.ui, err = New(Config{Store: e.store, Logs: e.logs, Actions: e.runner, Agents: bus.Agents, Logger: log})
+	e.ui, err = New(Config{Store: e.store, Logs: e.logs, Actions: e.runner, Agents: bus.Agents, Logger: log,
+		RefreshInterval: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

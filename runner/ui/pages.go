@@ -161,6 +161,9 @@ func (h *Handler) runsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data["Runs"] = runs
+	if f.Before == 0 {
+		data["Refresh"] = h.cfg.RefreshInterval.Milliseconds()
+	}
 	if len(runs) == f.Limit {
 		nq := url.Values{}
 		for _, k := range []string{"repo", "branch", "status"} {
@@ -285,7 +288,8 @@ func (h *Handler) runPage(w http.ResponseWriter, r *http.Request) {
 	if run.Reason == store.ReasonPipelineInvalid || run.Reason == runner.ReasonPipelineMissing {
 		diags = h.cfg.Actions.Diagnostics(run.ID)
 	}
-	data := map[string]any{"Run": run, "Stages": stages, "Diagnostics": diags, "Flash": flash(r.URL.Query().Get("done"))}
+	data := map[string]any{"Run": run, "Stages": stages, "Diagnostics": diags, "Flash": flash(r.URL.Query().Get("done")),
+		"Refresh": h.cfg.RefreshInterval.Milliseconds()}
 	h.render(w, r, http.StatusOK, "run", fmt.Sprintf("%s #%d", run.Repo, run.Number), data)
 }
 

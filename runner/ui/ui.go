@@ -57,6 +57,9 @@ type Config struct {
 	SecureCookie bool
 	// SessionTTL is how long a login lasts (default 12 h).
 	SessionTTL time.Duration
+	// RefreshInterval is how often an open runs list, or the page of an
+	// unfinished run, reloads its content in the background (default 5 s).
+	RefreshInterval time.Duration
 	// MaxLogBytes caps the part of a log rendered into the log page; the
 	// rest is available as plain text (default 4 MiB).
 	MaxLogBytes int64
@@ -81,6 +84,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
+	}
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = 5 * time.Second
 	}
 	if cfg.MaxLogBytes <= 0 {
 		cfg.MaxLogBytes = 4 << 20

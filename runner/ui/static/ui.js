@@ -50,8 +50,40 @@
     es.onopen = function () { if (state) { state.textContent = "following live…"; } };
   }
 
+  // refresh reloads the page in the background and swaps in the fresh
+  // content of the element with id "live" (parsed, never executed: the
+  // page holds no inline script and DOMParser runs none), as long as that
+  // element has data-refresh (set while the run is unfinished).
+  function refresh(box) {
+    var ms = parseInt(box.getAttribute("data-refresh"), 10);
+    if (!(ms >= 100)) { return; }
+    function tick() {
+      var busy = box.contains(document.activeElement) && document.activeElement !== document.body;
+      if (document.hidden || busy) { setTimeout(tick, ms); return; }
+      fetch(window.location.href, { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+        if (r.redirected) { return null; } // logged out: stop
+        if (!r.ok) { throw new Error("refresh: HTTP " + r.status); }
+        return r.text();
+      }).then(function (html) {
+        if (html === null) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("live");
+        if (!fresh) { return; }
+        var nodes = Array.prototype.map.call(fresh.childNodes, function (n) { return document.importNode(n, true); });
+        box.replaceChildren.apply(box, nodes);
+        if (fresh.hasAttribute("data-refresh")) {
+          setTimeout(tick, ms);
+        } else {
+          box.removeAttribute("data-refresh");
+        }
+      }).catch(function () { setTimeout(tick, ms * 4); });
+    }
+    setTimeout(tick, ms);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var pre = document.getElementById("log");
     if (pre) { follow(pre); }
+    var live = document.getElementById("live");
+    if (live) { refresh(live); }
   });
 })();
