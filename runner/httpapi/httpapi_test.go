@@ -1,0 +1,324 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runnel-ci/runnel/agents/engine/local"
+	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/logstore"
+	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/scm"
+	"github.com/runnel-ci/runnel/scm/github"
+)
+
+type env struct {
+	t     *testing.T
+	st    *store.Store
+	srv   *httptest.Server
+	api   *Server
+	token string
+	bare  string
+	work  string
+}
+
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@x", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@x")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(dir, "db.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	logs, err := logstore.New(filepath.Join(dir, "logs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	bus, err := runner.NewLocalBus(runner.LocalBusOptions{Name: "local", Engine: local.New(local.Options{Root: filepath.Join(dir, "ws"), Logger: log}),
+		WorkDir: filepath.Join(dir, "agent"), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn, err := runner.New(runner.Config{Store: st, Bus: bus, Logs: logs, Logger: log, CacheDir: filepath.Join(dir, "cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus.SetHandler(rn.HandleUpdate)
+	if err := rn.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	api := New(Config{Store: st, Runner: rn, Logs: logs, Logger: log, Hooks: map[string]scm.Hook{"github": github.Hook{}}, Agents: bus.Agents})
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		api.Drain(context.Background())
+		bus.Drain(context.Background())
+		rn.Close()
+	})
+	tok, _, err := st.CreateToken(ctx, "alice", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, st: st, srv: srv, api: api, token: tok}
+	e.bare = filepath.Join(dir, "r.git")
+	git(t, dir, "init", "-q", "--bare", e.bare)
+	e.work = filepath.Join(dir, "w")
+	git(t, dir, "clone", "-q", e.bare, e.work)
+	return e
+}
+
+func (e *env) push(pipeline string) string {
+	e.t.Helper()
+	os.WriteFile(filepath.Join(e.work, ".pipeline.yml"), []byte(pipeline), 0o644)
+	git(e.t, e.work, "add", ".")
+	git(e.t, e.work, "commit", "-qm", "c")
+	git(e.t, e.work, "push", "-q", "origin", "HEAD:refs/heads/main")
+	return git(e.t, e.work, "rev-parse", "HEAD")
+}
+
+func (e *env) do(method, path string, body []byte, hdr map[string]string) (int, string) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(body))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (e *env) auth() map[string]string { return map[string]string{"Authorization": "Bearer " + e.token} }
+
+func (e *env) waitRun(id int64) RunView {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, b := e.do("GET", fmt.Sprintf("/api/v1/runs/%d", id), nil, e.auth())
+		var v RunView
+		json.Unmarshal([]byte(b), &v)
+		if v.Status.Terminal() {
+			return v
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("run %d not finished: %s", id, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct {
+		name string
+		hdr  map[string]string
+		want int
+	}{
+		{"no token", nil, 401},
+		{"wrong token", map[string]string{"Authorization": "Bearer rnl_nope"}, 401},
+		{"basic auth", map[string]string{"Authorization": "Basic " + e.token}, 401},
+		{"valid", e.auth(), 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, body := e.do("GET", "/api/v1/runs", nil, tt.hdr); code != tt.want {
+				t.Errorf("got %d %s, want %d", code, body, tt.want)
+			}
+		})
+	}
+	if code, _ := e.do("GET", "/healthz", nil, nil); code != 200 {
+		t.Errorf("healthz = %d, want 200", code)
+	}
+}
+
+func sign(secret string, b []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(b)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+func TestGitHubHook(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.st.CreateRepo(ctx, store.Repo{Name: "acme/app", Forge: "github", CloneURL: e.bare, WebhookSecret: "s3cret"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.CreateRepo(ctx, store.Repo{Name: "acme/nosecret", Forge: "github", CloneURL: e.bare}); err != nil {
+		t.Fatal(err)
+	}
+	sha := e.push("version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo hi\n")
+	body, _ := json.Marshal(map[string]any{"ref": "refs/heads/main", "before": strings.Repeat("0", 40), "after": sha,
+		"repository": map[string]any{"full_name": "acme/app", "clone_url": e.bare}, "head_commit": map[string]any{"id": sha, "message": "c"}})
+	noSecret := bytes.Replace(body, []byte("acme/app"), []byte("acme/nosecret"), 1)
+	hdr := func(event, delivery, sig string) map[string]string {
+		h := map[string]string{"X-GitHub-Event": event, "X-GitHub-Delivery": delivery, "Content-Type": "application/json"}
+		if sig != "" {
+			h["X-Hub-Signature-256"] = sig
+		}
+		return h
+	}
+	tests := []struct {
+		name     string
+		path     string
+		body     []byte
+		hdr      map[string]string
+		want     int
+		wantBody string
+	}{
+		{"missing signature", "/hooks/github", body, hdr("push", "d0", ""), 401, ""},
+		{"wrong secret", "/hooks/github", body, hdr("push", "d0", sign("nope", body)), 401, ""},
+		{"repo without secret", "/hooks/github", noSecret, hdr("push", "d0", sign("", noSecret)), 401, ""},
+		{"path repo differs", "/hooks/github/acme/other", body, hdr("push", "d0", sign("s3cret", body)), 401, ""},
+		{"unknown forge", "/hooks/bitbucket", body, hdr("push", "d0", ""), 404, ""},
+		{"ping", "/hooks/github", body, hdr("ping", "d1", sign("s3cret", body)), 202, "ignored"},
+		{"accepted", "/hooks/github/acme/app", body, hdr("push", "d2", sign("s3cret", body)), 202, "accepted"},
+		{"duplicate", "/hooks/github", body, hdr("push", "d2", sign("s3cret", body)), 200, "duplicate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, b := e.do("POST", tt.path, tt.body, tt.hdr)
+			if code != tt.want || !strings.Contains(b, tt.wantBody) {
+				t.Errorf("got %d %s, want %d with %q", code, b, tt.want, tt.wantBody)
+			}
+		})
+	}
+	e.api.Drain(ctx)
+	runs, err := e.st.ListRuns(ctx, store.RunFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 1 || runs[0].Commit != sha || runs[0].Trigger != store.TriggerWebhook {
+		t.Fatalf("runs = %+v, want one webhook run of %s", runs, sha)
+	}
+	if v := e.waitRun(runs[0].ID); v.Status != store.StatusSuccess {
+		t.Errorf("run = %s, want success", v.Status)
+	}
+}
+
+func TestGenericHookAndManualTrigger(t *testing.T) {
+	e := newEnv(t)
+	code, b := e.do("POST", "/api/v1/repos", []byte(fmt.Sprintf(`{"name":"app","forge":"git","clone_url":%q,"private":true}`, e.bare)), e.auth())
+	if code != 201 {
+		t.Fatalf("create repo: %d %s", code, b)
+	}
+	var rv RepoView
+	json.Unmarshal([]byte(b), &rv)
+	if rv.HookToken == "" || rv.BadgeToken == "" {
+		t.Fatalf("repo view %s: want hook and badge tokens", b)
+	}
+	sha := e.push("version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo \"version=$RUNNEL_INPUT_VERSION\"\n")
+	payload := []byte(fmt.Sprintf(`{"repo":"app","ref":"refs/heads/main","commit":%q}`, sha))
+	if code, b := e.do("POST", "/hooks/generic", payload, map[string]string{"Authorization": "Bearer wrong"}); code != 401 {
+		t.Errorf("generic hook with wrong token = %d %s, want 401", code, b)
+	}
+	if code, b := e.do("POST", "/hooks/generic", payload, map[string]string{"Authorization": "Bearer " + rv.HookToken}); code != 202 {
+		t.Errorf("generic hook = %d %s, want 202", code, b)
+	}
+
+	code, b = e.do("POST", "/api/v1/repos/app/trigger", []byte(`{"branch":"main","inputs":{"version":"1.2.3"}}`), e.auth())
+	if code != 201 {
+		t.Fatalf("trigger: %d %s", code, b)
+	}
+	var v RunView
+	json.Unmarshal([]byte(b), &v)
+	v = e.waitRun(v.ID)
+	if v.Status != store.StatusSuccess || v.Commit != sha || v.Event != "manual" {
+		t.Fatalf("manual run = %+v", v)
+	}
+	code, b = e.do("GET", v.Stages[0].Steps[0].Log, nil, e.auth())
+	if code != 200 || !strings.Contains(b, "version=1.2.3") {
+		t.Errorf("log = %d %q, want version=1.2.3", code, b)
+	}
+
+	for _, tt := range []struct {
+		query string
+		want  int
+	}{{"", 404}, {"?token=wrong", 404}, {"?token=" + rv.BadgeToken, 200}} {
+		code, b := e.do("GET", "/badges/app/status.svg"+tt.query, nil, nil)
+		if code != tt.want {
+			t.Errorf("badge%s = %d, want %d", tt.query, code, tt.want)
+		}
+		if code == 200 && !strings.Contains(b, "<svg") {
+			t.Errorf("badge body %.80q is not SVG", b)
+		}
+	}
+}
+
+func TestInvalidPipelineDiagnostics(t *testing.T) {
+	e := newEnv(t)
+	code, b := e.do("POST", "/api/v1/repos", []byte(fmt.Sprintf(`{"name":"app","forge":"git","clone_url":%q}`, e.bare)), e.auth())
+	if code != 201 {
+		t.Fatalf("create repo: %d %s", code, b)
+	}
+	e.push("version: 1\nstages:\n  a:\n    stepz: []\n")
+	code, b = e.do("POST", "/api/v1/repos/app/trigger", []byte(`{}`), e.auth())
+	if code != 201 {
+		t.Fatalf("trigger: %d %s", code, b)
+	}
+	var v RunView
+	json.Unmarshal([]byte(b), &v)
+	found := false
+	for _, d := range v.Diagnostics {
+		if d.Line == 4 && strings.Contains(d.Message, "stepz") {
+			found = true
+		}
+	}
+	if v.Status != store.StatusError || v.Reason != store.ReasonPipelineInvalid || !found {
+		t.Errorf("run = %s/%s diagnostics %+v; want error/pipeline_invalid with the stepz diagnostic on line 4", v.Status, v.Reason, v.Diagnostics)
+	}
+}
+
+func TestFollowLogSSE(t *testing.T) {
+	e := newEnv(t)
+	code, b := e.do("POST", "/api/v1/repos", []byte(fmt.Sprintf(`{"name":"app","forge":"git","clone_url":%q}`, e.bare)), e.auth())
+	if code != 201 {
+		t.Fatalf("create repo: %d %s", code, b)
+	}
+	e.push("version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: for i in 1 2 3; do echo line $i; sleep 0.3; done\n")
+	code, b = e.do("POST", "/api/v1/repos/app/trigger", []byte(`{}`), e.auth())
+	if code != 201 {
+		t.Fatalf("trigger: %d %s", code, b)
+	}
+	var v RunView
+	json.Unmarshal([]byte(b), &v)
+	// Follow from the start: the step is still running.
+	h := e.auth()
+	h["Accept"] = "text/event-stream"
+	code, b = e.do("GET", fmt.Sprintf("/api/v1/runs/%d/stages/a/steps/s/log", v.ID), nil, h)
+	want := "data: line 1\n\ndata: line 2\n\ndata: line 3\n\nevent: end\n"
+	if code != 200 || !strings.Contains(b, want) {
+		t.Errorf("SSE = %d %q, want it to contain %q", code, b, want)
+	}
+}
