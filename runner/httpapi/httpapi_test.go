@@ -120,7 +120,9 @@ func (e *env) do(method, path string, body []byte, hdr map[string]string) (int, 
 	return resp.StatusCode, string(b)
 }
 
-func (e *env) auth() map[string]string { return map[string]string{"Authorization": "Bearer " + e.token} }
+func (e *env) auth() map[string]string {
+	return map[string]string{"Authorization": "Bearer " + e.token}
+}
 
 func (e *env) waitRun(id int64) RunView {
 	e.t.Helper()
