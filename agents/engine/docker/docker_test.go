@@ -212,7 +212,7 @@ func TestStepImage(t *testing.T) {
 
 func TestPrune(t *testing.T) {
 	cli := testClient(t)
-	owner := fmt.Sprintf("test-prune-%d-%d", os.Getpid(), time.Now().UnixNano())
+	owner := fmt.Sprintf("test-%d-prune-%d", os.Getpid(), time.Now().UnixNano())
 	crashed := testEngine(t, cli, owner)
 	s := enginetest.NewSpec(t, busybox, nil, t.TempDir())
 	s.Stage.Services = []pipeline.Service{{Name: "idle", Image: busybox, Command: []string{"sleep", "1000"}}}
@@ -314,11 +314,14 @@ func TestServiceNotReadyTimesOut(t *testing.T) {
 	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("Setup took %v after a failed service start; waits were not cancelled", d)
 	}
-	s.Stage.Services = s.Stage.Services[:1]
-	s.Stage.Services[0].Ready.Timeout = pipeline.Duration(2 * time.Second)
-	s.Attempt = 2
-	defer e.Teardown(context.Background(), s)
-	err = e.Setup(context.Background(), s)
+	s2 := *s
+	stage := *s.Stage
+	s2.Stage = &stage
+	stage.Services = []pipeline.Service{s.Stage.Services[0]}
+	stage.Services[0].Ready.Timeout = pipeline.Duration(2 * time.Second)
+	s2.Attempt = 2
+	defer e.Teardown(context.Background(), &s2)
+	err = e.Setup(context.Background(), &s2)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "deaf") {
 		t.Fatalf("got %v, want a deadline error naming service deaf", err)
 	}
