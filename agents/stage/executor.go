@@ -126,6 +126,12 @@ func (x *Executor) runSteps(runCtx, stageCtx context.Context, spec *engine.Spec,
 		return status, fmt.Sprintf("setup: %v", err)
 	}
 	for i, step := range st.Steps {
+		if err := stageCtx.Err(); err != nil {
+			// Out of time (or cancelled) between steps: this step and the
+			// rest never start and stay skipped.
+			status, reason := classify(runCtx, stageCtx, nil, st, step, err)
+			return status, fmt.Sprintf("before step %q: %s", step.Name, reason)
+		}
 		sr := x.runStep(runCtx, stageCtx, spec, step)
 		res.Steps[i] = sr
 		if x.Reporter != nil {
@@ -163,9 +169,9 @@ func (x *Executor) runStep(runCtx, stageCtx context.Context, spec *engine.Spec, 
 // attempt runs one attempt of a step and classifies its outcome.
 func (x *Executor) attempt(runCtx, stageCtx context.Context, spec *engine.Spec, step *pipeline.Step, n int) (Status, int, string) {
 	if err := stageCtx.Err(); err != nil {
-		// The stage ran out of time (or was cancelled) between steps.
+		// Out of time (or cancelled) between two attempts.
 		status, reason := classify(runCtx, stageCtx, nil, spec.Stage, step, err)
-		return status, -1, reason
+		return status, engine.ExitUnknown, reason
 	}
 	stepCtx, cancel := stageCtx, context.CancelFunc(func() {})
 	if d := step.Timeout.D(); d > 0 {

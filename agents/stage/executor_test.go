@@ -315,3 +315,46 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// failingTeardown is the local engine with a Teardown that fails after
+// doing its work: a real engine cannot be made to fail teardown on demand.
+type failingTeardown struct{ *local.Engine }
+
+func (f failingTeardown) Teardown(ctx context.Context, s *engine.Spec) error {
+	if err := f.Engine.Teardown(ctx, s); err != nil {
+		return err
+	}
+	return fmt.Errorf("teardown stage %s: volume busy", s.Stage.ID)
+}
+
+func TestExecutorTeardownErrorKeepsStatus(t *testing.T) {
+	x := &stage.Executor{Engine: failingTeardown{newLocal(t)}}
+	res := x.Run(context.Background(), &engine.Spec{RunID: "r", Stage: &pipeline.Stage{ID: "s", Steps: []*pipeline.Step{{Name: "a", Run: "true"}}}})
+	if res.Status != stage.StatusSuccess {
+		t.Errorf("status: got %s, want success", res.Status)
+	}
+	if want := "teardown stage s: volume busy"; res.TeardownError != want {
+		t.Errorf("teardown error: got %q, want %q", res.TeardownError, want)
+	}
+}
+
+// TestExecutorStageTimeoutBetweenSteps: when the stage's time runs out
+// during a step that ignores its context only briefly, the next steps are
+// skipped, not started.
+func TestExecutorStageTimeoutBetweenSteps(t *testing.T) {
+	x := &stage.Executor{Engine: newLocal(t)}
+	st := &pipeline.Stage{ID: "s", Timeout: dur(400 * time.Millisecond), Steps: []*pipeline.Step{
+		{Name: "a", Run: "sleep 1", AllowFailure: true},
+		{Name: "b", Run: "true"},
+	}}
+	res := x.Run(context.Background(), &engine.Spec{RunID: "r", Stage: st})
+	if res.Status != stage.StatusTimeout {
+		t.Errorf("status: got %s, want timeout (%s)", res.Status, res.Reason)
+	}
+	if got := res.Steps[0]; got.Status != stage.StatusTimeout || !got.AllowedFailure {
+		t.Errorf("step a: got %s allowed=%v, want timeout allowed", got.Status, got.AllowedFailure)
+	}
+	if got := res.Steps[1]; got.Status != stage.StatusSkipped || got.Attempts != 0 {
+		t.Errorf("step b: got %s attempts=%d, want skipped attempts=0", got.Status, got.Attempts)
+	}
+}
