@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/agents/engine/local"
+	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
@@ -338,5 +339,76 @@ func TestCancel(t *testing.T) {
 	run = f.wait(run.ID, 5*time.Second)
 	if run.Status != store.StatusCanceled || run.Reason != store.ReasonCanceledByUser {
 		t.Errorf("run = %s/%s, want canceled/%s", run.Status, run.Reason, store.ReasonCanceledByUser)
+	}
+}
+
+func TestConcurrencyGroupInRunOrder(t *testing.T) {
+	bus := &silentBus{}
+	f := newFixture(t, bus, time.Minute)
+	ctx := context.Background()
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  deploy:\n    concurrency: prod\n    steps:\n      - name: s\n        run: echo\n"})
+	first, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerManual, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, s2 := stageByKey(first, "deploy"), stageByKey(second, "deploy")
+	if s1.Status != store.StatusQueued {
+		t.Errorf("first run's deploy = %s, want queued", s1.Status)
+	}
+	if s2.Status != store.StatusPending || s2.PendingReason != "waiting for concurrency group prod" {
+		t.Errorf("second run's deploy = %s (%q), want pending (waiting for concurrency group prod)", s2.Status, s2.PendingReason)
+	}
+	// The first finishes: the second gets the group.
+	f.runner.HandleUpdate(ctx, Update{Kind: UpdateStageStarted, RunID: first.ID, Stage: "deploy", Attempt: 1, Agent: "a"})
+	f.runner.HandleUpdate(ctx, Update{Kind: UpdateStageFinished, RunID: first.ID, Stage: "deploy", Attempt: 1, Agent: "a",
+		Result: &stage.Result{Status: stage.StatusSuccess}})
+	got, _ := f.store.Run(ctx, second.ID)
+	if st := stageByKey(got, "deploy"); st.Status != store.StatusQueued {
+		t.Errorf("after the first finished, second's deploy = %s, want queued", st.Status)
+	}
+	if got, _ := f.store.Run(ctx, first.ID); got.Status != store.StatusSuccess {
+		t.Errorf("first run = %s, want success", got.Status)
+	}
+}
+
+func TestCancelPreviousAndReject(t *testing.T) {
+	bus := &silentBus{}
+	f := newFixture(t, bus, time.Minute)
+	ctx := context.Background()
+	repo := *f.repo
+	repo.CancelPrevious = true
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  build:\n    steps:\n      - name: s\n        run: echo\n  ship:\n    needs: [build]\n    approval: true\n    steps:\n      - name: s\n        run: echo\n"})
+	old, err := f.runner.Trigger(ctx, &repo, ev, store.TriggerGitHook, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := f.runner.Trigger(ctx, &repo, ev, store.TriggerGitHook, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.store.Run(ctx, old.ID); got.Status != store.StatusCanceled || got.Reason != store.ReasonSuperseded {
+		t.Errorf("older run = %s/%s, want canceled/superseded", got.Status, got.Reason)
+	}
+	if st := stageByKey(cur, "ship"); st.Status != store.StatusPending || st.PendingReason != "waiting for needs: build" {
+		t.Errorf("ship = %s (%q), want pending (waiting for needs: build)", st.Status, st.PendingReason)
+	}
+	f.runner.HandleUpdate(ctx, Update{Kind: UpdateStageStarted, RunID: cur.ID, Stage: "build", Attempt: 1, Agent: "a"})
+	f.runner.HandleUpdate(ctx, Update{Kind: UpdateStageFinished, RunID: cur.ID, Stage: "build", Attempt: 1, Agent: "a",
+		Result: &stage.Result{Status: stage.StatusSuccess}})
+	got, _ := f.store.Run(ctx, cur.ID)
+	if st := stageByKey(got, "ship"); st.Status != store.StatusWaiting {
+		t.Fatalf("ship = %s, want waiting", st.Status)
+	}
+	if err := f.runner.Reject(ctx, cur.ID, "ship", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = f.store.Run(ctx, cur.ID)
+	st := stageByKey(got, "ship")
+	if st.Status != store.StatusCanceled || st.Reason != store.ReasonApprovalRejected || got.Status != store.StatusFailure {
+		t.Errorf("after reject: ship %s/%s, run %s; want canceled/approval_rejected, run failure", st.Status, st.Reason, got.Status)
 	}
 }
