@@ -183,6 +183,16 @@ func (r *Runner) watchdog() {
 }
 
 func (r *Runner) checkLeases(ctx context.Context) {
+	if r.cfg.Metrics != nil {
+		agents := r.cfg.Bus.Agents()
+		capacity, busy := 0, 0
+		for _, a := range agents {
+			capacity += a.Capacity
+			busy += a.Running
+		}
+		r.cfg.Metrics.AgentsConnected(len(agents))
+		r.cfg.Metrics.AgentSlots(capacity, busy)
+	}
 	runs, err := r.cfg.Store.UnfinishedRuns(ctx)
 	if err != nil {
 		r.log.Error("lease check: list runs", "err", err)
