@@ -234,7 +234,8 @@ func TestLogsComplete(t *testing.T) {
 	})
 	b.agent(Config{Name: "a", Runner: runner})
 	b.publish(context.Background(), "logs", "build", nil, &pipeline.Step{Name: "bulk"}, &pipeline.Step{Name: "line"})
-	b.rec.wait(t, 60*time.Second, "finished", func() bool { return len(b.rec.find(wire.KindFinished, "logs", "")) == 1 })
+	// Generous: about 3 s normally, near a minute under -race on 2 cores.
+	b.rec.wait(t, 3*time.Minute, "finished", func() bool { return len(b.rec.find(wire.KindFinished, "logs", "")) == 1 })
 	b.rec.wait(t, 30*time.Second, "both logs at EOF", func() bool {
 		for _, k := range []string{"logs/build/1/bulk", "logs/build/1/line"} {
 			if s := b.rec.logs[k]; s == nil || (!s.eof && s.err == nil) {
