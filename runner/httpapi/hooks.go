@@ -87,7 +87,15 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 	}
 	var deliveryID int64
 	if ev.Delivery != "" {
-		id, dup, err := s.cfg.Store.InsertDelivery(r.Context(), forge, ev.Delivery, ev.Kind, body)
+		// The stored payload is the verified event, so a delivery accepted
+		// just before a crash can be triggered again at start (Resume)
+		// without its request headers.
+		evJSON, err := json.Marshal(ev)
+		if err != nil {
+			s.hookError(w, forge, err)
+			return
+		}
+		id, dup, err := s.cfg.Store.InsertDelivery(r.Context(), forge, ev.Delivery, ev.Kind, evJSON)
 		if err != nil {
 			s.count(forge, metrics.WebhookError)
 			s.storeError(w, err)
@@ -117,6 +125,34 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		s.runTrigger(s.base, repo, ev, trigger, deliveryID)
 	}()
 	writeJSON(w, http.StatusAccepted, map[string]any{"status": "accepted", "delivery": ev.Delivery, "commit": ev.Commit})
+}
+
+// Resume triggers deliveries that were accepted but not handled when the
+// previous server process stopped. Call it once at start, before serving.
+func (s *Server) Resume(ctx context.Context) error {
+	ds, err := s.cfg.Store.PendingDeliveries(ctx, 1000)
+	if err != nil {
+		return fmt.Errorf("resume deliveries: %w", err)
+	}
+	for _, d := range ds {
+		var ev scm.Event
+		if err := json.Unmarshal(d.Payload, &ev); err != nil || ev.Repo == "" {
+			_ = s.cfg.Store.FinishDelivery(ctx, d.ID, store.DeliveryFailed, 0, "cannot resume: payload is not an event")
+			continue
+		}
+		repo, err := s.cfg.Store.Repo(ctx, ev.Repo)
+		if err != nil {
+			_ = s.cfg.Store.FinishDelivery(ctx, d.ID, store.DeliveryFailed, 0, "cannot resume: "+err.Error())
+			continue
+		}
+		trigger := store.TriggerWebhook
+		if repo.Forge == store.ForgeGit {
+			trigger = store.TriggerGitHook
+		}
+		s.log.Info("resuming delivery", "delivery", d.DeliveryID, "repo", repo.Name, "commit", ev.Commit)
+		s.runTrigger(ctx, repo, &ev, trigger, d.ID)
+	}
+	return nil
 }
 
 func (s *Server) runTrigger(ctx context.Context, repo *store.Repo, ev *scm.Event, trigger string, deliveryID int64) {

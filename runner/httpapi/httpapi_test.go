@@ -324,3 +324,32 @@ func TestFollowLogSSE(t *testing.T) {
 		t.Errorf("SSE = %d %q, want it to contain %q", code, b, want)
 	}
 }
+
+func TestResumeDelivery(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	repo, err := e.st.CreateRepo(ctx, store.Repo{Name: "acme/app", Forge: "github", CloneURL: e.bare, WebhookSecret: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sha := e.push("version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo hi\n")
+	// A delivery accepted by a process that died before triggering it.
+	ev, _ := json.Marshal(scm.Event{Forge: "github", Delivery: "d9", Kind: "push", Repo: repo.Name, Ref: "refs/heads/main", Branch: "main", Commit: sha})
+	id, _, err := e.st.InsertDelivery(ctx, "github", "d9", "push", ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.api.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.st.Delivery(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.State != store.DeliveryProcessed || d.RunID == 0 {
+		t.Fatalf("delivery = %s run %d, want processed with a run", d.State, d.RunID)
+	}
+	if v := e.waitRun(d.RunID); v.Status != store.StatusSuccess || v.Commit != sha {
+		t.Errorf("resumed run = %s of %s, want success of %s", v.Status, v.Commit, sha)
+	}
+}
