@@ -181,6 +181,41 @@ func TestRunInterrupt(t *testing.T) {
 		}
 	}
 
+	left := leftovers(t, cli, cmd.Process.Pid)
+	if len(left) > 0 {
+		t.Errorf("left behind after SIGINT: %v", left)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a process writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// leftovers lists the containers, networks and volumes whose owner label
+// belongs to the `runnel run` process pid.
+func leftovers(t *testing.T, cli *client.Client, pid int) []string {
+	t.Helper()
+	ctx := context.Background()
+	suffix := "-" + strconv.Itoa(pid)
+	ours := func(labels map[string]string) bool {
+		owner := labels[docker.LabelOwner]
+		return strings.HasPrefix(owner, "local-") && strings.HasSuffix(owner, suffix)
+	}
+	owned := filters.NewArgs(filters.Arg("label", docker.LabelOwner))
 	var left []string
 	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: owned})
 	if err != nil {
@@ -209,25 +244,67 @@ func TestRunInterrupt(t *testing.T) {
 			left = append(left, "volume "+v.Name)
 		}
 	}
-	if len(left) > 0 {
-		t.Errorf("left behind after SIGINT: %v", left)
+	return left
+}
+
+// TestRunForcedExitThenPrune: a second SIGINT exits at once and may leave
+// resources behind; the next `runnel run` on this host removes them
+// because their owner process is gone.
+func TestRunForcedExitThenPrune(t *testing.T) {
+	cli := needDocker(t)
+	cmd := exec.Command(binary, "run", "--pull", "never", "--stage", "hang")
+	cmd.Dir = "testdata/interrupt"
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	pid := cmd.Process.Pid
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(out.String(), "hang/sleep | sleeping") {
+		if time.Now().After(deadline) {
+			t.Fatalf("step did not start within 60s:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	time.Sleep(50 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("runnel did not exit within 10s of the second SIGINT:\n%s", out.String())
+	}
+	if got := cmd.ProcessState.ExitCode(); got != exitCanceled {
+		t.Errorf("exit code: got %d, want %d\n%s", got, exitCanceled, out.String())
+	}
+	if !strings.Contains(out.String(), "forced exit") {
+		t.Errorf("output lacks the forced-exit notice:\n%s", out.String())
+	}
+	if left := leftovers(t, cli, pid); len(left) == 0 {
+		t.Fatalf("a forced exit left nothing behind; the test cannot show the prune (output:\n%s)", out.String())
+	}
 
-// syncBuffer is a bytes.Buffer safe to read while a process writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	dir := t.TempDir()
+	src := "version: 1\nstages:\n  s:\n    image: runnel-test/busybox:latest\n    steps:\n      - name: a\n        run: 'true'\n"
+	if err := os.WriteFile(filepath.Join(dir, ".pipeline.yml"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := runnel(t, dir, "run", "--pull", "never"); r.code != 0 {
+		t.Fatalf("second run: exit code %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if left := leftovers(t, cli, pid); len(left) > 0 {
+		t.Errorf("left behind after the next run pruned: %v", left)
+	}
 }
