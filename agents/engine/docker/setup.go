@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -208,10 +209,12 @@ func (e *Engine) startService(ctx context.Context, s *engine.Spec, svc *pipeline
 }
 
 // waitReady polls until svc is ready: its Ready.Command exits 0, its
-// Ready.Port accepts a TCP connection (dialled from the host to the
+// Ready.Port accepts a TCP connection (dialled from this process to the
 // container's address on the stage network, which needs nothing in the
-// image), or its healthcheck reports healthy; with none of them it is
-// ready once running.
+// image; where that address is unreachable, `nc -z` exec'd in the
+// service), or its healthcheck reports healthy; with none of them it is
+// ready once running. A service that exits meanwhile fails the wait with
+// the tail of its output.
 func (e *Engine) waitReady(ctx context.Context, s *engine.Spec, svc *pipeline.Service, id string) error {
 	timeout := svc.Ready.Timeout.D()
 	if timeout <= 0 {
@@ -279,11 +282,16 @@ func (e *Engine) probe(ctx context.Context, s *engine.Spec, svc *pipeline.Servic
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		c, err := d.DialContext(dctx, "tcp", net.JoinHostPort(ep.IPAddress, strconv.Itoa(svc.Ready.Port)))
-		if err != nil {
-			return false, err
+		if err == nil {
+			c.Close()
+			return true, nil
 		}
-		c.Close()
-		return true, nil
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return false, err // reachable, not listening yet
+		}
+		// No route from here (e.g. this agent runs in a container on
+		// another network): ask inside the service, if it has nc.
+		return e.execOK(ctx, id, []string{"nc", "-z", "127.0.0.1", strconv.Itoa(svc.Ready.Port)})
 	case info.State.Health != nil:
 		switch info.State.Health.Status {
 		case "healthy":

@@ -1,5 +1,3 @@
-// Package enginetest holds the behavioural tests every engine.Engine must
-// pass, run by each implementation's own tests against the real thing.
 package enginetest
 
 import (
