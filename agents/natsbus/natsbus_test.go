@@ -267,3 +267,39 @@ func TestMaxDeliver(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestSetAgents(t *testing.T) {
+	srv, creds := start(t, "a")
+	tok, cred, err := NewAgentCredential("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, _ := ParseAgentToken(tok)
+	if _, err := Connect(srv.ClientURL(), bc, nats.MaxReconnects(0)); err == nil {
+		t.Fatal("unknown agent b connected")
+	}
+	_, aCred, _ := NewAgentCredential("a") // a's old token stops working
+	if err := srv.SetAgents([]AgentCredential{aCred, cred}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := Connect(srv.ClientURL(), bc, nats.MaxReconnects(0))
+	if err != nil {
+		t.Fatalf("agent b after SetAgents: %v", err)
+	}
+	defer nc.Close()
+	// b has b's permissions.
+	perm := make(chan error, 1)
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { perm <- err })
+	_ = nc.Publish(wire.JobSubject(nil), []byte("{}"))
+	select {
+	case err := <-perm:
+		if !errors.Is(err, nats.ErrPermissionViolation) && !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			t.Errorf("got %v, want a permissions violation", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("b published a job without a permissions violation")
+	}
+	if _, err := Connect(srv.ClientURL(), creds["a"], nats.MaxReconnects(0)); err == nil {
+		t.Error("a's replaced token still connects")
+	}
+}

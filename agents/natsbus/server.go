@@ -84,6 +84,7 @@ type Options struct {
 // Server is an embedded NATS server with JetStream.
 type Server struct {
 	srv   *server.Server
+	base  server.Options
 	creds Creds
 	log   *slog.Logger
 }
@@ -147,14 +148,11 @@ func StartEmbedded(o Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	users := []*server.User{{Username: ServerUser, Password: pw}}
-	for _, a := range o.Agents {
-		if !wire.ValidName(a.Name) || a.Name == ServerUser {
-			return nil, fmt.Errorf("start nats: invalid agent name %q", a.Name)
-		}
-		users = append(users, &server.User{Username: a.Name, Password: a.PasswordHash, Permissions: AgentPermissions(a.Name)})
+	users, err := userList(pw, o.Agents)
+	if err != nil {
+		return nil, fmt.Errorf("start nats: %w", err)
 	}
-	srv, err := server.NewServer(&server.Options{
+	sopts := &server.Options{
 		ServerName: "runnel",
 		Host:       host,
 		Port:       port,
@@ -163,7 +161,9 @@ func StartEmbedded(o Options) (*Server, error) {
 		Users:      users,
 		NoSigs:     true,
 		NoLog:      true,
-	})
+	}
+	base := *sopts // NewServer keeps and changes sopts; SetAgents starts from a copy
+	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("start nats: %w", err)
 	}
@@ -173,7 +173,36 @@ func StartEmbedded(o Options) (*Server, error) {
 		return nil, errors.New("start nats: not ready within 10s")
 	}
 	log.Info("nats started", "url", srv.ClientURL())
-	return &Server{srv: srv, creds: Creds{User: ServerUser, Password: pw}, log: log}, nil
+	return &Server{srv: srv, base: base, creds: Creds{User: ServerUser, Password: pw}, log: log}, nil
+}
+
+func userList(serverPassword string, agents []AgentCredential) ([]*server.User, error) {
+	users := []*server.User{{Username: ServerUser, Password: serverPassword}}
+	seen := map[string]bool{}
+	for _, a := range agents {
+		if !wire.ValidName(a.Name) || a.Name == ServerUser || seen[a.Name] {
+			return nil, fmt.Errorf("invalid or duplicate agent name %q", a.Name)
+		}
+		seen[a.Name] = true
+		users = append(users, &server.User{Username: a.Name, Password: a.PasswordHash, Permissions: AgentPermissions(a.Name)})
+	}
+	return users, nil
+}
+
+// SetAgents replaces the agent credentials without a restart. Connections
+// of agents no longer listed are closed by the server.
+func (s *Server) SetAgents(agents []AgentCredential) error {
+	users, err := userList(s.creds.Password, agents)
+	if err != nil {
+		return fmt.Errorf("set agents: %w", err)
+	}
+	o := s.base
+	o.Port = s.Port() // a -1 (random) port must stay the one chosen
+	o.Users = users
+	if err := s.srv.ReloadOptions(&o); err != nil {
+		return fmt.Errorf("set agents: reload nats: %w", err)
+	}
+	return nil
 }
 
 // ClientURL is the URL clients connect to.
