@@ -91,6 +91,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, l StreamLimits) 
 
 // Handler receives what agents report, in stream order. An error makes
 // the message come again about a second later (possibly after later ones).
+// Delivery is at least once (a server that crashes before its ack sees a
+// message again), so handlers deduplicate: an Update by (run, stage,
+// attempt, Seq), a LogChunk by (run, stage, attempt, step, Seq).
 type Handler interface {
 	// Update is called for every Update, including KindLost ones made by
 	// the Dispatcher when JetStream gave up on a job.
