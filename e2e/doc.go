@@ -1,5 +1,11 @@
 // Package e2e runs the real runnel binary as separate processes against
 // real git repositories, the Docker engine and HTTP: a git push through
-// the post-receive hook, signed GitHub webhooks, and a server killed with
-// SIGKILL in the middle of a run. It has only tests.
+// the post-receive hook, signed GitHub webhooks, a remote agent over NATS,
+// and a server killed with SIGKILL in the middle of a run. It has only
+// tests.
+//
+// Knobs: RUNNEL_E2E_NATS=none runs the built-in agent in-process instead
+// of over the embedded NATS; RUNNEL_E2E_LEASE sets the server's lease
+// timeout in the SIGKILL test (default 4s, which ends the lost stage with
+// agent_lost under NATS; 40s lets JetStream redeliver and resume it).
 package e2e

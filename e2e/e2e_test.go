@@ -514,7 +514,10 @@ func TestGitHubWebhook(t *testing.T) {
 func TestServerKilledMidRun(t *testing.T) {
 	needDocker(t)
 	dir := t.TempDir()
-	lease := []string{"--lease-timeout", "4s"}
+	lease := []string{"--lease-timeout", os.Getenv("RUNNEL_E2E_LEASE")}
+	if lease[1] == "" {
+		lease[1] = "4s"
+	}
 	srv := startServer(t, dir, "", lease...)
 	bare, work := repoSetup(t, dir)
 	code, b := srv.do("POST", "/api/v1/repos", strings.NewReader(fmt.Sprintf(`{"name":"slow","forge":"git","clone_url":%q}`, bare)),
