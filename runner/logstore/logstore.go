@@ -34,7 +34,13 @@ type Store struct {
 
 	mu   sync.Mutex
 	open map[Key]*entry
+	// finished remembers logs finished by this process so that a chunk
+	// redelivered after the end is dropped instead of appended again.
+	finished map[Key]struct{}
 }
+
+// maxFinished bounds the finished set; it is cleared when full.
+const maxFinished = 100000
 
 // entry is the in-memory state of a log being written.
 type entry struct {
@@ -50,7 +56,7 @@ func New(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create log dir %s: %w", dir, err)
 	}
-	return &Store{dir: dir, open: make(map[Key]*entry)}, nil
+	return &Store{dir: dir, open: make(map[Key]*entry), finished: make(map[Key]struct{})}, nil
 }
 
 // component makes an ID safe as one path element: bytes outside
@@ -103,6 +109,9 @@ func (s *Store) entryLocked(k Key) (*entry, error) {
 func (s *Store) Append(k Key, seq int64, data []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, done := s.finished[k]; done {
+		return nil
+	}
 	e, err := s.entryLocked(k)
 	if err != nil {
 		return err
@@ -149,6 +158,9 @@ func (s *Store) Append(k Key, seq int64, data []byte) error {
 func (s *Store) Finish(k Key) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, done := s.finished[k]; done {
+		return nil
+	}
 	e, err := s.entryLocked(k)
 	if err != nil {
 		return err
@@ -173,6 +185,10 @@ func (s *Store) Finish(k Key) error {
 	e.done = true
 	close(e.notify)
 	delete(s.open, k)
+	if len(s.finished) >= maxFinished {
+		clear(s.finished)
+	}
+	s.finished[k] = struct{}{}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("finish log %s: %w", k, err)
 	}

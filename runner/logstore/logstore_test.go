@@ -194,3 +194,21 @@ func TestLarge(t *testing.T) {
 		t.Errorf("file has %d bytes, want %d with the same content", n, total)
 	}
 }
+
+func TestAppendAfterFinishDropped(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Key{Run: "1", Stage: "s", Attempt: 1, Step: "0"}
+	s.Append(k, 0, []byte("a"))
+	s.Finish(k)
+	if err := s.Append(k, 0, []byte("a")); err != nil { // a redelivered chunk
+		t.Fatal(err)
+	}
+	s.Finish(k)
+	b, _ := os.ReadFile(s.Path(k))
+	if string(b) != "a" {
+		t.Errorf("got %q, want %q", b, "a")
+	}
+}
