@@ -83,8 +83,8 @@ type Event struct {
 	Before string `json:"before,omitempty"` // previous SHA of the ref; empty or ZeroSHA when new
 	Commit string `json:"commit"`           // full SHA to build
 
-	Message   string    `json:"message,omitempty"`   // commit message
-	Timestamp time.Time `json:"timestamp,omitempty"` // commit time; zero when unknown
+	Message   string    `json:"message,omitempty"`  // commit message
+	Timestamp time.Time `json:"timestamp,omitzero"` // commit time; zero when unknown
 	Author    string    `json:"author,omitempty"`
 
 	PullRequest *PullRequest `json:"pull_request,omitempty"` // set for KindPullRequest

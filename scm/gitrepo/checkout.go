@@ -116,7 +116,8 @@ func cachePath(cacheDir, cloneURL string) string {
 }
 
 // lock takes an exclusive flock on path+".lock"; the returned func
-// releases it.
+// releases it. Waiting for the lock does not observe ctx: holders are
+// other Checkouts, which end.
 func lock(ctx context.Context, path string) (func(), error) {
 	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -126,7 +127,11 @@ func lock(ctx context.Context, path string) (func(), error) {
 		f.Close()
 		return nil, fmt.Errorf("lock cache %s: %w", path, err)
 	}
-	return func() { f.Close() }, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
 
 func prepareDst(dst string) error {
