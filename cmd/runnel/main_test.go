@@ -105,6 +105,8 @@ func TestLint(t *testing.T) {
 		{name: "bad backend", args: []string{"run", "-C", "../../examples/demo", "--backend", "vm"}, wantCode: 2},
 		{name: "bad env flag", args: []string{"run", "-C", "../../examples/demo", "--env", "NOEQUALS"}, wantCode: 2},
 		{name: "bad pull policy", args: []string{"run", "-C", "../../examples/demo", "--pull", "sometimes"}, wantCode: 2},
+		{name: "bad event", args: []string{"run", "-C", "../../examples/demo", "--event", "merge"}, wantCode: 2},
+		{name: "pipeline with errors", args: []string{"run", "-f", "testdata/bad.pipeline.yml", "--backend", "local"}, wantCode: 1},
 		{name: "unknown stage", args: []string{"run", "-C", "../../examples/demo", "--backend", "local", "--stage", "nope"}, wantCode: 2},
 	}
 	for _, tt := range tests {

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -65,7 +66,7 @@ summary. Exit status: 0 if the run succeeded (allowed failures included),
 	fl.StringVar(&f.pull, "pull", string(engine.PullIfNotPresent), "image pull policy: never, if-not-present or always")
 	fl.IntVar(&f.parallel, "parallel", 0, "run at most this many stages at once (0: no limit)")
 	fl.StringVar(&f.summaryJSON, "summary-json", "", "also write the run's result as JSON to this file")
-	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log engine operations to stderr")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log engine operations to stderr (warnings are always logged)")
 	return cmd
 }
 
@@ -85,41 +86,12 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 	if !cmd.Flags().Changed("event") && f.tag != "" {
 		f.event = pipeline.EventTag
 	}
-
-	file := f.file
-	if !filepath.IsAbs(file) {
-		file = filepath.Join(dir, file)
+	if !slices.Contains(eventKinds, f.event) {
+		return usageError(fmt.Errorf("--event %q: want one of %s", f.event, strings.Join(eventKinds, ", ")))
 	}
-	src, err := os.ReadFile(file)
-	if err != nil {
-		return usageError(fmt.Errorf("read pipeline: %w", err))
-	}
-	p, err := pipeline.Parse(f.file, src)
-	var ds pipeline.Diagnostics
-	if errors.As(err, &ds) {
-		for _, d := range ds {
-			fmt.Fprintln(a.stderr, d.String())
-		}
-		return &exitError{code: exitFailure, err: fmt.Errorf("%s has errors; nothing was run", f.file)}
-	}
-	if err != nil {
-		return fmt.Errorf("parse %s: %w", f.file, err)
-	}
-	for _, d := range p.Warnings {
-		fmt.Fprintln(a.stderr, d.String())
-	}
-
-	ev := a.event(ctx, dir, f)
-	plan, err := p.Plan(ev)
-	if errors.Is(err, pipeline.ErrSkipped) {
-		fmt.Fprintf(a.stdout, "nothing to run: no stage of %s runs for %s on %q\n", f.file, ev.Kind, refName(ev))
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("compile %s for %s on %q: %w", f.file, ev.Kind, ev.Branch, err)
-	}
-	if plan, err = stage.Select(plan, f.stages); err != nil {
-		return usageError(err)
+	plan, err := a.loadPlan(ctx, dir, f)
+	if err != nil || plan == nil {
+		return err
 	}
 	for _, st := range plan.Stages {
 		if st.Env == nil {
@@ -128,10 +100,13 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 		maps.Copy(st.Env, extraEnv)
 	}
 
-	logger := slog.New(slog.DiscardHandler)
+	// Operational records go to stderr, apart from the build output:
+	// warnings always, everything with -v.
+	level := slog.LevelWarn
 	if f.verbose {
-		logger = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		level = slog.LevelDebug
 	}
+	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 	eng, closeEngine, err := newEngine(ctx, f.backend, pull, logger)
 	if err != nil {
 		return err
@@ -177,6 +152,50 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 		return &exitError{code: exitCanceled}
 	}
 	return &exitError{code: exitFailure}
+}
+
+var eventKinds = []string{pipeline.EventPush, pipeline.EventPullRequest, pipeline.EventTag, pipeline.EventCron, pipeline.EventManual}
+
+// loadPlan parses the pipeline file of dir, compiles it for the event the
+// flags and git describe, and keeps the selected stages. A nil plan with a
+// nil error means there is nothing to run (it has said so).
+func (a *app) loadPlan(ctx context.Context, dir string, f runFlags) (*pipeline.Plan, error) {
+	file := f.file
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(dir, file)
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("read pipeline: %w", err))
+	}
+	p, err := pipeline.Parse(f.file, src)
+	var ds pipeline.Diagnostics
+	if errors.As(err, &ds) {
+		for _, d := range ds {
+			fmt.Fprintln(a.stderr, d.String())
+		}
+		return nil, &exitError{code: exitFailure, err: fmt.Errorf("%s has errors; nothing was run", f.file)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", f.file, err)
+	}
+	for _, d := range p.Warnings {
+		fmt.Fprintln(a.stderr, d.String())
+	}
+
+	ev := a.event(ctx, dir, f)
+	plan, err := p.Plan(ev)
+	if errors.Is(err, pipeline.ErrSkipped) {
+		fmt.Fprintf(a.stdout, "nothing to run: no stage of %s runs for %s on %q\n", f.file, ev.Kind, refName(ev))
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("compile %s for %s on %q: %w", f.file, ev.Kind, refName(ev), err)
+	}
+	if plan, err = stage.Select(plan, f.stages); err != nil {
+		return nil, usageError(err)
+	}
+	return plan, nil
 }
 
 // event describes the working tree as the event the plan is compiled for.
