@@ -93,6 +93,19 @@ func TestPushTriggersHook(t *testing.T) {
 	if err := Install(bare, srv.URL, "team/app", "tok-123", exe); err != nil {
 		t.Fatal(err)
 	}
+	script, err := os.ReadFile(filepath.Join(bare, "hooks", "post-receive"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantScript := "#!/bin/sh\n" + marker + ": forwards pushes to the Runnel server.\n" +
+		"# Settings: git config runnel.server, runnel.repo, runnel.token of this repository.\n" +
+		"exec '" + exe + "' hook post-receive\n"
+	if string(script) != wantScript {
+		t.Errorf("hook script:\n%s\nwant:\n%s", script, wantScript)
+	}
+	if got := strings.TrimSpace(gitT(t, bare, "config", KeyToken)); got != "tok-123" {
+		t.Errorf("git config %s = %q, want tok-123", KeyToken, got)
+	}
 	// Installing again over our own hook is fine.
 	if err := Install(bare, srv.URL, "team/app", "tok-123", exe); err != nil {
 		t.Fatalf("re-install: %v", err)

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // git runs the git CLI in dir with a fixed identity and no user config.
@@ -213,5 +215,24 @@ func TestGitEnvCarriesCredentials(t *testing.T) {
 	joined := strings.Join(env, "\n")
 	if !strings.Contains(joined, "=http.extraHeader") || !strings.Contains(joined, "=Authorization: Basic eC1hY2Nlc3MtdG9rZW46czNjcmV0") {
 		t.Errorf("env has no basic auth extraHeader:\n%s", joined)
+	}
+}
+
+func TestCheckoutConcurrent(t *testing.T) {
+	f := newFixture(t)
+	sha := f.commit(t, "one", map[string]string{"a.txt": "one"})
+	cache := t.TempDir()
+	var g errgroup.Group
+	dsts := []string{filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b"), filepath.Join(t.TempDir(), "c")}
+	for _, dst := range dsts {
+		g.Go(func() error { return Checkout(context.Background(), cache, f.bare, sha, "refs/heads/main", dst, nil) })
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, dst := range dsts {
+		if got := runGitT(t, dst, "rev-parse", "HEAD"); got != sha {
+			t.Errorf("%s: HEAD = %s, want %s", dst, got, sha)
+		}
 	}
 }
