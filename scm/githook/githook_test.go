@@ -232,3 +232,60 @@ func FuzzPostReceiveLines(f *testing.F) {
 		}
 	})
 }
+
+func TestPostReceiveServerAnswers(t *testing.T) {
+	dir := t.TempDir()
+	bare := filepath.Join(dir, "app.git")
+	work := filepath.Join(dir, "work")
+	gitT(t, dir, "init", "-q", "--bare", bare)
+	gitT(t, dir, "clone", "-q", bare, work)
+	gitT(t, work, "commit", "-q", "--allow-empty", "-m", "x")
+	gitT(t, work, "push", "-q", "origin", "HEAD:refs/heads/main")
+	sha := strings.TrimSpace(gitT(t, work, "rev-parse", "HEAD"))
+	zero := strings.Repeat("0", 40)
+	tests := []struct {
+		name    string
+		status  int
+		stdin   string
+		wantOut string
+		wantErr bool
+	}{
+		{"accepted", http.StatusAccepted, zero + " " + sha + " refs/heads/main\n", "runnel: queued run for refs/heads/main\n", false},
+		{"nothing to do", http.StatusNoContent, zero + " " + sha + " refs/heads/main\n", "runnel: nothing to run for refs/heads/main\n", false},
+		{"refused", http.StatusUnauthorized, zero + " " + sha + " refs/heads/main\n", "runnel: could not queue a run for refs/heads/main: server answered 401 Unauthorized: bad token\n", true},
+		{"deletion and notes skipped", http.StatusInternalServerError, sha + " " + zero + " refs/heads/main\n" + zero + " " + sha + " refs/notes/commits\n", "", false},
+		{"malformed input", http.StatusAccepted, "garbage\n", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Error(w, "bad token", tt.status)
+			}))
+			defer srv.Close()
+			var out strings.Builder
+			err := PostReceive(context.Background(), strings.NewReader(tt.stdin),
+				Config{RepoPath: bare, ServerURL: srv.URL, Repo: "r", Token: "t", Client: srv.Client(), Out: &out})
+			if (err != nil) != tt.wantErr || out.String() != tt.wantOut {
+				t.Errorf("got output %q, error %v; want %q, error %v", out.String(), err, tt.wantOut, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestLoadConfigFallsBackToEnv(t *testing.T) {
+	dir := t.TempDir()
+	bare := filepath.Join(dir, "app.git")
+	gitT(t, dir, "init", "-q", "--bare", bare)
+	gitT(t, bare, "config", KeyRepo, "from/config")
+	env := map[string]string{"RUNNEL_SERVER": "http://ci:8080", "RUNNEL_REPO": "from/env", "RUNNEL_TOKEN": "tok"}
+	got, err := LoadConfig(bare, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ServerURL != "http://ci:8080" || got.Repo != "from/config" || got.Token != "tok" || got.RepoPath != bare {
+		t.Errorf("got %+v, want server and token from env, repo from git config", got)
+	}
+	if _, err := LoadConfig(bare, func(string) string { return "" }); err == nil {
+		t.Error("got nil error with no server or token, want one")
+	}
+}
