@@ -353,3 +353,44 @@ func TestResumeDelivery(t *testing.T) {
 		t.Errorf("resumed run = %s of %s, want success of %s", v.Status, v.Commit, sha)
 	}
 }
+
+func TestRerunAndCancelFinished(t *testing.T) {
+	e := newEnv(t)
+	code, b := e.do("POST", "/api/v1/repos", []byte(fmt.Sprintf(`{"name":"app","forge":"git","clone_url":%q}`, e.bare)), e.auth())
+	if code != 201 {
+		t.Fatalf("create repo: %d %s", code, b)
+	}
+	e.push("version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo hi\n")
+	code, b = e.do("POST", "/api/v1/repos/app/trigger", []byte(`{"inputs":{"x":"1"}}`), e.auth())
+	if code != 201 {
+		t.Fatalf("trigger: %d %s", code, b)
+	}
+	var first RunView
+	json.Unmarshal([]byte(b), &first)
+	first = e.waitRun(first.ID)
+	if code, b := e.do("POST", fmt.Sprintf("/api/v1/runs/%d/cancel", first.ID), nil, e.auth()); code != http.StatusConflict {
+		t.Errorf("cancel finished run = %d %s, want 409", code, b)
+	}
+	code, b = e.do("POST", fmt.Sprintf("/api/v1/runs/%d/rerun", first.ID), nil, e.auth())
+	if code != http.StatusCreated {
+		t.Fatalf("rerun = %d %s", code, b)
+	}
+	var second RunView
+	json.Unmarshal([]byte(b), &second)
+	if second.ParentID != first.ID || second.Commit != first.Commit || second.Trigger != store.TriggerRerun || second.Inputs["x"] != "1" {
+		t.Errorf("rerun = %+v, want a rerun of %d with the same commit and inputs", second, first.ID)
+	}
+	if code, _ := e.do("GET", "/api/v1/runs/999", nil, e.auth()); code != 404 {
+		t.Errorf("unknown run = %d, want 404", code)
+	}
+	code, b = e.do("GET", "/api/v1/runs?status=bogus", nil, e.auth())
+	if code != 400 {
+		t.Errorf("bad status filter = %d %s, want 400", code, b)
+	}
+	code, b = e.do("GET", "/api/v1/runs?repo=app&event=manual&limit=1", nil, e.auth())
+	var list struct{ Runs []RunView }
+	json.Unmarshal([]byte(b), &list)
+	if code != 200 || len(list.Runs) != 1 || list.Runs[0].ID != second.ID {
+		t.Errorf("filtered list = %d %s, want only run %d", code, b, second.ID)
+	}
+}
