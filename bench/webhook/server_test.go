@@ -1,0 +1,335 @@
+package webhook
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for fresh schemas
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/httpapi"
+	"github.com/runnel-ci/runnel/runner/logstore"
+	"github.com/runnel-ci/runnel/runner/metrics"
+	"github.com/runnel-ci/runnel/runner/statusq"
+	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/scm"
+	"github.com/runnel-ci/runnel/scm/github"
+)
+
+const (
+	fixture  = "/work/shared/fixtures/github/push.with-new-branch.json"
+	repoName = "Codertocat/Hello-World" // the fixture's repository.full_name
+	secret   = "bench-webhook-secret"
+	pipe     = `version: 1
+stages:
+  build:
+    image: runnel-test/busybox:latest
+    steps:
+      - name: hello
+        run: echo hello
+`
+)
+
+// target is one HTTP endpoint under load.
+type target struct {
+	url  string // POST target
+	body []byte // the signed push payload
+	sig  string // X-Hub-Signature-256 of body
+	// verify checks, after the load, that the deliveries were persisted
+	// exactly once and their triggers finished; nil for the baseline.
+	verify func(ctx context.Context, sent []string) (drain time.Duration, err error)
+}
+
+// serve runs h on a real loopback listener until the test ends.
+func serve(t testing.TB, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("http server: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// baseline serves a handler that only reads the body and answers 202.
+func baseline(t testing.TB, body []byte) *target {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+	})
+	return &target{url: serve(t, h) + "/hooks/github", body: body, sig: sign(body)}
+}
+
+func sign(body []byte) string { return "sha256=" + hmacHex([]byte(secret), body) }
+
+func git(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=bench", "GIT_AUTHOR_EMAIL=bench@example.com",
+		"GIT_COMMITTER_NAME=bench", "GIT_COMMITTER_EMAIL=bench@example.com", "GIT_CONFIG_NOSYSTEM=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// bareRepo makes a bare repository whose master has a .pipeline.yml and
+// returns its path and the commit.
+func bareRepo(t testing.TB) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	bare := filepath.Join(dir, "hello-world.git")
+	git(t, dir, "init", "-q", "--bare", bare)
+	work := filepath.Join(dir, "w")
+	git(t, dir, "init", "-q", "-b", "master", work)
+	if err := os.WriteFile(filepath.Join(work, ".pipeline.yml"), []byte(pipe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git(t, work, "add", ".")
+	git(t, work, "commit", "-qm", "pipeline")
+	git(t, work, "push", "-q", bare, "HEAD:refs/heads/master")
+	return bare, git(t, work, "rev-parse", "HEAD")
+}
+
+// payload returns the fixture with its pushed commit replaced by sha.
+func payload(t testing.TB, sha string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(raw, &p); err != nil {
+		t.Fatalf("decode %s: %v", fixture, err)
+	}
+	p["after"] = sha
+	if hc, ok := p["head_commit"].(map[string]any); ok {
+		hc["id"] = sha
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// freshSchema creates a schema in the PostgreSQL database of base, drops
+// it at the end of the test, and returns base with search_path set to it.
+func freshSchema(t testing.TB, base string) string {
+	t.Helper()
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	schema := "bench_" + hex.EncodeToString(b[:])
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatalf("open %s: %v", base, err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	if _, err := admin.ExecContext(context.Background(), `CREATE SCHEMA `+schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// noAgents is the bus of `runnel server --no-agent --nats-url none`:
+// stages are queued in the store and wait for an agent that never comes,
+// so the benchmark measures ingestion and run creation, not builds.
+type noAgents struct{}
+
+func (noAgents) Dispatch(ctx context.Context, j *runner.Job) error { return nil }
+func (noAgents) Cancel(ctx context.Context, runID int64, stageID string, attempt int) error {
+	return nil
+}
+func (noAgents) Agents() []runner.AgentInfo { return nil }
+
+// runnel builds the server stack the way cmd/runnel's runServer does
+// (store, logstore, metrics, status queue, runner, httpapi with the forge
+// hooks) on dsn ("" = SQLite in a temp dir), registers the fixture's
+// repository with a webhook secret and a local bare clone URL, and
+// serves it on loopback.
+func runnel(t testing.TB, dsn string) *target {
+	t.Helper()
+	ctx := context.Background()
+	data := t.TempDir()
+	if dsn == "" {
+		dsn = filepath.Join(data, "runnel.db")
+	} else {
+		dsn = freshSchema(t, dsn)
+	}
+	// Info-level text logs formatted as the server does, then dropped.
+	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	st, err := store.Open(ctx, dsn, store.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	logs, err := logstore.New(filepath.Join(data, "logs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logs.Close() })
+	reg := prometheus.NewRegistry()
+	mets, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As cmd/runnel's statusReporter: a repo without a status token
+	// reports nothing, after a store lookup.
+	statuses := statusq.New(statusq.ReporterFunc(func(ctx context.Context, s scm.Status) error {
+		repo, err := st.Repo(ctx, s.Repo)
+		if err != nil {
+			return statusq.Permanent(err)
+		}
+		if repo.StatusToken != "" {
+			return fmt.Errorf("bench repo %s has a status token", repo.Name)
+		}
+		return nil
+	}), statusq.Options{Logger: log})
+	rn, err := runner.New(runner.Config{Store: st, Bus: noAgents{}, Logs: logs, Statuses: statuses, Metrics: mets,
+		Logger: log, BaseURL: "http://127.0.0.1", CacheDir: filepath.Join(data, "cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rn.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log,
+		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}},
+		Agents:         noAgents{}.Agents})
+	url := serve(t, api.Handler())
+	// Cleanups run last-in first-out: the listener stops first, then the
+	// triggers drain, then the runner and status queue stop.
+	t.Cleanup(func() {
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		api.StopHooks()
+		api.Drain(dctx)
+		rn.Close()
+		if err := statuses.Close(dctx); err != nil {
+			t.Errorf("status queue: %v", err)
+		}
+	})
+
+	bare, sha := bareRepo(t)
+	if _, err := st.CreateRepo(ctx, store.Repo{Name: repoName, Forge: store.ForgeGitHub, CloneURL: bare,
+		WebhookSecret: secret, DefaultBranch: "master"}); err != nil {
+		t.Fatal(err)
+	}
+	body := payload(t, sha)
+	return &target{url: url + "/hooks/github", body: body, sig: sign(body),
+		verify: func(ctx context.Context, sent []string) (time.Duration, error) { return verify(ctx, st, sent) }}
+}
+
+// verify waits until no delivery is left unhandled, then reads every
+// delivery row through the store and checks that each sent delivery ID
+// is stored exactly once, was processed into a run, and nothing else is
+// stored. It returns how long the triggers took to drain.
+func verify(ctx context.Context, st *store.Store, sent []string) (time.Duration, error) {
+	start := time.Now()
+	for {
+		p, err := st.PendingDeliveries(ctx, 1)
+		if err != nil {
+			return 0, err
+		}
+		if len(p) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("triggers did not drain: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	drain := time.Since(start)
+	want := make(map[string]int, len(sent))
+	for _, d := range sent {
+		want[d]++
+	}
+	got := make(map[string]int, len(sent))
+	var problems []string
+	// Row ids are assigned in order; stop after a long run of missing ids
+	// (a PostgreSQL sequence may have gaps).
+	for id, missing := int64(1), 0; missing < 1000; id++ {
+		d, err := st.Delivery(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			missing++
+			continue
+		}
+		if err != nil {
+			return drain, err
+		}
+		missing = 0
+		got[d.DeliveryID]++
+		if d.State != store.DeliveryProcessed || d.RunID == 0 {
+			if len(problems) < 5 {
+				problems = append(problems, fmt.Sprintf("delivery %s: state %s, run %d, error %q", d.DeliveryID, d.State, d.RunID, d.Error))
+			}
+		}
+	}
+	lost, dup, extra := 0, 0, 0
+	for d := range want {
+		switch got[d] {
+		case 0:
+			lost++
+		case 1:
+		default:
+			dup++
+		}
+	}
+	for d := range got {
+		if want[d] == 0 {
+			extra++
+		}
+	}
+	if lost+dup+extra > 0 || len(problems) > 0 {
+		return drain, fmt.Errorf("deliveries: %d sent, %d stored; %d lost, %d stored twice or more, %d unexpected; %s",
+			len(want), len(got), lost, dup, extra, strings.Join(problems, "; "))
+	}
+	return drain, nil
+}
