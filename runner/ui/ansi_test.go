@@ -78,3 +78,13 @@ func FuzzANSI(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkANSI converts a typical coloured test log line by line.
+func BenchmarkANSI(b *testing.B) {
+	line := "\x1b[32m--- PASS\x1b[0m: TestSomething/with_a_subtest (0.01s) \x1b[1;33mwarning\x1b[0m: <some> & output"
+	b.SetBytes(int64(len(line) + 1))
+	a := newANSI()
+	for b.Loop() {
+		_ = a.line(line)
+	}
+}
