@@ -56,7 +56,7 @@ type target struct {
 	sig  string // X-Hub-Signature-256 of body
 	// verify checks, after the load, that the deliveries were persisted
 	// exactly once and their triggers finished; nil for the baseline.
-	verify func(ctx context.Context, sent []string) (drain time.Duration, err error)
+	verify func(ctx context.Context, sent []string, window time.Duration, drain bool) (*check, error)
 }
 
 // serve runs h on a real loopback listener until the test ends.
@@ -243,8 +243,8 @@ func runnel(t testing.TB, dsn string) *target {
 		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}},
 		Agents:         noAgents{}.Agents})
 	url := serve(t, api.Handler())
-	// Cleanups run last-in first-out: the listener stops first, then the
-	// triggers drain, then the runner and status queue stop.
+	// Cleanups run last-in first-out: triggers still queued get 30 s,
+	// then are cancelled; then the listener, runner and store stop.
 	t.Cleanup(func() {
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -263,35 +263,32 @@ func runnel(t testing.TB, dsn string) *target {
 	}
 	body := payload(t, sha)
 	return &target{url: url + "/hooks/github", body: body, sig: sign(body),
-		verify: func(ctx context.Context, sent []string) (time.Duration, error) { return verify(ctx, st, sent) }}
+		verify: func(ctx context.Context, sent []string, window time.Duration, drain bool) (*check, error) {
+			return verify(ctx, st, sent, window, drain)
+		}}
 }
 
-// verify waits until no delivery is left unhandled, then reads every
-// delivery row through the store and checks that each sent delivery ID
-// is stored exactly once, was processed into a run, and nothing else is
-// stored. It returns how long the triggers took to drain.
-func verify(ctx context.Context, st *store.Store, sent []string) (time.Duration, error) {
+// check is what verify found.
+type check struct {
+	processed int           // deliveries handled into a run when the load ended
+	pending   int           // deliveries still waiting for their trigger then
+	rate      float64       // runs created per second in a window after the load
+	drain     time.Duration // time from the end of the load until every trigger ran (drain=true)
+}
+
+// verify reads every delivery row through the store and checks that each
+// sent delivery ID is stored exactly once and nothing else is stored
+// (the benchmark fails if one was lost). It then measures the trigger
+// rate for window and, if drain is set, waits until every delivery was
+// processed into a run and checks that none failed.
+func verify(ctx context.Context, st *store.Store, sent []string, window time.Duration, drain bool) (*check, error) {
 	start := time.Now()
-	for {
-		p, err := st.PendingDeliveries(ctx, 1)
-		if err != nil {
-			return 0, err
-		}
-		if len(p) == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("triggers did not drain: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	drain := time.Since(start)
 	want := make(map[string]int, len(sent))
 	for _, d := range sent {
 		want[d]++
 	}
 	got := make(map[string]int, len(sent))
+	var c check
 	var problems []string
 	// Row ids are assigned in order; stop after a long run of missing ids
 	// (a PostgreSQL sequence may have gaps).
@@ -302,13 +299,18 @@ func verify(ctx context.Context, st *store.Store, sent []string) (time.Duration,
 			continue
 		}
 		if err != nil {
-			return drain, err
+			return nil, err
 		}
 		missing = 0
 		got[d.DeliveryID]++
-		if d.State != store.DeliveryProcessed || d.RunID == 0 {
+		switch d.State {
+		case store.DeliveryReceived:
+			c.pending++
+		case store.DeliveryProcessed:
+			c.processed++
+		default:
 			if len(problems) < 5 {
-				problems = append(problems, fmt.Sprintf("delivery %s: state %s, run %d, error %q", d.DeliveryID, d.State, d.RunID, d.Error))
+				problems = append(problems, fmt.Sprintf("delivery %s: state %s, error %q", d.DeliveryID, d.State, d.Error))
 			}
 		}
 	}
@@ -328,8 +330,58 @@ func verify(ctx context.Context, st *store.Store, sent []string) (time.Duration,
 		}
 	}
 	if lost+dup+extra > 0 || len(problems) > 0 {
-		return drain, fmt.Errorf("deliveries: %d sent, %d stored; %d lost, %d stored twice or more, %d unexpected; %s",
+		return nil, fmt.Errorf("deliveries: %d sent, %d stored; %d lost, %d stored twice or more, %d unexpected; %s",
 			len(want), len(got), lost, dup, extra, strings.Join(problems, "; "))
 	}
-	return drain, nil
+	runs := func() (int64, error) {
+		cs, err := st.CountRuns(ctx)
+		var n int64
+		for _, c := range cs {
+			n += c.N
+		}
+		return n, err
+	}
+	if c.pending > 0 {
+		n0, err := runs()
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(window):
+		}
+		n1, err := runs()
+		if err != nil {
+			return nil, err
+		}
+		c.rate = float64(n1-n0) / time.Since(t0).Seconds()
+	}
+	if !drain {
+		return &c, nil
+	}
+	for {
+		p, err := st.PendingDeliveries(ctx, 1)
+		if err != nil {
+			return nil, err
+		}
+		if len(p) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("triggers did not drain: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	c.drain = time.Since(start)
+	n, err := runs()
+	if err != nil {
+		return nil, err
+	}
+	if n != int64(len(sent)) {
+		return nil, fmt.Errorf("got %d runs after every trigger ran, want %d", n, len(sent))
+	}
+	return &c, nil
 }
