@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -176,6 +177,14 @@ func freshSchema(t testing.TB, base string) string {
 	return u.String()
 }
 
+// maxTriggers is httpapi's bound on concurrent asynchronous triggers:
+// RUNNEL_BENCH_WEBHOOK_TRIGGERS, or 0 for httpapi's default (what
+// `runnel server` uses).
+func maxTriggers() int {
+	n, _ := strconv.Atoi(os.Getenv("RUNNEL_BENCH_WEBHOOK_TRIGGERS"))
+	return n
+}
+
 // noAgents is the bus of `runnel server --no-agent --nats-url none`:
 // stages are queued in the store and wait for an agent that never comes,
 // so the benchmark measures ingestion and run creation, not builds.
@@ -241,17 +250,21 @@ func runnel(t testing.TB, dsn string) *target {
 	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}},
-		Agents:         noAgents{}.Agents})
+		Agents:         noAgents{}.Agents, MaxTriggers: maxTriggers()})
 	url := serve(t, api.Handler())
-	// Cleanups run last-in first-out: triggers still queued get 30 s,
-	// then are cancelled; then the listener, runner and store stop.
+	// Cleanups run last-in first-out: triggers, then listener, runner
+	// and store stop.
 	t.Cleanup(func() {
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		// The benchmark is over: triggers still queued get 2 s, then are
+		// cancelled (their deliveries end as failed).
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		api.StopHooks()
 		api.Drain(dctx)
 		rn.Close()
-		if err := statuses.Close(dctx); err != nil {
+		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+		defer scancel()
+		if err := statuses.Close(sctx); err != nil {
 			t.Errorf("status queue: %v", err)
 		}
 	})
