@@ -21,6 +21,7 @@ import (
 	"github.com/runnel-ci/runnel/runner/statusq"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
+	"github.com/runnel-ci/runnel/scm/gitrepo"
 )
 
 // PipelineFile is the file read from the pushed commit.
@@ -274,7 +275,7 @@ func (r *Runner) Trigger(ctx context.Context, repo *store.Repo, ev *scm.Event, t
 	src, err := r.readPipeline(ctx, repo, ev)
 	var diags []pipeline.Diagnostic
 	switch {
-	case errors.Is(err, workspace.ErrNoFile):
+	case errors.Is(err, gitrepo.ErrNoFile):
 		nr.Status, nr.Reason = store.StatusError, ReasonPipelineMissing
 		diags = []pipeline.Diagnostic{{Message: "no " + PipelineFile + " in commit " + ev.Commit}}
 	case err != nil:
@@ -341,14 +342,24 @@ func (r *Runner) readPipeline(ctx context.Context, repo *store.Repo, ev *scm.Eve
 	if url == "" {
 		url = ev.CloneURL
 	}
+	src := workspace.Source{URL: url, Commit: ev.Commit, Ref: ev.Ref}
+	if err := src.Validate(); err != nil {
+		return nil, err
+	}
 	if fi, err := os.Stat(url); err == nil && fi.IsDir() && filepath.IsAbs(url) {
 		// A bare repository on this host (git hook repos): read its objects.
-		return workspace.ReadFile(ctx, url, ev.Commit, PipelineFile)
+		return gitrepo.ReadFile(ctx, url, ev.Commit, PipelineFile)
 	}
 	if r.cache == nil {
 		return nil, errors.New("no cache directory configured for forge repositories")
 	}
-	return r.cache.ReadFile(ctx, workspace.Source{URL: url, Commit: ev.Commit, Ref: ev.Ref}, PipelineFile)
+	// The cache's mirror is a bare repository too: fetch the commit into
+	// it, then read the file from its objects.
+	mirror, err := r.cache.Fetch(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	return gitrepo.ReadFile(ctx, mirror, ev.Commit, PipelineFile)
 }
 
 func (r *Runner) diagKey(runID int64) logstore.Key {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,24 +12,34 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
+	"syscall"
 )
 
 // Source says where a stage's code comes from.
 type Source struct {
-	// URL is a clone URL (https://, ssh://, file://, git@host:path) or an
-	// absolute path of a local (bare) repository.
+	// URL is a clone URL (https://, ssh://, git://, file://, git@host:path)
+	// or an absolute path of a local (bare) repository.
 	URL string `json:"url"`
 	// Commit is the full SHA to check out.
 	Commit string `json:"commit"`
 	// Ref is the ref the commit was pushed to; fetched as a fallback when
 	// the remote does not serve commits by SHA.
 	Ref string `json:"ref,omitempty"`
+	// Username and Password (a token) are sent as HTTP basic auth. They
+	// reach git through GIT_CONFIG_* environment variables (an
+	// http.extraHeader), never through argv or the cache's config, and are
+	// never serialised with the source.
+	Username string `json:"-"`
+	Password string `json:"-"`
 }
 
-// ErrUnsafe reports a URL, SHA or ref that could be mistaken for an option
-// or selects a transport that runs commands.
-var ErrUnsafe = errors.New("unsafe git source")
+var (
+	// ErrUnsafe reports a URL, SHA or ref that could be mistaken for an
+	// option or selects a transport that runs commands.
+	ErrUnsafe = errors.New("unsafe git source")
+	// ErrNoRef reports that ResolveRef found no such ref.
+	ErrNoRef = errors.New("no such ref")
+)
 
 // Validate checks that src can be passed to git safely.
 func (src Source) Validate() error {
@@ -38,8 +49,8 @@ func (src Source) Validate() error {
 		return fmt.Errorf("%w: empty URL", ErrUnsafe)
 	case strings.HasPrefix(u, "-"):
 		return fmt.Errorf("%w: URL %q starts with '-'", ErrUnsafe, u)
-	case strings.Contains(u, "::"):
-		// ext::, fd:: and other remote helpers named by <transport>::.
+	case isRemoteHelper(u):
+		// ext:: runs any command; fd:: and other helpers are refused too.
 		return fmt.Errorf("%w: URL %q names a remote helper transport", ErrUnsafe, u)
 	case strings.ContainsAny(u, "\x00\n\r"):
 		return fmt.Errorf("%w: URL contains control characters", ErrUnsafe)
@@ -47,7 +58,7 @@ func (src Source) Validate() error {
 	if !isSHA(src.Commit) {
 		return fmt.Errorf("%w: commit %q is not a full hex SHA", ErrUnsafe, src.Commit)
 	}
-	if src.Ref != "" && (strings.HasPrefix(src.Ref, "-") || !strings.HasPrefix(src.Ref, "refs/") || strings.ContainsAny(src.Ref, "\x00\n\r :?*[\\^~")) {
+	if src.Ref != "" && !validRef(src.Ref) {
 		return fmt.Errorf("%w: ref %q", ErrUnsafe, src.Ref)
 	}
 	return nil
@@ -66,13 +77,48 @@ func isSHA(s string) bool {
 	return true
 }
 
+// isRemoteHelper reports a "<transport>::<address>" URL, which makes git
+// run git-remote-<transport>.
+func isRemoteHelper(u string) bool {
+	i := strings.Index(u, "::")
+	if i <= 0 {
+		return false
+	}
+	for _, c := range u[:i] {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '+' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// validRef accepts the subset of git ref names that is safe as a refspec
+// source: refs/..., no option-like, wildcard or refspec characters.
+func validRef(ref string) bool {
+	if !strings.HasPrefix(ref, "refs/") || strings.HasSuffix(ref, "/") || strings.HasSuffix(ref, ".lock") ||
+		strings.Contains(ref, "..") || strings.Contains(ref, "//") || strings.Contains(ref, "@{") {
+		return false
+	}
+	for _, c := range ref {
+		if c < 0x20 || c == 0x7f || strings.ContainsRune(" ~^:?*[\\+", c) {
+			return false
+		}
+	}
+	for _, part := range strings.Split(ref, "/") {
+		if strings.HasPrefix(part, ".") || strings.HasPrefix(part, "-") {
+			return false
+		}
+	}
+	return true
+}
+
 // Cache holds one bare mirror per source URL below a directory. It is
-// safe for concurrent use; checkouts of one repository are serialised.
+// safe for concurrent use, also by several processes sharing the
+// directory: fetches into one mirror serialise on a file lock. Objects
+// are never removed from a mirror (Runnel's git calls run with gc.auto=0),
+// so a mirror can be read while another fetch adds to it.
 type Cache struct {
 	dir string
-
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
 }
 
 // NewCache returns a Cache keeping mirrors below dir.
@@ -80,34 +126,20 @@ func NewCache(dir string) (*Cache, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create git cache %s: %w", dir, err)
 	}
-	return &Cache{dir: dir, locks: map[string]*sync.Mutex{}}, nil
-}
-
-func (c *Cache) lock(key string) func() {
-	c.mu.Lock()
-	l, ok := c.locks[key]
-	if !ok {
-		l = &sync.Mutex{}
-		c.locks[key] = l
-	}
-	c.mu.Unlock()
-	l.Lock()
-	return l.Unlock
+	return &Cache{dir: dir}, nil
 }
 
 // Checkout makes dest (which must not exist or be empty) contain the tree
-// of src.Commit. It fetches only what the cache lacks.
+// of src.Commit, without a .git entry: the workspace is mounted into
+// containers where a link to the cache would not resolve. It fetches
+// only what the cache lacks (see Fetch).
 func (c *Cache) Checkout(ctx context.Context, src Source, dest string) error {
-	if err := src.Validate(); err != nil {
-		return err
-	}
-	mirror, unlock, err := c.fetch(ctx, src)
+	mirror, err := c.Fetch(ctx, src)
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	if err := os.MkdirAll(dest, 0o755); err != nil {
-		return fmt.Errorf("create workspace %s: %w", dest, err)
+	if err := prepareDest(dest); err != nil {
+		return err
 	}
 	index, err := os.CreateTemp(c.dir, "index-*")
 	if err != nil {
@@ -116,71 +148,130 @@ func (c *Cache) Checkout(ctx context.Context, src Source, dest string) error {
 	index.Close()
 	os.Remove(index.Name()) // git wants to create it
 	defer os.Remove(index.Name())
-	env := []string{"GIT_INDEX_FILE=" + index.Name(), "GIT_WORK_TREE=" + dest}
-	if _, err := gitEnv(ctx, mirror, env, "read-tree", src.Commit); err != nil {
-		return fmt.Errorf("read tree of %s: %w", src.Commit, err)
+	env := append(gitEnv(src), "GIT_DIR="+mirror, "GIT_INDEX_FILE="+index.Name(), "GIT_WORK_TREE="+dest)
+	if _, err := git(ctx, env, "read-tree", src.Commit); err != nil {
+		return fmt.Errorf("check out %s: read tree of %s: %w", src.URL, src.Commit, err)
 	}
-	if _, err := gitEnv(ctx, mirror, env, "checkout-index", "--all", "--force"); err != nil {
-		return fmt.Errorf("check out %s into %s: %w", src.Commit, dest, err)
+	if _, err := git(ctx, env, "checkout-index", "--all", "--force"); err != nil {
+		return fmt.Errorf("check out %s at %s into %s: %w", src.URL, src.Commit, dest, err)
 	}
 	return nil
 }
 
-// fetch makes sure the mirror of src.URL has src.Commit and returns the
-// mirror with its lock held; the caller calls unlock.
-func (c *Cache) fetch(ctx context.Context, src Source) (mirror string, unlock func(), err error) {
+// Fetch makes sure the mirror of src.URL holds src.Commit and returns the
+// mirror's directory (a bare repository). It asks for the commit by SHA
+// (shallow) and, when the server refuses that, fetches src.Ref. What it
+// fetched stays named under refs/runnel/, so the next fetch negotiates
+// with it and transfers only new objects.
+func (c *Cache) Fetch(ctx context.Context, src Source) (string, error) {
 	if err := src.Validate(); err != nil {
-		return "", nil, err
+		return "", err
 	}
 	sum := sha256.Sum256([]byte(src.URL))
-	key := hex.EncodeToString(sum[:12])
-	unlock = c.lock(key)
-	defer func() {
-		if err != nil {
-			unlock()
-		}
-	}()
-	mirror = filepath.Join(c.dir, key+".git")
+	mirror := filepath.Join(c.dir, hex.EncodeToString(sum[:12])+".git")
+	unlock, err := lock(ctx, mirror)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	env := gitEnv(src)
 	if _, err := os.Stat(filepath.Join(mirror, "HEAD")); err != nil {
-		if err := os.MkdirAll(mirror, 0o750); err != nil {
-			return "", nil, fmt.Errorf("create mirror for %s: %w", src.URL, err)
-		}
-		if _, err := git(ctx, "", "init", "--quiet", "--bare", "--", mirror); err != nil {
-			return "", nil, fmt.Errorf("init mirror for %s: %w", src.URL, err)
+		if _, err := git(ctx, env, "init", "--quiet", "--bare", "--", mirror); err != nil {
+			return "", fmt.Errorf("init mirror for %s: %w", src.URL, err)
 		}
 	}
-	if _, err := git(ctx, mirror, "cat-file", "-e", src.Commit+"^{commit}"); err != nil {
-		if _, err := git(ctx, mirror, "fetch", "--quiet", "--no-tags", "--depth=1", "--", src.URL, src.Commit); err != nil {
-			if src.Ref == "" {
-				return "", nil, fmt.Errorf("fetch %s from %s: %w", src.Commit, src.URL, err)
-			}
-			// Some servers refuse a want by SHA: fetch the ref instead.
-			if _, err2 := git(ctx, mirror, "fetch", "--quiet", "--no-tags", "--", src.URL, src.Ref); err2 != nil {
-				return "", nil, fmt.Errorf("fetch %s from %s: %w (by ref %s: %v)", src.Commit, src.URL, err, src.Ref, err2)
-			}
-			if _, err := git(ctx, mirror, "cat-file", "-e", src.Commit+"^{commit}"); err != nil {
-				return "", nil, fmt.Errorf("commit %s not found in %s after fetching %s: %w", src.Commit, src.URL, src.Ref, err)
-			}
-		}
+	env = append(env, "GIT_DIR="+mirror)
+	has := func() bool {
+		_, err := git(ctx, env, "cat-file", "-e", src.Commit+"^{commit}")
+		return err == nil
 	}
-	return mirror, unlock, nil
+	if has() {
+		return mirror, nil
+	}
+	fetch := []string{"fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules"}
+	_, err = git(ctx, env, append(fetch, "--depth=1", "--", src.URL, "+"+src.Commit+":refs/runnel/"+src.Commit)...)
+	if err == nil {
+		return mirror, nil
+	}
+	if src.Ref == "" {
+		return "", fmt.Errorf("fetch %s from %s: %w", src.Commit, src.URL, err)
+	}
+	// Some servers refuse a want by SHA: fetch the ref instead.
+	if _, err2 := git(ctx, env, append(fetch, "--", src.URL, "+"+src.Ref+":refs/runnel/"+strings.TrimPrefix(src.Ref, "refs/"))...); err2 != nil {
+		return "", fmt.Errorf("fetch %s from %s: %w (by ref %s: %v)", src.Commit, src.URL, err, src.Ref, err2)
+	}
+	if !has() {
+		return "", fmt.Errorf("fetch %s from %s: commit not found after fetching %s", src.Commit, src.URL, src.Ref)
+	}
+	return mirror, nil
 }
 
-func git(ctx context.Context, gitDir string, args ...string) ([]byte, error) {
-	return gitEnv(ctx, gitDir, nil, args...)
+// lock takes an exclusive flock on path+".lock"; the returned func
+// releases it. Waiting does not observe ctx: holders are other fetches,
+// which end.
+func lock(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock git cache %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock git cache %s: %w", path, err)
+	}
+	if err := ctx.Err(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
 
-// gitEnv runs git with a fixed, hardened configuration: no remote helper
-// that runs commands, no hooks, no terminal prompts.
-func gitEnv(ctx context.Context, gitDir string, env []string, args ...string) ([]byte, error) {
-	full := []string{"-c", "protocol.ext.allow=never", "-c", "protocol.fd.allow=never", "-c", "core.hooksPath=/dev/null"}
-	if gitDir != "" {
-		full = append(full, "--git-dir="+gitDir)
+func prepareDest(dest string) error {
+	entries, err := os.ReadDir(dest)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dest, 0o755); err != nil {
+			return fmt.Errorf("create workspace %s: %w", dest, err)
+		}
+		return nil
 	}
-	full = append(full, args...)
-	cmd := exec.CommandContext(ctx, "git", full...)
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true", "GIT_CONFIG_NOSYSTEM=1")
-	cmd.Env = append(cmd.Env, env...)
+	if err != nil {
+		return fmt.Errorf("check out into %s: %w", dest, err)
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("check out into %s: directory is not empty", dest)
+	}
+	return nil
+}
+
+// gitEnv is the environment of git commands: the process environment
+// without GIT_* variables (a hook's GIT_DIR must not leak in), no prompts,
+// no system config, no hooks, no command-running transports, no garbage
+// collection, and src's credentials as configuration from the
+// environment.
+func gitEnv(src Source) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GIT_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_ASKPASS=true", "GIT_SSH_COMMAND=ssh -o BatchMode=yes")
+	keys := []string{"protocol.ext.allow", "protocol.fd.allow", "gc.auto", "maintenance.auto", "core.hooksPath"}
+	vals := []string{"never", "never", "0", "false", "/dev/null"}
+	if src.Username != "" || src.Password != "" {
+		cred := base64.StdEncoding.EncodeToString([]byte(src.Username + ":" + src.Password))
+		keys = append(keys, "http.extraHeader")
+		vals = append(vals, "Authorization: Basic "+cred)
+	}
+	env = append(env, fmt.Sprintf("GIT_CONFIG_COUNT=%d", len(keys)))
+	for i := range keys {
+		env = append(env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", i, keys[i]), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", i, vals[i]))
+	}
+	return env
+}
+
+func git(ctx context.Context, env []string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Env = env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -190,49 +281,17 @@ func gitEnv(ctx context.Context, gitDir string, env []string, args ...string) ([
 	return out, nil
 }
 
-// ErrNoFile reports that the commit has no such file.
-var ErrNoFile = errors.New("file not in commit")
-
-// ReadFile returns the content of path at commit in the repository whose
-// git directory is gitDir (a bare repository on this host).
-func ReadFile(ctx context.Context, gitDir, commit, path string) ([]byte, error) {
-	if !isSHA(commit) {
-		return nil, fmt.Errorf("%w: commit %q is not a full hex SHA", ErrUnsafe, commit)
-	}
-	if strings.HasPrefix(path, "-") || strings.Contains(path, ":") {
-		return nil, fmt.Errorf("%w: path %q", ErrUnsafe, path)
-	}
-	if _, err := git(ctx, gitDir, "cat-file", "-e", commit+"^{commit}"); err != nil {
-		return nil, fmt.Errorf("read %s at %s: commit not found: %w", path, commit, err)
-	}
-	if _, err := git(ctx, gitDir, "cat-file", "-e", commit+":"+path); err != nil {
-		return nil, fmt.Errorf("read %s at %s: %w", path, commit, ErrNoFile)
-	}
-	b, err := git(ctx, gitDir, "cat-file", "blob", commit+":"+path)
-	if err != nil {
-		return nil, fmt.Errorf("read %s at %s: %w", path, commit, err)
-	}
-	return b, nil
-}
-
-// ReadFile fetches src.Commit into the cache (if needed) and returns the
-// content of path at it.
-func (c *Cache) ReadFile(ctx context.Context, src Source, path string) ([]byte, error) {
-	mirror, unlock, err := c.fetch(ctx, src)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	return ReadFile(ctx, mirror, src.Commit, path)
-}
-
 // ResolveRef returns the commit ref points to in the repository at url
 // (a local path or a clone URL), using git ls-remote.
 func ResolveRef(ctx context.Context, url, ref string) (string, error) {
-	if err := (Source{URL: url, Commit: strings.Repeat("0", 40), Ref: ref}).Validate(); err != nil {
+	src := Source{URL: url, Commit: strings.Repeat("0", 40), Ref: ref}
+	if err := src.Validate(); err != nil {
 		return "", err
 	}
-	out, err := git(ctx, "", "ls-remote", "--", url, ref)
+	if ref == "" {
+		return "", fmt.Errorf("%w: empty ref", ErrUnsafe)
+	}
+	out, err := git(ctx, gitEnv(src), "ls-remote", "--", url, ref)
 	if err != nil {
 		return "", fmt.Errorf("resolve %s in %s: %w", ref, url, err)
 	}
@@ -242,5 +301,5 @@ func ResolveRef(ctx context.Context, url, ref string) (string, error) {
 			return f[0], nil
 		}
 	}
-	return "", fmt.Errorf("resolve %s in %s: %w", ref, url, ErrNoFile)
+	return "", fmt.Errorf("resolve %s in %s: %w", ref, url, ErrNoRef)
 }

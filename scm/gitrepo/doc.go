@@ -1,11 +1,9 @@
-// Package gitrepo reads repositories: a file at a commit straight from a
-// bare repository's objects (no checkout), a commit's message, time and
-// author, the paths changed between two commits (all with go-git), and
-// checks out an exact commit into a workspace from a per-repository cache
-// (with the git CLI when installed, which measured faster than go-git; see
-// docs/benchmarks.md, "## Checkout").
+// Package gitrepo reads repositories with go-git, straight from their
+// objects (no checkout): a file at a commit (the server reads
+// .pipeline.yml this way from a git-hook repository or from the bare
+// mirror of a forge repository), a commit's message, time and author,
+// and the paths changed between two commits.
 //
-// URLs, refs and SHAs given to Checkout are untrusted: they are validated,
-// never placed where git reads options, and credentials travel in the
-// environment (GIT_CONFIG_COUNT/KEY/VALUE), never in argv.
+// Checking a commit out into a stage workspace is the agent's job and
+// lives in agents/workspace.
 package gitrepo

@@ -8,11 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // git runs the git CLI in dir with a fixed identity and no user config.
@@ -83,9 +80,9 @@ func TestReadFile(t *testing.T) {
 		{sha1, ".pipeline.yml", "v: 1\n", nil},
 		{sha2, ".pipeline.yml", "v: 2\n", nil},
 		{sha1, "dir/a.txt", "a", nil},
-		{sha2, "dir/a.txt", "", ErrNotFound},
-		{sha1, "dir", "", ErrNotFound},
-		{sha1, "missing.yml", "", ErrNotFound},
+		{sha2, "dir/a.txt", "", ErrNoFile},
+		{sha1, "dir", "", ErrNoFile},
+		{sha1, "missing.yml", "", ErrNoFile},
 		{strings.Repeat("1", 40), ".pipeline.yml", "", ErrNotFound},
 		{"HEAD", ".pipeline.yml", "", ErrNotFound},
 		{big, "big.bin", "", ErrTooLarge},
@@ -95,6 +92,9 @@ func TestReadFile(t *testing.T) {
 			got, err := ReadFile(ctx, f.bare, tt.sha, tt.path)
 			if !errors.Is(err, tt.err) || string(got) != tt.want {
 				t.Errorf("got %q, %v; want %q, %v", got, err, tt.want, tt.err)
+			}
+			if tt.err == ErrNotFound && errors.Is(err, ErrNoFile) {
+				t.Errorf("got %v for a missing commit, want an error that is not ErrNoFile", err)
 			}
 		})
 	}
@@ -124,115 +124,6 @@ func TestCommitInfoAndChangedPaths(t *testing.T) {
 		got, err := ChangedPaths(f.bare, tt.before, tt.after)
 		if err != nil || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ChangedPaths(%.7s, %.7s) = %#v, %v; want %#v", tt.before, tt.after, got, err, tt.want)
-		}
-	}
-}
-
-func objectCount(t testing.TB, repo string) int {
-	t.Helper()
-	n := 0
-	for _, line := range strings.Split(runGitT(t, repo, "count-objects", "-v"), "\n") {
-		k, v, _ := strings.Cut(line, ": ")
-		if k == "count" || k == "in-pack" {
-			i, _ := strconv.Atoi(v)
-			n += i
-		}
-	}
-	return n
-}
-
-type checkoutFunc func(ctx context.Context, cacheDir, cloneURL, sha, ref, dst string, opts *CheckoutOptions) error
-
-func TestCheckout(t *testing.T) {
-	for name, checkout := range map[string]checkoutFunc{"cli": checkoutCLI, "go-git": checkoutGoGit, "Checkout": Checkout} {
-		t.Run(name, func(t *testing.T) {
-			f := newFixture(t)
-			ctx := context.Background()
-			cache := t.TempDir()
-			sha1 := f.commit(t, "one", map[string]string{"a.txt": "one", "sub/b.txt": "b"})
-			dst1 := filepath.Join(t.TempDir(), "ws")
-			if err := checkout(ctx, cache, f.bare, sha1, "refs/heads/main", dst1, nil); err != nil {
-				t.Fatal(err)
-			}
-			cacheRepo := cachePath(cache, f.bare)
-			before := objectCount(t, cacheRepo)
-			sha2 := f.commit(t, "two", map[string]string{"a.txt": "two"})
-			// A third commit on the branch: fetching the ref brings it too.
-			dst2 := filepath.Join(t.TempDir(), "ws")
-			if err := checkout(ctx, cache, f.bare, sha2, "refs/heads/main", dst2, nil); err != nil {
-				t.Fatal(err)
-			}
-			// commit, root tree, blob: only what is new was fetched.
-			if got, want := objectCount(t, cacheRepo)-before, 3; got != want {
-				t.Errorf("second fetch added %d objects to the cache, want %d", got, want)
-			}
-			for _, ws := range []struct{ dir, sha, a string }{{dst1, sha1, "one"}, {dst2, sha2, "two"}} {
-				if got := runGitT(t, ws.dir, "rev-parse", "HEAD"); got != ws.sha {
-					t.Errorf("%s: HEAD = %s, want %s", ws.dir, got, ws.sha)
-				}
-				if got := runGitT(t, ws.dir, "status", "--porcelain"); got != "" {
-					t.Errorf("%s: status %q, want clean", ws.dir, got)
-				}
-				if got, _ := os.ReadFile(filepath.Join(ws.dir, "a.txt")); string(got) != ws.a {
-					t.Errorf("%s: a.txt = %q, want %q", ws.dir, got, ws.a)
-				}
-			}
-			// Checking out an already cached SHA fetches nothing.
-			n := objectCount(t, cacheRepo)
-			if err := checkout(ctx, cache, f.bare, sha1, "", filepath.Join(t.TempDir(), "ws"), nil); err != nil {
-				t.Fatal(err)
-			}
-			if got := objectCount(t, cacheRepo); got != n {
-				t.Errorf("cached checkout changed the cache from %d to %d objects", n, got)
-			}
-		})
-	}
-}
-
-func TestCheckoutRefusesUnsafe(t *testing.T) {
-	sha := strings.Repeat("a", 40)
-	tests := []struct{ url, sha, ref string }{
-		{"--upload-pack=touch /tmp/x", sha, ""},
-		{"ext::sh -c touch% /tmp/x", sha, ""},
-		{"fd::3", sha, ""},
-		{"https://example.com/r.git", "--help", ""},
-		{"https://example.com/r.git", "abc", ""},
-		{"https://example.com/r.git", sha, "refs/heads/a:refs/heads/b"},
-		{"https://example.com/r.git", sha, "--upload-pack=x"},
-		{"https://example.com/r.git", sha, "refs/heads/*"},
-		{"https://example.com/r.git", sha, "main"},
-	}
-	for _, tt := range tests {
-		err := Checkout(context.Background(), t.TempDir(), tt.url, tt.sha, tt.ref, filepath.Join(t.TempDir(), "ws"), nil)
-		if !errors.Is(err, ErrUnsafe) {
-			t.Errorf("Checkout(%q, %q, %q) = %v, want ErrUnsafe", tt.url, tt.sha, tt.ref, err)
-		}
-	}
-}
-
-func TestGitEnvCarriesCredentials(t *testing.T) {
-	env := gitEnv(&CheckoutOptions{Username: "x-access-token", Password: "s3cret"})
-	joined := strings.Join(env, "\n")
-	if !strings.Contains(joined, "=http.extraHeader") || !strings.Contains(joined, "=Authorization: Basic eC1hY2Nlc3MtdG9rZW46czNjcmV0") {
-		t.Errorf("env has no basic auth extraHeader:\n%s", joined)
-	}
-}
-
-func TestCheckoutConcurrent(t *testing.T) {
-	f := newFixture(t)
-	sha := f.commit(t, "one", map[string]string{"a.txt": "one"})
-	cache := t.TempDir()
-	var g errgroup.Group
-	dsts := []string{filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b"), filepath.Join(t.TempDir(), "c")}
-	for _, dst := range dsts {
-		g.Go(func() error { return Checkout(context.Background(), cache, f.bare, sha, "refs/heads/main", dst, nil) })
-	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	for _, dst := range dsts {
-		if got := runGitT(t, dst, "rev-parse", "HEAD"); got != sha {
-			t.Errorf("%s: HEAD = %s, want %s", dst, got, sha)
 		}
 	}
 }

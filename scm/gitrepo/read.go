@@ -24,6 +24,9 @@ const (
 var (
 	// ErrNotFound means the commit or the file does not exist.
 	ErrNotFound = errors.New("not found")
+	// ErrNoFile means the commit exists but has no such file; it matches
+	// ErrNotFound too.
+	ErrNoFile = fmt.Errorf("file %w", ErrNotFound)
 	// ErrTooLarge means the file exceeds MaxFileSize.
 	ErrTooLarge = errors.New("file too large")
 )
@@ -61,8 +64,9 @@ func commit(r *git.Repository, repoPath, sha string) (*object.Commit, error) {
 
 // ReadFile returns the contents of path at commit sha of the repository at
 // repoPath (bare or not), read from its objects without a checkout. It
-// returns ErrNotFound when the commit or file is absent (or path is a
-// directory) and ErrTooLarge beyond MaxFileSize.
+// returns ErrNotFound when the commit is absent, ErrNoFile (which is also
+// ErrNotFound) when the file is absent or not a regular file, and
+// ErrTooLarge beyond MaxFileSize.
 func ReadFile(ctx context.Context, repoPath, sha, path string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -77,13 +81,13 @@ func ReadFile(ctx context.Context, repoPath, sha, path string) ([]byte, error) {
 	}
 	f, err := c.File(path)
 	if errors.Is(err, object.ErrFileNotFound) || errors.Is(err, plumbing.ErrObjectNotFound) {
-		return nil, fmt.Errorf("read %s at %s: %w", path, sha, ErrNotFound)
+		return nil, fmt.Errorf("read %s at %s: %w", path, sha, ErrNoFile)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s at %s: %w", path, sha, err)
 	}
 	if !f.Mode.IsFile() {
-		return nil, fmt.Errorf("read %s at %s: not a regular file: %w", path, sha, ErrNotFound)
+		return nil, fmt.Errorf("read %s at %s: not a regular file: %w", path, sha, ErrNoFile)
 	}
 	if f.Size > MaxFileSize {
 		return nil, fmt.Errorf("read %s at %s: %d bytes, limit %d: %w", path, sha, f.Size, MaxFileSize, ErrTooLarge)
