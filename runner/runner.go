@@ -580,6 +580,9 @@ func (r *Runner) dispatch(ctx context.Context, run *store.Run, st *store.Stage) 
 	st.Status, st.Attempt = store.StatusQueued, attempt
 	job := &Job{RunID: run.ID, Repo: repo.Name, Stage: withInputs(ps, run.Inputs), Attempt: attempt,
 		Source: workspace.Source{URL: repo.CloneURL, Commit: run.Commit, Ref: run.Ref}}
+	// Report before handing the job over: an agent may start it (and
+	// report "running") before the bus call returns.
+	r.report(run, "runnel/"+st.Key, "pending", "Queued")
 	if err := r.cfg.Bus.Dispatch(ctx, job); err != nil {
 		return fmt.Errorf("dispatch %s attempt %d: %w", st.Key, attempt, err)
 	}
@@ -587,7 +590,6 @@ func (r *Runner) dispatch(ctx context.Context, run *store.Run, st *store.Stage) 
 	if why := r.agentReason(ps.Labels); why != "" {
 		r.setPending(ctx, st, why)
 	}
-	r.report(run, "runnel/"+st.Key, "pending", "Queued")
 	return nil
 }
 

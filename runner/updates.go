@@ -101,16 +101,23 @@ func (r *Runner) HandleUpdate(ctx context.Context, u Update) {
 			return
 		}
 		if run.Status == store.StatusPending {
-			if err := r.cfg.Store.UpdateRun(ctx, run.ID, store.StatusRunning, ""); err != nil && !errors.Is(err, store.ErrConflict) {
+			err := r.cfg.Store.UpdateRun(ctx, run.ID, store.StatusRunning, "")
+			if err != nil && !errors.Is(err, store.ErrConflict) {
 				log.Error("mark run running", "err", err)
+			}
+			// The queue wait is the run's, observed once: when its first
+			// stage starts (metrics.Rebuild restores the same sample).
+			if err == nil && r.cfg.Metrics != nil {
+				queued := run.QueuedAt
+				if queued.IsZero() {
+					queued = run.CreatedAt
+				}
+				r.cfg.Metrics.QueueWait(now.Sub(queued))
 			}
 			r.report(run, "runnel", "running", "Running")
 		}
 		if r.cfg.Metrics != nil {
 			r.cfg.Metrics.StageStarted()
-			if !st.QueuedAt.IsZero() {
-				r.cfg.Metrics.QueueWait(now.Sub(st.QueuedAt))
-			}
 		}
 		r.report(run, "runnel/"+st.Key, "running", "Running on "+u.Agent)
 	case UpdateStepStarted:

@@ -12,7 +12,8 @@ func Serve(w http.ResponseWriter, r *http.Request, label, status string) {
 }
 
 // Write sends an already rendered badge. It sets the SVG content type,
-// "Cache-Control: no-cache, max-age=0" (image proxies such as GitHub's camo
+// "Cache-Control: no-cache, max-age=0" unless w already has a
+// Cache-Control header (image proxies such as GitHub's camo
 // cache for a long time otherwise) and an ETag, and answers 304 Not
 // Modified when the request's If-None-Match matches. HEAD requests get the
 // headers only.
@@ -20,7 +21,11 @@ func Write(w http.ResponseWriter, r *http.Request, svg []byte) {
 	tag := ETag(svg)
 	h := w.Header()
 	h.Set("Content-Type", "image/svg+xml; charset=utf-8")
-	h.Set("Cache-Control", "no-cache, max-age=0")
+	// A caller's Cache-Control stays (a private repo's badge sends
+	// "private, no-cache" so that shared caches do not keep it).
+	if h.Get("Cache-Control") == "" {
+		h.Set("Cache-Control", "no-cache, max-age=0")
+	}
 	h.Set("ETag", tag)
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && noneMatch(r.Header.Values("If-None-Match"), tag) {
 		w.WriteHeader(http.StatusNotModified)
