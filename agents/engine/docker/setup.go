@@ -93,7 +93,11 @@ func (e *Engine) copySource(ctx context.Context, s *engine.Spec) error {
 		return errors.New("copy source: the stage and its steps name no image")
 	}
 	id, err := e.create(ctx, &container.Config{
-		Image:  img,
+		Image: img,
+		// The container is never started, but the daemon refuses to
+		// create one without a command, and imported images (docker
+		// import) have no default.
+		Cmd:    []string{"true"},
 		Labels: e.labels(s),
 	}, e.hostConfig(s), nil, "")
 	if err != nil {
