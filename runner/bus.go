@@ -4,56 +4,39 @@ import (
 	"context"
 	"time"
 
-	"github.com/runnel-ci/runnel/agents/stage"
-	"github.com/runnel-ci/runnel/agents/workspace"
-	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/agents/wire"
 )
 
-// Job is one stage attempt sent to an agent.
-type Job struct {
-	RunID   int64            `json:"run_id"`
-	Repo    string           `json:"repo"`
-	Stage   *pipeline.Stage  `json:"stage"`
-	Attempt int              `json:"attempt"`
-	Source  workspace.Source `json:"source"`
+// Bus carries jobs and cancellations to agents and tells who is there. It
+// speaks the wire protocol (agents/wire) and nothing else; its one
+// implementation is *natsbus.Dispatcher. Agents' updates and log chunks
+// come back the other way through Runner.Handler, which the bus's owner
+// passes to the dispatcher's Run.
+//
+// The runner relies on the bus being durable: a published job stays in
+// the queue across server restarts, and a job whose agent disappears is
+// redelivered to another (wire rules 2 to 5), so the runner never
+// re-publishes an attempt itself. Methods are called concurrently.
+type Bus interface {
+	// Publish hands a job to an agent whose labels match the stage's. It
+	// returns once the job is durably accepted; publishing the same (run,
+	// stage, attempt) again is deduplicated (wire.JobMsgID).
+	Publish(ctx context.Context, j *wire.Job) error
+	// Cancel tells the agents running c's stage attempts to stop. It is
+	// best effort (core NATS); the runner repeats it on stale updates.
+	Cancel(ctx context.Context, c wire.Cancel) error
+	// Agents lists the agents whose presence the bus has seen, lost ones
+	// included (Lost set).
+	Agents() []natsbus.AgentStatus
 }
 
-// UpdateKind says what an Update reports.
-type UpdateKind string
+var _ Bus = (*natsbus.Dispatcher)(nil)
 
-// Update kinds.
-const (
-	UpdateStageStarted  UpdateKind = "stage_started"
-	UpdateStepStarted   UpdateKind = "step_started"
-	UpdateStepFinished  UpdateKind = "step_finished"
-	UpdateStageFinished UpdateKind = "stage_finished"
-	UpdateLog           UpdateKind = "log"
-	UpdateHeartbeat     UpdateKind = "heartbeat"
-	// UpdateLost: the bus gave up on the job (e.g. JetStream MaxDeliver).
-	UpdateLost UpdateKind = "lost"
-)
-
-// Update is what an agent reports about a stage attempt.
-type Update struct {
-	Kind    UpdateKind `json:"kind"`
-	RunID   int64      `json:"run_id"`
-	Stage   string     `json:"stage"` // stage ID
-	Attempt int        `json:"attempt"`
-	Agent   string     `json:"agent,omitempty"`
-	Time    time.Time  `json:"time"`
-
-	Step int `json:"step,omitempty"` // step index for step and log updates
-	// StepName identifies the step when Step is -1 (NATS agents name steps).
-	StepName    string            `json:"step_name,omitempty"`
-	StepAttempt int               `json:"step_attempt,omitempty"`
-	StepResult  *stage.StepResult `json:"step_result,omitempty"`
-	Result      *stage.Result     `json:"result,omitempty"`
-
-	Seq  int64  `json:"seq,omitempty"` // log chunk sequence
-	Data []byte `json:"data,omitempty"`
-}
-
-// AgentInfo is an agent as the bus sees it.
+// AgentInfo is a connected agent as the HTTP API (GET /api/v1/agents) and
+// the UI show it. It is a view of natsbus.AgentStatus without the
+// protocol's fields (version, presence kind, heartbeat interval), so the
+// API's JSON does not change with the wire protocol.
 type AgentInfo struct {
 	Name     string            `json:"name"`
 	Labels   map[string]string `json:"labels"`
@@ -62,16 +45,14 @@ type AgentInfo struct {
 	LastSeen time.Time         `json:"last_seen"`
 }
 
-// Bus carries jobs to agents. The runner receives agents' updates through
-// Runner.HandleUpdate, which the bus's owner wires to the bus's consumer.
-type Bus interface {
-	// Dispatch hands a job to an agent whose labels match the stage's.
-	// It returns once the job is durably accepted; the same (run, stage,
-	// attempt) may be dispatched again after a server restart and must then
-	// not run twice.
-	Dispatch(ctx context.Context, j *Job) error
-	// Cancel tells the agent running (run, stage, attempt) to stop.
-	Cancel(ctx context.Context, runID int64, stageID string, attempt int) error
-	// Agents lists the connected agents.
-	Agents() []AgentInfo
+// Agents lists the agents the bus sees that are not lost.
+func (r *Runner) Agents() []AgentInfo {
+	var out []AgentInfo
+	for _, a := range r.cfg.Bus.Agents() {
+		if a.Lost {
+			continue
+		}
+		out = append(out, AgentInfo{Name: a.Name, Labels: a.Labels, Capacity: a.Capacity, Running: a.Running, LastSeen: a.LastSeen})
+	}
+	return out
 }

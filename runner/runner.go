@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/agents/workspace"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner/logstore"
@@ -52,11 +53,9 @@ type Config struct {
 	// file; required for forge repos.
 	CacheDir string
 	// LeaseTimeout bounds the silence of a running stage's agent before
-	// the stage counts as lost (default 45 s; agents heartbeat every 5 s).
+	// the stage ends with agent_lost (default 45 s; agents heartbeat every
+	// 5 s, and the bus redelivers a lost agent's job after 30 s).
 	LeaseTimeout time.Duration
-	// AgentLossRetries is how often a stage whose agent was lost is put on
-	// the queue again before it ends with agent_lost (default 1).
-	AgentLossRetries int
 }
 
 // Runner owns the run lifecycle. Create it with New, call Start, and
@@ -71,7 +70,8 @@ type Runner struct {
 	// seen is when each running stage (by stage row ID) last reported.
 	seenMu sync.Mutex
 	seen   map[int64]time.Time
-	lost   map[int64]int // agent losses per stage
+
+	steps stepCache // step names of stages, for log chunks
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -88,11 +88,8 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.LeaseTimeout <= 0 {
 		cfg.LeaseTimeout = 45 * time.Second
 	}
-	if cfg.AgentLossRetries == 0 {
-		cfg.AgentLossRetries = 1
-	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	r := &Runner{cfg: cfg, log: cfg.Logger, seen: map[int64]time.Time{}, lost: map[int64]int{}, stop: make(chan struct{})}
+	r := &Runner{cfg: cfg, log: cfg.Logger, seen: map[int64]time.Time{}, stop: make(chan struct{})}
 	if cfg.CacheDir != "" {
 		c, err := workspace.NewCache(cfg.CacheDir)
 		if err != nil {
@@ -104,10 +101,9 @@ func New(cfg Config) (*Runner, error) {
 }
 
 // Start reconciles runs left unfinished by a previous server process and
-// starts the lease watchdog. Stages that were queued are queued again with
-// a new attempt (a job that survived in the bus is then fenced off);
-// stages that were running get one lease period to report before they
-// count as lost.
+// starts the lease watchdog. Stages that were queued stay so: their jobs
+// wait in the bus's durable queue. Stages that were running get one lease
+// period to report before they count as lost.
 func (r *Runner) Start(ctx context.Context) error {
 	runs, err := r.cfg.Store.UnfinishedRuns(ctx)
 	if err != nil {
@@ -116,18 +112,8 @@ func (r *Runner) Start(ctx context.Context) error {
 	now := time.Now()
 	for _, run := range runs {
 		for _, st := range run.Stages {
-			switch st.Status {
-			case store.StatusRunning:
+			if st.Status == store.StatusRunning {
 				r.touch(st.ID, now)
-			case store.StatusQueued:
-				if _, durable := r.cfg.Bus.(presenceBus); durable {
-					continue // the job is still in the bus's durable queue
-				}
-				// Put it back to be dispatched again by schedule.
-				r.log.Info("recovery: re-queueing stage", "run", run.ID, "stage", st.Key)
-				if err := r.requeue(ctx, run, st, "recovered after server restart"); err != nil {
-					r.log.Error("recovery: requeue failed", "run", run.ID, "stage", st.Key, "err", err)
-				}
 			}
 		}
 		if err := r.schedule(ctx, run.ID); err != nil {
@@ -185,7 +171,7 @@ func (r *Runner) watchdog() {
 
 func (r *Runner) checkLeases(ctx context.Context) {
 	if r.cfg.Metrics != nil {
-		agents := r.cfg.Bus.Agents()
+		agents := r.Agents()
 		capacity, busy := 0, 0
 		for _, a := range agents {
 			capacity += a.Capacity
@@ -215,7 +201,7 @@ func (r *Runner) checkLeases(ctx context.Context) {
 				r.seen[st.ID] = last
 			}
 			r.seenMu.Unlock()
-			if pb, ok := r.cfg.Bus.(presenceBus); ok && st.Agent != "" && pb.AgentAlive(st.Agent) {
+			if st.Agent != "" && r.agentBusy(st.Agent) {
 				r.touch(st.ID, now)
 				continue
 			}
@@ -227,39 +213,32 @@ func (r *Runner) checkLeases(ctx context.Context) {
 	}
 }
 
-// agentLost handles a running stage whose agent went silent.
+// agentBusy reports whether the named agent is present and running
+// something: its stages' leases are then JetStream's business.
+func (r *Runner) agentBusy(name string) bool {
+	for _, a := range r.cfg.Bus.Agents() {
+		if a.Name == name {
+			return !a.Lost && a.Running > 0
+		}
+	}
+	return false
+}
+
+// agentLost ends a running stage whose agent went silent for a lease
+// period. The bus redelivers the job of a lost agent after its AckWait
+// (below the lease timeout), and the new attempt's "started" keeps the
+// stage alive; so this only fires when no agent took the job over.
 func (r *Runner) agentLost(ctx context.Context, run *store.Run, st *store.Stage) {
 	log := r.log.With("run", run.ID, "stage", st.Key, "attempt", st.Attempt, "agent", st.Agent)
 	// Tell the old attempt to stop, in case its agent is only cut off.
-	if err := r.cfg.Bus.Cancel(ctx, run.ID, st.Key, st.Attempt); err != nil {
+	c := wire.Cancel{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: st.Attempt, Reason: store.ReasonAgentLost}
+	if err := r.cfg.Bus.Cancel(ctx, c); err != nil {
 		log.Warn("cancel lost attempt", "err", err)
 	}
-	r.seenMu.Lock()
-	r.lost[st.ID]++
-	n := r.lost[st.ID]
-	r.seenMu.Unlock()
 	r.forget(st.ID)
 	r.finishStepLogs(run.ID, st)
-	if _, redelivers := r.cfg.Bus.(presenceBus); !redelivers && n <= r.cfg.AgentLossRetries {
-		log.Warn("agent lost: re-queueing stage with a new attempt")
-		if err := r.requeue(ctx, run, st, "agent lost; retrying"); err != nil {
-			log.Error("requeue after agent loss", "err", err)
-		}
-		if err := r.schedule(ctx, run.ID); err != nil {
-			log.Error("schedule after agent loss", "err", err)
-		}
-		return
-	}
 	log.Warn("agent lost: ending stage")
 	r.endStage(ctx, run, st, store.AnyAttempt, store.StatusError, store.ReasonAgentLost)
-}
-
-// requeue puts a stage back to pending-for-dispatch by queueing it with a
-// new attempt right away.
-func (r *Runner) requeue(ctx context.Context, run *store.Run, st *store.Stage, why string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.dispatch(ctx, run, st)
 }
 
 // Trigger starts a run for ev in repo: it reads and compiles the pipeline
@@ -578,12 +557,14 @@ func (r *Runner) dispatch(ctx context.Context, run *store.Run, st *store.Stage) 
 		return err
 	}
 	st.Status, st.Attempt = store.StatusQueued, attempt
-	job := &Job{RunID: run.ID, Repo: repo.Name, Stage: withInputs(ps, run.Inputs), Attempt: attempt,
-		Source: workspace.Source{URL: repo.CloneURL, Commit: run.Commit, Ref: run.Ref}}
+	job := &wire.Job{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: attempt, Stage: withInputs(ps, run.Inputs)}
+	if repo.CloneURL != "" {
+		job.Workspace = wire.Workspace{Kind: "git", URL: repo.CloneURL, Commit: run.Commit, Ref: run.Ref, Depth: 1}
+	}
 	// Report before handing the job over: an agent may start it (and
 	// report "running") before the bus call returns.
 	r.report(run, "runnel/"+st.Key, "pending", "Queued")
-	if err := r.cfg.Bus.Dispatch(ctx, job); err != nil {
+	if err := r.cfg.Bus.Publish(ctx, job); err != nil {
 		return fmt.Errorf("dispatch %s attempt %d: %w", st.Key, attempt, err)
 	}
 	r.log.Info("stage queued", "run", run.ID, "stage", st.Key, "attempt", attempt)
@@ -620,9 +601,11 @@ func withInputs(ps *pipeline.Stage, inputs map[string]string) *pipeline.Stage {
 
 // agentReason explains why a job for labels may wait, or "".
 func (r *Runner) agentReason(labels map[string]string) string {
-	agents := r.cfg.Bus.Agents()
 	capable, busy := 0, 0
-	for _, a := range agents {
+	for _, a := range r.cfg.Bus.Agents() {
+		if a.Lost {
+			continue
+		}
 		ok := true
 		for k, v := range labels {
 			if a.Labels[k] != v {

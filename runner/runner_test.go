@@ -7,14 +7,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/runnel-ci/runnel/agents/engine/local"
-	"github.com/runnel-ci/runnel/agents/stage"
+	"github.com/nats-io/nats.go"
+
+	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/runner/logstore"
+	"github.com/runnel-ci/runnel/runner/runnertest"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
 )
@@ -26,7 +29,7 @@ type fixture struct {
 	work   string
 	store  *store.Store
 	logs   *logstore.Store
-	bus    Bus
+	bus    *runnertest.Harness
 	runner *Runner
 	repo   *store.Repo
 }
@@ -43,9 +46,11 @@ func git(t *testing.T, dir string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// newFixture makes a bare repo, a SQLite store and a runner; bus nil means
-// a LocalBus with the local (host shell) engine.
-func newFixture(t *testing.T, bus Bus, lease time.Duration) *fixture {
+// newFixture makes a bare repo, a SQLite store and a runner on the real
+// bus (runnertest): with agent, a built-in agent named "local" on the
+// local shell engine; without, jobs wait in the queue and tests play the
+// agent by calling HandleUpdate.
+func newFixture(t *testing.T, withAgent bool, lease time.Duration) *fixture {
 	t.Helper()
 	f := &fixture{t: t, dir: t.TempDir()}
 	f.bare = filepath.Join(f.dir, "repo.git")
@@ -67,24 +72,12 @@ func newFixture(t *testing.T, bus Bus, lease time.Duration) *fixture {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	var lb *LocalBus
-	if bus == nil {
-		lb, err = NewLocalBus(LocalBusOptions{Name: "local", Engine: local.New(local.Options{Root: filepath.Join(f.dir, "ws")}),
-			WorkDir: filepath.Join(f.dir, "agent"), Logger: log, Capacity: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		bus = lb
-	}
-	f.bus = bus
-	f.runner, err = New(Config{Store: f.store, Bus: bus, Logs: f.logs, Logger: log, CacheDir: filepath.Join(f.dir, "cache"), LeaseTimeout: lease})
+	f.bus = runnertest.Start(t, runnertest.Options{NoAgent: !withAgent, Logger: log})
+	f.runner, err = New(Config{Store: f.store, Bus: f.bus.Dispatcher, Logs: f.logs, Logger: log, CacheDir: filepath.Join(f.dir, "cache"), LeaseTimeout: lease})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lb != nil {
-		lb.SetHandler(f.runner.HandleUpdate)
-		t.Cleanup(func() { lb.Drain(context.Background()) })
-	}
+	f.bus.Serve(f.runner.Handler())
 	if err := f.runner.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +87,41 @@ func newFixture(t *testing.T, bus Bus, lease time.Duration) *fixture {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// update applies an update as an agent would send it.
+func (f *fixture) update(run *store.Run, u wire.Update) {
+	f.t.Helper()
+	u.V, u.RunID = wire.Version, strconv.FormatInt(run.ID, 10)
+	if u.Time.IsZero() {
+		u.Time = time.Now()
+	}
+	if err := f.runner.HandleUpdate(context.Background(), &u); err != nil {
+		f.t.Fatalf("handle %s update: %v", u.Kind, err)
+	}
+}
+
+// cancels subscribes to the cancellations the runner publishes.
+func (f *fixture) cancels() <-chan *wire.Cancel {
+	f.t.Helper()
+	nc, err := natsbus.Connect(f.bus.NATS.ClientURL(), f.bus.NATS.ServerCreds())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(nc.Close)
+	ch := make(chan *wire.Cancel, 64)
+	if _, err := nc.Subscribe(wire.CancelWildcard, func(m *nats.Msg) {
+		var c wire.Cancel
+		if err := wire.Decode(m.Data, &c); err == nil {
+			ch <- &c
+		}
+	}); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		f.t.Fatal(err)
+	}
+	return ch
 }
 
 // push commits files and pushes to main, returning the event.
@@ -190,7 +218,7 @@ func TestRunOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(t, nil, 0)
+			f := newFixture(t, true, 0)
 			ev := f.push(map[string]string{".pipeline.yml": strings.Replace(dagPipeline, "%s", tt.unit, 1)})
 			run, err := f.runner.Trigger(context.Background(), f.repo, ev, store.TriggerGitHook, 0)
 			if err != nil {
@@ -222,7 +250,7 @@ func TestRunOutcomes(t *testing.T) {
 }
 
 func TestInvalidPipeline(t *testing.T) {
-	f := newFixture(t, nil, 0)
+	f := newFixture(t, true, 0)
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    stepz: []\n"})
 	run, err := f.runner.Trigger(context.Background(), f.repo, ev, store.TriggerGitHook, 0)
 	if err != nil {
@@ -238,7 +266,7 @@ func TestInvalidPipeline(t *testing.T) {
 }
 
 func TestApproval(t *testing.T) {
-	f := newFixture(t, nil, 0)
+	f := newFixture(t, true, 0)
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  deploy:\n    approval: true\n    steps:\n      - name: go\n        run: echo deployed\n"})
 	ctx := context.Background()
 	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
@@ -258,74 +286,144 @@ func TestApproval(t *testing.T) {
 	}
 }
 
-// silentBus accepts jobs and never runs them: an agent that died.
-type silentBus struct {
-	mu       sync.Mutex
-	jobs     []*Job
-	canceled []int
-}
-
-func (b *silentBus) Dispatch(ctx context.Context, j *Job) error {
-	b.mu.Lock()
-	b.jobs = append(b.jobs, j)
-	b.mu.Unlock()
-	return nil
-}
-
-func (b *silentBus) Cancel(ctx context.Context, runID int64, stageID string, attempt int) error {
-	b.mu.Lock()
-	b.canceled = append(b.canceled, attempt)
-	b.mu.Unlock()
-	return nil
-}
-
-func (b *silentBus) Agents() []AgentInfo { return []AgentInfo{{Name: "ghost", Capacity: 1}} }
-
-func TestAgentLostAndFencing(t *testing.T) {
-	bus := &silentBus{}
-	f := newFixture(t, bus, 2*time.Second)
+// TestAgentLost: a stage whose agent stops reporting (and that no other
+// agent takes over) ends error/agent_lost after the lease, its attempt is
+// told to stop, and a late update of it changes nothing.
+func TestAgentLost(t *testing.T) {
+	f := newFixture(t, false, 2*time.Second)
+	cancels := f.cancels()
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: sleep 100\n"})
 	ctx := context.Background()
 	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.runner.HandleUpdate(ctx, Update{Kind: UpdateStageStarted, RunID: run.ID, Stage: "a", Attempt: 1, Agent: "ghost"})
-	// No more updates: the lease runs out and attempt 2 is queued.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		cur, _ := f.store.Run(ctx, run.ID)
-		if st := stageByKey(cur, "a"); st.Attempt == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("attempt 2 not queued after the lease ran out")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	// Attempt 2 starts on another agent that dies as well.
-	f.runner.HandleUpdate(ctx, Update{Kind: UpdateStageStarted, RunID: run.ID, Stage: "a", Attempt: 2, Agent: "ghost2"})
-	run = f.wait(run.ID, 30*time.Second)
+	f.update(run, wire.Update{Kind: wire.KindStarted, StageID: "a", Attempt: 1, Agent: "ghost"})
+	run = f.wait(run.ID, 20*time.Second)
 	st := stageByKey(run, "a")
-	if run.Status != store.StatusFailure || st.Status != store.StatusError || st.Reason != store.ReasonAgentLost {
-		t.Errorf("run %s, stage %s/%s; want failure, error/%s", run.Status, st.Status, st.Reason, store.ReasonAgentLost)
+	if run.Status != store.StatusFailure || st.Status != store.StatusError || st.Reason != store.ReasonAgentLost || st.Attempt != 1 {
+		t.Errorf("got run %s, stage %s/%s attempt %d; want failure, error/%s attempt 1", run.Status, st.Status, st.Reason, st.Attempt, store.ReasonAgentLost)
 	}
-	bus.mu.Lock()
-	njobs := len(bus.jobs)
-	bus.mu.Unlock()
-	if njobs != 2 || st.Attempt != 2 {
-		t.Errorf("dispatched %d jobs, attempt %d; want 2 jobs, attempt 2", njobs, st.Attempt)
+	select {
+	case c := <-cancels:
+		if c.StageID != "a" || c.Attempt != 1 || c.RunID != strconv.FormatInt(run.ID, 10) {
+			t.Errorf("got cancel %+v, want run %d stage a attempt 1", c, run.ID)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("no cancel published for the lost attempt")
 	}
-	// A late update of attempt 1 changes nothing.
-	f.runner.HandleUpdate(ctx, Update{Kind: UpdateStageStarted, RunID: run.ID, Stage: "a", Attempt: 1, Agent: "ghost"})
+	f.update(run, wire.Update{Kind: wire.KindStepStarted, StageID: "a", Attempt: 1, Agent: "ghost", Step: "s"})
 	after, _ := f.store.Run(ctx, run.ID)
-	if got := stageByKey(after, "a"); got.Status != store.StatusError || got.Agent != st.Agent {
-		t.Errorf("after stale update stage = %s agent %q, want unchanged", got.Status, got.Agent)
+	if got := stageByKey(after, "a"); got.Status != store.StatusError || got.Steps[0].Status == store.StatusRunning {
+		t.Errorf("after a late update: stage %s, step %s; want error and the step not running", got.Status, got.Steps[0].Status)
+	}
+}
+
+// TestAttemptFencing follows wire rules 4 and 6: a "started" with a higher
+// attempt (a redelivered job) becomes current; other updates must match
+// the current attempt, and stale ones are answered with a cancel.
+func TestAttemptFencing(t *testing.T) {
+	f := newFixture(t, false, time.Minute)
+	cancels := f.cancels()
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s1\n        run: echo\n"})
+	run, err := f.runner.Trigger(context.Background(), f.repo, ev, store.TriggerGitHook, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name       string
+		u          wire.Update
+		wantStage  store.Status
+		wantAtt    int
+		wantAgent  string
+		wantStep   store.Status
+		wantCancel int // attempt a cancel must name, 0 for none
+	}{
+		{"first delivery starts", wire.Update{Kind: wire.KindStarted, Attempt: 1, Agent: "a1"},
+			store.StatusRunning, 1, "a1", store.StatusPending, 0},
+		{"redelivery as attempt 3 becomes current", wire.Update{Kind: wire.KindStarted, Attempt: 3, Agent: "a2"},
+			store.StatusRunning, 3, "a2", store.StatusPending, 0},
+		{"old attempt's step is refused", wire.Update{Kind: wire.KindStepStarted, Attempt: 1, Agent: "a1", Step: "s1"},
+			store.StatusRunning, 3, "a2", store.StatusPending, 1},
+		{"old attempt's finish is refused", wire.Update{Kind: wire.KindFinished, Attempt: 1, Agent: "a1", Status: wire.StatusFailure},
+			store.StatusRunning, 3, "a2", store.StatusPending, 0},
+		{"an older started does not go back", wire.Update{Kind: wire.KindStarted, Attempt: 2, Agent: "a3"},
+			store.StatusRunning, 3, "a2", store.StatusPending, 2},
+		{"current attempt's step runs", wire.Update{Kind: wire.KindStepStarted, Attempt: 3, Agent: "a2", Step: "s1"},
+			store.StatusRunning, 3, "a2", store.StatusRunning, 0},
+		{"current attempt's step ends", wire.Update{Kind: wire.KindStepFinished, Attempt: 3, Agent: "a2", Step: "s1", Status: wire.StatusSuccess},
+			store.StatusRunning, 3, "a2", store.StatusSuccess, 0},
+		{"current attempt finishes", wire.Update{Kind: wire.KindFinished, Attempt: 3, Agent: "a2", Status: wire.StatusSuccess},
+			store.StatusSuccess, 3, "a2", store.StatusSuccess, 0},
+		{"a start after the end is cancelled", wire.Update{Kind: wire.KindStarted, Attempt: 4, Agent: "a4"},
+			store.StatusSuccess, 3, "a2", store.StatusSuccess, 4},
+	}
+	for _, s := range steps {
+		s.u.StageID = "a"
+		f.update(run, s.u)
+		cur, err := f.store.Run(context.Background(), run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := stageByKey(cur, "a")
+		if st.Status != s.wantStage || st.Attempt != s.wantAtt || st.Agent != s.wantAgent || st.Steps[0].Status != s.wantStep {
+			t.Errorf("%s: got stage %s attempt %d agent %q step %s; want %s attempt %d agent %q step %s", s.name,
+				st.Status, st.Attempt, st.Agent, st.Steps[0].Status, s.wantStage, s.wantAtt, s.wantAgent, s.wantStep)
+		}
+		if s.wantCancel == 0 {
+			continue
+		}
+		select {
+		case c := <-cancels:
+			if c.StageID != "a" || c.Attempt != s.wantCancel {
+				t.Errorf("%s: got cancel of %s attempt %d, want a attempt %d", s.name, c.StageID, c.Attempt, s.wantCancel)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s: no cancel published", s.name)
+		}
+	}
+	if cur, _ := f.store.Run(context.Background(), run.ID); cur.Status != store.StatusSuccess {
+		t.Errorf("got run %s, want success", cur.Status)
+	}
+}
+
+// TestStageEnd maps an agent's final status (or the dispatcher's "lost")
+// to the stored stage status and reason.
+func TestStageEnd(t *testing.T) {
+	tests := []struct {
+		kind       wire.Kind
+		status     wire.Status
+		reason     string
+		wantStatus store.Status
+		wantReason string
+	}{
+		{wire.KindFinished, wire.StatusSuccess, "", store.StatusSuccess, ""},
+		{wire.KindFinished, wire.StatusFailure, "step s failed", store.StatusFailure, "step s failed"},
+		{wire.KindFinished, wire.StatusTimeout, "", store.StatusFailure, store.ReasonTimeout},
+		{wire.KindFinished, wire.StatusCancelled, "lease lost", store.StatusCanceled, "lease lost"},
+		{wire.KindFinished, wire.StatusError, "", store.StatusError, "error"},
+		{wire.KindLost, wire.StatusError, "no agent finished the stage in 5 deliveries", store.StatusError, store.ReasonAgentLost},
+	}
+	f := newFixture(t, false, time.Minute)
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo\n"})
+	for _, tt := range tests {
+		t.Run(string(tt.kind)+"/"+string(tt.status), func(t *testing.T) {
+			run, err := f.runner.Trigger(context.Background(), f.repo, ev, store.TriggerManual, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.update(run, wire.Update{Kind: wire.KindStarted, StageID: "a", Attempt: 1, Agent: "x"})
+			f.update(run, wire.Update{Kind: tt.kind, StageID: "a", Attempt: 1, Agent: "x", Status: tt.status, Reason: tt.reason})
+			cur, _ := f.store.Run(context.Background(), run.ID)
+			if st := stageByKey(cur, "a"); st.Status != tt.wantStatus || st.Reason != tt.wantReason {
+				t.Errorf("got stage %s/%q, want %s/%q", st.Status, st.Reason, tt.wantStatus, tt.wantReason)
+			}
+		})
 	}
 }
 
 func TestCancel(t *testing.T) {
-	f := newFixture(t, nil, 0)
+	f := newFixture(t, true, 0)
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: sleep 30\n"})
 	ctx := context.Background()
 	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
@@ -343,8 +441,7 @@ func TestCancel(t *testing.T) {
 }
 
 func TestConcurrencyGroupInRunOrder(t *testing.T) {
-	bus := &silentBus{}
-	f := newFixture(t, bus, time.Minute)
+	f := newFixture(t, false, time.Minute)
 	ctx := context.Background()
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  deploy:\n    concurrency: prod\n    steps:\n      - name: s\n        run: echo\n"})
 	first, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
@@ -363,9 +460,8 @@ func TestConcurrencyGroupInRunOrder(t *testing.T) {
 		t.Errorf("second run's deploy = %s (%q), want pending (waiting for concurrency group prod)", s2.Status, s2.PendingReason)
 	}
 	// The first finishes: the second gets the group.
-	f.runner.HandleUpdate(ctx, Update{Kind: UpdateStageStarted, RunID: first.ID, Stage: "deploy", Attempt: 1, Agent: "a"})
-	f.runner.HandleUpdate(ctx, Update{Kind: UpdateStageFinished, RunID: first.ID, Stage: "deploy", Attempt: 1, Agent: "a",
-		Result: &stage.Result{Status: stage.StatusSuccess}})
+	f.update(first, wire.Update{Kind: wire.KindStarted, StageID: "deploy", Attempt: 1, Agent: "a"})
+	f.update(first, wire.Update{Kind: wire.KindFinished, StageID: "deploy", Attempt: 1, Agent: "a", Status: wire.StatusSuccess})
 	got, _ := f.store.Run(ctx, second.ID)
 	if st := stageByKey(got, "deploy"); st.Status != store.StatusQueued {
 		t.Errorf("after the first finished, second's deploy = %s, want queued", st.Status)
@@ -376,8 +472,7 @@ func TestConcurrencyGroupInRunOrder(t *testing.T) {
 }
 
 func TestCancelPreviousAndReject(t *testing.T) {
-	bus := &silentBus{}
-	f := newFixture(t, bus, time.Minute)
+	f := newFixture(t, false, time.Minute)
 	ctx := context.Background()
 	repo := *f.repo
 	repo.CancelPrevious = true
@@ -396,9 +491,8 @@ func TestCancelPreviousAndReject(t *testing.T) {
 	if st := stageByKey(cur, "ship"); st.Status != store.StatusPending || st.PendingReason != "waiting for needs: build" {
 		t.Errorf("ship = %s (%q), want pending (waiting for needs: build)", st.Status, st.PendingReason)
 	}
-	f.runner.HandleUpdate(ctx, Update{Kind: UpdateStageStarted, RunID: cur.ID, Stage: "build", Attempt: 1, Agent: "a"})
-	f.runner.HandleUpdate(ctx, Update{Kind: UpdateStageFinished, RunID: cur.ID, Stage: "build", Attempt: 1, Agent: "a",
-		Result: &stage.Result{Status: stage.StatusSuccess}})
+	f.update(cur, wire.Update{Kind: wire.KindStarted, StageID: "build", Attempt: 1, Agent: "a"})
+	f.update(cur, wire.Update{Kind: wire.KindFinished, StageID: "build", Attempt: 1, Agent: "a", Status: wire.StatusSuccess})
 	got, _ := f.store.Run(ctx, cur.ID)
 	if st := stageByKey(got, "ship"); st.Status != store.StatusWaiting {
 		t.Fatalf("ship = %s, want waiting", st.Status)

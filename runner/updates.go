@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
-	"github.com/runnel-ci/runnel/agents/stage"
+	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
@@ -18,41 +20,54 @@ func LogKey(runID int64, stageKey string, attempt, step int) logstore.Key {
 	return logstore.Key{Run: strconv.FormatInt(runID, 10), Stage: stageKey, Attempt: attempt, Step: strconv.Itoa(step)}
 }
 
-// HandleUpdate applies an agent's update. Updates of an attempt that is
-// not the stage's current one are ignored (and the attempt is told to
-// stop), as are updates that the state machine refuses. It is safe for
-// concurrent use; log updates touch only the log store.
-func (r *Runner) HandleUpdate(ctx context.Context, u Update) {
-	if u.Kind == UpdateLog {
-		if err := r.cfg.Logs.Append(LogKey(u.RunID, u.Stage, u.Attempt, u.Step), u.Seq, u.Data); err != nil {
-			r.log.Error("append log", "run", u.RunID, "stage", u.Stage, "step", u.Step, "err", err)
-		}
-		return
-	}
-	log := r.log.With("run", u.RunID, "stage", u.Stage, "attempt", u.Attempt, "agent", u.Agent, "kind", u.Kind)
-	run, err := r.cfg.Store.Run(ctx, u.RunID)
+// Handler returns the natsbus.Handler that feeds agents' updates and log
+// chunks into r; pass it to the dispatcher's Run.
+func (r *Runner) Handler() natsbus.Handler { return handler{r} }
+
+type handler struct{ r *Runner }
+
+func (h handler) Update(ctx context.Context, u *wire.Update) error { return h.r.HandleUpdate(ctx, u) }
+func (h handler) Log(ctx context.Context, c *wire.LogChunk) error  { return h.r.HandleLog(ctx, c) }
+
+// HandleUpdate applies an agent's update. A "started" whose attempt is
+// above the stage's current one makes it current (a redelivered job, wire
+// rule 4); any other update of an attempt that is not the current one is
+// ignored and its attempt told to stop (wire rule 6), as are updates that
+// the state machine refuses. It returns an error only when the update
+// could not be looked at (the store failed), so the bus delivers it again.
+// It is safe for concurrent use.
+func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
+	runID, err := strconv.ParseInt(u.RunID, 10, 64)
 	if err != nil {
-		log.Warn("update for unknown run", "err", err)
-		return
+		r.log.Warn("update for a run id that is not ours", "run", u.RunID)
+		return nil
+	}
+	log := r.log.With("run", runID, "stage", u.StageID, "attempt", u.Attempt, "agent", u.Agent, "kind", u.Kind)
+	run, err := r.cfg.Store.Run(ctx, runID)
+	if errors.Is(err, store.ErrNotFound) {
+		log.Warn("update for unknown run")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("update of run %d: %w", runID, err)
 	}
 	var st *store.Stage
 	for _, s := range run.Stages {
-		if s.Key == u.Stage {
+		if s.Key == u.StageID {
 			st = s
 		}
 	}
 	if st == nil {
 		log.Warn("update for unknown stage")
-		return
+		return nil
 	}
-	if u.Step < 0 && u.StepName != "" {
-		for _, step := range st.Steps {
-			if step.Name == u.StepName {
-				u.Step = step.Position
-			}
+	step := -1
+	for _, s := range st.Steps {
+		if u.Step != "" && s.Name == u.Step {
+			step = s.Position
 		}
 	}
-	if u.Kind == UpdateStageStarted && u.Attempt > st.Attempt && !st.Status.Terminal() && u.Attempt-st.Attempt <= 20 {
+	if u.Kind == wire.KindStarted && u.Attempt > st.Attempt && !st.Status.Terminal() && u.Attempt-st.Attempt <= 20 {
 		// A redelivered job runs as a higher attempt (wire rule 4): make
 		// it current so the earlier attempt is fenced off.
 		for st.Attempt < u.Attempt {
@@ -66,12 +81,13 @@ func (r *Runner) HandleUpdate(ctx context.Context, u Update) {
 	}
 	if u.Attempt != st.Attempt || st.Status.Terminal() {
 		log.Info("stale update ignored", "current_attempt", st.Attempt, "status", st.Status)
-		if u.Kind != UpdateStageFinished {
-			if err := r.cfg.Bus.Cancel(ctx, u.RunID, u.Stage, u.Attempt); err != nil {
+		if u.Kind != wire.KindFinished && u.Kind != wire.KindLost {
+			c := wire.Cancel{RunID: u.RunID, StageID: u.StageID, Attempt: u.Attempt, Reason: "stale attempt"}
+			if err := r.cfg.Bus.Cancel(ctx, c); err != nil {
 				log.Warn("cancel stale attempt", "err", err)
 			}
 		}
-		return
+		return nil
 	}
 	now := u.Time
 	if now.IsZero() {
@@ -89,16 +105,16 @@ func (r *Runner) HandleUpdate(ctx context.Context, u Update) {
 		log.Error("apply update", "err", err)
 	}
 	switch u.Kind {
-	case UpdateLost:
+	case wire.KindLost:
 		r.forget(st.ID)
 		r.finishStepLogs(run.ID, st)
 		r.endStage(ctx, run, st, u.Attempt, store.StatusError, store.ReasonAgentLost)
-	case UpdateHeartbeat:
-	case UpdateStageStarted:
+	case wire.KindHeartbeat:
+	case wire.KindStarted:
 		err := r.cfg.Store.UpdateStage(ctx, st.ID, u.Attempt, store.StageUpdate{Status: store.StatusRunning, Agent: u.Agent})
 		fence(err)
 		if err != nil {
-			return
+			return nil
 		}
 		if run.Status == store.StatusPending {
 			err := r.cfg.Store.UpdateRun(ctx, run.ID, store.StatusRunning, "")
@@ -120,59 +136,136 @@ func (r *Runner) HandleUpdate(ctx context.Context, u Update) {
 			r.cfg.Metrics.StageStarted()
 		}
 		r.report(run, "runnel/"+st.Key, "running", "Running on "+u.Agent)
-	case UpdateStepStarted:
-		fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, u.Step, store.StepUpdate{Status: store.StatusRunning, Attempts: u.StepAttempt,
-			LogKey: LogKey(run.ID, st.Key, u.Attempt, u.Step).String()}))
-	case UpdateStepFinished:
-		if u.StepResult == nil {
-			return
+	case wire.KindStepStarted:
+		if step < 0 {
+			log.Warn("update for unknown step", "step", u.Step)
+			return nil
 		}
-		su := store.StepUpdate{Status: stepStatus(u.StepResult.Status), Attempts: u.StepResult.Attempts}
-		if u.StepResult.Status != stage.StatusSkipped {
-			code := u.StepResult.ExitCode
+		fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, step, store.StepUpdate{Status: store.StatusRunning,
+			LogKey: LogKey(run.ID, st.Key, u.Attempt, step).String()}))
+	case wire.KindStepFinished:
+		if step < 0 {
+			log.Warn("update for unknown step", "step", u.Step)
+			return nil
+		}
+		su := store.StepUpdate{Status: stepStatus(u.Status), Attempts: 1}
+		if u.Status != wire.StatusSkipped {
+			code := u.ExitCode
 			su.ExitCode = &code
 		}
-		fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, u.Step, su))
-		if err := r.cfg.Logs.Finish(LogKey(run.ID, st.Key, u.Attempt, u.Step)); err != nil {
+		fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, step, su))
+		if err := r.cfg.Logs.Finish(LogKey(run.ID, st.Key, u.Attempt, step)); err != nil {
 			log.Warn("finish step log", "err", err)
 		}
-	case UpdateStageFinished:
-		status, reason := store.StatusError, "no result"
-		if u.Result != nil {
-			status, reason = stageStatus(u.Result)
-		}
+	case wire.KindFinished:
+		status, reason := stageStatus(u.Status, u.Reason)
 		r.endStage(ctx, run, st, u.Attempt, status, reason)
+	default:
+		log.Warn("update of unknown kind ignored")
 	}
+	return nil
 }
 
-func stepStatus(s stage.Status) store.Status {
+// HandleLog stores a chunk of a step's output. Chunks of steps the run
+// does not have are dropped; an error (the log store failed) asks the bus
+// to deliver the chunk again.
+func (r *Runner) HandleLog(ctx context.Context, c *wire.LogChunk) error {
+	runID, err := strconv.ParseInt(c.RunID, 10, 64)
+	if err != nil {
+		return nil
+	}
+	idx, err := r.steps.index(ctx, r.cfg.Store, runID, c.StageID, c.Step)
+	if err != nil {
+		return err
+	}
+	if idx < 0 {
+		return nil
+	}
+	key := LogKey(runID, c.StageID, c.Attempt, idx)
+	if len(c.Data) > 0 {
+		if err := r.cfg.Logs.Append(key, int64(c.Seq), c.Data); err != nil {
+			return fmt.Errorf("append log %s: %w", key, err)
+		}
+	}
+	if c.EOF {
+		if err := r.cfg.Logs.Finish(key); err != nil {
+			return fmt.Errorf("finish log %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// stepCache maps a run's stage's step names (what agents report) to step
+// positions (what the store and the log keys use), so log chunks need no
+// query each. Its zero value is ready.
+type stepCache struct {
+	mu    sync.Mutex
+	names map[string][]string // "run/stage" → step names in order
+}
+
+// index returns the position of step in the stage, or -1.
+func (c *stepCache) index(ctx context.Context, st *store.Store, runID int64, stageKey, step string) (int, error) {
+	k := strconv.FormatInt(runID, 10) + "/" + stageKey
+	c.mu.Lock()
+	names, ok := c.names[k]
+	c.mu.Unlock()
+	if !ok {
+		run, err := st.Run(ctx, runID)
+		if errors.Is(err, store.ErrNotFound) {
+			return -1, nil
+		}
+		if err != nil {
+			return -1, fmt.Errorf("steps of run %d: %w", runID, err)
+		}
+		for _, s := range run.Stages {
+			if s.Key == stageKey {
+				for _, step := range s.Steps {
+					names = append(names, step.Name)
+				}
+			}
+		}
+		c.mu.Lock()
+		if c.names == nil || len(c.names) > 10000 {
+			c.names = map[string][]string{}
+		}
+		c.names[k] = names
+		c.mu.Unlock()
+	}
+	for i, n := range names {
+		if n == step {
+			return i, nil
+		}
+	}
+	return -1, nil
+}
+
+func stepStatus(s wire.Status) store.Status {
 	switch s {
-	case stage.StatusSuccess:
+	case wire.StatusSuccess:
 		return store.StatusSuccess
-	case stage.StatusFailure, stage.StatusTimeout:
+	case wire.StatusFailure, wire.StatusTimeout:
 		return store.StatusFailure
-	case stage.StatusCanceled:
+	case wire.StatusCancelled:
 		return store.StatusCanceled
-	case stage.StatusSkipped:
+	case wire.StatusSkipped:
 		return store.StatusSkipped
 	}
 	return store.StatusError
 }
 
-func stageStatus(res *stage.Result) (store.Status, string) {
-	switch res.Status {
-	case stage.StatusSuccess:
+func stageStatus(s wire.Status, reason string) (store.Status, string) {
+	switch s {
+	case wire.StatusSuccess:
 		return store.StatusSuccess, ""
-	case stage.StatusFailure:
-		return store.StatusFailure, res.Reason
-	case stage.StatusTimeout:
+	case wire.StatusFailure:
+		return store.StatusFailure, reason
+	case wire.StatusTimeout:
 		return store.StatusFailure, store.ReasonTimeout
-	case stage.StatusCanceled:
-		return store.StatusCanceled, res.Reason
-	case stage.StatusSkipped:
-		return store.StatusSkipped, res.Reason
+	case wire.StatusCancelled:
+		return store.StatusCanceled, reason
+	case wire.StatusSkipped:
+		return store.StatusSkipped, reason
 	}
-	reason := res.Reason
 	if reason == "" {
 		reason = "error"
 	}
@@ -305,7 +398,8 @@ func (r *Runner) cancel(ctx context.Context, runID int64, reason string) error {
 			}
 		}
 		if st.Status == store.StatusQueued || st.Status == store.StatusRunning {
-			if err := r.cfg.Bus.Cancel(ctx, runID, st.Key, st.Attempt); err != nil {
+			c := wire.Cancel{RunID: strconv.FormatInt(runID, 10), StageID: st.Key, Attempt: st.Attempt, Reason: reason}
+			if err := r.cfg.Bus.Cancel(ctx, c); err != nil {
 				r.log.Warn("publish cancel", "run", runID, "stage", st.Key, "err", err)
 			}
 		}

@@ -26,6 +26,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
@@ -185,16 +187,15 @@ func maxTriggers() int {
 	return n
 }
 
-// noAgents is the bus of `runnel server --no-agent --nats-url none`:
-// stages are queued in the store and wait for an agent that never comes,
-// so the benchmark measures ingestion and run creation, not builds.
+// noAgents is a bus without agents (what `runnel server --no-agent`
+// amounts to, minus the JetStream publish): stages are queued in the store
+// and wait for an agent that never comes, so the benchmark measures
+// ingestion and run creation, not builds.
 type noAgents struct{}
 
-func (noAgents) Dispatch(ctx context.Context, j *runner.Job) error { return nil }
-func (noAgents) Cancel(ctx context.Context, runID int64, stageID string, attempt int) error {
-	return nil
-}
-func (noAgents) Agents() []runner.AgentInfo { return nil }
+func (noAgents) Publish(ctx context.Context, j *wire.Job) error  { return nil }
+func (noAgents) Cancel(ctx context.Context, c wire.Cancel) error { return nil }
+func (noAgents) Agents() []natsbus.AgentStatus                   { return nil }
 
 // runnel builds the server stack the way cmd/runnel's runServer does
 // (store, logstore, metrics, status queue, runner, httpapi with the forge
@@ -250,7 +251,7 @@ func runnel(t testing.TB, dsn string) *target {
 	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}},
-		Agents:         noAgents{}.Agents, MaxTriggers: maxTriggers()})
+		Agents:         rn.Agents, MaxTriggers: maxTriggers()})
 	url := serve(t, api.Handler())
 	// Cleanups run last-in first-out: triggers, then listener, runner
 	// and store stop.

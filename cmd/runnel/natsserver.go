@@ -25,7 +25,6 @@ type natsSetup struct {
 	url    string
 	nc     *nats.Conn
 	d      *natsbus.Dispatcher
-	bus    *runner.NATSBus
 	agentC natsbus.Creds
 
 	cancel context.CancelFunc
@@ -84,7 +83,6 @@ func startNATS(ctx context.Context, f serverFlags, data string, log *slog.Logger
 		n.close()
 		return nil, err
 	}
-	n.bus = &runner.NATSBus{D: n.d}
 	return n, nil
 }
 
@@ -94,7 +92,7 @@ func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, e
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.d.Run(ctx, n.bus.Handler(rn)); err != nil {
+		if err := n.d.Run(ctx, rn.Handler()); err != nil {
 			log.Error("event consumer stopped", "err", err)
 		}
 	}()

@@ -98,7 +98,7 @@ for up to --drain-timeout; a second one exits at once.`,
 	fl.StringVar(&f.addr, "addr", a.envDefault("RUNNEL_ADDR", ":8080"), "listen address ($RUNNEL_ADDR)")
 	fl.StringVar(&f.data, "data", a.envDefault("RUNNEL_DATA", "./runnel-data"), "data directory ($RUNNEL_DATA)")
 	fl.StringVar(&f.db, "db", a.envDefault("RUNNEL_DB", ""), "database DSN: a SQLite path or postgres://... (default: DATA/runnel.db) ($RUNNEL_DB)")
-	fl.StringVar(&f.natsURL, "nats-url", a.envDefault("RUNNEL_NATS_URL", "embedded"), `"embedded" (NATS+JetStream in DATA/nats), nats://... (external), or "none" (no NATS; the built-in agent runs in-process) ($RUNNEL_NATS_URL)`)
+	fl.StringVar(&f.natsURL, "nats-url", a.envDefault("RUNNEL_NATS_URL", "embedded"), `"embedded" (NATS+JetStream in DATA/nats) or nats://... (external) ($RUNNEL_NATS_URL)`)
 	fl.IntVar(&f.natsPort, "nats-port", a.envInt("RUNNEL_NATS_PORT", 4222), "port of the embedded NATS server; -1 picks a free one ($RUNNEL_NATS_PORT)")
 	fl.StringVar(&f.natsUser, "nats-user", a.envDefault("RUNNEL_NATS_USER", "runnel-server"), "user for an external NATS ($RUNNEL_NATS_USER)")
 	fl.StringVar(&f.natsPassword, "nats-password", a.envDefault("RUNNEL_NATS_PASSWORD", ""), "password for an external NATS ($RUNNEL_NATS_PASSWORD)")
@@ -185,12 +185,11 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		baseURL = "http://" + ln.Addr().String()
 	}
 
-	var (
-		bus      runner.Bus
-		lb       *runner.LocalBus
-		nb       *natsSetup
-		agentEng engine.Engine
-	)
+	if f.natsURL != "embedded" && !strings.HasPrefix(f.natsURL, "nats://") && !strings.HasPrefix(f.natsURL, "tls://") {
+		ln.Close()
+		return usageError(fmt.Errorf("--nats-url %q: want \"embedded\" or nats://... (the built-in agent always talks to the server over NATS)", f.natsURL))
+	}
+	var agentEng engine.Engine
 	if !f.noAgent {
 		eng, closer, err := serverEngine(bg, f.backend, log)
 		if err != nil {
@@ -200,44 +199,24 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		defer closer()
 		agentEng = eng
 	}
-	host, _ := os.Hostname()
-	switch {
-	case f.natsURL != "none" && f.natsURL != "":
-		nb, err = startNATS(bg, f, data, log)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		defer nb.close()
-		bus = nb.bus
-	case f.noAgent:
-		bus = noAgents{}
-	default:
-		lb, err = runner.NewLocalBus(runner.LocalBusOptions{Name: "builtin-" + host, Labels: labels, Capacity: f.agentCapacity,
-			Engine: agentEng, WorkDir: filepath.Join(data, "agent"), Logger: log, Heartbeat: f.leaseTimeout / 4})
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		bus = lb
+	nb, err := startNATS(bg, f, data, log)
+	if err != nil {
+		ln.Close()
+		return err
 	}
-	rn, err := runner.New(runner.Config{Store: st, Bus: bus, Logs: logs, Statuses: statuses, Metrics: mets, Logger: log,
+	defer nb.close()
+	rn, err := runner.New(runner.Config{Store: st, Bus: nb.d, Logs: logs, Statuses: statuses, Metrics: mets, Logger: log,
 		BaseURL: baseURL, CacheDir: filepath.Join(data, "cache"), LeaseTimeout: f.leaseTimeout})
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	if lb != nil {
-		lb.SetHandler(rn.HandleUpdate)
-	}
 	if err := mets.Rebuild(bg, runner.History{Store: st}); err != nil {
 		log.Warn("rebuild metrics from history", "err", err)
 	}
-	if nb != nil {
-		if err := nb.run(bg, rn, f, agentEng, labels, filepath.Join(data, "agent"), log); err != nil {
-			ln.Close()
-			return err
-		}
+	if err := nb.run(bg, rn, f, agentEng, labels, filepath.Join(data, "agent"), log); err != nil {
+		ln.Close()
+		return err
 	}
 	if err := rn.Start(bg); err != nil {
 		ln.Close()
@@ -247,10 +226,10 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
-		Agents:         bus.Agents})
+		Agents:         rn.Agents})
 	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
 	// /deployments, /login, /logout and /static/; everything else goes to the API.
-	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: bus.Agents, Logger: log,
+	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log,
 		SecureCookie: strings.HasPrefix(baseURL, "https://")})
 	if err != nil {
 		ln.Close()
@@ -272,12 +251,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	dctx, cancel := context.WithTimeout(bg, f.drainTimeout)
 	defer cancel()
 	api.Drain(dctx)
-	if lb != nil {
-		lb.Drain(dctx)
-	}
-	if nb != nil {
-		nb.drain(dctx)
-	}
+	nb.drain(dctx)
 	sctx, scancel := context.WithTimeout(bg, 5*time.Second)
 	defer scancel()
 	_ = srv.Shutdown(sctx)
@@ -338,15 +312,6 @@ func serverEngine(ctx context.Context, backend string, log *slog.Logger) (engine
 	}
 	return eng, func() { cli.Close() }, nil
 }
-
-// noAgents is the bus of a server without agents.
-type noAgents struct{}
-
-func (noAgents) Dispatch(ctx context.Context, j *runner.Job) error { return nil }
-func (noAgents) Cancel(ctx context.Context, runID int64, stageID string, attempt int) error {
-	return nil
-}
-func (noAgents) Agents() []runner.AgentInfo { return nil }
 
 // statusReporter reports statuses of GitHub and Gitea repos that have a
 // status token; other repos have none.

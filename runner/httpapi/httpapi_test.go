@@ -19,9 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runnel-ci/runnel/agents/engine/local"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/logstore"
+	"github.com/runnel-ci/runnel/runner/runnertest"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
 	"github.com/runnel-ci/runnel/scm/github"
@@ -63,25 +63,20 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	bus, err := runner.NewLocalBus(runner.LocalBusOptions{Name: "local", Engine: local.New(local.Options{Root: filepath.Join(dir, "ws"), Logger: log}),
-		WorkDir: filepath.Join(dir, "agent"), Logger: log})
+	bus := runnertest.Start(t, runnertest.Options{Logger: log})
+	rn, err := runner.New(runner.Config{Store: st, Bus: bus.Dispatcher, Logs: logs, Logger: log, CacheDir: filepath.Join(dir, "cache")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rn, err := runner.New(runner.Config{Store: st, Bus: bus, Logs: logs, Logger: log, CacheDir: filepath.Join(dir, "cache")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bus.SetHandler(rn.HandleUpdate)
+	bus.Serve(rn.Handler())
 	if err := rn.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	api := New(Config{Store: st, Runner: rn, Logs: logs, Logger: log, Hooks: map[string]scm.Hook{"github": github.Hook{}}, Agents: bus.Agents})
+	api := New(Config{Store: st, Runner: rn, Logs: logs, Logger: log, Hooks: map[string]scm.Hook{"github": github.Hook{}}, Agents: rn.Agents})
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(func() {
 		srv.Close()
 		api.Drain(context.Background())
-		bus.Drain(context.Background())
 		rn.Close()
 	})
 	tok, _, err := st.CreateToken(ctx, "alice", true)

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/logstore"
@@ -36,15 +38,15 @@ type quietBus struct {
 	canceled []string
 }
 
-func (b *quietBus) Dispatch(ctx context.Context, j *runner.Job) error { return nil }
-func (b *quietBus) Cancel(ctx context.Context, runID int64, stageID string, attempt int) error {
+func (b *quietBus) Publish(ctx context.Context, j *wire.Job) error { return nil }
+func (b *quietBus) Cancel(ctx context.Context, c wire.Cancel) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.canceled = append(b.canceled, stageID)
+	b.canceled = append(b.canceled, c.StageID)
 	return nil
 }
-func (b *quietBus) Agents() []runner.AgentInfo {
-	return []runner.AgentInfo{{Name: "agent-1", Labels: map[string]string{"os": "linux", "arch": "amd64"}, Capacity: 4, Running: 1}}
+func (b *quietBus) Agents() []natsbus.AgentStatus {
+	return []natsbus.AgentStatus{{Presence: wire.Presence{Name: "agent-1", Labels: map[string]string{"os": "linux", "arch": "amd64"}, Capacity: 4, Running: 1}}}
 }
 
 // env is a UI over a real SQLite store, a real log store and a real
@@ -86,7 +88,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.ui, err = New(Config{Store: e.store, Logs: e.logs, Actions: e.runner, Agents: bus.Agents, Logger: log,
+	e.ui, err = New(Config{Store: e.store, Logs: e.logs, Actions: e.runner, Agents: e.runner.Agents, Logger: log,
 		RefreshInterval: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
