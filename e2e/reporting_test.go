@@ -622,3 +622,60 @@ func TestReporting(t *testing.T) {
 		checkBadge(t, srv2, badgePath, "passing")
 	})
 }
+
+// TestReportingSkippedStage checks that a stage skipped by design (a
+// `when: {status: failure}` stage of a green run) does not turn the
+// commit's combined GitHub status red.
+func TestReportingSkippedStage(t *testing.T) {
+	needDocker(t)
+	dir := t.TempDir()
+	const name, secret, token = "acme/skip", "skip-secret", "ghs_skip-token"
+	gh := newFakeGitHub(t, name)
+	srv := startServer(t, dir, "")
+	bare, work := repoSetup(t, dir)
+	code, b := srv.do("POST", "/api/v1/repos", strings.NewReader(fmt.Sprintf(
+		`{"name":%q,"forge":"github","clone_url":%q,"secret":%q,"status_token":%q,"status_api_url":%q}`,
+		name, bare, secret, token, gh.srv.URL+"/")),
+		map[string]string{"Authorization": "Bearer " + srv.token})
+	if code != http.StatusCreated {
+		t.Fatalf("create repo: %d %s", code, b)
+	}
+	sha := commit(t, work, `version: 1
+stages:
+  build:
+    image: runnel-test/busybox:latest
+    steps:
+      - name: compile
+        run: echo ok
+  notify:
+    image: runnel-test/busybox:latest
+    needs: [build]
+    when: {status: failure}
+    steps:
+      - name: page
+        run: echo build broke
+`)
+	git(t, work, "push", "-q", "origin", "main")
+	body := fixture(t, "push.with-new-branch.json", func(m map[string]any) {
+		m["after"], m["ref"] = sha, "refs/heads/main"
+		repo := m["repository"].(map[string]any)
+		repo["full_name"], repo["clone_url"] = name, bare
+		m["head_commit"].(map[string]any)["id"] = sha
+	})
+	code, b = srv.do("POST", "/hooks/github", bytes.NewReader(body), map[string]string{
+		"Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": "skip-1",
+		"X-Hub-Signature-256": sign(secret, body)})
+	if code != http.StatusAccepted {
+		t.Fatalf("push webhook: %d %s, want 202", code, b)
+	}
+	r := srv.waitRun(sha, 90*time.Second, terminal)
+	if r.Status != "success" {
+		t.Fatalf("run = %s, want success: %+v", r.Status, r)
+	}
+	gh.waitFinal(sha, "runnel", 30*time.Second)
+	calls := gh.waitFinal(sha, "runnel/notify", 30*time.Second)
+	last := calls[len(calls)-1]
+	if last.State != "success" || !strings.HasPrefix(last.Description, "Skipped") {
+		t.Errorf("runnel/notify final status = %s (%q), want success (\"Skipped…\"): GitHub counts error as failed", last.State, last.Description)
+	}
+}

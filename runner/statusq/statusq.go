@@ -26,12 +26,15 @@ func (f ReporterFunc) Report(ctx context.Context, s scm.Status) error { return f
 
 // State maps a run or stage state of the run lifecycle onto a commit
 // status state: queued and running become pending (forges have no running
-// state); canceled and unknown states become error.
+// state); skipped becomes success (a stage skipped by design, such as a
+// `when: {status: failure}` stage of a green run, must not turn the
+// commit red; the description says "Skipped"); canceled and unknown
+// states become error.
 func State(runState string) scm.State {
 	switch runState {
 	case "queued", "pending", "running", "started":
 		return scm.StatePending
-	case "success", "passed":
+	case "success", "passed", "skipped":
 		return scm.StateSuccess
 	case "failure", "failed":
 		return scm.StateFailure

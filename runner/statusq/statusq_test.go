@@ -281,6 +281,7 @@ func TestState(t *testing.T) {
 		{"pending", scm.StatePending},
 		{"success", scm.StateSuccess},
 		{"failure", scm.StateFailure},
+		{"skipped", scm.StateSuccess},
 		{"canceled", scm.StateError},
 		{"error", scm.StateError},
 		{"", scm.StateError},
