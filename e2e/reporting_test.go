@@ -625,7 +625,9 @@ func TestReporting(t *testing.T) {
 
 // TestReportingSkippedStage checks that a stage skipped by design (a
 // `when: {status: failure}` stage of a green run) does not turn the
-// commit's combined GitHub status red.
+// commit's combined GitHub status red, and that a status GitHub refuses
+// on every attempt is given up on, counted once in
+// runnel_status_report_failures_total, and leaves the run's result alone.
 func TestReportingSkippedStage(t *testing.T) {
 	needDocker(t)
 	dir := t.TempDir()
@@ -655,6 +657,10 @@ stages:
       - name: page
         run: echo build broke
 `)
+	// GitHub refuses the build stage's final status on every attempt:
+	// the queue gives up after its 6 attempts (about 15 s of backoff) and
+	// counts one failure.
+	gh.failTimes(sha, "runnel/build", "success", 1000)
 	git(t, work, "push", "-q", "origin", "main")
 	body := fixture(t, "push.with-new-branch.json", func(m map[string]any) {
 		m["after"], m["ref"] = sha, "refs/heads/main"
@@ -677,5 +683,29 @@ stages:
 	last := calls[len(calls)-1]
 	if last.State != "success" || !strings.HasPrefix(last.Description, "Skipped") {
 		t.Errorf("runnel/notify final status = %s (%q), want success (\"Skipped…\"): GitHub counts error as failed", last.State, last.Description)
+	}
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got := counterValue(scrape(t, srv), "runnel_status_report_failures_total", map[string]string{"forge": "github"})
+		if got == 1 {
+			break
+		}
+		if got > 1 || time.Now().After(deadline) {
+			t.Fatalf("runnel_status_report_failures_total{forge=github} = %v, want 1 (one status given up on)", got)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	var answers []int
+	for _, c := range gh.of(sha, "runnel/build") {
+		if c.State == "success" {
+			answers = append(answers, c.Answer)
+		}
+	}
+	if fmt.Sprint(answers) != "[500 500 500 500 500 500]" {
+		t.Errorf("attempts at the build's final status = %v, want six answered 500", answers)
+	}
+	if r := srv.run(r.ID); r.Status != "success" {
+		t.Errorf("run after an undeliverable status = %s, want success", r.Status)
 	}
 }
