@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -426,6 +429,29 @@ func TestReporting(t *testing.T) {
 				}
 			}
 		}
+		// The target URL is the run's page: log in to the UI with the
+		// API token and open it.
+		jar, err := cookiejar.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := &http.Client{Jar: jar}
+		resp, err := client.PostForm(srv.url+"/login", url.Values{"token": {srv.token}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		target := gh.of(runs[2].Commit, "runnel")[0].TargetURL
+		resp, err = client.Get(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Request.URL.String() != target || !bytes.Contains(page, []byte(runs[2].Commit[:7])) {
+			t.Errorf("GET %s after login = %d at %s, want 200 with the run's page (commit %s)", target, resp.StatusCode, resp.Request.URL, runs[2].Commit[:7])
+		}
+
 		// The first run's final status was refused twice: three attempts,
 		// the last accepted, and the run's result is untouched.
 		var answers []int
