@@ -4,8 +4,7 @@
 // and a server killed with SIGKILL in the middle of a run. It has only
 // tests.
 //
-// Knobs: RUNNEL_E2E_NATS=none runs the built-in agent in-process instead
-// of over the embedded NATS; RUNNEL_E2E_LEASE sets the server's lease
-// timeout in the SIGKILL test (default 4s, which ends the lost stage with
-// agent_lost under NATS; 40s lets JetStream redeliver and resume it).
+// Knobs: RUNNEL_E2E_LEASE sets the server's lease timeout in the SIGKILL
+// test (default 4s, which ends the lost stage with agent_lost; 40s lets
+// JetStream redeliver and resume it).
 package e2e

@@ -80,14 +80,7 @@ func startServer(t *testing.T, dir, token string, extra ...string) *server {
 		t.Fatal(err)
 	}
 	args := []string{"server", "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--backend", "docker",
-		"--drain-timeout", "5s"}
-	// RUNNEL_E2E_NATS=none runs the built-in agent in-process instead of
-	// over the embedded NATS server.
-	if os.Getenv("RUNNEL_E2E_NATS") != "none" {
-		args = append(args, "--nats-url", "embedded", "--nats-port", "-1")
-	} else {
-		args = append(args, "--nats-url", "none")
-	}
+		"--drain-timeout", "5s", "--nats-url", "embedded", "--nats-port", "-1"}
 	args = append(args, extra...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "RUNNEL_LOG_LEVEL=debug")
@@ -563,9 +556,6 @@ stages:
 // labels take the other one.
 func TestRemoteAgent(t *testing.T) {
 	needDocker(t)
-	if os.Getenv("RUNNEL_E2E_NATS") == "none" {
-		t.Skip("remote agents need NATS")
-	}
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	out := runnel(t, "agent", "token", "remote-e2e", "--data", data)
