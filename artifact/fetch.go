@@ -1,0 +1,167 @@
+package artifact
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// Fetcher downloads files by URL and expected SHA-256 into a local cache
+// keyed by the checksum, so a file is downloaded once however many pipelines
+// or URLs name it. The zero value is not usable; set Dir.
+//
+// Cache layout: Dir/sha256/<hex> holds verified files; Dir/tmp holds
+// downloads in progress. A file enters the cache only by rename after its
+// checksum matched, so anything under Dir/sha256 was verified once; the
+// cache trusts it afterwards and does not re-hash on hits.
+type Fetcher struct {
+	Dir      string       // cache directory, created on demand
+	Client   *http.Client // nil means http.DefaultClient
+	MaxBytes int64        // largest download accepted; 0 means no limit
+	Logger   *slog.Logger // nil means slog.Default()
+
+	mu     sync.Mutex
+	flight map[string]*fetchCall
+}
+
+type fetchCall struct {
+	done chan struct{}
+	path string
+	err  error
+}
+
+// Fetch returns the path of a cached file whose content has the SHA-256
+// sum (lowercase hex), downloading it from url with GET when it is not
+// cached yet. A download whose content differs fails with an error wrapping
+// ErrChecksum and leaves nothing in the cache. Concurrent Fetch calls for
+// the same checksum share one download, which runs under the context of
+// the call that started it; the others stop waiting when their own context
+// ends. The returned file must be treated as read-only.
+func (f *Fetcher) Fetch(ctx context.Context, url, sum string) (string, error) {
+	if !ValidSHA256(sum) {
+		return "", fmt.Errorf("fetch %s: %w: %q is not a lowercase hex sha256", url, ErrChecksum, truncate(sum))
+	}
+	final := filepath.Join(f.Dir, "sha256", sum)
+	if _, err := os.Stat(final); err == nil {
+		return final, nil
+	}
+
+	f.mu.Lock()
+	if c, ok := f.flight[sum]; ok {
+		f.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.path, c.err
+		case <-ctx.Done():
+			return "", fmt.Errorf("fetch %s: wait for download in progress: %w", url, ctx.Err())
+		}
+	}
+	if f.flight == nil {
+		f.flight = map[string]*fetchCall{}
+	}
+	c := &fetchCall{done: make(chan struct{})}
+	f.flight[sum] = c
+	f.mu.Unlock()
+
+	c.path, c.err = f.download(ctx, url, sum, final)
+
+	f.mu.Lock()
+	delete(f.flight, sum)
+	f.mu.Unlock()
+	close(c.done)
+	return c.path, c.err
+}
+
+func (f *Fetcher) download(ctx context.Context, url, sum, final string) (string, error) {
+	// Another process (or a call that just finished) may have filled it.
+	if _, err := os.Stat(final); err == nil {
+		return final, nil
+	}
+	log := f.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	tmpDir := filepath.Join(f.Dir, "tmp")
+	for _, d := range []string{tmpDir, filepath.Dir(final)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", fmt.Errorf("fetch %s: create cache dir: %w", url, err)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", fmt.Errorf("fetch %s: %w", url, err)
+	}
+	client := f.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("fetch %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("fetch %s: HTTP status %s", url, resp.Status)
+	}
+	tmp, err := os.CreateTemp(tmpDir, sum+"-*")
+	if err != nil {
+		return "", fmt.Errorf("fetch %s: %w", url, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	h := sha256.New()
+	var body io.Reader = resp.Body
+	if f.MaxBytes > 0 {
+		body = io.LimitReader(resp.Body, f.MaxBytes+1)
+	}
+	n, err := io.Copy(io.MultiWriter(tmp, h), body)
+	if err != nil {
+		return "", fmt.Errorf("fetch %s: download: %w", url, err)
+	}
+	if f.MaxBytes > 0 && n > f.MaxBytes {
+		return "", fmt.Errorf("fetch %s: larger than %d bytes", url, f.MaxBytes)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+		return "", fmt.Errorf("fetch %s: %w: downloaded %d bytes with sha256 %s, want %s", url, ErrChecksum, n, got, sum)
+	}
+	if err := tmp.Chmod(0o444); err != nil {
+		return "", fmt.Errorf("fetch %s: %w", url, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return "", fmt.Errorf("fetch %s: sync: %w", url, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("fetch %s: %w", url, err)
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		os.Remove(tmp.Name())
+		committed = true
+		return "", fmt.Errorf("fetch %s: move into cache: %w", url, err)
+	}
+	committed = true
+	log.Debug("artifact fetched", "url", url, "sha256", sum, "bytes", n)
+	return final, nil
+}
+
+// Cached reports whether a file with the SHA-256 sum is in the cache.
+func (f *Fetcher) Cached(sum string) bool {
+	if !ValidSHA256(sum) {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(f.Dir, "sha256", sum))
+	return !errors.Is(err, fs.ErrNotExist) && err == nil
+}
