@@ -415,17 +415,34 @@ func TestReporting(t *testing.T) {
 					}
 					states = append(states, c.State+"("+c.Description+")")
 				}
-				// The fake answers at once, so the queue never has two
-				// statuses of one context waiting and none is coalesced away.
-				queued := "Queued"
-				running := "Running on "
+				// The queue coalesces: a status still waiting when a newer
+				// one of its context arrives is replaced (with the in-process
+				// agent "Queued" is often overtaken by "Running"). So the
+				// delivered states must be the lifecycle in order, possibly
+				// without the intermediate ones, and end in the final state.
+				queued, running := "pending(Queued)", "pending(Running on "
 				if ctx == "runnel" {
-					queued, running = "Run queued", "Running"
+					queued, running = "pending(Run queued)", "pending(Running)"
+				}
+				lifecycle := []string{queued, running, final + "("}
+				inOrder, next := true, 0
+				for _, st := range states {
+					j := next
+					for j < len(lifecycle) && !strings.HasPrefix(st, lifecycle[j]) {
+						j++
+					}
+					if j == len(lifecycle) {
+						inOrder = false // unexpected, repeated or out of order
+						break
+					}
+					next = j + 1
 				}
 				got := strings.Join(states, " → ")
-				if len(states) != 3 || !strings.HasPrefix(states[0], "pending("+queued+")") ||
-					!strings.HasPrefix(states[1], "pending("+running) || !strings.HasPrefix(states[2], final+"(") {
-					t.Errorf("run %d %s: delivered %s, want pending(%s) → pending(%s…) → %s", i+1, ctx, got, queued, running, final)
+				if !inOrder || next != len(lifecycle) {
+					t.Errorf("run %d %s: delivered %s, want in order %s → %s… → %s(…), the first two possibly coalesced away",
+						i+1, ctx, got, queued, running, final)
+				} else if len(states) < 3 {
+					t.Logf("run %d %s: delivered %s (coalesced)", i+1, ctx, got)
 				}
 			}
 		}
