@@ -27,7 +27,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/runnel-ci/runnel/agents/natsbus"
-	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
@@ -187,15 +186,40 @@ func maxTriggers() int {
 	return n
 }
 
-// noAgents is a bus without agents (what `runnel server --no-agent`
-// amounts to, minus the JetStream publish): stages are queued in the store
-// and wait for an agent that never comes, so the benchmark measures
-// ingestion and run creation, not builds.
-type noAgents struct{}
-
-func (noAgents) Publish(ctx context.Context, j *wire.Job) error  { return nil }
-func (noAgents) Cancel(ctx context.Context, c wire.Cancel) error { return nil }
-func (noAgents) Agents() []natsbus.AgentStatus                   { return nil }
+// dispatcher starts an embedded NATS JetStream server in dir and a
+// natsbus.Dispatcher on it, as `runnel server --no-agent` does: jobs are
+// published durably and wait for an agent that never comes, so the
+// benchmark measures ingestion and run creation, not builds. run starts
+// the consumer of agents' events; everything stops when the test ends.
+func dispatcher(t testing.TB, dir string) (d *natsbus.Dispatcher, run func(h natsbus.Handler)) {
+	t.Helper()
+	srv, err := natsbus.StartEmbedded(natsbus.Options{DataDir: dir, Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := natsbus.Connect(srv.ClientURL(), srv.ServerCreds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Drain() })
+	d, err = natsbus.NewDispatcher(context.Background(), nc, natsbus.DispatcherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d, func(h natsbus.Handler) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx, h) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("event consumer: %v", err)
+			}
+		})
+	}
+}
 
 // runnel builds the server stack the way cmd/runnel's runServer does
 // (store, logstore, metrics, status queue, runner, httpapi with the forge
@@ -240,11 +264,13 @@ func runnel(t testing.TB, dsn string) *target {
 		}
 		return nil
 	}), statusq.Options{Logger: log})
-	rn, err := runner.New(runner.Config{Store: st, Bus: noAgents{}, Logs: logs, Statuses: statuses, Metrics: mets,
+	bus, consume := dispatcher(t, filepath.Join(data, "nats"))
+	rn, err := runner.New(runner.Config{Store: st, Bus: bus, Logs: logs, Statuses: statuses, Metrics: mets,
 		Logger: log, BaseURL: "http://127.0.0.1", CacheDir: filepath.Join(data, "cache")})
 	if err != nil {
 		t.Fatal(err)
 	}
+	consume(rn.Handler())
 	if err := rn.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
