@@ -52,6 +52,11 @@ func git(t *testing.T, dir string, args ...string) string {
 // agent by calling HandleUpdate.
 func newFixture(t *testing.T, withAgent bool, lease time.Duration) *fixture {
 	t.Helper()
+	return newFixtureOpts(t, runnertest.Options{NoAgent: !withAgent}, lease)
+}
+
+func newFixtureOpts(t *testing.T, o runnertest.Options, lease time.Duration) *fixture {
+	t.Helper()
 	f := &fixture{t: t, dir: t.TempDir()}
 	f.bare = filepath.Join(f.dir, "repo.git")
 	git(t, f.dir, "init", "-q", "--bare", f.bare)
@@ -72,7 +77,8 @@ func newFixture(t *testing.T, withAgent bool, lease time.Duration) *fixture {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	f.bus = runnertest.Start(t, runnertest.Options{NoAgent: !withAgent, Logger: log})
+	o.Logger = log
+	f.bus = runnertest.Start(t, o)
 	f.runner, err = New(Config{Store: f.store, Bus: f.bus.Dispatcher, Logs: f.logs, Logger: log, CacheDir: filepath.Join(f.dir, "cache"), LeaseTimeout: lease})
 	if err != nil {
 		t.Fatal(err)
@@ -316,6 +322,47 @@ func TestAgentLost(t *testing.T) {
 	after, _ := f.store.Run(ctx, run.ID)
 	if got := stageByKey(after, "a"); got.Status != store.StatusError || got.Steps[0].Status == store.StatusRunning {
 		t.Errorf("after a late update: stage %s, step %s; want error and the step not running", got.Status, got.Steps[0].Status)
+	}
+}
+
+// TestRedeliveryAfterAgentDeath: the agent dies in the middle of a stage
+// (no end reported, job not acknowledged); JetStream redelivers the job
+// to the restarted agent, which runs it as attempt 2; the server makes
+// attempt 2 current and the run succeeds on it.
+func TestRedeliveryAfterAgentDeath(t *testing.T) {
+	f := newFixtureOpts(t, runnertest.Options{AckWait: 2 * time.Second}, 20*time.Second)
+	mark := filepath.Join(t.TempDir(), "first-attempt-ran")
+	script := "if [ -e " + mark + " ]; then echo resumed; else touch " + mark + "; sleep 60; fi"
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: '" + script + "'\n"})
+	ctx := context.Background()
+	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cur, err := f.store.Run(ctx, run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, statErr := os.Stat(mark)
+		if st := stageByKey(cur, "a"); st.Status == store.StatusRunning && statErr == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("attempt 1 did not start its step")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.bus.KillAgent()
+	f.bus.StartAgent()
+	run = f.wait(run.ID, 30*time.Second)
+	st := stageByKey(run, "a")
+	if run.Status != store.StatusSuccess || st.Status != store.StatusSuccess || st.Attempt != 2 || st.Agent != "local" {
+		t.Fatalf("got run %s, stage %s/%s attempt %d agent %q; want success, success attempt 2 on local", run.Status, st.Status, st.Reason, st.Attempt, st.Agent)
+	}
+	if got := f.log(run, "a", 0); !strings.Contains(got, "resumed") {
+		t.Errorf("attempt 2 log = %q, want %q", got, "resumed")
 	}
 }
 

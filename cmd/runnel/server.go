@@ -185,7 +185,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		baseURL = "http://" + ln.Addr().String()
 	}
 
-	if f.natsURL != "embedded" && !strings.HasPrefix(f.natsURL, "nats://") && !strings.HasPrefix(f.natsURL, "tls://") {
+	if f.natsURL == "" || f.natsURL == "none" {
 		ln.Close()
 		return usageError(fmt.Errorf("--nats-url %q: want \"embedded\" or nats://... (the built-in agent always talks to the server over NATS)", f.natsURL))
 	}

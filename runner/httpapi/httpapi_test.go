@@ -389,3 +389,34 @@ func TestRerunAndCancelFinished(t *testing.T) {
 		t.Errorf("filtered list = %d %s, want only run %d", code, b, second.ID)
 	}
 }
+
+// TestAgentsList: the built-in agent, seen by the dispatcher through its
+// NATS presence, is listed with the documented fields.
+func TestAgentsList(t *testing.T) {
+	e := newEnv(t)
+	code, body := e.do("GET", "/api/v1/agents", nil, e.auth())
+	if code != 200 {
+		t.Fatalf("got %d %s, want 200", code, body)
+	}
+	var out struct {
+		Agents []map[string]any `json:"agents"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Agents) != 1 {
+		t.Fatalf("got %d agents (%s), want 1", len(out.Agents), body)
+	}
+	a := out.Agents[0]
+	if a["name"] != "local" || a["capacity"] != float64(2) || a["running"] != float64(0) {
+		t.Errorf("got agent %v, want name local, capacity 2, running 0", a)
+	}
+	for _, k := range []string{"name", "labels", "capacity", "running", "last_seen"} {
+		if _, ok := a[k]; !ok {
+			t.Errorf("agent %v lacks %q", a, k)
+		}
+	}
+	if len(a) != 5 {
+		t.Errorf("got fields %v, want exactly name, labels, capacity, running, last_seen", a)
+	}
+}

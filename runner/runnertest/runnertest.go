@@ -28,6 +28,10 @@ type Options struct {
 	// NoAgent starts NATS and the dispatcher only: published jobs wait in
 	// the queue, as with `runnel server --no-agent`.
 	NoAgent bool
+	// AckWait is the agent's lease per job delivery (natsbus default when
+	// zero); a short one makes JetStream redeliver a killed agent's job
+	// quickly (see KillAgent).
+	AckWait time.Duration
 	Logger  *slog.Logger // default: discard
 }
 
@@ -43,11 +47,17 @@ type Harness struct {
 	AgentName string
 
 	t      testing.TB
-	log    *slog.Logger
+	opts   Options
+	dir    string
+	creds  natsbus.Creds // the agent's
 	nc     *nats.Conn
 	cancel context.CancelFunc // stops Serve and the agent
 	ctx    context.Context
 	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	killAgent context.CancelFunc // stops the current agent's Run
+	agentDone chan struct{}      // closed when it returned
 }
 
 // Start starts NATS, the dispatcher and (unless o.NoAgent) the agent, and
@@ -65,19 +75,18 @@ func Start(t testing.TB, o Options) *Harness {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	dir := t.TempDir()
-	h := &Harness{t: t, log: o.Logger}
+	h := &Harness{t: t, opts: o, dir: dir}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	t.Cleanup(h.stop)
 
 	var creds []natsbus.AgentCredential
-	var agentCreds natsbus.Creds
 	if !o.NoAgent {
 		tok, cred, err := natsbus.NewAgentCredential(o.AgentName)
 		if err != nil {
 			t.Fatal(err)
 		}
 		creds = append(creds, cred)
-		if agentCreds, err = natsbus.ParseAgentToken(tok); err != nil {
+		if h.creds, err = natsbus.ParseAgentToken(tok); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -98,28 +107,47 @@ func Start(t testing.TB, o Options) *Harness {
 		return h
 	}
 
-	if err := os.MkdirAll(filepath.Join(dir, "agent"), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	cache, err := workspace.NewCache(filepath.Join(dir, "git"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := local.New(local.Options{Root: filepath.Join(dir, "ws"), Logger: o.Logger})
 	h.AgentName = o.AgentName
-	h.Agent, err = agent.New(agent.Config{Name: o.AgentName, Labels: maps.Clone(o.Labels), Capacity: o.Capacity, Logger: o.Logger,
-		Runner:        &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: filepath.Join(dir, "agent"), Logger: o.Logger},
-		FlushInterval: 20 * time.Millisecond, PullExpiry: time.Second})
+	h.StartAgent()
+	return h
+}
+
+// StartAgent starts the built-in agent (again, after KillAgent) and
+// returns once the dispatcher has seen its hello.
+func (h *Harness) StartAgent() {
+	t, o := h.t, h.opts
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(h.dir, "agent"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	cache, err := workspace.NewCache(filepath.Join(h.dir, "git"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	anc, err := natsbus.Connect(srv.ClientURL(), agentCreds)
+	cfg := agent.Config{Name: o.AgentName, Labels: maps.Clone(o.Labels), Capacity: o.Capacity, Logger: o.Logger,
+		Runner: &workspace.StageRunner{Cache: cache, Engine: local.New(local.Options{Root: filepath.Join(h.dir, "ws"), Logger: o.Logger}),
+			WorkDir: filepath.Join(h.dir, "agent"), Logger: o.Logger},
+		FlushInterval: 20 * time.Millisecond, PullExpiry: time.Second}
+	if o.AckWait > 0 {
+		cfg.AckWait, cfg.Progress, cfg.LeaseMargin = o.AckWait, o.AckWait/5, o.AckWait/3
+	}
+	ag, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	anc, err := natsbus.Connect(h.NATS.ClientURL(), h.creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, kill := context.WithCancel(h.ctx)
+	done := make(chan struct{})
+	h.mu.Lock()
+	h.Agent, h.killAgent, h.agentDone = ag, kill, done
+	h.mu.Unlock()
 	h.wg.Go(func() {
+		defer close(done)
 		defer anc.Close()
-		if err := h.Agent.Run(h.ctx, anc); err != nil && !errors.Is(err, context.Canceled) {
+		if err := ag.Run(ctx, anc); err != nil && !errors.Is(err, context.Canceled) {
 			t.Errorf("agent %s: %v", o.AgentName, err)
 		}
 	})
@@ -130,7 +158,20 @@ func Start(t testing.TB, o Options) *Harness {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return h
+}
+
+// KillAgent stops the agent the hard way, as if its process died: its
+// stages are cancelled without reporting an end, their jobs stay
+// unacknowledged, and JetStream redelivers them after AckWait.
+func (h *Harness) KillAgent() {
+	h.mu.Lock()
+	kill, done := h.killAgent, h.agentDone
+	h.mu.Unlock()
+	if kill == nil {
+		return
+	}
+	kill()
+	<-done
 }
 
 func (h *Harness) present() bool {
