@@ -48,8 +48,17 @@ func open(repoPath string) (*git.Repository, error) {
 	return r, nil
 }
 
+// openCommit opens the repository at repoPath and finds commit sha in it.
+func openCommit(repoPath, sha string) (*object.Commit, error) {
+	r, err := open(repoPath)
+	if err != nil {
+		return nil, err
+	}
+	return commit(r, repoPath, sha)
+}
+
 func commit(r *git.Repository, repoPath, sha string) (*object.Commit, error) {
-	if !validSHA(sha) {
+	if !scm.ValidSHA(sha) {
 		return nil, fmt.Errorf("commit %q in %s: not a full hex SHA: %w", sha, repoPath, ErrNotFound)
 	}
 	c, err := r.CommitObject(plumbing.NewHash(sha))
@@ -71,11 +80,7 @@ func ReadFile(ctx context.Context, repoPath, sha, path string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	r, err := open(repoPath)
-	if err != nil {
-		return nil, err
-	}
-	c, err := commit(r, repoPath, sha)
+	c, err := openCommit(repoPath, sha)
 	if err != nil {
 		return nil, err
 	}
@@ -109,11 +114,7 @@ func ReadFile(ctx context.Context, repoPath, sha, path string) ([]byte, error) {
 
 // CommitInfo returns message, time and author of commit sha.
 func CommitInfo(repoPath, sha string) (*Commit, error) {
-	r, err := open(repoPath)
-	if err != nil {
-		return nil, err
-	}
-	c, err := commit(r, repoPath, sha)
+	c, err := openCommit(repoPath, sha)
 	if err != nil {
 		return nil, err
 	}
@@ -172,17 +173,4 @@ func ChangedPaths(repoPath, before, after string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
-}
-
-func validSHA(s string) bool {
-	if len(s) != 40 && len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
