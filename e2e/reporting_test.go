@@ -645,7 +645,9 @@ func TestReporting(t *testing.T) {
 				t.Errorf("after restart %s = %v, want %v", c.what, got, c.want)
 			}
 		}
-		// Sums come back too, up to the store's timestamp precision.
+		// Sums come back too, up to the time between a live observation
+		// and the store's stamp of the same event (one or two writes,
+		// milliseconds; allow 0.25 s per sample on a loaded machine).
 		for _, h := range []struct {
 			name   string
 			labels map[string]string
@@ -657,9 +659,11 @@ func TestReporting(t *testing.T) {
 			{"runnel_time_to_restore_seconds", prod("")},
 		} {
 			b, a := histSum(before, h.name, h.labels), histSum(after, h.name, h.labels)
-			if math.Abs(a-b) > 0.1 {
-				t.Errorf("%s sum: %v before restart, %v after, want equal within 0.1s", h.name, b, a)
+			tol := 0.25 * float64(histCount(before, h.name, h.labels))
+			if math.Abs(a-b) > tol {
+				t.Errorf("%s sum: %v before restart, %v after, want equal within %.2fs", h.name, b, a, tol)
 			}
+			t.Logf("%s sum: %.4f before restart, %.4f after", h.name, b, a)
 		}
 		checkDeployments(t, srv2)
 		checkBadge(t, srv2, badgePath, "passing")
