@@ -17,11 +17,11 @@ import (
 // path: one leading "./" and one trailing "/" (directory entries) are
 // tolerated, everything else must pass CleanKey. "." alone yields "".
 func archiveName(name string) (string, error) {
-	n := strings.TrimPrefix(name, "./")
-	n = strings.TrimSuffix(n, "/")
-	if n == "" && (name == "./" || name == ".") {
+	if name == "." || name == "./" {
 		return "", nil
 	}
+	n := strings.TrimPrefix(name, "./")
+	n = strings.TrimSuffix(n, "/")
 	if err := checkKey(n); err != nil {
 		return "", fmt.Errorf("%w: archive path %q: %s", ErrBadKey, truncate(name), err)
 	}
