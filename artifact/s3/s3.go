@@ -458,4 +458,3 @@ func classify(err error) error {
 	}
 	return err
 }
-

@@ -1,0 +1,145 @@
+package artifact_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/runnel-ci/runnel/artifact"
+)
+
+func hexSum(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// server serves body at /file and counts requests; release, when not nil,
+// holds each response until it is closed.
+func server(t *testing.T, body []byte, release chan struct{}) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		if release != nil {
+			<-release
+		}
+		if r.URL.Path != "/file" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func TestFetchCaches(t *testing.T) {
+	body := []byte("a tool binary")
+	srv, n := server(t, body, nil)
+	dir := t.TempDir()
+	f := &artifact.Fetcher{Dir: dir}
+	sum := hexSum(body)
+	for i := range 2 {
+		p, err := f.Fetch(t.Context(), srv.URL+"/file", sum)
+		if err != nil {
+			t.Fatalf("Fetch %d: %v", i, err)
+		}
+		if want := filepath.Join(dir, "sha256", sum); p != want {
+			t.Errorf("Fetch %d path = %s, want %s", i, p, want)
+		}
+		if got, err := os.ReadFile(p); err != nil || string(got) != string(body) {
+			t.Errorf("Fetch %d content = %q, %v; want %q", i, got, err, body)
+		}
+	}
+	if got := n.Load(); got != 1 {
+		t.Errorf("requests = %d, want 1 (second fetch from cache)", got)
+	}
+	// Same checksum from another URL: still no download.
+	if _, err := (&artifact.Fetcher{Dir: dir}).Fetch(t.Context(), srv.URL+"/elsewhere", sum); err != nil {
+		t.Fatalf("Fetch from second URL: %v", err)
+	}
+	if got := n.Load(); got != 1 {
+		t.Errorf("requests after second URL = %d, want 1", got)
+	}
+}
+
+func TestFetchWrongChecksum(t *testing.T) {
+	srv, _ := server(t, []byte("tampered"), nil)
+	dir := t.TempDir()
+	f := &artifact.Fetcher{Dir: dir}
+	sum := hexSum([]byte("expected"))
+	_, err := f.Fetch(t.Context(), srv.URL+"/file", sum)
+	if !errors.Is(err, artifact.ErrChecksum) {
+		t.Fatalf("Fetch: got %v, want ErrChecksum", err)
+	}
+	if f.Cached(sum) {
+		t.Error("Cached after failed fetch = true, want false")
+	}
+	for _, sub := range []string{"sha256", "tmp"} {
+		ents, _ := os.ReadDir(filepath.Join(dir, sub))
+		if len(ents) != 0 {
+			t.Errorf("%s holds %d entries after failed fetch, want 0", sub, len(ents))
+		}
+	}
+}
+
+func TestFetchErrors(t *testing.T) {
+	srv, _ := server(t, []byte("x"), nil)
+	f := &artifact.Fetcher{Dir: t.TempDir(), MaxBytes: 4}
+	for _, tc := range []struct {
+		name, url, sum string
+		checksum       bool
+	}{
+		{"bad sum", srv.URL + "/file", "XYZ", true},
+		{"uppercase sum", srv.URL + "/file", "A" + hexSum([]byte("x"))[1:], true},
+		{"404", srv.URL + "/missing", hexSum([]byte("x")), false},
+	} {
+		_, err := f.Fetch(t.Context(), tc.url, tc.sum)
+		if err == nil || errors.Is(err, artifact.ErrChecksum) != tc.checksum {
+			t.Errorf("%s: Fetch error = %v, want error (checksum: %v)", tc.name, err, tc.checksum)
+		}
+	}
+	big, _ := server(t, []byte("more than four bytes"), nil)
+	if _, err := f.Fetch(t.Context(), big.URL+"/file", hexSum([]byte("more than four bytes"))); err == nil {
+		t.Error("Fetch above MaxBytes: got nil error")
+	}
+}
+
+func TestFetchConcurrentOnce(t *testing.T) {
+	body := []byte("shared download")
+	release := make(chan struct{})
+	srv, n := server(t, body, release)
+	f := &artifact.Fetcher{Dir: t.TempDir()}
+	sum := hexSum(body)
+	const callers = 8
+	var wg sync.WaitGroup
+	paths := make([]string, callers)
+	errs := make([]error, callers)
+	for i := range callers {
+		wg.Go(func() { paths[i], errs[i] = f.Fetch(t.Context(), srv.URL+"/file", sum) })
+	}
+	// Let every caller reach Fetch before the one download may finish.
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	for i := range callers {
+		if errs[i] != nil || paths[i] != paths[0] {
+			t.Errorf("caller %d: %q, %v; want %q", i, paths[i], errs[i], paths[0])
+		}
+	}
+	if got := n.Load(); got != 1 {
+		t.Errorf("requests = %d, want 1", got)
+	}
+}
