@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -235,3 +237,33 @@ func b64(b []byte) string {
 }
 
 func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// Bytes changed on the server's disk (versitygw's posix backend keeps the
+// object as a plain file, its checksum and metadata in xattrs) are caught
+// on Get: by the SDK's check of S3's checksum and by the store's own.
+func TestCorruptOnServerDisk(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	data := []byte(strings.Repeat("0123456789", 100))
+	if _, err := s.Put(ctx, "disk/victim", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(gw.dir, s.Bucket(), filepath.FromSlash(s.ObjectKey("disk/victim")))
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatalf("open object file on the server: %v", err)
+	}
+	if _, err := f.WriteAt([]byte("X"), 500); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	rc, _, err := s.Get(ctx, "disk/victim")
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if !errors.Is(err, artifact.ErrChecksum) {
+		t.Errorf("read corrupted object: %d bytes, error %v; want ErrChecksum", len(got), err)
+	}
+}
