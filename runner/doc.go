@@ -1,10 +1,11 @@
 // Package runner is the server's run lifecycle: it turns an scm.Event into
 // a run (reading and compiling .pipeline.yml at the pushed commit), stores
-// the run's stages and steps, schedules ready stages onto agents through a
-// Bus, applies agents' updates fenced by attempt, and ends runs. Scheduling
-// is event-driven: the DAG of a run is re-evaluated when something happens
-// to it (a trigger, an update, an approval, a cancel), never by a polling
-// loop. One watchdog goroutine ends or re-queues stages whose agent stopped
-// reporting (lease loss), which also covers stages left behind by a
-// crashed server.
+// the run's stages and steps, publishes ready stages as agents/wire jobs
+// through a Bus (the natsbus dispatcher), applies agents' wire updates
+// fenced by attempt, and ends runs. Scheduling is event-driven: the DAG of
+// a run is re-evaluated when something happens to it (a trigger, an
+// update, an approval, a cancel), never by a polling loop. JetStream
+// redelivers the jobs of agents that die; one watchdog goroutine ends
+// stages whose agent stopped reporting and that no agent took over (lease
+// loss), which also covers stages left behind by a crashed server.
 package runner

@@ -438,29 +438,34 @@ func TestAttemptFencing(t *testing.T) {
 // to the stored stage status and reason.
 func TestStageEnd(t *testing.T) {
 	tests := []struct {
+		name       string
 		kind       wire.Kind
+		attempt    int // of the final update; the stage runs attempt 1
 		status     wire.Status
 		reason     string
 		wantStatus store.Status
 		wantReason string
 	}{
-		{wire.KindFinished, wire.StatusSuccess, "", store.StatusSuccess, ""},
-		{wire.KindFinished, wire.StatusFailure, "step s failed", store.StatusFailure, "step s failed"},
-		{wire.KindFinished, wire.StatusTimeout, "", store.StatusFailure, store.ReasonTimeout},
-		{wire.KindFinished, wire.StatusCancelled, "lease lost", store.StatusCanceled, "lease lost"},
-		{wire.KindFinished, wire.StatusError, "", store.StatusError, "error"},
-		{wire.KindLost, wire.StatusError, "no agent finished the stage in 5 deliveries", store.StatusError, store.ReasonAgentLost},
+		{"success", wire.KindFinished, 1, wire.StatusSuccess, "", store.StatusSuccess, ""},
+		{"failure", wire.KindFinished, 1, wire.StatusFailure, "step s failed", store.StatusFailure, "step s failed"},
+		{"timeout", wire.KindFinished, 1, wire.StatusTimeout, "", store.StatusFailure, store.ReasonTimeout},
+		{"cancelled", wire.KindFinished, 1, wire.StatusCancelled, "lease lost", store.StatusCanceled, "lease lost"},
+		{"error", wire.KindFinished, 1, wire.StatusError, "", store.StatusError, "error"},
+		{"stale finish", wire.KindFinished, 2, wire.StatusSuccess, "", store.StatusRunning, ""},
+		{"lost", wire.KindLost, 1, wire.StatusError, "no agent finished the stage in 5 deliveries", store.StatusError, store.ReasonAgentLost},
+		// The last delivery's agent died before its "started" arrived.
+		{"lost after unreported deliveries", wire.KindLost, 5, wire.StatusError, "gave up", store.StatusError, store.ReasonAgentLost},
 	}
 	f := newFixture(t, false, time.Minute)
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo\n"})
 	for _, tt := range tests {
-		t.Run(string(tt.kind)+"/"+string(tt.status), func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
 			run, err := f.runner.Trigger(context.Background(), f.repo, ev, store.TriggerManual, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			f.update(run, wire.Update{Kind: wire.KindStarted, StageID: "a", Attempt: 1, Agent: "x"})
-			f.update(run, wire.Update{Kind: tt.kind, StageID: "a", Attempt: 1, Agent: "x", Status: tt.status, Reason: tt.reason})
+			f.update(run, wire.Update{Kind: tt.kind, StageID: "a", Attempt: tt.attempt, Agent: "x", Status: tt.status, Reason: tt.reason})
 			cur, _ := f.store.Run(context.Background(), run.ID)
 			if st := stageByKey(cur, "a"); st.Status != tt.wantStatus || st.Reason != tt.wantReason {
 				t.Errorf("got stage %s/%q, want %s/%q", st.Status, st.Reason, tt.wantStatus, tt.wantReason)

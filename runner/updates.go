@@ -79,6 +79,11 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 			st.Attempt = a
 		}
 	}
+	if u.Kind == wire.KindLost && u.Attempt > st.Attempt && !st.Status.Terminal() {
+		// JetStream gave up on the job after a delivery whose "started"
+		// never arrived: the stage's current attempt is lost with it.
+		u.Attempt = st.Attempt
+	}
 	if u.Attempt != st.Attempt || st.Status.Terminal() {
 		log.Info("stale update ignored", "current_attempt", st.Attempt, "status", st.Status)
 		if u.Kind != wire.KindFinished && u.Kind != wire.KindLost {
