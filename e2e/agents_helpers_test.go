@@ -310,7 +310,7 @@ id=$(hostname)
 n=$(echo "start $id" | nc -w 3 $gw %[1]d)
 echo "start $id ticks=$n"
 i=0
-while [ "$i" -lt "$n" ]; do echo "tick $id $i" | nc -w 3 $gw %[1]d >/dev/null; echo "tick $i"; sleep 1; i=$((i+1)); done
+while [ "$i" -lt "$n" ]; do echo "tick $id $i" | nc -w 3 $gw %[1]d >/dev/null; sleep 1; i=$((i+1)); done
 echo "end $id" | nc -w 3 $gw %[1]d >/dev/null
 echo "end $id"`, port)
 }

@@ -129,7 +129,7 @@ stages:
 	}
 	killed := time.Now()
 	a.stop(syscall.SIGKILL)
-	t.Logf("killed %s at attempt %d", victim, r.Stages[0].Attempt)
+	t.Logf("killed %s at %s, attempt %d", victim, killed.Format("15:04:05.000"), r.Stages[0].Attempt)
 
 	r = c.srv.waitRun(sha, 90*time.Second, terminal)
 	st := c.runDetail(r.ID).stage("long")

@@ -47,6 +47,7 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 			return agent.Result{Status: wire.StatusError, Reason: "checkout_failed: " + err.Error()}
 		}
 	}
+	r.reapEarlierAttempts(ctx, job, log)
 	sr := &sinkReporter{sink: sink, logs: map[*pipeline.Step]io.WriteCloser{}}
 	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output}
 	res := x.Run(ctx, &engine.Spec{RunID: job.RunID, Attempt: job.Attempt, Stage: job.Stage, Source: src})
@@ -58,6 +59,24 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 		}
 	}
 	return out
+}
+
+// maxReap bounds how many earlier attempts reapEarlierAttempts looks for.
+const maxReap = 20
+
+// reapEarlierAttempts removes what earlier attempts of the job's stage
+// left on this engine before the new attempt starts. An attempt above 1
+// is a retry or a redelivery after its agent was lost; an agent killed
+// with SIGKILL cannot stop its containers, and on a shared Docker host they
+// would keep running next to the new attempt. Teardown finds resources by
+// label whatever their owner, so this stops them; on another host it
+// finds nothing.
+func (r *StageRunner) reapEarlierAttempts(ctx context.Context, job *wire.Job, log *slog.Logger) {
+	for a := job.Attempt - 1; a >= 1 && a >= job.Attempt-maxReap; a-- {
+		if err := r.Engine.Teardown(ctx, &engine.Spec{RunID: job.RunID, Attempt: a, Stage: job.Stage}); err != nil {
+			log.Warn("remove leftovers of an earlier attempt", "attempt", a, "err", err)
+		}
+	}
 }
 
 // WireStatus maps a stage or step status onto the wire's.
