@@ -13,6 +13,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -55,18 +56,22 @@ type Config struct {
 	// PartSize is the multipart part size, at least MinPartSize (the
 	// default). Objects of at least PartSize bytes are uploaded in parts.
 	PartSize int64
+	// Concurrency is the number of parts uploaded at once (and of part
+	// buffers held in memory); default 4.
+	Concurrency int
 	// HTTPClient, when set, carries the SDK's requests.
 	HTTPClient *http.Client
 }
 
 // Store is an artifact.Store on one bucket.
 type Store struct {
-	client   *awss3.Client
-	presign  *awss3.PresignClient
-	bucket   string
-	prefix   string
-	partSize int64
-	tmpDir   string
+	client      *awss3.Client
+	presign     *awss3.PresignClient
+	bucket      string
+	prefix      string
+	partSize    int64
+	concurrency int
+	tmpDir      string
 }
 
 var _ artifact.Store = (*Store)(nil)
@@ -106,7 +111,14 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		// the whole-object SHA-256 itself.
 		o.DisableLogOutputChecksumValidationSkipped = true
 	})
-	return NewFromClient(client, cfg.Bucket, cfg.Prefix, cfg.PartSize)
+	s, err := NewFromClient(client, cfg.Bucket, cfg.Prefix, cfg.PartSize)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Concurrency > 0 {
+		s.concurrency = cfg.Concurrency
+	}
+	return s, nil
 }
 
 // NewFromClient returns a store using an existing SDK client. partSize 0
@@ -125,11 +137,12 @@ func NewFromClient(client *awss3.Client, bucket, prefix string, partSize int64) 
 		return nil, fmt.Errorf("s3 artifact store: part size %d below %d", partSize, MinPartSize)
 	}
 	return &Store{
-		client:   client,
-		presign:  awss3.NewPresignClient(client),
-		bucket:   bucket,
-		prefix:   prefix,
-		partSize: partSize,
+		client:      client,
+		presign:     awss3.NewPresignClient(client),
+		bucket:      bucket,
+		prefix:      prefix,
+		partSize:    partSize,
+		concurrency: 4,
 	}, nil
 }
 
@@ -278,35 +291,66 @@ func (s *Store) putMultipart(ctx context.Context, key string, body io.Reader, si
 			err = errors.Join(err, fmt.Errorf("AbortMultipartUpload: %w", aerr))
 		}
 	}()
+
+	// This goroutine reads parts in order into a few buffers; uploads run
+	// concurrently, at most s.concurrency at a time, and give their buffer
+	// back when done. The first failure cancels the rest.
+	uctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	nparts := int((size + s.partSize - 1) / s.partSize)
+	parts := make([]types.CompletedPart, nparts)
+	free := make(chan []byte, s.concurrency)
+	for range s.concurrency {
+		free <- nil // allocated on first use: small objects need fewer
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	// The content is hashed again as it goes out: a file that changed
 	// since the first pass must not be completed under the old checksum.
 	whole := sha256.New()
-	buf := make([]byte, s.partSize)
-	var parts []types.CompletedPart
-	for num, left := int32(1), size; left > 0; num++ {
-		n := min(left, s.partSize)
-		if _, err := io.ReadFull(body, buf[:n]); err != nil {
-			return fmt.Errorf("read part %d: %w", num, err)
+	for i := range nparts {
+		var buf []byte
+		select {
+		case buf = <-free:
+		case <-uctx.Done():
+			wg.Wait()
+			return context.Cause(uctx)
 		}
-		left -= n
+		n := min(size-int64(i)*s.partSize, s.partSize)
+		if buf == nil {
+			buf = make([]byte, s.partSize)
+		}
 		part := buf[:n]
+		if _, err := io.ReadFull(body, part); err != nil {
+			cancel(fmt.Errorf("read part %d: %w", i+1, err))
+			break
+		}
 		whole.Write(part)
 		ps := sha256.Sum256(part)
 		psum := base64.StdEncoding.EncodeToString(ps[:])
-		out, err := s.client.UploadPart(ctx, &awss3.UploadPartInput{
-			Bucket:            &s.bucket,
-			Key:               objKey,
-			UploadId:          up.UploadId,
-			PartNumber:        aws.Int32(num),
-			Body:              bytes.NewReader(part),
-			ContentLength:     aws.Int64(n),
-			ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
-			ChecksumSHA256:    aws.String(psum),
+		num := int32(i + 1)
+		wg.Go(func() {
+			defer func() { free <- buf }()
+			out, err := s.client.UploadPart(uctx, &awss3.UploadPartInput{
+				Bucket:            &s.bucket,
+				Key:               objKey,
+				UploadId:          up.UploadId,
+				PartNumber:        aws.Int32(num),
+				Body:              bytes.NewReader(part),
+				ContentLength:     aws.Int64(n),
+				ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
+				ChecksumSHA256:    aws.String(psum),
+			})
+			if err != nil {
+				cancel(fmt.Errorf("UploadPart %d: %w", num, err))
+				return
+			}
+			parts[num-1] = types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num), ChecksumSHA256: aws.String(psum)}
 		})
-		if err != nil {
-			return fmt.Errorf("UploadPart %d: %w", num, err)
-		}
-		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num), ChecksumSHA256: aws.String(psum)})
+	}
+	wg.Wait()
+	if err := context.Cause(uctx); err != nil {
+		return err
 	}
 	if !bytes.Equal(whole.Sum(nil), sum) {
 		return fmt.Errorf("%w: content changed during upload", artifact.ErrChecksum)

@@ -29,7 +29,7 @@ import (
 var storeSeq atomic.Int64
 
 // newStore returns a store on a fresh prefix of the shared bucket.
-func newStore(t *testing.T) *artifacts3.Store {
+func newStore(t testing.TB) *artifacts3.Store {
 	t.Helper()
 	g := needGateway(t)
 	s, err := artifacts3.New(t.Context(), g.config(fmt.Sprintf("t%d/", storeSeq.Add(1))))
