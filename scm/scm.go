@@ -51,7 +51,17 @@ var (
 	// ErrBadRequest means the request is authentic but malformed (bad
 	// JSON, missing delivery ID or required field). HTTP: 400.
 	ErrBadRequest = errors.New("malformed webhook request")
+	// ErrRejected means a forge refused a commit status for good (a 4xx
+	// other than 408 or 429: bad token, unknown repository or commit,
+	// validation failure). Retrying cannot help; status queues give up.
+	ErrRejected = errors.New("forge rejected the status")
 )
+
+// Rejected reports whether an HTTP status code from a forge's API means
+// the request will never succeed as sent.
+func Rejected(code int) bool {
+	return code >= 400 && code < 500 && code != 408 && code != 429
+}
 
 // PullRequest describes the pull (merge) request of a pull_request Event.
 type PullRequest struct {

@@ -174,7 +174,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		return err
 	}
 	statuses := statusq.New(statusReporter(st), statusq.Options{Logger: log,
-		OnFailure: func(s scm.Status, err error) { mets.StatusReportFailed("github") }})
+		OnFailure: func(s scm.Status, err error) { mets.StatusReportFailed(repoForge(st, s.Repo)) }})
 
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
@@ -315,6 +315,18 @@ func serverEngine(ctx context.Context, backend string, log *slog.Logger) (engine
 
 // statusReporter reports statuses of GitHub and Gitea repos that have a
 // status token; other repos have none.
+// repoForge names the forge of a repository for metric labels ("unknown"
+// when the repository is gone).
+func repoForge(st *store.Store, name string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	repo, err := st.Repo(ctx, name)
+	if err != nil {
+		return "unknown"
+	}
+	return repo.Forge
+}
+
 func statusReporter(st *store.Store) statusq.Reporter {
 	return statusq.ReporterFunc(func(ctx context.Context, s scm.Status) error {
 		repo, err := st.Repo(ctx, s.Repo)

@@ -48,8 +48,9 @@ type permanentError struct{ err error }
 func (e permanentError) Error() string { return e.err.Error() }
 func (e permanentError) Unwrap() error { return e.err }
 
-// Permanent marks err as not worth retrying (for example a 404 or 422 from
-// the forge). A Reporter returns it to make the queue give up at once.
+// Permanent marks err as not worth retrying. A Reporter returns it to make
+// the queue give up at once; errors wrapping scm.ErrRejected (a forge's 4xx
+// answer) are treated the same way.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
@@ -330,7 +331,7 @@ func (q *Queue) deliver(ctx context.Context, s scm.Status) {
 			return
 		}
 		var perm permanentError
-		if errors.As(err, &perm) || attempt >= q.opts.MaxAttempts {
+		if errors.As(err, &perm) || errors.Is(err, scm.ErrRejected) || attempt >= q.opts.MaxAttempts {
 			q.log.Error("commit status not delivered", append(statusAttrs(s), "attempts", attempt, "err", err)...)
 			if q.opts.OnFailure != nil {
 				q.opts.OnFailure(s, err)

@@ -115,6 +115,7 @@ func TestGiveUp(t *testing.T) {
 	}{
 		{"retryable error exhausts attempts", errors.New("503"), 4},
 		{"permanent error stops at once", Permanent(errors.New("422 validation failed")), 1},
+		{"forge rejection stops at once", fmt.Errorf("github status: %w: 404", scm.ErrRejected), 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -222,7 +222,11 @@ func (s *StatusReporter) Report(ctx context.Context, st scm.Status) error {
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("gitea status %s for %s@%s: %s: %s", st.State, st.Repo, st.Commit, resp.Status, strings.TrimSpace(string(msg)))
+		err := fmt.Errorf("gitea status %s for %s@%s: %s: %s", st.State, st.Repo, st.Commit, resp.Status, strings.TrimSpace(string(msg)))
+		if scm.Rejected(resp.StatusCode) {
+			err = fmt.Errorf("%w: %w", scm.ErrRejected, err)
+		}
+		return err
 	}
 	return nil
 }

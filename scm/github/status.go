@@ -55,8 +55,12 @@ func (s *StatusReporter) Report(ctx context.Context, st scm.Status) error {
 	if st.TargetURL != "" {
 		rs.TargetURL = gh.String(st.TargetURL)
 	}
-	if _, _, err := s.client.Repositories.CreateStatus(ctx, owner, name, st.Commit, rs); err != nil {
-		return fmt.Errorf("github status %s for %s@%s: %w", st.State, st.Repo, st.Commit, err)
+	if _, resp, err := s.client.Repositories.CreateStatus(ctx, owner, name, st.Commit, rs); err != nil {
+		err = fmt.Errorf("github status %s for %s@%s: %w", st.State, st.Repo, st.Commit, err)
+		if resp != nil && scm.Rejected(resp.StatusCode) {
+			err = fmt.Errorf("%w: %w", scm.ErrRejected, err)
+		}
+		return err
 	}
 	return nil
 }
