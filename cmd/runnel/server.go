@@ -313,8 +313,6 @@ func serverEngine(ctx context.Context, backend string, log *slog.Logger) (engine
 	return eng, func() { cli.Close() }, nil
 }
 
-// statusReporter reports statuses of GitHub and Gitea repos that have a
-// status token; other repos have none.
 // repoForge names the forge of a repository for metric labels ("unknown"
 // when the repository is gone).
 func repoForge(st *store.Store, name string) string {
@@ -327,6 +325,8 @@ func repoForge(st *store.Store, name string) string {
 	return repo.Forge
 }
 
+// statusReporter reports statuses of GitHub and Gitea repos that have a
+// status token; other repos have none.
 func statusReporter(st *store.Store) statusq.Reporter {
 	return statusq.ReporterFunc(func(ctx context.Context, s scm.Status) error {
 		repo, err := st.Repo(ctx, s.Repo)
