@@ -90,7 +90,23 @@ stages:
 // container never runs at the same time as the new attempt: a marker
 // server on the host records when each container really ran.
 func TestAgentKilledMidStage(t *testing.T) {
-	c := newCluster(t, []string{"kill-1", "kill-2"})
+	for _, tt := range []struct {
+		name  string
+		extra []string
+	}{
+		// The server's lease outlasts JetStream's 30 s AckWait: the job is
+		// redelivered to the other agent.
+		{"default lease", nil},
+		// A lease shorter than the AckWait: the server may end the stage
+		// agent_lost first.
+		{"short lease", []string{"--lease-timeout", "8s"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testAgentKilled(t, tt.extra) })
+	}
+}
+
+func testAgentKilled(t *testing.T, extra []string) {
+	c := newCluster(t, []string{"kill-1", "kill-2"}, extra...)
 	c.startAgent("kill-1", "pool=kill", 1)
 	c.startAgent("kill-2", "pool=kill", 1)
 	c.waitAgents("kill-1", "kill-2")
@@ -179,8 +195,17 @@ stages:
 		if d := st.FinishedAt.Sub(killed); d > time.Minute {
 			t.Errorf("stage ended agent_lost %s after the kill, want < 1m", d)
 		}
-		if len(order) > 1 {
-			t.Errorf("stage ended agent_lost but %d containers ran", len(order))
+		// The job must not run again once the stage has ended: wait past
+		// JetStream's redelivery (AckWait 30 s after the last lease
+		// extension) and look.
+		time.Sleep(time.Until(killed.Add(40 * time.Second)))
+		ev = m.snapshot()
+		ids := map[string]bool{}
+		for _, e := range ev {
+			ids[e.id] = true
+		}
+		if len(ids) > 1 {
+			t.Errorf("stage ended agent_lost but %d containers ran it: %+v", len(ids), ev)
 		}
 	default:
 		t.Errorf("after the kill: run %s, stage %+v; want success on a later attempt or agent_lost", r.Status, st)
