@@ -127,3 +127,20 @@ func TestCommitInfoAndChangedPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestReadFileShallowMirror reads from a bare repository filled the way
+// agents/workspace's cache fills its mirrors (a shallow fetch of one SHA
+// into a named ref), which is what the server reads forge repositories'
+// pipeline files from.
+func TestReadFileShallowMirror(t *testing.T) {
+	f := newFixture(t)
+	f.commit(t, "one", map[string]string{".pipeline.yml": "v: 1\n"})
+	sha := f.commit(t, "two", map[string]string{".pipeline.yml": "v: 2\n"})
+	mirror := filepath.Join(t.TempDir(), "m.git")
+	runGitT(t, t.TempDir(), "init", "-q", "--bare", mirror)
+	runGitT(t, mirror, "fetch", "-q", "--no-tags", "--depth=1", "--", "file://"+f.bare, "+"+sha+":refs/runnel/"+sha)
+	got, err := ReadFile(context.Background(), mirror, sha, ".pipeline.yml")
+	if err != nil || string(got) != "v: 2\n" {
+		t.Errorf("got %q, %v; want %q, nil", got, err, "v: 2\n")
+	}
+}
