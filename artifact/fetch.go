@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -47,8 +48,38 @@ type fetchCall struct {
 // the call that started it; the others stop waiting when their own context
 // ends. The returned file must be treated as read-only.
 func (f *Fetcher) Fetch(ctx context.Context, url, sum string) (string, error) {
+	path, err := f.fetch(ctx, url, sum)
+	if err != nil {
+		// Errors name the URL without its query: presigned URLs carry
+		// credentials there.
+		return "", fmt.Errorf("fetch %s: %w", redact(url), err)
+	}
+	return path, nil
+}
+
+func redact(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "…"
+	}
+	return u.Redacted()
+}
+
+// redactErr removes the query from the URL net/http's *url.Error repeats.
+func redactErr(err error) error {
+	var ue *neturl.Error
+	if errors.As(err, &ue) {
+		ue.URL = redact(ue.URL)
+	}
+	return err
+}
+
+func (f *Fetcher) fetch(ctx context.Context, url, sum string) (string, error) {
 	if !ValidSHA256(sum) {
-		return "", fmt.Errorf("fetch %s: %w: %q is not a lowercase hex sha256", url, ErrChecksum, truncate(sum))
+		return "", fmt.Errorf("%w: %q is not a lowercase hex sha256", ErrChecksum, truncate(sum))
 	}
 	final := filepath.Join(f.Dir, "sha256", sum)
 	if _, err := os.Stat(final); err == nil {
@@ -62,7 +93,7 @@ func (f *Fetcher) Fetch(ctx context.Context, url, sum string) (string, error) {
 		case <-c.done:
 			return c.path, c.err
 		case <-ctx.Done():
-			return "", fmt.Errorf("fetch %s: wait for download in progress: %w", url, ctx.Err())
+			return "", fmt.Errorf("wait for download in progress: %w", ctx.Err())
 		}
 	}
 	if f.flight == nil {
@@ -93,12 +124,12 @@ func (f *Fetcher) download(ctx context.Context, url, sum, final string) (string,
 	tmpDir := filepath.Join(f.Dir, "tmp")
 	for _, d := range []string{tmpDir, filepath.Dir(final)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return "", fmt.Errorf("fetch %s: create cache dir: %w", url, err)
+			return "", fmt.Errorf("create cache dir: %w", err)
 		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return "", fmt.Errorf("fetch %s: %w", url, err)
+		return "", fmt.Errorf("build request: %w", redactErr(err))
 	}
 	client := f.Client
 	if client == nil {
@@ -106,15 +137,15 @@ func (f *Fetcher) download(ctx context.Context, url, sum, final string) (string,
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("fetch %s: %w", url, err)
+		return "", fmt.Errorf("GET: %w", redactErr(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("fetch %s: HTTP status %s", url, resp.Status)
+		return "", fmt.Errorf("HTTP status %s", resp.Status)
 	}
 	tmp, err := os.CreateTemp(tmpDir, sum+"-*")
 	if err != nil {
-		return "", fmt.Errorf("fetch %s: %w", url, err)
+		return "", fmt.Errorf("create temp file: %w", err)
 	}
 	committed := false
 	defer func() {
@@ -130,30 +161,30 @@ func (f *Fetcher) download(ctx context.Context, url, sum, final string) (string,
 	}
 	n, err := io.Copy(io.MultiWriter(tmp, h), body)
 	if err != nil {
-		return "", fmt.Errorf("fetch %s: download: %w", url, err)
+		return "", fmt.Errorf("download: %w", err)
 	}
 	if f.MaxBytes > 0 && n > f.MaxBytes {
-		return "", fmt.Errorf("fetch %s: larger than %d bytes", url, f.MaxBytes)
+		return "", fmt.Errorf("larger than %d bytes", f.MaxBytes)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
-		return "", fmt.Errorf("fetch %s: %w: downloaded %d bytes with sha256 %s, want %s", url, ErrChecksum, n, got, sum)
+		return "", fmt.Errorf("%w: downloaded %d bytes with sha256 %s, want %s", ErrChecksum, n, got, sum)
 	}
 	if err := tmp.Chmod(0o444); err != nil {
-		return "", fmt.Errorf("fetch %s: %w", url, err)
+		return "", fmt.Errorf("make read-only: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
-		return "", fmt.Errorf("fetch %s: sync: %w", url, err)
+		return "", fmt.Errorf("sync: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("fetch %s: %w", url, err)
+		return "", fmt.Errorf("close: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		os.Remove(tmp.Name())
 		committed = true
-		return "", fmt.Errorf("fetch %s: move into cache: %w", url, err)
+		return "", fmt.Errorf("move into cache: %w", err)
 	}
 	committed = true
-	log.Debug("artifact fetched", "url", url, "sha256", sum, "bytes", n)
+	log.Debug("artifact fetched", "url", redact(url), "sha256", sum, "bytes", n)
 	return final, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -141,5 +142,27 @@ func TestFetchConcurrentOnce(t *testing.T) {
 	}
 	if got := n.Load(); got != 1 {
 		t.Errorf("requests = %d, want 1", got)
+	}
+}
+
+// Presigned URLs carry credentials in the query; errors must not repeat it.
+func TestFetchRedactsQuery(t *testing.T) {
+	f := &artifact.Fetcher{Dir: t.TempDir()}
+	secret := "X-Amz-Signature=deadbeefsecret"
+	for _, url := range []string{
+		"http://127.0.0.1:1/file?" + secret, // connection refused: *url.Error
+	} {
+		_, err := f.Fetch(t.Context(), url, hexSum([]byte("x")))
+		if err == nil {
+			t.Fatalf("Fetch(%s): got nil error", url)
+		}
+		if strings.Contains(err.Error(), "deadbeefsecret") {
+			t.Errorf("error %q repeats the URL's query", err)
+		}
+	}
+	srv, _ := server(t, []byte("x"), nil)
+	_, err := f.Fetch(t.Context(), srv.URL+"/missing?"+secret, hexSum([]byte("x")))
+	if err == nil || strings.Contains(err.Error(), "deadbeefsecret") {
+		t.Errorf("Fetch of 404 with secret query: error %v, want an error without the query", err)
 	}
 }

@@ -98,14 +98,21 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (a
 	if err != nil {
 		return artifact.Info{}, fmt.Errorf("put %s: %w", key, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
-		return artifact.Info{}, fmt.Errorf("put %s: %w", key, err)
-	}
 	// Content first, metadata second: a crash in between leaves the old
 	// metadata with new content, which Get reports as ErrChecksum rather
-	// than serving unverified bytes.
-	if err := os.Rename(tmp.Name(), base+objSuffix); err != nil {
-		return artifact.Info{}, fmt.Errorf("put %s: %w", key, err)
+	// than serving unverified bytes. A concurrent Delete may prune the
+	// parent directory between MkdirAll and Rename, hence one retry.
+	for attempt := 0; ; attempt++ {
+		if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
+			return artifact.Info{}, fmt.Errorf("put %s: %w", key, err)
+		}
+		err := os.Rename(tmp.Name(), base+objSuffix)
+		if err == nil {
+			break
+		}
+		if attempt > 0 || !errors.Is(err, iofs.ErrNotExist) {
+			return artifact.Info{}, fmt.Errorf("put %s: %w", key, err)
+		}
 	}
 	if err := writeFileAtomic(filepath.Join(s.root, "tmp"), base+metaSuffix, mb); err != nil {
 		return artifact.Info{}, fmt.Errorf("put %s: metadata: %w", key, err)
