@@ -100,6 +100,9 @@ func ExtractTar(ctx context.Context, r io.Reader, dir string, opts ExtractOption
 }
 
 func extractEntry(root *os.Root, tr *tar.Reader, h *tar.Header, total *int64, max int64) error {
+	if h.Typeflag == tar.TypeXGlobalHeader {
+		return nil // pax global header (git archive writes one): no file
+	}
 	name, err := archiveName(h.Name)
 	if err != nil {
 		return err
@@ -136,10 +139,15 @@ func extractEntry(root *os.Root, tr *tar.Reader, h *tar.Header, total *int64, ma
 		if err := refuseLink(root, native, name); err != nil {
 			return err
 		}
+		// Replace rather than truncate an existing file: it may be a
+		// hard link to a file elsewhere.
+		if err := root.Remove(native); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("replace %q: %w", name, err)
+		}
 		if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {
 			return fmt.Errorf("mkdir for %q: %w", name, err)
 		}
-		f, err := root.OpenFile(native, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm|0o600)
+		f, err := root.OpenFile(native, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm|0o600)
 		if err != nil {
 			return fmt.Errorf("create %q: %w", name, err)
 		}

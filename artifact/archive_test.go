@@ -60,7 +60,10 @@ func tarOf(t testing.TB, entries ...entry) []byte {
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
 		h := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: e.mode, Size: int64(len(e.body))}
-		if h.Mode == 0 {
+		if e.typ == tar.TypeXGlobalHeader {
+			h = &tar.Header{Typeflag: e.typ, PAXRecords: map[string]string{"comment": "git archive"}}
+		}
+		if h.Mode == 0 && e.typ != tar.TypeXGlobalHeader {
 			h.Mode = 0o644
 		}
 		if e.typ != tar.TypeReg {
@@ -84,6 +87,7 @@ func tarOf(t testing.TB, entries ...entry) []byte {
 func TestExtractTar(t *testing.T) {
 	dir := t.TempDir()
 	data := tarOf(t,
+		entry{name: "pax_global_header", typ: tar.TypeXGlobalHeader},
 		entry{name: "./", typ: tar.TypeDir, mode: 0o755},
 		entry{name: "bin/", typ: tar.TypeDir, mode: 0o755},
 		entry{name: "bin/tool", typ: tar.TypeReg, body: "#!/bin/sh\n", mode: 0o4755},
@@ -250,4 +254,31 @@ func FuzzExtractTar(f *testing.F) {
 		}
 		assertContained(t, parent, dir)
 	})
+}
+
+// A file already in the target that is a hard link to a file elsewhere is
+// replaced, not written through.
+func TestExtractTarReplacesHardLink(t *testing.T) {
+	parent := t.TempDir()
+	outside := filepath.Join(parent, "outside")
+	if err := os.WriteFile(outside, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(parent, "x")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(outside, filepath.Join(dir, "f")); err != nil {
+		t.Fatal(err)
+	}
+	data := tarOf(t, entry{name: "f", typ: tar.TypeReg, body: "new"})
+	if err := artifact.ExtractTar(t.Context(), bytes.NewReader(data), dir, artifact.ExtractOptions{}); err != nil {
+		t.Fatalf("ExtractTar: %v", err)
+	}
+	if got, _ := os.ReadFile(outside); string(got) != "keep" {
+		t.Errorf("outside file = %q, want %q", got, "keep")
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "f")); string(got) != "new" {
+		t.Errorf("extracted file = %q, want %q", got, "new")
+	}
 }

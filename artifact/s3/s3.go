@@ -59,6 +59,9 @@ type Config struct {
 	// Concurrency is the number of parts uploaded at once (and of part
 	// buffers held in memory); default 4.
 	Concurrency int
+	// TempDir holds copies of unseekable or unsized Put content while it
+	// is hashed; "" means os.TempDir().
+	TempDir string
 	// HTTPClient, when set, carries the SDK's requests.
 	HTTPClient *http.Client
 }
@@ -118,6 +121,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Concurrency > 0 {
 		s.concurrency = cfg.Concurrency
 	}
+	s.tmpDir = cfg.TempDir
 	return s, nil
 }
 
@@ -177,6 +181,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (a
 	if err != nil {
 		return artifact.Info{}, fmt.Errorf("put %s: %w", key, err)
 	}
+	// ModTime is the client's clock; Stat reports the server's.
 	return artifact.Info{Key: key, Size: size, SHA256: hex.EncodeToString(sum), ModTime: time.Now()}, nil
 }
 
