@@ -50,7 +50,7 @@ type Options struct {
 	Proxy *Proxy
 	// Drain is how long a replaced container keeps running after it
 	// stopped receiving new requests, so requests in flight finish
-	// (default 1 s).
+	// (zero: 1 s; negative: none).
 	Drain time.Duration
 	// StopTimeout is the grace period of stopping a container (default 10 s).
 	StopTimeout time.Duration
@@ -88,8 +88,11 @@ func New(cli *client.Client, o Options) (*Provider, error) {
 	case o.Proxy == nil:
 		return nil, errors.New("docker deploy provider: proxy is nil")
 	}
-	if o.Drain <= 0 {
+	switch {
+	case o.Drain == 0:
 		o.Drain = time.Second
+	case o.Drain < 0:
+		o.Drain = 0
 	}
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = 10 * time.Second
@@ -209,7 +212,10 @@ func (b *backend) CreateGreen(ctx context.Context, rel deploy.Release) error {
 		Env:    env,
 		Labels: map[string]string{LabelApp: rel.App, LabelColor: color, LabelVersion: rel.Version},
 	}
-	hc := &container.HostConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}}
+	// Init: an app that is PID 1 without a SIGTERM handler (busybox httpd)
+	// would otherwise ignore the stop signal and cost the full grace period.
+	initProc := true
+	hc := &container.HostConfig{Init: &initProc, RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}}
 	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{b.p.o.Network: {}}}
 	name := "runnel-deploy-" + rel.App + "-" + color
 	resp, err := b.p.cli.ContainerCreate(ctx, cfg, hc, nc, nil, name)
