@@ -146,6 +146,9 @@ type backend struct {
 var _ deploy.Backend = (*backend)(nil)
 
 func (b *backend) Prepare(ctx context.Context, rel deploy.Release) (string, error) {
+	if rel.Port <= 0 || rel.Port > 65535 {
+		return "", fmt.Errorf("port %d: want 1..65535", rel.Port)
+	}
 	if err := b.p.ensureNetwork(ctx); err != nil {
 		return "", err
 	}

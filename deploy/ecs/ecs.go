@@ -213,6 +213,9 @@ func (b *backend) deleteTaskSet(ctx context.Context, arn string) error {
 }
 
 func (b *backend) Prepare(ctx context.Context, rel deploy.Release) (string, error) {
+	if rel.Port <= 0 || rel.Port > 65535 {
+		return "", fmt.Errorf("port %d: want 1..65535", rel.Port)
+	}
 	sets, err := b.taskSets(ctx)
 	if err != nil {
 		return "", err
