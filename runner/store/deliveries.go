@@ -40,8 +40,8 @@ func (s *Store) InsertDelivery(ctx context.Context, source, deliveryID, event st
 	if source == "" || deliveryID == "" {
 		return 0, false, fmt.Errorf("insert delivery: source and delivery id are required")
 	}
-	err = s.w.QueryRowContext(ctx, s.rebind(`INSERT INTO deliveries (source, delivery_id, event, payload, state, received_at)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id`),
+	err = s.queryRow(ctx, s.w, `INSERT INTO deliveries (source, delivery_id, event, payload, state, received_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id`,
 		source, deliveryID, event, string(payload), DeliveryReceived, s.now().UnixMicro()).Scan(&id)
 	if err == nil {
 		return id, false, nil
@@ -63,7 +63,7 @@ func (s *Store) InsertDelivery(ctx context.Context, source, deliveryID, event st
 // DeliveryProcessed, DeliveryIgnored or DeliveryFailed; runID (0 for none)
 // the run it started; errMsg why it failed.
 func (s *Store) FinishDelivery(ctx context.Context, id int64, state string, runID int64, errMsg string) error {
-	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE deliveries SET state = ?, run_id = ?, error = ?, processed_at = ? WHERE id = ?`),
+	res, err := s.exec(ctx, s.w, `UPDATE deliveries SET state = ?, run_id = ?, error = ?, processed_at = ? WHERE id = ?`,
 		state, nullID(runID), errMsg, s.now().UnixMicro(), id)
 	if err != nil {
 		return fmt.Errorf("finish delivery %d: %w", id, err)
@@ -98,15 +98,70 @@ func (s *Store) Delivery(ctx context.Context, id int64) (*Delivery, error) {
 	return d, nil
 }
 
+type deliveryKey struct{}
+
+// ContextWithDelivery returns a context under which CreateRun links the
+// new run to the delivery with row id id, atomically (see CreateRun).
+func ContextWithDelivery(ctx context.Context, id int64) context.Context {
+	return context.WithValue(ctx, deliveryKey{}, id)
+}
+
+const qLinkDelivery = `UPDATE deliveries SET state = ?, run_id = ?, error = '', processed_at = ? WHERE id = ? AND state = ?`
+
+// linkDelivery marks the delivery of ctx (if any) processed with run
+// runID inside tx; ErrConflict if it was handled already.
+func (s *Store) linkDelivery(ctx context.Context, tx *sql.Tx, runID, now int64) error {
+	id, _ := ctx.Value(deliveryKey{}).(int64)
+	if id == 0 {
+		return nil
+	}
+	st, err := s.txStmt(ctx, tx, qLinkDelivery)
+	if err != nil {
+		return fmt.Errorf("link run to delivery %d: %w", id, err)
+	}
+	res, err := st.ExecContext(ctx, DeliveryProcessed, runID, now, id, DeliveryReceived)
+	if err != nil {
+		return fmt.Errorf("link run to delivery %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("link run to delivery %d: not in state %s: %w", id, DeliveryReceived, ErrConflict)
+	}
+	return nil
+}
+
+// SettleDelivery records the outcome of a delivery that started no run
+// (state DeliveryIgnored or DeliveryFailed, errMsg why), unless it is no
+// longer DeliveryReceived: then it returns ErrConflict and changes
+// nothing, so a late failure never overwrites the run another attempt
+// linked.
+func (s *Store) SettleDelivery(ctx context.Context, id int64, state, errMsg string) error {
+	res, err := s.exec(ctx, s.w, `UPDATE deliveries SET state = ?, error = ?, processed_at = ? WHERE id = ? AND state = ?`,
+		state, errMsg, s.now().UnixMicro(), id, DeliveryReceived)
+	if err != nil {
+		return fmt.Errorf("settle delivery %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("settle delivery %d: not in state %s: %w", id, DeliveryReceived, ErrConflict)
+	}
+	return nil
+}
+
 // PendingDeliveries lists deliveries still in state DeliveryReceived,
 // oldest first (at most limit; 0 means 100): after a crash the server
 // handles them again.
 func (s *Store) PendingDeliveries(ctx context.Context, limit int) ([]*Delivery, error) {
+	return s.PendingDeliveriesAfter(ctx, 0, limit)
+}
+
+// PendingDeliveriesAfter lists deliveries in state DeliveryReceived
+// whose row id is greater than after, by id (at most limit; 0 means
+// 100). Page through all of them by passing the last id seen.
+func (s *Store) PendingDeliveriesAfter(ctx context.Context, after int64, limit int) ([]*Delivery, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT `+deliveryCols+` FROM deliveries WHERE state = ? ORDER BY id LIMIT ?`),
-		DeliveryReceived, limit)
+	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT `+deliveryCols+` FROM deliveries WHERE state = ? AND id > ? ORDER BY id LIMIT ?`),
+		DeliveryReceived, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list pending deliveries: %w", err)
 	}

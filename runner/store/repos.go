@@ -98,7 +98,7 @@ func (s *Store) UpdateRepo(ctx context.Context, r Repo) error {
 
 // Repo returns the repo named name, or ErrNotFound.
 func (s *Store) Repo(ctx context.Context, name string) (*Repo, error) {
-	r, err := scanRepo(s.r.QueryRowContext(ctx, s.rebind(`SELECT `+repoCols+` FROM repos WHERE name = ?`), name))
+	r, err := scanRepo(s.queryRow(ctx, s.r, `SELECT `+repoCols+` FROM repos WHERE name = ?`, name))
 	if err != nil {
 		return nil, fmt.Errorf("get repo %q: %w", name, notFound(err))
 	}
@@ -107,7 +107,7 @@ func (s *Store) Repo(ctx context.Context, name string) (*Repo, error) {
 
 // RepoByID returns the repo with that id, or ErrNotFound.
 func (s *Store) RepoByID(ctx context.Context, id int64) (*Repo, error) {
-	r, err := scanRepo(s.r.QueryRowContext(ctx, s.rebind(`SELECT `+repoCols+` FROM repos WHERE id = ?`), id))
+	r, err := scanRepo(s.queryRow(ctx, s.r, `SELECT `+repoCols+` FROM repos WHERE id = ?`, id))
 	if err != nil {
 		return nil, fmt.Errorf("get repo %d: %w", id, notFound(err))
 	}

@@ -60,9 +60,27 @@ type NewRun struct {
 	Reason string
 }
 
+// Statements of CreateRun, prepared once (see txQueries).
+const (
+	qNextRunNumber = `UPDATE repos SET last_run_number = last_run_number + 1 WHERE id = ? RETURNING last_run_number`
+	qInsertRun     = `INSERT INTO runs (repo_id, number, event, ref, branch, tag, commit_sha,
+			commit_message, commit_time, author, inputs, plan, status, reason, trigger_kind, parent_id, created_at, finished_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+	qInsertStage = `INSERT INTO stages (run_id, stage_key, name, position, status, needs,
+			environment, concurrency, approval) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+	qInsertStep = `INSERT INTO steps (stage_id, name, position, status, allow_failure)
+				VALUES (?, ?, ?, ?, ?)`
+)
+
 // CreateRun creates a run, allocating the repo's next run number, and the
 // stages and steps of its plan, in one transaction. It returns the run
 // with its stages and steps.
+//
+// When ctx carries a delivery (ContextWithDelivery), the same transaction
+// marks that delivery DeliveryProcessed with this run, and fails with
+// ErrConflict (creating nothing) if the delivery is no longer
+// DeliveryReceived: a delivery starts at most one run, even when it is
+// triggered again after a crash or by two workers at once.
 func (s *Store) CreateRun(ctx context.Context, nr NewRun) (*Run, error) {
 	if nr.Status == "" {
 		nr.Status = StatusPending
@@ -89,19 +107,26 @@ func (s *Store) CreateRun(ctx context.Context, nr NewRun) (*Run, error) {
 	var id int64
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		var number int64
-		err := tx.QueryRowContext(ctx, s.rebind(`UPDATE repos SET last_run_number = last_run_number + 1 WHERE id = ? RETURNING last_run_number`),
-			nr.RepoID).Scan(&number)
+		next, err := s.txStmt(ctx, tx, qNextRunNumber)
+		if err == nil {
+			err = next.QueryRowContext(ctx, nr.RepoID).Scan(&number)
+		}
 		if err != nil {
 			return fmt.Errorf("create run: next number of repo %d: %w", nr.RepoID, notFound(err))
 		}
 		ev := nr.Event
-		err = tx.QueryRowContext(ctx, s.rebind(`INSERT INTO runs (repo_id, number, event, ref, branch, tag, commit_sha,
-			commit_message, commit_time, author, inputs, plan, status, reason, trigger_kind, parent_id, created_at, finished_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		ins, err := s.txStmt(ctx, tx, qInsertRun)
+		if err != nil {
+			return fmt.Errorf("create run %d of repo %d: %w", number, nr.RepoID, err)
+		}
+		err = ins.QueryRowContext(ctx,
 			nr.RepoID, number, ev.Kind, ev.Ref, ev.Branch, ev.Tag, ev.Commit, ev.Message, ts(nr.CommitTime), ev.Author,
 			string(inputs), plan, nr.Status, nr.Reason, nr.Trigger, nullID(nr.ParentID), now, finished).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("create run %d of repo %d: %w", number, nr.RepoID, err)
+		}
+		if err := s.linkDelivery(ctx, tx, id, now); err != nil {
+			return err
 		}
 		return s.insertStages(ctx, tx, id, nr.Plan)
 	})
@@ -163,8 +188,11 @@ func (s *Store) insertStages(ctx context.Context, tx *sql.Tx, runID int64, p *pi
 			approval = ApprovalWaiting
 		}
 		var stageID int64
-		err = tx.QueryRowContext(ctx, s.rebind(`INSERT INTO stages (run_id, stage_key, name, position, status, needs,
-			environment, concurrency, approval) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		ins, err := s.txStmt(ctx, tx, qInsertStage)
+		if err != nil {
+			return fmt.Errorf("create stage %s of run %d: %w", st.ID, runID, err)
+		}
+		err = ins.QueryRowContext(ctx,
 			runID, st.ID, st.Name, i, StatusPending, string(needs), st.Environment, st.Concurrency, approval).Scan(&stageID)
 		if err != nil {
 			if isUnique(err) {
@@ -173,8 +201,10 @@ func (s *Store) insertStages(ctx context.Context, tx *sql.Tx, runID int64, p *pi
 			return fmt.Errorf("create stage %s of run %d: %w", st.ID, runID, err)
 		}
 		for j, step := range st.Steps {
-			_, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO steps (stage_id, name, position, status, allow_failure)
-				VALUES (?, ?, ?, ?, ?)`), stageID, step.Name, j, StatusPending, step.AllowFailure)
+			ins, err := s.txStmt(ctx, tx, qInsertStep)
+			if err == nil {
+				_, err = ins.ExecContext(ctx, stageID, step.Name, j, StatusPending, step.AllowFailure)
+			}
 			if err != nil {
 				return fmt.Errorf("create step %s of stage %s: %w", step.Name, st.ID, err)
 			}
@@ -223,7 +253,7 @@ func scanRun(row interface{ Scan(...any) error }, extra ...any) (*Run, error) {
 // Run returns a run with its plan, stages and steps, or ErrNotFound.
 func (s *Store) Run(ctx context.Context, id int64) (*Run, error) {
 	var plan string
-	r, err := scanRun(s.r.QueryRowContext(ctx, s.rebind(`SELECT `+runCols+`, r.plan`+runFrom+` WHERE r.id = ?`), id), &plan)
+	r, err := scanRun(s.queryRow(ctx, s.r, `SELECT `+runCols+`, r.plan`+runFrom+` WHERE r.id = ?`, id), &plan)
 	if err != nil {
 		return nil, fmt.Errorf("get run %d: %w", id, notFound(err))
 	}

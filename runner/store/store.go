@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -45,6 +46,16 @@ type Store struct {
 	r       *sql.DB // reads; the same as w on PostgreSQL
 	log     *slog.Logger
 	now     func() time.Time
+	// stmts caches prepared statements of hot queries, keyed by handle
+	// and query text (see prepared). database/sql re-prepares a Stmt on
+	// each pooled connection once and keeps it; without the cache every
+	// call prepares (SQLite: sqlite3_prepare_v2) and finalizes again.
+	stmts sync.Map // stmtKey -> *sql.Stmt
+}
+
+type stmtKey struct {
+	db *sql.DB
+	q  string
 }
 
 // Option configures Open.
@@ -80,8 +91,11 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open postgres: %w", err)
 		}
+		// Idle connections are kept (as many as may be open): closing
+		// them after a burst means reconnecting, and every PostgreSQL
+		// connection pays TLS/SCRAM authentication again.
 		s.w.SetMaxOpenConns(16)
-		s.w.SetMaxIdleConns(4)
+		s.w.SetMaxIdleConns(16)
 		s.r = s.w
 	default:
 		s.dialect = SQLite
@@ -106,12 +120,17 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 		}
 		s.r.SetMaxOpenConns(4)
+		s.r.SetMaxIdleConns(4)
 	}
 	if err := s.ping(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("connect %s: %w", s.dialect, err)
 	}
 	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.prepareTx(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -144,6 +163,11 @@ func (s *Store) Dialect() Dialect { return s.dialect }
 // Close closes the database connections.
 func (s *Store) Close() error {
 	var errs []error
+	s.stmts.Range(func(k, v any) bool {
+		errs = append(errs, v.(*sql.Stmt).Close())
+		s.stmts.Delete(k)
+		return true
+	})
 	if s.r != nil && s.r != s.w {
 		errs = append(errs, s.r.Close())
 	}
@@ -171,6 +195,75 @@ func (s *Store) rebind(q string) string {
 		b.WriteByte(q[i])
 	}
 	return b.String()
+}
+
+// prepared returns the cached prepared statement of query q (with ?
+// placeholders) on db, preparing it on first use. Use it for queries on
+// hot paths; their text must be constant (no values spliced in), or the
+// cache grows without bound.
+func (s *Store) prepared(ctx context.Context, db *sql.DB, q string) (*sql.Stmt, error) {
+	k := stmtKey{db, q}
+	if st, ok := s.stmts.Load(k); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := db.PrepareContext(ctx, s.rebind(q))
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	if prev, loaded := s.stmts.LoadOrStore(k, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// queryRow runs a single-row query through the statement cache.
+func (s *Store) queryRow(ctx context.Context, db *sql.DB, q string, args ...any) *sql.Row {
+	st, err := s.prepared(ctx, db, q)
+	if err != nil {
+		// The error surfaces at Scan: run it unprepared.
+		return db.QueryRowContext(ctx, s.rebind(q), args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// exec runs a statement through the statement cache.
+func (s *Store) exec(ctx context.Context, db *sql.DB, q string, args ...any) (sql.Result, error) {
+	st, err := s.prepared(ctx, db, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// txStmt returns statement q bound to tx: the writer's cached statement
+// when Open prepared it (txQueries), else one prepared on tx for this
+// transaction only. (Preparing on s.w here would wait for a connection
+// while tx holds SQLite's only writer connection.)
+func (s *Store) txStmt(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(stmtKey{s.w, q}); ok {
+		return tx.StmtContext(ctx, st.(*sql.Stmt)), nil
+	}
+	st, err := tx.PrepareContext(ctx, s.rebind(q))
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	return st, nil
+}
+
+// txQueries are the statements run inside write transactions on hot
+// paths; Open prepares them on the writer.
+var txQueries = []string{
+	qNextRunNumber, qInsertRun, qInsertStage, qInsertStep, qLinkDelivery,
+}
+
+func (s *Store) prepareTx(ctx context.Context) error {
+	for _, q := range txQueries {
+		if _, err := s.prepared(ctx, s.w, q); err != nil {
+			return fmt.Errorf("prepare %.40q: %w", q, err)
+		}
+	}
+	return nil
 }
 
 // querier is what *sql.DB and *sql.Tx have in common.
