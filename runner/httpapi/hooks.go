@@ -2,13 +2,11 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/runnel-ci/runnel/runner/metrics"
 	"github.com/runnel-ci/runnel/runner/store"
@@ -19,7 +17,11 @@ import (
 // hook handles POST /hooks/{forge}[/{repo...}]. The request is verified
 // on its raw body before anything is stored (fail closed: an unknown repo
 // or a repo without a secret answers 401), deduplicated by delivery ID in
-// the store, answered 202, and triggered by a worker.
+// the store, answered 202, and triggered by a worker (triggers.go).
+//
+// The recommended hook URL names the repository,
+// /hooks/github/{owner}/{name}: the secret is then found without reading
+// the unverified body for the name first.
 func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 	forge := r.PathValue("forge")
 	if !s.accepting.Load() {
@@ -42,7 +44,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 				if pathRepo != "" && name != pathRepo {
 					return nil, fmt.Errorf("payload repo %q differs from the URL's %q", name, pathRepo)
 				}
-				rp, err := s.cfg.Store.Repo(r.Context(), name)
+				rp, err := s.repo(r.Context(), name)
 				if err != nil {
 					return nil, err
 				}
@@ -67,7 +69,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 			if name == "" {
 				name = repoFromPayload(body)
 			}
-			repo, err = s.cfg.Store.Repo(r.Context(), name)
+			repo, err = s.repo(r.Context(), name)
 			if err != nil || repo.WebhookSecret == "" || repo.Forge != forge {
 				// Fail closed without saying whether the repo exists.
 				err = fmt.Errorf("repo %q: no secret for forge %s: %w", name, forge, scm.ErrSignature)
@@ -108,71 +110,29 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		}
 		deliveryID = id
 	}
-	s.count(forge, metrics.WebhookAccepted)
 	trigger := store.TriggerWebhook
 	if forge == scm.ForgeGeneric && repo.Forge == store.ForgeGit {
 		trigger = store.TriggerGitHook
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	j := job{delivery: deliveryID, repo: repo, ev: ev, trigger: trigger}
+	if deliveryID != 0 {
+		// Stored: when the queue is full the sweeper triggers it later.
+		s.offer(j)
+	} else {
+		// Nothing stored to fall back on: wait for room.
 		select {
-		case s.sem <- struct{}{}:
-		case <-s.base.Done():
+		case s.queue <- j:
+		case <-s.stop:
+			w.Header().Set("Retry-After", "30")
+			writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+			return
+		case <-r.Context().Done():
+			s.count(forge, metrics.WebhookError)
 			return
 		}
-		defer func() { <-s.sem }()
-		s.runTrigger(s.base, repo, ev, trigger, deliveryID)
-	}()
+	}
+	s.count(forge, metrics.WebhookAccepted)
 	writeJSON(w, http.StatusAccepted, map[string]any{"status": "accepted", "delivery": ev.Delivery, "commit": ev.Commit})
-}
-
-// Resume triggers deliveries that were accepted but not handled when the
-// previous server process stopped. Call it once at start, before serving.
-func (s *Server) Resume(ctx context.Context) error {
-	ds, err := s.cfg.Store.PendingDeliveries(ctx, 1000)
-	if err != nil {
-		return fmt.Errorf("resume deliveries: %w", err)
-	}
-	for _, d := range ds {
-		var ev scm.Event
-		if err := json.Unmarshal(d.Payload, &ev); err != nil || ev.Repo == "" {
-			_ = s.cfg.Store.FinishDelivery(ctx, d.ID, store.DeliveryFailed, 0, "cannot resume: payload is not an event")
-			continue
-		}
-		repo, err := s.cfg.Store.Repo(ctx, ev.Repo)
-		if err != nil {
-			_ = s.cfg.Store.FinishDelivery(ctx, d.ID, store.DeliveryFailed, 0, "cannot resume: "+err.Error())
-			continue
-		}
-		trigger := store.TriggerWebhook
-		if repo.Forge == store.ForgeGit {
-			trigger = store.TriggerGitHook
-		}
-		s.log.Info("resuming delivery", "delivery", d.DeliveryID, "repo", repo.Name, "commit", ev.Commit)
-		s.runTrigger(ctx, repo, &ev, trigger, d.ID)
-	}
-	return nil
-}
-
-func (s *Server) runTrigger(ctx context.Context, repo *store.Repo, ev *scm.Event, trigger string, deliveryID int64) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	run, err := s.cfg.Runner.Trigger(ctx, repo, ev, trigger, 0)
-	state, runID, msg := store.DeliveryProcessed, int64(0), ""
-	if err != nil {
-		s.log.Error("trigger from webhook failed", "repo", repo.Name, "commit", ev.Commit, "err", err)
-		state, msg = store.DeliveryFailed, err.Error()
-	} else {
-		runID = run.ID
-	}
-	if deliveryID != 0 {
-		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer fcancel()
-		if err := s.cfg.Store.FinishDelivery(fctx, deliveryID, state, runID, msg); err != nil {
-			s.log.Error("finish delivery", "delivery", deliveryID, "err", err)
-		}
-	}
 }
 
 func (s *Server) count(forge, result string) {
@@ -204,23 +164,70 @@ func (s *Server) hookError(w http.ResponseWriter, forge string, err error) {
 }
 
 // repoFromPayload finds the repository name in an unverified forge
-// payload, only to choose the secret that then verifies it.
+// payload, only to choose the secret that then verifies it: GitHub's and
+// Gitea's repository.full_name, else GitLab's project.path_with_namespace.
+// It reads tokens only as far as needed (GitHub and Gitea put the
+// repository before the commit list) and skips other values without
+// decoding them into Go values. Hooks that name the repo in the URL
+// (/hooks/{forge}/{owner}/{name}) skip it.
 func repoFromPayload(body []byte) string {
-	var p struct {
-		Repository struct {
-			FullName string `json:"full_name"`
-		} `json:"repository"`
-		Project struct {
-			PathWithNamespace string `json:"path_with_namespace"`
-		} `json:"project"`
-	}
-	if json.Unmarshal(body, &p) != nil {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return ""
 	}
-	if p.Repository.FullName != "" {
-		return p.Repository.FullName
+	project := ""
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return project
+		}
+		key, _ := t.(string)
+		switch key {
+		case "repository":
+			var v struct {
+				FullName string `json:"full_name"`
+			}
+			if dec.Decode(&v) != nil {
+				return project
+			}
+			if v.FullName != "" {
+				return v.FullName
+			}
+		case "project":
+			var v struct {
+				PathWithNamespace string `json:"path_with_namespace"`
+			}
+			if dec.Decode(&v) != nil {
+				return ""
+			}
+			project = v.PathWithNamespace
+		default:
+			if skipValue(dec) != nil {
+				return project
+			}
+		}
 	}
-	return p.Project.PathWithNamespace
+	return project
+}
+
+// skipValue consumes the next JSON value of dec.
+func skipValue(dec *json.Decoder) error {
+	depth := 0
+	for {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch t {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth == 0 {
+			return nil
+		}
+	}
 }
 
 func bearer(r *http.Request) string {

@@ -49,7 +49,10 @@ func git(t *testing.T, dir string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with cfg changing the server's Config.
+func newEnvWith(t *testing.T, cfg func(*Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -72,7 +75,11 @@ func newEnv(t *testing.T) *env {
 	if err := rn.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	api := New(Config{Store: st, Runner: rn, Logs: logs, Logger: log, Hooks: map[string]scm.Hook{"github": github.Hook{}}, Agents: rn.Agents})
+	c := Config{Store: st, Runner: rn, Logs: logs, Logger: log, Hooks: map[string]scm.Hook{"github": github.Hook{}}, Agents: rn.Agents}
+	if cfg != nil {
+		cfg(&c)
+	}
+	api := New(c)
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(func() {
 		srv.Close()
@@ -98,6 +105,13 @@ func (e *env) push(pipeline string) string {
 	git(e.t, e.work, "commit", "-qm", "c")
 	git(e.t, e.work, "push", "-q", "origin", "HEAD:refs/heads/main")
 	return git(e.t, e.work, "rev-parse", "HEAD")
+}
+
+// pushFile commits file (with the pipeline) on main and returns the commit.
+func (e *env) pushFile(name, pipeline string) string {
+	e.t.Helper()
+	os.WriteFile(filepath.Join(e.work, name), []byte(name), 0o644)
+	return e.push(pipeline)
 }
 
 func (e *env) do(method, path string, body []byte, hdr map[string]string) (int, string) {
@@ -334,13 +348,8 @@ func TestResumeDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.api.Resume(ctx); err != nil {
-		t.Fatal(err)
-	}
-	d, err := e.st.Delivery(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.api.Resume()
+	d := e.waitDelivery(id)
 	if d.State != store.DeliveryProcessed || d.RunID == 0 {
 		t.Fatalf("delivery = %s run %d, want processed with a run", d.State, d.RunID)
 	}

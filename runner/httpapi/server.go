@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/logstore"
@@ -31,8 +32,20 @@ type Config struct {
 	// MetricsHandler serves /metrics; nil means 404.
 	MetricsHandler http.Handler
 	Logger         *slog.Logger
-	// MaxTriggers bounds concurrent asynchronous triggers (default 4).
+	// MaxTriggers is the number of trigger workers, i.e. of concurrent
+	// asynchronous webhook triggers (default 4).
 	MaxTriggers int
+	// TriggerQueue is how many accepted hooks may wait in memory for a
+	// worker (default 1024); beyond that they wait in the store for the
+	// sweeper.
+	TriggerQueue int
+	// SweepInterval is how often stored deliveries that were never
+	// triggered are looked for (default 10 s; also on Resume and when the
+	// queue overflows).
+	SweepInterval time.Duration
+	// RepoCacheTTL is how long webhook repo lookups are cached (default
+	// 2 s; negative disables). API repo changes invalidate the cache.
+	RepoCacheTTL time.Duration
 }
 
 // Server is the HTTP API. Create it with New; its Handler serves
@@ -42,8 +55,13 @@ type Server struct {
 	log       *slog.Logger
 	mux       *http.ServeMux
 	accepting atomic.Bool
-	sem       chan struct{}
-	wg        sync.WaitGroup
+	queue     chan job
+	kick      chan struct{}
+	pending   inflight
+	repos     repoCache
+	stop      chan struct{} // closed by Drain
+	stopOnce  sync.Once
+	wg        sync.WaitGroup // trigger workers and the sweeper
 	base      context.Context
 	cancel    context.CancelFunc
 }
@@ -56,10 +74,27 @@ func New(cfg Config) *Server {
 	if cfg.MaxTriggers <= 0 {
 		cfg.MaxTriggers = 4
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), sem: make(chan struct{}, cfg.MaxTriggers)}
+	if cfg.TriggerQueue <= 0 {
+		cfg.TriggerQueue = 1024
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = 10 * time.Second
+	}
+	if cfg.RepoCacheTTL == 0 {
+		cfg.RepoCacheTTL = 2 * time.Second
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
+		queue: make(chan job, cfg.TriggerQueue), kick: make(chan struct{}, 1), stop: make(chan struct{}),
+		pending: inflight{ids: map[int64]struct{}{}},
+		repos:   repoCache{ttl: cfg.RepoCacheTTL, m: map[string]repoEntry{}}}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.accepting.Store(true)
 	s.routes()
+	s.wg.Add(cfg.MaxTriggers + 1)
+	for range cfg.MaxTriggers {
+		go s.worker()
+	}
+	go s.sweeper()
 	return s
 }
 
@@ -70,9 +105,13 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // start of a graceful shutdown.
 func (s *Server) StopHooks() { s.accepting.Store(false) }
 
-// Drain waits for triggers already accepted until ctx ends, then cancels
-// them and waits for them to return.
+// Drain stops the sweeper and waits until the workers have handled the
+// triggers already queued, until ctx ends; then it cancels them and waits
+// for them to return. Deliveries not triggered stay received in the
+// store and are triggered after the next start (Resume). Call it once.
 func (s *Server) Drain(ctx context.Context) {
+	defer s.cancel()
+	s.stopOnce.Do(func() { close(s.stop) })
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -107,10 +146,19 @@ func (s *Server) routes() {
 	api("POST /api/v1/runs/{id}/stages/{stage}/approve", s.approve(true))
 	api("POST /api/v1/runs/{id}/stages/{stage}/reject", s.approve(false))
 	api("GET /api/v1/repos", s.listRepos)
-	api("POST /api/v1/repos", s.createRepo)
-	api("POST /api/v1/repos/{rest...}", s.repoAction)
+	api("POST /api/v1/repos", s.invalidating(s.createRepo))
+	api("POST /api/v1/repos/{rest...}", s.invalidating(s.repoAction))
 	api("GET /api/v1/agents", s.listAgents)
 	api("GET /api/v1/deployments", s.listDeployments)
+}
+
+// invalidating wraps a handler that may change repos: cached repo
+// lookups are dropped after it ran.
+func (s *Server) invalidating(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		defer s.InvalidateRepos()
+		h(w, r)
+	}
 }
 
 type ctxKey struct{}
