@@ -236,6 +236,9 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		return err
 	}
 	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second}
+	// Webhooks accepted (202) but not triggered before the last stop are
+	// still stored as received: trigger them now, in the background.
+	api.Resume()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(a.stdout, "runnel: listening on %s\n", ln.Addr())
