@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func measure(t *testing.T, dsn string, sc []scenario, window time.Duration, drai
 				l := newLoader(tc.tgt, 2000, fmt.Sprintf("%s-%d", tc.name, time.Now().UnixNano()))
 				r := s.run(ctx, l)
 				l.close()
-				t.Logf("%-8s %s", tc.name, r)
+				t.Logf("%-8s %s (goroutines after the load: %d)", tc.name, r, runtime.NumGoroutine())
 				if r.errors > 0 {
 					t.Errorf("%s: %d errors, first: %s", tc.name, r.errors, r.firstErr)
 				}

@@ -302,10 +302,21 @@ func runnel(t testing.TB, dsn string) *target {
 		t.Fatal(err)
 	}
 	body := payload(t, sha)
-	return &target{url: url + "/hooks/github", body: body, sig: sign(body),
+	return &target{url: url + hookPath(), body: body, sig: sign(body),
 		verify: func(ctx context.Context, sent []string, window time.Duration, drain bool) (*check, error) {
 			return verify(ctx, st, sent, window, drain)
 		}}
+}
+
+// hookPath is the hook URL's path: /hooks/github/{owner}/{name}, the
+// recommended form (the secret is found from the URL), or /hooks/github
+// when RUNNEL_BENCH_WEBHOOK_URL=body (the repo is read from the
+// unverified body first).
+func hookPath() string {
+	if os.Getenv("RUNNEL_BENCH_WEBHOOK_URL") == "body" {
+		return "/hooks/github"
+	}
+	return "/hooks/github/" + repoName
 }
 
 // check is what verify found.
