@@ -212,11 +212,18 @@ stages:
 	}
 }
 
-// TestServerRestartWithRemoteAgent: SIGKILL and restart the server
+// TestServerRestartWithRemoteAgent: kill (SIGKILL) or stop (SIGTERM) and
+// restart the server
 // (and its embedded NATS, same data dir and port) while a remote agent
 // runs a stage. The run finishes with every stage run exactly once and
 // every log complete.
 func TestServerRestartWithRemoteAgent(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) { testServerRestart(t, sig) })
+	}
+}
+
+func testServerRestart(t *testing.T, sig syscall.Signal) {
 	c := newCluster(t, []string{"survivor"})
 	c.startAgent("survivor", "pool=restart", 1)
 	c.waitAgents("survivor")
@@ -244,7 +251,7 @@ stages:
 	// Let some log lines arrive, then kill the server mid-stage.
 	time.Sleep(1500 * time.Millisecond)
 	token := c.srv.token
-	c.srv.stop(syscall.SIGKILL)
+	c.srv.stop(sig)
 	time.Sleep(time.Second)
 	c.startServer(token)
 
