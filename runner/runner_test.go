@@ -558,3 +558,34 @@ func TestCancelPreviousAndReject(t *testing.T) {
 		t.Errorf("after reject: ship %s/%s, run %s; want canceled/approval_rejected, run failure", st.Status, st.Reason, got.Status)
 	}
 }
+
+// TestStepAttemptsRecorded: a step that succeeds on its second try is
+// recorded with two attempts, carried from the agent in the step_finished
+// update.
+func TestStepAttemptsRecorded(t *testing.T) {
+	f := newFixture(t, true, 0)
+	ev := f.push(map[string]string{".pipeline.yml": `version: 1
+stages:
+  flaky:
+    steps:
+      - name: second-time-lucky
+        retry: 2
+        run: |
+          if [ -f tried ]; then echo ok; else touch tried; exit 1; fi
+`})
+	run, err := f.runner.Trigger(context.Background(), f.repo, ev, store.TriggerGitHook, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run = f.wait(run.ID, 30*time.Second)
+	if run.Status != store.StatusSuccess {
+		t.Fatalf("run status = %s (%s), want success", run.Status, run.Reason)
+	}
+	st := stageByKey(run, "flaky")
+	if st == nil || len(st.Steps) != 1 {
+		t.Fatalf("stage flaky = %+v, want one step", st)
+	}
+	if got := st.Steps[0].Attempts; got != 2 {
+		t.Errorf("step attempts = %d, want 2", got)
+	}
+}

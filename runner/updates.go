@@ -153,7 +153,7 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 			log.Warn("update for unknown step", "step", u.Step)
 			return nil
 		}
-		su := store.StepUpdate{Status: stepStatus(u.Status), Attempts: 1}
+		su := store.StepUpdate{Status: stepStatus(u.Status), Attempts: max(u.Attempts, 1)}
 		if u.Status != wire.StatusSkipped {
 			code := u.ExitCode
 			su.ExitCode = &code

@@ -37,7 +37,7 @@ type Result struct {
 // agent's (it retries while it holds the lease).
 type EventSink interface {
 	StepStarted(step string)
-	StepFinished(step string, status wire.Status, exitCode int, reason string)
+	StepFinished(step string, status wire.Status, exitCode, attempts int, reason string)
 	// Log returns the writer for a step's output. Close sends what is
 	// buffered and the end-of-log mark; call it when the step ends.
 	Log(step string) io.WriteCloser
@@ -376,8 +376,8 @@ func (r *reporter) StepStarted(step string) {
 	r.send(wire.Update{Kind: wire.KindStepStarted, Step: step})
 }
 
-func (r *reporter) StepFinished(step string, status wire.Status, exitCode int, reason string) {
-	r.send(wire.Update{Kind: wire.KindStepFinished, Step: step, Status: status, ExitCode: exitCode, Reason: reason})
+func (r *reporter) StepFinished(step string, status wire.Status, exitCode, attempts int, reason string) {
+	r.send(wire.Update{Kind: wire.KindStepFinished, Step: step, Status: status, ExitCode: exitCode, Attempts: attempts, Reason: reason})
 }
 
 func (r *reporter) Log(step string) io.WriteCloser {

@@ -23,7 +23,7 @@ func (EchoRunner) RunStage(ctx context.Context, job *wire.Job, sink EventSink) R
 		w := sink.Log(s.Name)
 		_, _ = io.WriteString(w, s.Run)
 		_ = w.Close()
-		sink.StepFinished(s.Name, wire.StatusSuccess, 0, "")
+		sink.StepFinished(s.Name, wire.StatusSuccess, 0, 1, "")
 	}
 	return Result{Status: wire.StatusSuccess}
 }

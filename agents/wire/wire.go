@@ -106,6 +106,9 @@ type Update struct {
 	Step     string `json:"step,omitempty"`
 	Status   Status `json:"status,omitempty"`
 	ExitCode int    `json:"exit_code,omitempty"`
+	// Attempts is how often a finished step ran (1 + its retries); 0 from
+	// older agents means 1.
+	Attempts int    `json:"attempts,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 	// Seq numbers the updates of one attempt from 0, for ordering and
 	// deduplication.

@@ -117,7 +117,7 @@ func (s *sinkReporter) StepFinished(st *pipeline.Stage, step *pipeline.Step, res
 	if ok {
 		_ = w.Close()
 	}
-	s.sink.StepFinished(step.Name, WireStatus(res.Status), res.ExitCode, res.Reason)
+	s.sink.StepFinished(step.Name, WireStatus(res.Status), res.ExitCode, res.Attempts, res.Reason)
 }
 
 func (s *sinkReporter) output(st *pipeline.Stage, step *pipeline.Step, attempt int) io.Writer {
