@@ -319,6 +319,12 @@ func (r *Runner) Trigger(ctx context.Context, repo *store.Repo, ev *scm.Event, t
 func (r *Runner) readPipeline(ctx context.Context, repo *store.Repo, ev *scm.Event) ([]byte, error) {
 	url := repo.CloneURL
 	if url == "" {
+		// The payload's clone URL is the sender's word, not the
+		// operator's: never a path or file:// URL on this host, or a
+		// hook could make the server read another repository here.
+		if !networkURL(ev.CloneURL) {
+			return nil, fmt.Errorf("repo %s has no clone URL and the event's %q is not a network URL: %w", repo.Name, ev.CloneURL, workspace.ErrUnsafe)
+		}
 		url = ev.CloneURL
 	}
 	src := workspace.Source{URL: url, Commit: ev.Commit, Ref: ev.Ref}
@@ -339,6 +345,23 @@ func (r *Runner) readPipeline(ctx context.Context, repo *store.Repo, ev *scm.Eve
 		return nil, err
 	}
 	return gitrepo.ReadFile(ctx, mirror, ev.Commit, PipelineFile)
+}
+
+// networkURL reports whether u names a remote git repository: an
+// http(s), ssh or git URL, or scp-like "host:path". Local paths, file://
+// and other schemes are not.
+func networkURL(u string) bool {
+	if scheme, rest, ok := strings.Cut(u, "://"); ok {
+		switch strings.ToLower(scheme) {
+		case "http", "https", "ssh", "git":
+			return rest != "" && !strings.HasPrefix(rest, "/")
+		}
+		return false
+	}
+	// scp-like syntax: a colon before any slash (git's rule).
+	colon := strings.IndexByte(u, ':')
+	slash := strings.IndexByte(u, '/')
+	return colon > 0 && (slash < 0 || colon < slash)
 }
 
 func (r *Runner) diagKey(runID int64) logstore.Key {

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/agents/workspace"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/runnertest"
 	"github.com/runnel-ci/runnel/runner/store"
@@ -587,5 +589,50 @@ stages:
 	}
 	if got := st.Steps[0].Attempts; got != 2 {
 		t.Errorf("step attempts = %d, want 2", got)
+	}
+}
+
+// TestEventCloneURLNeverLocal: for a repo registered without a clone URL,
+// the payload's clone URL must not make the server read a repository on
+// its own host (a path or file:// URL), even one that exists.
+func TestEventCloneURLNeverLocal(t *testing.T) {
+	f := newFixture(t, false, 0)
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - run: echo hi\n"})
+	ctx := context.Background()
+	repo, err := f.store.CreateRepo(ctx, store.Repo{Name: "acme/nourl", Forge: store.ForgeGeneric, DefaultBranch: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, url := range []string{f.bare, "file://" + f.bare, "FILE://" + f.bare} {
+		e := *ev
+		e.CloneURL = url
+		run, err := f.runner.Trigger(ctx, repo, &e, store.TriggerWebhook, 0)
+		if !errors.Is(err, workspace.ErrUnsafe) {
+			t.Errorf("clone URL %q: got run %v, err %v; want workspace.ErrUnsafe", url, run, err)
+		}
+	}
+}
+
+func TestNetworkURL(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		want bool
+	}{
+		{"https://example.com/a/b.git", true},
+		{"HTTP://example.com/a.git", true},
+		{"ssh://git@example.com/a.git", true},
+		{"git://example.com/a.git", true},
+		{"git@example.com:a/b.git", true},
+		{"", false},
+		{"/srv/git/a.git", false},
+		{"file:///srv/git/a.git", false},
+		{"http:///srv/a.git", false},
+		{"a/b.git", false},
+		{"./x:y", false},
+		{"ftp://example.com/a.git", false},
+	} {
+		if got := networkURL(tc.url); got != tc.want {
+			t.Errorf("networkURL(%q) = %v, want %v", tc.url, got, tc.want)
+		}
 	}
 }
