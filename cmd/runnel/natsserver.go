@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/nats-io/nats.go"
 
@@ -26,6 +29,10 @@ type natsSetup struct {
 	nc     *nats.Conn
 	d      *natsbus.Dispatcher
 	agentC natsbus.Creds
+	// builtin is the built-in agent's credential on the embedded NATS; a
+	// reload of the agent credentials keeps it.
+	builtin *natsbus.AgentCredential
+	data    string // the server's data directory (absolute)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -34,7 +41,7 @@ type natsSetup struct {
 }
 
 func startNATS(ctx context.Context, f serverFlags, data string, log *slog.Logger) (*natsSetup, error) {
-	n := &natsSetup{log: log}
+	n := &natsSetup{log: log, data: data}
 	var creds natsbus.Creds
 	if f.natsURL == "embedded" {
 		agents, err := loadAgentCredentials(data)
@@ -47,6 +54,7 @@ func startNATS(ctx context.Context, f serverFlags, data string, log *slog.Logger
 				return nil, err
 			}
 			agents = append(agents, cred)
+			n.builtin = &cred
 			if n.agentC, err = natsbus.ParseAgentToken(tok); err != nil {
 				return nil, err
 			}
@@ -86,9 +94,45 @@ func startNATS(ctx context.Context, f serverFlags, data string, log *slog.Logger
 	return n, nil
 }
 
+// reloadAgents re-reads the agent credentials (written by `runnel agent
+// token`) into the embedded NATS server, so a new agent can join without a
+// restart. Existing connections keep their permissions.
+func (n *natsSetup) reloadAgents() error {
+	agents, err := loadAgentCredentials(n.data)
+	if err != nil {
+		return err
+	}
+	if n.builtin != nil {
+		agents = append(agents, *n.builtin)
+	}
+	return n.srv.SetAgents(agents)
+}
+
 // run starts consuming agents' events into rn and the built-in agent.
+// With the embedded NATS, SIGHUP reloads the agent credentials.
 func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, eng engine.Engine, labels map[string]string, workDir string, log *slog.Logger) error {
 	ctx, n.cancel = context.WithCancel(ctx)
+	if n.srv != nil {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer signal.Stop(hup)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+					if err := n.reloadAgents(); err != nil {
+						log.Error("reload agent credentials", "err", err)
+					} else {
+						log.Info("agent credentials reloaded")
+					}
+				}
+			}
+		}()
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
