@@ -59,7 +59,7 @@ func startNATS(ctx context.Context, f serverFlags, data string, log *slog.Logger
 				return nil, err
 			}
 		}
-		n.srv, err = natsbus.StartEmbedded(natsbus.Options{DataDir: filepath.Join(data, "nats"), Port: f.natsPort, Agents: agents, Logger: log})
+		n.srv, err = natsbus.StartEmbedded(natsbus.Options{DataDir: filepath.Join(data, "nats"), Host: f.natsHost, Port: f.natsPort, Agents: agents, Logger: log})
 		if err != nil {
 			return nil, err
 		}

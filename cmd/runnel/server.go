@@ -49,6 +49,7 @@ type serverFlags struct {
 	leaseTimeout  time.Duration
 	logLevel      string
 	natsPort      int
+	natsHost      string
 	natsUser      string
 	natsPassword  string
 	agentToken    string
@@ -99,6 +100,7 @@ for up to --drain-timeout; a second one exits at once.`,
 	fl.StringVar(&f.data, "data", a.envDefault("RUNNEL_DATA", "./runnel-data"), "data directory ($RUNNEL_DATA)")
 	fl.StringVar(&f.db, "db", a.envDefault("RUNNEL_DB", ""), "database DSN: a SQLite path or postgres://... (default: DATA/runnel.db) ($RUNNEL_DB)")
 	fl.StringVar(&f.natsURL, "nats-url", a.envDefault("RUNNEL_NATS_URL", "embedded"), `"embedded" (NATS+JetStream in DATA/nats) or nats://... (external) ($RUNNEL_NATS_URL)`)
+	fl.StringVar(&f.natsHost, "nats-host", a.envDefault("RUNNEL_NATS_HOST", "127.0.0.1"), "address the embedded NATS server listens on; 0.0.0.0 lets agents on other hosts join ($RUNNEL_NATS_HOST)")
 	fl.IntVar(&f.natsPort, "nats-port", a.envInt("RUNNEL_NATS_PORT", 4222), "port of the embedded NATS server; -1 picks a free one ($RUNNEL_NATS_PORT)")
 	fl.StringVar(&f.natsUser, "nats-user", a.envDefault("RUNNEL_NATS_USER", "runnel-server"), "user for an external NATS ($RUNNEL_NATS_USER)")
 	fl.StringVar(&f.natsPassword, "nats-password", a.envDefault("RUNNEL_NATS_PASSWORD", ""), "password for an external NATS ($RUNNEL_NATS_PASSWORD)")
