@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -235,5 +236,75 @@ func TestDefaultHealth(t *testing.T) {
 	}
 	if got := w.sets(t); len(got) != 1 || got[0].version != "v1" {
 		t.Errorf("got task sets %+v, want only v1", got)
+	}
+}
+
+// TestCancelAndRule: releases driven through a listener rule
+// (ModifyRule); a release cancelled at 10 % restores the rule's weights
+// and deletes green.
+func TestCancelAndRule(t *testing.T) {
+	defer guard(t)
+	w := setup(t)
+	ctx := context.Background()
+	fwd := func(a, b int32) []elbtypes.Action {
+		return []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, ForwardConfig: &elbtypes.ForwardActionConfig{TargetGroups: []elbtypes.TargetGroupTuple{
+			{TargetGroupArn: aws.String(w.tgs[0]), Weight: aws.Int32(a)}, {TargetGroupArn: aws.String(w.tgs[1]), Weight: aws.Int32(b)},
+		}}}}
+	}
+	rule := must(w.elb.CreateRule(ctx, &elb.CreateRuleInput{
+		ListenerArn: aws.String(w.listener), Priority: aws.Int32(10), Actions: fwd(100, 0),
+		Conditions: []elbtypes.RuleCondition{{Field: aws.String("path-pattern"), Values: []string{"/api/*"}}},
+	}))
+	ruleARN := aws.ToString(rule.Rules[0].RuleArn)
+	ruleWeights := func() [2]int32 {
+		out := must(w.elb.DescribeRules(ctx, &elb.DescribeRulesInput{RuleArns: []string{ruleARN}}))
+		got := map[string]int32{}
+		for _, a := range out.Rules[0].Actions {
+			if a.ForwardConfig != nil {
+				for _, tg := range a.ForwardConfig.TargetGroups {
+					got[aws.ToString(tg.TargetGroupArn)] = aws.ToInt32(tg.Weight)
+				}
+			}
+		}
+		return [2]int32{got[w.tgs[0]], got[w.tgs[1]]}
+	}
+	p, err := ecs.New(ecs.Config{
+		ECS: w.ecs, ELB: w.elb, Cluster: "prod", Service: "web", RuleARN: ruleARN, TargetGroups: w.tgs,
+		Subnets: w.subnets, SecurityGroups: []string{w.sg}, Health: healthy, PollInterval: 10e6,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Deploy(ctx, rel("v1"), nil); err != nil {
+		t.Fatalf("deploy v1: %v", err)
+	}
+	if got := ruleWeights(); got != [2]int32{100, 0} {
+		t.Errorf("rule weights after v1: got %v, want [100 0]", got)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var at10 [2]int32
+	r := rel("v2")
+	r.BakeTime = time.Hour
+	res, err := p.Deploy(cctx, r, func(e deploy.Event) {
+		if e.Phase == deploy.PhaseShift && e.Weight == 10 {
+			at10 = ruleWeights()
+			cancel()
+		}
+	})
+	if !errors.Is(err, context.Canceled) || res.Outcome != deploy.RolledBack {
+		t.Fatalf("got %s, err %v; want rolled_back wrapping context.Canceled", res.Outcome, err)
+	}
+	if at10 != [2]int32{90, 10} {
+		t.Errorf("rule weights at the 10 %% step: got %v, want [90 10]", at10)
+	}
+	if got := ruleWeights(); got != [2]int32{100, 0} {
+		t.Errorf("rule weights after rollback: got %v, want [100 0]", got)
+	}
+	if got := w.sets(t); len(got) != 1 || got[0] != (set{"v1", "PRIMARY", w.tgs[0]}) {
+		t.Errorf("after rollback: got task sets %+v, want only primary v1 in %s", got, w.tgs[0])
+	}
+	if got := w.weights(t); got[w.tgs[0]] != 100 || got[w.tgs[1]] != 0 {
+		t.Errorf("listener default action changed: got %v, want A 100, B 0", got)
 	}
 }
