@@ -255,8 +255,14 @@ func gitEnv(src Source) []string {
 		}
 	}
 	env = append(env, "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_ASKPASS=true", "GIT_SSH_COMMAND=ssh -o BatchMode=yes")
-	keys := []string{"protocol.ext.allow", "protocol.fd.allow", "gc.auto", "maintenance.auto", "core.hooksPath"}
-	vals := []string{"never", "never", "0", "false", "/dev/null"}
+	// Only the transports git ships: a "<scheme>://" URL must not make git
+	// run whatever git-remote-<scheme> helper is on PATH.
+	keys := []string{"protocol.allow", "protocol.file.allow", "protocol.http.allow", "protocol.https.allow",
+		"protocol.ssh.allow", "protocol.git.allow", "protocol.ext.allow", "protocol.fd.allow",
+		"gc.auto", "maintenance.auto", "core.hooksPath"}
+	vals := []string{"never", "always", "always", "always",
+		"always", "always", "never", "never",
+		"0", "false", "/dev/null"}
 	if src.Username != "" || src.Password != "" {
 		cred := base64.StdEncoding.EncodeToString([]byte(src.Username + ":" + src.Password))
 		keys = append(keys, "http.extraHeader")

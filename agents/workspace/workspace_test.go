@@ -299,3 +299,26 @@ func TestResolveRef(t *testing.T) {
 		t.Errorf("ResolveRef(missing) error = %v, want ErrNoRef", err)
 	}
 }
+
+// TestFetchRefusesUnknownTransport: a "<scheme>://" URL must not run a
+// git-remote-<scheme> helper found on PATH.
+func TestFetchRefusesUnknownTransport(t *testing.T) {
+	bin := t.TempDir()
+	marker := filepath.Join(bin, "ran")
+	helper := "#!/bin/sh\ntouch '" + marker + "'\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(bin, "git-remote-evil"), []byte(helper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	c, err := NewCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Fetch(context.Background(), Source{URL: "evil://example.com/r.git", Commit: strings.Repeat("a", 40)})
+	if err == nil {
+		t.Error("fetch from evil:// succeeded, want an error")
+	}
+	if _, serr := os.Stat(marker); serr == nil {
+		t.Errorf("git ran git-remote-evil (fetch err: %v)", err)
+	}
+}
