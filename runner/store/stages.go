@@ -103,8 +103,8 @@ func (s *Store) loadStages(ctx context.Context, runs []*Run) error {
 	for _, r := range runs {
 		ids = append(ids, r.ID)
 	}
-	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT `+stepCols+` FROM steps WHERE stage_id IN
-		(SELECT id FROM stages WHERE run_id IN (`+placeholders(len(ids))+`)) ORDER BY stage_id, position`), ids...)
+	rows, err := s.queryIn(ctx, s.r, `SELECT `+stepCols+` FROM steps WHERE stage_id IN
+		(SELECT id FROM stages WHERE run_id IN (`+placeholders(len(ids))+`)) ORDER BY stage_id, position`, ids...)
 	if err != nil {
 		return fmt.Errorf("load steps: %w", err)
 	}
@@ -131,8 +131,8 @@ func (s *Store) fillStages(ctx context.Context, runs []*Run) (map[int64]*Stage, 
 		byRun[r.ID] = r
 		ids = append(ids, r.ID)
 	}
-	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT `+stageCols+` FROM stages g WHERE g.run_id IN (`+
-		placeholders(len(ids))+`) ORDER BY g.run_id, g.position`), ids...)
+	rows, err := s.queryIn(ctx, s.r, `SELECT `+stageCols+` FROM stages g WHERE g.run_id IN (`+
+		placeholders(len(ids))+`) ORDER BY g.run_id, g.position`, ids...)
 	if err != nil {
 		return nil, fmt.Errorf("load stages: %w", err)
 	}

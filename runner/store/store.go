@@ -236,6 +236,19 @@ func (s *Store) exec(ctx context.Context, db *sql.DB, q string, args ...any) (sq
 	return st.ExecContext(ctx, args...)
 }
 
+// queryIn runs query q whose text depends on the number of its
+// arguments (an IN list): through the statement cache for one argument
+// (loading one run, the hot case), unprepared otherwise so that the
+// cache stays small.
+func (s *Store) queryIn(ctx context.Context, db *sql.DB, q string, args ...any) (*sql.Rows, error) {
+	if len(args) == 1 {
+		if st, err := s.prepared(ctx, db, q); err == nil {
+			return st.QueryContext(ctx, args...)
+		}
+	}
+	return db.QueryContext(ctx, s.rebind(q), args...)
+}
+
 // txStmt returns statement q bound to tx: the writer's cached statement
 // when Open prepared it (txQueries), else one prepared on tx for this
 // transaction only. (Preparing on s.w here would wait for a connection
