@@ -393,9 +393,10 @@ func sign(secret string, body []byte) string {
 // fixture loads a GitHub fixture and rewrites it for our repository.
 func fixture(t *testing.T, name string, edit func(m map[string]any)) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("/work/shared/fixtures/github", name))
+	// The real GitHub payloads, as kept beside the GitHub hook's own tests.
+	b, err := os.ReadFile(filepath.Join("..", "scm", "github", "testdata", name))
 	if err != nil {
-		t.Skipf("fixture: %v", err)
+		t.Fatalf("fixture: %v", err)
 	}
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {

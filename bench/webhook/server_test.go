@@ -38,7 +38,7 @@ import (
 )
 
 const (
-	fixture  = "/work/shared/fixtures/github/push.with-new-branch.json"
+	fixture  = "../../scm/github/testdata/push.with-new-branch.json"
 	repoName = "Codertocat/Hello-World" // the fixture's repository.full_name
 	secret   = "bench-webhook-secret"
 	pipe     = `version: 1
