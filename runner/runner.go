@@ -280,6 +280,11 @@ func (r *Runner) Trigger(ctx context.Context, repo *store.Repo, ev *scm.Event, t
 			}
 		}
 	}
+	// From here on the run is created and scheduled as one piece of work:
+	// a caller going away (an HTTP client disconnecting) must not leave it
+	// half done, such as a stage marked queued whose job was never
+	// published, which nothing would ever end.
+	ctx = context.WithoutCancel(ctx)
 	run, err := r.cfg.Store.CreateRun(ctx, nr)
 	if err != nil {
 		return nil, fmt.Errorf("trigger %s at %s: %w", repo.Name, ev.Commit, err)

@@ -636,3 +636,31 @@ func TestNetworkURL(t *testing.T) {
 		}
 	}
 }
+
+// cancelOnQueued cancels a context when a stage's "Queued" status is
+// reported, which the runner does just before it publishes the job.
+type cancelOnQueued struct{ cancel context.CancelFunc }
+
+func (c cancelOnQueued) Enqueue(s scm.Status) error {
+	if s.Description == "Queued" {
+		c.cancel()
+	}
+	return nil
+}
+
+// TestTriggerSurvivesCallerCancel: a caller (an HTTP request) going away
+// after the run was created must not leave a stage queued without a job.
+func TestTriggerSurvivesCallerCancel(t *testing.T) {
+	f := newFixture(t, true, 0)
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo hi\n"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f.runner.cfg.Statuses = cancelOnQueued{cancel}
+	if _, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerManual, 0); err != nil {
+		t.Errorf("trigger: %v", err)
+	}
+	// The fixture's store is new: the run is number 1.
+	if got := f.wait(1, 20*time.Second); got.Status != store.StatusSuccess {
+		t.Errorf("run = %s/%s, want success", got.Status, got.Reason)
+	}
+}

@@ -378,6 +378,9 @@ func (r *Runner) Cancel(ctx context.Context, runID int64) error {
 }
 
 func (r *Runner) cancel(ctx context.Context, runID int64, reason string) error {
+	// Once begun, a cancel finishes even if its caller goes away: a run
+	// marked canceled must not keep stages queued or running.
+	ctx = context.WithoutCancel(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	run, err := r.cfg.Store.Run(ctx, runID)
@@ -462,6 +465,9 @@ func (r *Runner) decide(ctx context.Context, runID int64, stageKey, user string,
 		if st.Key != stageKey {
 			continue
 		}
+		// The decision and the scheduling it allows are one step that a
+		// caller going away must not cut in half.
+		ctx := context.WithoutCancel(ctx)
 		if err := r.cfg.Store.DecideApproval(ctx, st.ID, approve, user); err != nil {
 			return fmt.Errorf("decide approval of %s: %w", stageKey, err)
 		}
