@@ -52,9 +52,12 @@ type Config struct {
 	// CacheDir holds mirrors of forge repositories for reading the pipeline
 	// file; required for forge repos.
 	CacheDir string
-	// LeaseTimeout bounds the silence of a running stage's agent before
-	// the stage ends with agent_lost (default 45 s; agents heartbeat every
-	// 5 s, and the bus redelivers a lost agent's job after 30 s).
+	// LeaseTimeout bounds the silence of a running stage before it ends
+	// with agent_lost (default 45 s). Agents send a heartbeat update per
+	// running stage with each lease extension (every 5 s by default, and
+	// always below the bus's 30 s AckWait, after which JetStream
+	// redelivers a lost agent's job), so only a stage that nobody runs
+	// any more falls silent this long.
 	LeaseTimeout time.Duration
 }
 
@@ -67,9 +70,12 @@ type Runner struct {
 
 	// mu serialises scheduling decisions (concurrency groups span runs).
 	mu sync.Mutex
-	// seen is when each running stage (by stage row ID) last reported.
+	// seen is when each running stage's current attempt last reported
+	// (any update, mostly heartbeats). It lives in memory only, so that
+	// heartbeats cost no database write; Start gives the running stages
+	// of a previous process one lease period.
 	seenMu sync.Mutex
-	seen   map[int64]time.Time
+	seen   map[stageRef]lease
 
 	steps stepCache // step names of stages, for log chunks
 
@@ -89,7 +95,7 @@ func New(cfg Config) (*Runner, error) {
 		cfg.LeaseTimeout = 45 * time.Second
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	r := &Runner{cfg: cfg, log: cfg.Logger, seen: map[int64]time.Time{}, stop: make(chan struct{})}
+	r := &Runner{cfg: cfg, log: cfg.Logger, seen: map[stageRef]lease{}, stop: make(chan struct{})}
 	if cfg.CacheDir != "" {
 		c, err := workspace.NewCache(cfg.CacheDir)
 		if err != nil {
@@ -113,7 +119,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	for _, run := range runs {
 		for _, st := range run.Stages {
 			if st.Status == store.StatusRunning {
-				r.touch(st.ID, now)
+				r.touch(run.ID, st.Key, st.Attempt, now)
 			}
 		}
 		if err := r.schedule(ctx, run.ID); err != nil {
@@ -138,15 +144,43 @@ func (r *Runner) Close() {
 	r.wg.Wait()
 }
 
-func (r *Runner) touch(stageID int64, t time.Time) {
+// stageRef names a stage as agents do: by run and stage key.
+type stageRef struct {
+	run   int64
+	stage string
+}
+
+// lease is what the watchdog knows of a running stage.
+type lease struct {
+	attempt int       // the attempt that reported
+	last    time.Time // when it last did
+}
+
+// touch records that attempt of a stage reported at t.
+func (r *Runner) touch(runID int64, stage string, attempt int, t time.Time) {
 	r.seenMu.Lock()
-	r.seen[stageID] = t
+	r.seen[stageRef{runID, stage}] = lease{attempt: attempt, last: t}
 	r.seenMu.Unlock()
 }
 
-func (r *Runner) forget(stageID int64) {
+// beat records a heartbeat of attempt if that attempt is the one known to
+// run the stage, and reports whether it was.
+func (r *Runner) beat(runID int64, stage string, attempt int, t time.Time) bool {
 	r.seenMu.Lock()
-	delete(r.seen, stageID)
+	defer r.seenMu.Unlock()
+	ref := stageRef{runID, stage}
+	l, ok := r.seen[ref]
+	if !ok || l.attempt != attempt {
+		return false
+	}
+	l.last = t
+	r.seen[ref] = l
+	return true
+}
+
+func (r *Runner) forget(runID int64, stage string) {
+	r.seenMu.Lock()
+	delete(r.seen, stageRef{runID, stage})
 	r.seenMu.Unlock()
 }
 
@@ -185,43 +219,40 @@ func (r *Runner) checkLeases(ctx context.Context) {
 		r.log.Error("lease check: list runs", "err", err)
 		return
 	}
+	// Each running stage is judged by its own reports only: an agent
+	// that is present and busy says nothing about a stage it dropped.
 	now := time.Now()
+	running := map[stageRef]bool{}
 	for _, run := range runs {
 		for _, st := range run.Stages {
 			if st.Status != store.StatusRunning {
 				continue
 			}
+			ref := stageRef{run.ID, st.Key}
+			running[ref] = true
 			r.seenMu.Lock()
-			last, ok := r.seen[st.ID]
-			if !ok {
-				last = st.StartedAt
-				if last.IsZero() {
-					last = now
-				}
-				r.seen[st.ID] = last
+			l, ok := r.seen[ref]
+			if !ok || l.attempt != st.Attempt {
+				// Not heard of since this process started (or only of
+				// another attempt): one lease period from now.
+				l = lease{attempt: st.Attempt, last: now}
+				r.seen[ref] = l
 			}
 			r.seenMu.Unlock()
-			if st.Agent != "" && r.agentBusy(st.Agent) {
-				r.touch(st.ID, now)
-				continue
-			}
-			if now.Sub(last) < r.cfg.LeaseTimeout {
+			if now.Sub(l.last) < r.cfg.LeaseTimeout {
 				continue
 			}
 			r.agentLost(ctx, run, st)
 		}
 	}
-}
-
-// agentBusy reports whether the named agent is present and running
-// something: its stages' leases are then JetStream's business.
-func (r *Runner) agentBusy(name string) bool {
-	for _, a := range r.cfg.Bus.Agents() {
-		if a.Name == name {
-			return !a.Lost && a.Running > 0
+	// Stages that ended by a path that did not forget them.
+	r.seenMu.Lock()
+	for ref := range r.seen {
+		if !running[ref] {
+			delete(r.seen, ref)
 		}
 	}
-	return false
+	r.seenMu.Unlock()
 }
 
 // agentLost ends a running stage whose agent went silent for a lease
@@ -235,7 +266,7 @@ func (r *Runner) agentLost(ctx context.Context, run *store.Run, st *store.Stage)
 	if err := r.cfg.Bus.Cancel(ctx, c); err != nil {
 		log.Warn("cancel lost attempt", "err", err)
 	}
-	r.forget(st.ID)
+	r.forget(run.ID, st.Key)
 	r.finishStepLogs(run.ID, st)
 	log.Warn("agent lost: ending stage")
 	r.endStage(ctx, run, st, store.AnyAttempt, store.StatusError, store.ReasonAgentLost)

@@ -664,3 +664,75 @@ func TestTriggerSurvivesCallerCancel(t *testing.T) {
 		t.Errorf("run = %s/%s, want success", got.Status, got.Reason)
 	}
 }
+
+// TestSilentStageOfBusyAgentLost: an agent that is connected and busy
+// with one stage does not keep another of its stages alive: a stage whose
+// heartbeats stop ends agent_lost within the lease, while the stage that
+// keeps heartbeating (a long step that reports nothing else) runs on.
+func TestSilentStageOfBusyAgentLost(t *testing.T) {
+	const lease = 2 * time.Second
+	// The agent extends its leases (and heartbeats) every 600 ms.
+	f := newFixtureOpts(t, runnertest.Options{AckWait: 3 * time.Second}, lease)
+	// "silent" needs a label the agent lacks, so its job stays queued and
+	// the test plays its start on the same agent, then says nothing more.
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n" +
+		"  busy:\n    steps:\n      - name: s\n        run: sleep 60\n" +
+		"  silent:\n    labels: {gpu: nvidia}\n    steps:\n      - name: s\n        run: echo\n"})
+	ctx := context.Background()
+	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the agent runs "busy" and its presence says so (presence
+	// comes every 5 s): from then on the agent counts as busy.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cur, err := f.store.Run(ctx, run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		busy := false
+		for _, a := range f.bus.Dispatcher.Agents() {
+			busy = busy || (a.Name == f.bus.AgentName && !a.Lost && a.Running > 0)
+		}
+		if stageByKey(cur, "busy").Status == store.StatusRunning && busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("agent not busy with stage busy within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	started := time.Now()
+	f.update(run, wire.Update{Kind: wire.KindStarted, StageID: "silent", Attempt: 1, Agent: f.bus.AgentName})
+	for {
+		cur, err := f.store.Run(ctx, run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := stageByKey(cur, "silent")
+		if st.Status.Terminal() {
+			if st.Status != store.StatusError || st.Reason != store.ReasonAgentLost {
+				t.Fatalf("got silent stage %s/%s, want error/%s", st.Status, st.Reason, store.ReasonAgentLost)
+			}
+			break
+		}
+		// The watchdog looks every lease/5 (at least 1 s).
+		if bound := lease + 2*time.Second; time.Since(started) > bound {
+			t.Fatalf("silent stage still %s %v after its start, want agent_lost within %v", st.Status, time.Since(started).Round(time.Millisecond), bound)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Two more lease periods: the heartbeating stage must still run.
+	time.Sleep(2 * lease)
+	cur, err := f.store.Run(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := stageByKey(cur, "busy"); st.Status != store.StatusRunning || st.Attempt != 1 {
+		t.Errorf("got busy stage %s/%s attempt %d, want running attempt 1", st.Status, st.Reason, st.Attempt)
+	}
+	if err := f.runner.Cancel(ctx, run.ID); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -42,6 +42,12 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		r.log.Warn("update for a run id that is not ours", "run", u.RunID)
 		return nil
 	}
+	// A heartbeat of the attempt known to run the stage only renews its
+	// lease: no database read or write. Others (unknown attempt, a stage
+	// that ended) take the full path below, which fences them.
+	if u.Kind == wire.KindHeartbeat && r.beat(runID, u.StageID, u.Attempt, time.Now()) {
+		return nil
+	}
 	log := r.log.With("run", runID, "stage", u.StageID, "attempt", u.Attempt, "agent", u.Agent, "kind", u.Kind)
 	run, err := r.cfg.Store.Run(ctx, runID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -84,6 +90,12 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		// never arrived: the stage's current attempt is lost with it.
 		u.Attempt = st.Attempt
 	}
+	if u.Kind == wire.KindHeartbeat && u.Attempt > st.Attempt && !st.Status.Terminal() {
+		// Its "started" is on the way (a redelivery makes a higher
+		// attempt current only with it): not stale, just early.
+		log.Debug("heartbeat of an attempt not started yet", "current_attempt", st.Attempt)
+		return nil
+	}
 	if u.Attempt != st.Attempt || st.Status.Terminal() {
 		log.Info("stale update ignored", "current_attempt", st.Attempt, "status", st.Status)
 		if u.Kind != wire.KindFinished && u.Kind != wire.KindLost {
@@ -98,7 +110,7 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	r.touch(st.ID, time.Now())
+	r.touch(run.ID, st.Key, st.Attempt, time.Now())
 	fence := func(err error) {
 		if err == nil {
 			return
@@ -111,7 +123,7 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 	}
 	switch u.Kind {
 	case wire.KindLost:
-		r.forget(st.ID)
+		r.forget(run.ID, st.Key)
 		r.finishStepLogs(run.ID, st)
 		r.endStage(ctx, run, st, u.Attempt, store.StatusError, store.ReasonAgentLost)
 	case wire.KindHeartbeat:
@@ -295,7 +307,7 @@ func (r *Runner) endStageLocked(ctx context.Context, run *store.Run, st *store.S
 		return
 	}
 	log.Info("stage finished", "status", status, "reason", reason)
-	r.forget(st.ID)
+	r.forget(run.ID, st.Key)
 	// Steps that never reported their end (lost agent, cancel) end with
 	// the stage so nothing is left pending or running.
 	full, err := r.cfg.Store.Stage(ctx, st.ID)
@@ -411,7 +423,7 @@ func (r *Runner) cancel(ctx context.Context, runID int64, reason string) error {
 				r.log.Warn("publish cancel", "run", runID, "stage", st.Key, "err", err)
 			}
 		}
-		r.forget(st.ID)
+		r.forget(run.ID, st.Key)
 		r.report(run, "runnel/"+st.Key, "canceled", "Canceled")
 	}
 	if err := r.cfg.Logs.FinishRun(strconv.FormatInt(runID, 10)); err != nil {

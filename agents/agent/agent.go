@@ -69,8 +69,11 @@ type Config struct {
 	Logger   *slog.Logger
 	Software string // build version, reported in presence
 
-	Heartbeat     time.Duration // presence interval; default 5 s
-	Progress      time.Duration // lease extension interval; default 5 s
+	Heartbeat time.Duration // presence interval; default 5 s
+	// Progress is the lease extension interval, default 5 s. After each
+	// successful extension the agent also sends a stage heartbeat update
+	// (wire.KindHeartbeat), by which the server knows the stage is alive.
+	Progress      time.Duration
 	LeaseMargin   time.Duration // stop this long before the lease ends; default 10 s
 	FlushInterval time.Duration // log flush delay; default 100 ms
 	// AckWait, MaxDeliver and PullExpiry: see natsbus.IntakeOptions.
@@ -252,7 +255,7 @@ func (a *Agent) handle(ctx context.Context, js jetstream.JetStream, d *natsbus.D
 	defer wg.Wait()
 	leaseDone := make(chan struct{})
 	defer close(leaseDone)
-	wg.Go(func() { a.keepLease(leaseCtx, d, loseLease, leaseDone) })
+	wg.Go(func() { a.keepLease(leaseCtx, d, loseLease, leaseDone, rep.heartbeat) })
 
 	rep.ctx = leaseCtx
 	if !job.Deadline.IsZero() && time.Now().After(job.Deadline) {
@@ -297,6 +300,7 @@ func (a *Agent) handle(ctx context.Context, js jetstream.JetStream, d *natsbus.D
 		res.Status = wire.StatusError
 		res.Reason = "stage runner returned no status"
 	}
+	rep.finishing.Store(true)
 	rep.send(wire.Update{Kind: wire.KindFinished, Status: res.Status, ExitCode: res.ExitCode, Reason: res.Reason})
 	for leaseCtx.Err() == nil {
 		actx, cancelAck := context.WithTimeout(leaseCtx, 5*time.Second)
@@ -310,9 +314,10 @@ func (a *Agent) handle(ctx context.Context, js jetstream.JetStream, d *natsbus.D
 	}
 }
 
-// keepLease extends d's lease every Progress and cancels the stage (cause
-// ErrLeaseLost) when the lease would end within LeaseMargin.
-func (a *Agent) keepLease(ctx context.Context, d *natsbus.Delivery, lose context.CancelCauseFunc, done <-chan struct{}) {
+// keepLease extends d's lease every Progress, calling beat after each
+// successful extension, and cancels the stage (cause ErrLeaseLost) when
+// the lease would end within LeaseMargin.
+func (a *Agent) keepLease(ctx context.Context, d *natsbus.Delivery, lose context.CancelCauseFunc, done <-chan struct{}, beat func(ctx context.Context)) {
 	last := d.Leased
 	next := time.Now().Add(a.cfg.Progress)
 	for {
@@ -345,6 +350,15 @@ func (a *Agent) keepLease(ctx context.Context, d *natsbus.Delivery, lose context
 		cancel()
 		if err == nil {
 			last = now
+			// A heartbeat says "the lease is alive": only after an
+			// extension, and bounded so it never delays the next one.
+			hdl := now.Add(a.cfg.Progress / 2)
+			if deadline.Before(hdl) {
+				hdl = deadline
+			}
+			hctx, cancel := context.WithDeadline(ctx, hdl)
+			beat(hctx)
+			cancel()
 		} else {
 			a.log.Warn("extend lease", "run", d.Job.RunID, "stage", d.Job.StageID, "err", err)
 		}
@@ -370,6 +384,33 @@ type reporter struct {
 	seq atomic.Uint64
 	// started is closed once the "started" update is stored (or given up).
 	started chan struct{}
+	// finishing is set before "finished" is sent: no heartbeat after it.
+	finishing atomic.Bool
+}
+
+// heartbeat publishes one KindHeartbeat update of the attempt, once
+// "started" is stored (the server takes an update of an attempt it has
+// not seen start for a stale one) and until "finished" is on its way. It
+// is not retried: the next lease extension sends the next one.
+func (r *reporter) heartbeat(ctx context.Context) {
+	select {
+	case <-r.started:
+	default:
+		return
+	}
+	if r.finishing.Load() {
+		return
+	}
+	u := wire.Update{Kind: wire.KindHeartbeat}
+	r.stamp(&u)
+	b, err := wire.Encode(&u)
+	if err != nil {
+		r.log.Error("encode heartbeat", "err", err)
+		return
+	}
+	if _, err := r.js.Publish(ctx, wire.UpdatesSubject(u.RunID), b, jetstream.WithMsgID(wire.UpdateMsgID(&u)), jetstream.WithRetryAttempts(0)); err != nil {
+		r.log.Warn("send stage heartbeat", "err", err)
+	}
 }
 
 func (r *reporter) StepStarted(step string) {
@@ -396,10 +437,15 @@ func (r *reporter) waitStarted() {
 	}
 }
 
-func (r *reporter) publishUpdate(u wire.Update) {
+// stamp fills in the attempt's identity, the next Seq and the time.
+func (r *reporter) stamp(u *wire.Update) {
 	u.RunID, u.StageID, u.Attempt, u.Agent = r.job.RunID, r.job.StageID, r.job.Attempt, r.a.cfg.Name
 	u.Seq = r.seq.Add(1) - 1
 	u.Time = time.Now()
+}
+
+func (r *reporter) publishUpdate(u wire.Update) {
+	r.stamp(&u)
 	b, err := wire.Encode(&u)
 	if err != nil {
 		r.log.Error("encode update", "err", err)

@@ -330,3 +330,55 @@ func TestLogFlushTimer(t *testing.T) {
 		return s.eof && s.nextSeq == 2
 	})
 }
+
+// TestStageHeartbeats: while stages run, the agent sends a heartbeat
+// update per stage and attempt with each lease extension, only after the
+// stage's "started" and never after its "finished".
+func TestStageHeartbeats(t *testing.T) {
+	b := newBus(t, "a")
+	release := make(chan struct{})
+	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
+		select {
+		case <-release:
+			return Result{Status: wire.StatusSuccess}
+		case <-ctx.Done():
+			return Result{Status: wire.StatusCancelled}
+		}
+	})
+	b.agent(Config{Name: "a", Capacity: 2, Runner: runner, AckWait: 3 * time.Second, Progress: 200 * time.Millisecond, LeaseMargin: time.Second, PullExpiry: time.Second})
+	stages := []string{"one", "two"}
+	for _, s := range stages {
+		b.publish(context.Background(), "hb", s, nil)
+	}
+	b.rec.wait(t, 10*time.Second, "3 heartbeats of each stage", func() bool {
+		for _, s := range stages {
+			if len(b.rec.find(wire.KindHeartbeat, "hb", s)) < 3 {
+				return false
+			}
+		}
+		return true
+	})
+	close(release)
+	b.rec.wait(t, 10*time.Second, "both finished", func() bool { return len(b.rec.find(wire.KindFinished, "hb", "")) == 2 })
+	time.Sleep(500 * time.Millisecond) // more than two extension periods: late heartbeats would show
+	b.rec.mu.Lock()
+	defer b.rec.mu.Unlock()
+	for _, s := range stages {
+		var order []wire.Kind
+		for _, u := range b.rec.updates {
+			if u.RunID != "hb" || u.StageID != s {
+				continue
+			}
+			if u.Attempt != 1 || u.Agent != "a" {
+				t.Errorf("stage %s: got %s update of attempt %d from %q, want attempt 1 from a", s, u.Kind, u.Attempt, u.Agent)
+			}
+			if len(order) == 0 || order[len(order)-1] != u.Kind {
+				order = append(order, u.Kind)
+			}
+		}
+		want := []wire.Kind{wire.KindStarted, wire.KindHeartbeat, wire.KindFinished}
+		if fmt.Sprint(order) != fmt.Sprint(want) {
+			t.Errorf("stage %s: got update kinds in order %v, want %v", s, order, want)
+		}
+	}
+}

@@ -52,8 +52,18 @@
 //  2. JetStream hands the message to one agent and holds it for AckWait
 //     (30 s). While the stage runs the agent extends the lease every 5 s
 //     with a synchronous in-progress ack ("+WPI" as a request, answered by
-//     the server). The agent acks the message after it has published the
-//     "finished" update (so a finished stage is never lost).
+//     the server). After each successful extension, and only once its
+//     "started" is stored and until it sends "finished", the agent
+//     publishes an Update of kind "heartbeat" for that stage and attempt
+//     (not retried; the next extension sends the next one). A heartbeat
+//     thus means "this attempt's lease is alive": the server ends a
+//     running stage whose current attempt sent nothing for its lease
+//     timeout (45 s, well above the heartbeat interval) with agent_lost,
+//     whatever else the same agent is running. A heartbeat of an attempt
+//     above the current one is early, not stale (its "started" is on the
+//     way) and is ignored without a Cancel. The agent acks the message
+//     after it has published the "finished" update (so a finished stage
+//     is never lost).
 //  3. The agent's lease ends at (start of the last successful extension, or
 //     of the pull request that delivered the job) + AckWait − LeaseMargin
 //     (10 s). If it reaches that point without a successful extension (it
