@@ -269,7 +269,10 @@ func (r *Runner) agentLost(ctx context.Context, run *store.Run, st *store.Stage)
 	r.forget(run.ID, st.Key)
 	r.finishStepLogs(run.ID, st)
 	log.Warn("agent lost: ending stage")
-	r.endStage(ctx, run, st, store.AnyAttempt, store.StatusError, store.ReasonAgentLost)
+	if err := r.endStage(ctx, run, st, store.AnyAttempt, store.StatusError, store.ReasonAgentLost); err != nil {
+		// The next lease check tries again: the stage is still running.
+		log.Error("end lost stage", "err", err)
+	}
 }
 
 // Trigger starts a run for ev in repo: it reads and compiles the pipeline
@@ -530,7 +533,9 @@ func (r *Runner) scheduleLocked(ctx context.Context, runID int64) error {
 		}
 		if err := r.dispatch(ctx, run, st); err != nil {
 			r.log.Error("dispatch failed", "run", run.ID, "stage", st.Key, "err", err)
-			r.endStageLocked(ctx, run, st, store.AnyAttempt, store.StatusError, ReasonDispatchFailed)
+			if err := r.endStageLocked(ctx, run, st, store.AnyAttempt, store.StatusError, ReasonDispatchFailed); err != nil {
+				return err
+			}
 		}
 	}
 	return r.maybeFinishRun(ctx, run.ID)

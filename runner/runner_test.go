@@ -736,3 +736,59 @@ func TestSilentStageOfBusyAgentLost(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStageEndAppliedWhenCallerGoesAway: an update handed to the runner
+// is applied to the end even if the handler's context is already over (a
+// shutdown): the stage, its steps and the run all end, and the bus is not
+// asked to deliver it again.
+func TestStageEndAppliedWhenCallerGoesAway(t *testing.T) {
+	f := newFixture(t, false, time.Minute)
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo\n"})
+	run, err := f.runner.Trigger(context.Background(), f.repo, ev, store.TriggerGitHook, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.update(run, wire.Update{Kind: wire.KindStarted, StageID: "a", Attempt: 1, Agent: "x"})
+	f.update(run, wire.Update{Kind: wire.KindStepStarted, StageID: "a", Attempt: 1, Agent: "x", Step: "s"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	u := wire.Update{V: wire.Version, RunID: strconv.FormatInt(run.ID, 10), StageID: "a", Attempt: 1, Agent: "x",
+		Kind: wire.KindFinished, Status: wire.StatusFailure, Reason: "step s failed", Time: time.Now()}
+	if err := f.runner.HandleUpdate(ctx, &u); err != nil {
+		t.Fatalf("handle finished with an ended context: got %v, want nil", err)
+	}
+	cur, err := f.store.Run(context.Background(), run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stageByKey(cur, "a")
+	if cur.Status != store.StatusFailure || st.Status != store.StatusFailure || st.Steps[0].Status != store.StatusFailure {
+		t.Errorf("got run %s, stage %s, step %s; want failure, failure, failure", cur.Status, st.Status, st.Steps[0].Status)
+	}
+}
+
+// TestStageEndRedeliveryCompletesRun: a stage end that was stored but
+// whose follow-up (scheduling, the run's end) was not, as after a store
+// failure, is completed when the bus delivers the "finished" again.
+func TestStageEndRedeliveryCompletesRun(t *testing.T) {
+	f := newFixture(t, false, time.Minute)
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo\n"})
+	ctx := context.Background()
+	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.update(run, wire.Update{Kind: wire.KindStarted, StageID: "a", Attempt: 1, Agent: "x"})
+	// Half applied: the stage's end is stored, nothing after it.
+	if err := f.store.UpdateStage(ctx, stageByKey(run, "a").ID, 1, store.StageUpdate{Status: store.StatusSuccess}); err != nil {
+		t.Fatal(err)
+	}
+	f.update(run, wire.Update{Kind: wire.KindFinished, StageID: "a", Attempt: 1, Agent: "x", Status: wire.StatusSuccess})
+	cur, err := f.store.Run(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.Status != store.StatusSuccess {
+		t.Errorf("got run %s after the end was delivered again, want success", cur.Status)
+	}
+}

@@ -33,10 +33,15 @@ func (h handler) Log(ctx context.Context, c *wire.LogChunk) error  { return h.r.
 // above the stage's current one makes it current (a redelivered job, wire
 // rule 4); any other update of an attempt that is not the current one is
 // ignored and its attempt told to stop (wire rule 6), as are updates that
-// the state machine refuses. It returns an error only when the update
-// could not be looked at (the store failed), so the bus delivers it again.
-// It is safe for concurrent use.
+// the state machine refuses. It returns an error when the store failed
+// (reading, or applying the update), so the bus delivers it again; every
+// step of applying an update is idempotent. Once handed an update it
+// applies it to the end, even when ctx ends (a shutdown), within
+// applyTimeout: a stage end must not stop half applied. It is safe for
+// concurrent use.
 func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
+	defer cancel()
 	runID, err := strconv.ParseInt(u.RunID, 10, 64)
 	if err != nil {
 		r.log.Warn("update for a run id that is not ours", "run", u.RunID)
@@ -79,6 +84,11 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		for st.Attempt < u.Attempt {
 			a, err := r.cfg.Store.QueueStage(ctx, st.ID)
 			if err != nil {
+				if !refused(err) {
+					// Not fenced yet: the redelivery must not be taken
+					// for a stale attempt and cancelled.
+					return fmt.Errorf("raise attempt of stage %s for redelivered job: %w", st.Key, err)
+				}
 				log.Warn("raise attempt for redelivered job", "err", err)
 				break
 			}
@@ -96,6 +106,16 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		log.Debug("heartbeat of an attempt not started yet", "current_attempt", st.Attempt)
 		return nil
 	}
+	if (u.Kind == wire.KindFinished || u.Kind == wire.KindLost) && u.Attempt == st.Attempt && st.Status.Terminal() {
+		// Delivered again: the stage's end is stored, but what follows
+		// it (the next stages, the run's end) may not be, if the store
+		// failed after it. Scheduling is idempotent.
+		log.Debug("stage end delivered again; re-evaluating the run")
+		if err := r.schedule(ctx, run.ID); err != nil {
+			return fmt.Errorf("re-evaluate run %d after the end of %s: %w", run.ID, st.Key, err)
+		}
+		return nil
+	}
 	if u.Attempt != st.Attempt || st.Status.Terminal() {
 		log.Info("stale update ignored", "current_attempt", st.Attempt, "status", st.Status)
 		if u.Kind != wire.KindFinished && u.Kind != wire.KindLost {
@@ -111,27 +131,28 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		now = time.Now()
 	}
 	r.touch(run.ID, st.Key, st.Attempt, time.Now())
-	fence := func(err error) {
+	// fence returns err if the store failed (the bus delivers the update
+	// again) and nil if the state machine refused the update.
+	fence := func(err error) error {
 		if err == nil {
-			return
+			return nil
 		}
-		if errors.Is(err, store.ErrStale) || errors.Is(err, store.ErrConflict) {
+		if refused(err) {
 			log.Info("update refused by the state machine", "err", err)
-			return
+			return nil
 		}
-		log.Error("apply update", "err", err)
+		return fmt.Errorf("apply %s update of run %d stage %s: %w", u.Kind, run.ID, st.Key, err)
 	}
 	switch u.Kind {
 	case wire.KindLost:
 		r.forget(run.ID, st.Key)
 		r.finishStepLogs(run.ID, st)
-		r.endStage(ctx, run, st, u.Attempt, store.StatusError, store.ReasonAgentLost)
+		return r.endStage(ctx, run, st, u.Attempt, store.StatusError, store.ReasonAgentLost)
 	case wire.KindHeartbeat:
 	case wire.KindStarted:
 		err := r.cfg.Store.UpdateStage(ctx, st.ID, u.Attempt, store.StageUpdate{Status: store.StatusRunning, Agent: u.Agent})
-		fence(err)
 		if err != nil {
-			return nil
+			return fence(err)
 		}
 		if run.Status == store.StatusPending {
 			err := r.cfg.Store.UpdateRun(ctx, run.ID, store.StatusRunning, "")
@@ -158,7 +179,7 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 			log.Warn("update for unknown step", "step", u.Step)
 			return nil
 		}
-		fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, step, store.StepUpdate{Status: store.StatusRunning,
+		return fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, step, store.StepUpdate{Status: store.StatusRunning,
 			LogKey: LogKey(run.ID, st.Key, u.Attempt, step).String()}))
 	case wire.KindStepFinished:
 		if step < 0 {
@@ -170,13 +191,15 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 			code := u.ExitCode
 			su.ExitCode = &code
 		}
-		fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, step, su))
+		if err := fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, step, su)); err != nil {
+			return err
+		}
 		if err := r.cfg.Logs.Finish(LogKey(run.ID, st.Key, u.Attempt, step)); err != nil {
 			log.Warn("finish step log", "err", err)
 		}
 	case wire.KindFinished:
 		status, reason := stageStatus(u.Status, u.Reason)
-		r.endStage(ctx, run, st, u.Attempt, status, reason)
+		return r.endStage(ctx, run, st, u.Attempt, status, reason)
 	default:
 		log.Warn("update of unknown kind ignored")
 	}
@@ -289,22 +312,42 @@ func stageStatus(s wire.Status, reason string) (store.Status, string) {
 	return store.StatusError, reason
 }
 
-// endStage moves a stage to a terminal status and re-evaluates the run.
-func (r *Runner) endStage(ctx context.Context, run *store.Run, st *store.Stage, attempt int, status store.Status, reason string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.endStageLocked(ctx, run, st, attempt, status, reason)
+// applyTimeout bounds the store work for one update or stage end once
+// begun; it runs on even when its caller's context ends.
+const applyTimeout = 20 * time.Second
+
+// refused reports whether a store error is the state machine's or the
+// fence's refusal (expected with late or duplicated messages), as opposed
+// to a failure of the store.
+func refused(err error) bool {
+	return errors.Is(err, store.ErrStale) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound)
 }
 
-func (r *Runner) endStageLocked(ctx context.Context, run *store.Run, st *store.Stage, attempt int, status store.Status, reason string) {
+// endStage moves a stage to a terminal status and re-evaluates the run.
+// It returns an error if the store failed (a refusal is not one).
+func (r *Runner) endStage(ctx context.Context, run *store.Run, st *store.Stage, attempt int, status store.Status, reason string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.endStageLocked(ctx, run, st, attempt, status, reason)
+}
+
+// endStageLocked is endStage with r.mu held. Once begun it finishes even
+// if ctx ends (within applyTimeout): the stage's end, its steps' ends and
+// the scheduling that follows belong together.
+func (r *Runner) endStageLocked(ctx context.Context, run *store.Run, st *store.Stage, attempt int, status store.Status, reason string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
+	defer cancel()
 	log := r.log.With("run", run.ID, "stage", st.Key, "attempt", st.Attempt)
 	if len(reason) > 500 {
 		reason = reason[:500]
 	}
 	err := r.cfg.Store.UpdateStage(ctx, st.ID, attempt, store.StageUpdate{Status: status, Reason: reason})
 	if err != nil {
-		log.Info("stage end refused", "status", status, "err", err)
-		return
+		if refused(err) {
+			log.Info("stage end refused", "status", status, "err", err)
+			return nil
+		}
+		return fmt.Errorf("end stage %s of run %d as %s: %w", st.Key, run.ID, status, err)
 	}
 	log.Info("stage finished", "status", status, "reason", reason)
 	r.forget(run.ID, st.Key)
@@ -333,12 +376,14 @@ func (r *Runner) endStageLocked(ctx context.Context, run *store.Run, st *store.S
 		r.cfg.Metrics.StageFinished(run.Repo, string(status), st.StartedAt, time.Now())
 	}
 	r.recordDeployment(ctx, run, st, status)
-	if err := r.scheduleLocked(ctx, run.ID); err != nil {
-		log.Error("schedule after stage end", "err", err)
-	}
+	serr := r.scheduleLocked(ctx, run.ID)
 	if st.Concurrency != "" {
 		r.scheduleRepoLocked(ctx, run.RepoID, run.ID)
 	}
+	if serr != nil {
+		return fmt.Errorf("schedule run %d after the end of %s: %w", run.ID, st.Key, serr)
+	}
+	return nil
 }
 
 // scheduleRepoLocked re-evaluates other unfinished runs of a repo (a
