@@ -503,7 +503,7 @@ func (r *Runner) scheduleLocked(ctx context.Context, runID int64) error {
 			}
 			st.Status, st.Reason = store.StatusSkipped, skip
 			for _, step := range st.Steps {
-				_ = r.cfg.Store.UpdateStep(ctx, st.ID, store.AnyAttempt, step.Position, store.StepUpdate{Status: store.StatusSkipped})
+				r.endStep(ctx, run.ID, st, step, store.StatusSkipped)
 			}
 			r.report(run, "runnel/"+st.Key, "skipped", "Skipped: "+skip)
 			continue

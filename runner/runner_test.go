@@ -2,14 +2,17 @@ package runner
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -790,5 +793,98 @@ func TestStageEndRedeliveryCompletesRun(t *testing.T) {
 	}
 	if cur.Status != store.StatusSuccess {
 		t.Errorf("got run %s after the end was delivered again, want success", cur.Status)
+	}
+}
+
+// records is a slog.Handler that keeps the records at or above Warn.
+type records struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (h *records) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h *records) Handle(_ context.Context, r slog.Record) error {
+	s := r.Level.String() + " " + r.Message
+	r.Attrs(func(a slog.Attr) bool { s += " " + a.String(); return true })
+	h.mu.Lock()
+	h.msgs = append(h.msgs, s)
+	h.mu.Unlock()
+	return nil
+}
+func (h *records) WithAttrs(as []slog.Attr) slog.Handler { return &withAttrs{h, as} }
+func (h *records) WithGroup(string) slog.Handler         { return h }
+
+type withAttrs struct {
+	h  *records
+	as []slog.Attr
+}
+
+func (w *withAttrs) Enabled(ctx context.Context, l slog.Level) bool { return w.h.Enabled(ctx, l) }
+func (w *withAttrs) Handle(ctx context.Context, r slog.Record) error {
+	r.AddAttrs(w.as...)
+	return w.h.Handle(ctx, r)
+}
+func (w *withAttrs) WithAttrs(as []slog.Attr) slog.Handler {
+	return &withAttrs{w.h, append(slices.Clip(w.as), as...)}
+}
+func (w *withAttrs) WithGroup(string) slog.Handler { return w }
+
+// TestStepEndFailureLogged: when the store fails to end a step with its
+// stage (here a SQLite trigger refuses every move of a step to skipped),
+// the runner logs a warning naming the step instead of dropping the
+// error; the stage and run still end.
+func TestStepEndFailureLogged(t *testing.T) {
+	f := newFixture(t, false, time.Minute)
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n" +
+		"  a:\n    steps:\n      - name: compile\n        run: exit 1\n      - name: never\n        run: echo\n" +
+		"  b:\n    needs: [a]\n    steps:\n      - name: deploy\n        run: echo\n"})
+	db, err := sql.Open("sqlite", filepath.Join(f.dir, "runnel.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER no_skip BEFORE UPDATE OF status ON steps WHEN NEW.status = 'skipped'
+		BEGIN SELECT RAISE(ABORT, 'injected step failure'); END`); err != nil {
+		t.Fatal(err)
+	}
+	// A runner of its own (no watchdog) whose warnings the test sees.
+	rec := &records{}
+	r, err := New(Config{Store: f.store, Bus: f.bus.Dispatcher, Logs: f.logs, Logger: slog.New(rec)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	run, err := r.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []wire.Update{
+		{Kind: wire.KindStarted, StageID: "a", Attempt: 1, Agent: "x"},
+		{Kind: wire.KindStepStarted, StageID: "a", Attempt: 1, Agent: "x", Step: "compile"},
+		{Kind: wire.KindStepFinished, StageID: "a", Attempt: 1, Agent: "x", Step: "compile", Status: wire.StatusFailure, ExitCode: 1},
+		{Kind: wire.KindFinished, StageID: "a", Attempt: 1, Agent: "x", Status: wire.StatusFailure, Reason: "step compile failed"},
+	} {
+		u.V, u.RunID, u.Time = wire.Version, strconv.FormatInt(run.ID, 10), time.Now()
+		if err := r.HandleUpdate(ctx, &u); err != nil {
+			t.Fatalf("handle %s: %v", u.Kind, err)
+		}
+	}
+	cur, err := f.store.Run(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.Status != store.StatusFailure || stageByKey(cur, "b").Status != store.StatusSkipped {
+		t.Errorf("got run %s, stage b %s; want failure, skipped", cur.Status, stageByKey(cur, "b").Status)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, step := range []string{"never", "deploy"} { // ended with stage a; skipped with stage b
+		found := false
+		for _, m := range rec.msgs {
+			found = found || (strings.HasPrefix(m, "WARN ") && strings.Contains(m, "step="+step) && strings.Contains(m, "injected step failure"))
+		}
+		if !found {
+			t.Errorf("no warning about step %s failing to end; got %q", step, rec.msgs)
+		}
 	}
 }

@@ -323,6 +323,24 @@ func refused(err error) bool {
 	return errors.Is(err, store.ErrStale) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound)
 }
 
+// endStep moves a step whose end nobody reported to status to, whatever
+// the attempt. A refusal (the step ended meanwhile, a newer attempt owns
+// the stage) is expected and logged at debug level; a store failure is
+// logged as a warning, since it leaves the step unfinished in a finished
+// stage.
+func (r *Runner) endStep(ctx context.Context, runID int64, st *store.Stage, step *store.Step, to store.Status) {
+	err := r.cfg.Store.UpdateStep(ctx, st.ID, store.AnyAttempt, step.Position, store.StepUpdate{Status: to})
+	if err == nil {
+		return
+	}
+	log := r.log.With("run", runID, "stage", st.Key, "step", step.Name, "status", to, "err", err)
+	if errors.Is(err, store.ErrStale) || errors.Is(err, store.ErrConflict) {
+		log.Debug("step end refused")
+		return
+	}
+	log.Warn("end step")
+}
+
 // endStage moves a stage to a terminal status and re-evaluates the run.
 // It returns an error if the store failed (a refusal is not one).
 func (r *Runner) endStage(ctx context.Context, run *store.Run, st *store.Stage, attempt int, status store.Status, reason string) error {
@@ -354,7 +372,9 @@ func (r *Runner) endStageLocked(ctx context.Context, run *store.Run, st *store.S
 	// Steps that never reported their end (lost agent, cancel) end with
 	// the stage so nothing is left pending or running.
 	full, err := r.cfg.Store.Stage(ctx, st.ID)
-	if err == nil {
+	if err != nil {
+		log.Warn("load steps to end with the stage", "err", err)
+	} else {
 		for _, step := range full.Steps {
 			if step.Status.Terminal() {
 				continue
@@ -366,7 +386,7 @@ func (r *Runner) endStageLocked(ctx context.Context, run *store.Run, st *store.S
 					to = store.StatusError
 				}
 			}
-			_ = r.cfg.Store.UpdateStep(ctx, st.ID, store.AnyAttempt, step.Position, store.StepUpdate{Status: to})
+			r.endStep(ctx, run.ID, st, step, to)
 		}
 		st = full
 	}
@@ -459,7 +479,7 @@ func (r *Runner) cancel(ctx context.Context, runID int64, reason string) error {
 		}
 		for _, step := range st.Steps {
 			if !step.Status.Terminal() {
-				_ = r.cfg.Store.UpdateStep(ctx, st.ID, store.AnyAttempt, step.Position, store.StepUpdate{Status: store.StatusCanceled})
+				r.endStep(ctx, runID, st, step, store.StatusCanceled)
 			}
 		}
 		if st.Status == store.StatusQueued || st.Status == store.StatusRunning {
