@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -208,6 +209,19 @@ func TestRepoCacheInvalidation(t *testing.T) {
 	}
 }
 
+func BenchmarkRepoFromPayload(b *testing.B) {
+	body, err := os.ReadFile("../../scm/github/testdata/push.with-new-branch.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if got := repoFromPayload(body); got != "Codertocat/Hello-World" {
+		b.Fatalf("got %q", got)
+	}
+	for b.Loop() {
+		repoFromPayload(body)
+	}
+}
+
 func TestRepoFromPayload(t *testing.T) {
 	tests := []struct {
 		body, want string
@@ -220,6 +234,10 @@ func TestRepoFromPayload(t *testing.T) {
 		{`[1,2]`, ""},
 		{`not json`, ""},
 		{`{"repository":"o/r"}`, ""},
+		{` { "a" : "x\"}" , "n": -1.5e3, "t": true, "repository" : { "full_name" : "o/\u0072" } }`, "o/r"},
+		{`{"a":"}","repository":{"x":{"full_name":"no"},"full_name":"o/r"}}`, "o/r"},
+		{`{"a":"unterminated`, ""},
+		{`{"repository":{"full_name":"o/r"`, ""},
 	}
 	for _, tt := range tests {
 		if got := repoFromPayload([]byte(tt.body)); got != tt.want {
