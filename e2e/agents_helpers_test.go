@@ -160,11 +160,7 @@ func (c *cluster) waitAgents(names ...string) []agentInfo {
 // addRepo registers the bare repository at path as a plain git repo.
 func (c *cluster) addRepo(name, bare string) {
 	c.t.Helper()
-	code, b := c.srv.do("POST", "/api/v1/repos", strings.NewReader(fmt.Sprintf(`{"name":%q,"forge":"git","clone_url":%q}`, name, bare)),
-		map[string]string{"Authorization": "Bearer " + c.srv.token})
-	if code != http.StatusCreated {
-		c.t.Fatalf("create repo: %d %s", code, b)
-	}
+	c.srv.createRepo(map[string]any{"name": name, "forge": "git", "clone_url": bare})
 }
 
 // pushAndTrigger commits pipeline, pushes it and triggers a run by API.

@@ -155,6 +155,21 @@ func (s *server) stop(sig syscall.Signal) {
 	s.logf.Close()
 }
 
+// createRepo registers a repository through the API (fields are the JSON
+// body) and returns the answer; anything but 201 fails the test.
+func (s *server) createRepo(fields map[string]any) []byte {
+	s.t.Helper()
+	body, err := json.Marshal(fields)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	code, b := s.do("POST", "/api/v1/repos", bytes.NewReader(body), map[string]string{"Authorization": "Bearer " + s.token})
+	if code != http.StatusCreated {
+		s.t.Fatalf("create repo %v: %d %s", fields["name"], code, b)
+	}
+	return b
+}
+
 func (s *server) do(method, path string, body io.Reader, hdr map[string]string) (int, []byte) {
 	s.t.Helper()
 	req, err := http.NewRequest(method, s.url+path, body)
@@ -417,12 +432,7 @@ func TestGitHubWebhook(t *testing.T) {
 	bare, work := repoSetup(t, dir)
 	const secret = "It's a Secret to Everybody"
 	const name = "Codertocat/Hello-World"
-	code, b := srv.do("POST", "/api/v1/repos", strings.NewReader(fmt.Sprintf(
-		`{"name":%q,"forge":"github","clone_url":%q,"secret":%q}`, name, bare, secret)),
-		map[string]string{"Authorization": "Bearer " + srv.token})
-	if code != http.StatusCreated {
-		t.Fatalf("create repo: %d %s", code, b)
-	}
+	srv.createRepo(map[string]any{"name": name, "forge": "github", "clone_url": bare, "secret": secret})
 	sha := commit(t, work, okPipeline)
 	git(t, work, "push", "-q", "origin", "main")
 
@@ -499,7 +509,7 @@ func TestGitHubWebhook(t *testing.T) {
 	if runs := srv.runs(""); len(runs) != 1 {
 		t.Errorf("runs = %d, want exactly 1 (duplicates, ping and deletion start nothing)", len(runs))
 	}
-	code, b = srv.do("GET", "/metrics", nil, nil)
+	code, b := srv.do("GET", "/metrics", nil, nil)
 	if code != 200 || !bytes.Contains(b, []byte(`duplicate`)) {
 		t.Errorf("metrics = %d, want webhook delivery counters including duplicate", code)
 	}
@@ -514,11 +524,7 @@ func TestServerKilledMidRun(t *testing.T) {
 	}
 	srv := startServer(t, dir, "", lease...)
 	bare, work := repoSetup(t, dir)
-	code, b := srv.do("POST", "/api/v1/repos", strings.NewReader(fmt.Sprintf(`{"name":"slow","forge":"git","clone_url":%q}`, bare)),
-		map[string]string{"Authorization": "Bearer " + srv.token})
-	if code != http.StatusCreated {
-		t.Fatalf("create repo: %d %s", code, b)
-	}
+	srv.createRepo(map[string]any{"name": "slow", "forge": "git", "clone_url": bare})
 	sha := commit(t, work, `version: 1
 stages:
   slow:
@@ -529,7 +535,7 @@ stages:
 `)
 	git(t, work, "push", "-q", "origin", "main")
 	// Trigger by API (the repo has no hook installed).
-	code, b = srv.do("POST", "/api/v1/repos/slow/trigger", strings.NewReader(`{"branch":"main"}`),
+	code, b := srv.do("POST", "/api/v1/repos/slow/trigger", strings.NewReader(`{"branch":"main"}`),
 		map[string]string{"Authorization": "Bearer " + srv.token})
 	if code != http.StatusCreated {
 		t.Fatalf("trigger: %d %s", code, b)
@@ -589,11 +595,7 @@ func TestRemoteAgent(t *testing.T) {
 	})
 
 	bare, work := repoSetup(t, dir)
-	code, b := srv.do("POST", "/api/v1/repos", strings.NewReader(fmt.Sprintf(`{"name":"remote","forge":"git","clone_url":%q}`, bare)),
-		map[string]string{"Authorization": "Bearer " + srv.token})
-	if code != http.StatusCreated {
-		t.Fatalf("create repo: %d %s", code, b)
-	}
+	srv.createRepo(map[string]any{"name": "remote", "forge": "git", "clone_url": bare})
 	sha := commit(t, work, `version: 1
 stages:
   build:
@@ -610,7 +612,7 @@ stages:
         run: echo unreachable
 `)
 	git(t, work, "push", "-q", "origin", "main")
-	code, b = srv.do("POST", "/api/v1/repos/remote/trigger", strings.NewReader(`{"branch":"main"}`),
+	code, b := srv.do("POST", "/api/v1/repos/remote/trigger", strings.NewReader(`{"branch":"main"}`),
 		map[string]string{"Authorization": "Bearer " + srv.token})
 	if code != http.StatusCreated {
 		t.Fatalf("trigger: %d %s", code, b)

@@ -313,13 +313,8 @@ func TestReporting(t *testing.T) {
 	gh := newFakeGitHub(t, name)
 	srv := startServer(t, dir, "")
 	bare, work := repoSetup(t, dir)
-	code, b := srv.do("POST", "/api/v1/repos", strings.NewReader(fmt.Sprintf(
-		`{"name":%q,"forge":"github","clone_url":%q,"secret":%q,"status_token":%q,"status_api_url":%q}`,
-		name, bare, secret, statusToken, gh.srv.URL+"/")),
-		map[string]string{"Authorization": "Bearer " + srv.token})
-	if code != http.StatusCreated {
-		t.Fatalf("create repo: %d %s", code, b)
-	}
+	srv.createRepo(map[string]any{"name": name, "forge": "github", "clone_url": bare, "secret": secret,
+		"status_token": statusToken, "status_api_url": gh.srv.URL + "/"})
 	badgePath := "/badges/" + name + "/status.svg?branch=main"
 	checkBadge(t, srv, badgePath, "unknown")
 
@@ -605,12 +600,7 @@ func TestReporting(t *testing.T) {
 			}
 		}
 		// A private repository's badge needs its badge token.
-		code, b := srv.do("POST", "/api/v1/repos", strings.NewReader(fmt.Sprintf(
-			`{"name":"acme/secret","forge":"git","clone_url":%q,"private":true}`, bare)),
-			map[string]string{"Authorization": "Bearer " + srv.token})
-		if code != http.StatusCreated {
-			t.Fatalf("create private repo: %d %s", code, b)
-		}
+		b := srv.createRepo(map[string]any{"name": "acme/secret", "forge": "git", "clone_url": bare, "private": true})
 		var created struct {
 			BadgeToken string `json:"badge_token"`
 		}
@@ -682,13 +672,8 @@ func TestReportingSkippedStage(t *testing.T) {
 	gh := newFakeGitHub(t, name)
 	srv := startServer(t, dir, "")
 	bare, work := repoSetup(t, dir)
-	code, b := srv.do("POST", "/api/v1/repos", strings.NewReader(fmt.Sprintf(
-		`{"name":%q,"forge":"github","clone_url":%q,"secret":%q,"status_token":%q,"status_api_url":%q}`,
-		name, bare, secret, token, gh.srv.URL+"/")),
-		map[string]string{"Authorization": "Bearer " + srv.token})
-	if code != http.StatusCreated {
-		t.Fatalf("create repo: %d %s", code, b)
-	}
+	srv.createRepo(map[string]any{"name": name, "forge": "github", "clone_url": bare, "secret": secret,
+		"status_token": token, "status_api_url": gh.srv.URL + "/"})
 	sha := commit(t, work, `version: 1
 stages:
   build:
@@ -715,7 +700,7 @@ stages:
 		repo["full_name"], repo["clone_url"] = name, bare
 		m["head_commit"].(map[string]any)["id"] = sha
 	})
-	code, b = srv.do("POST", "/hooks/github", bytes.NewReader(body), map[string]string{
+	code, b := srv.do("POST", "/hooks/github", bytes.NewReader(body), map[string]string{
 		"Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": "skip-1",
 		"X-Hub-Signature-256": sign(secret, body)})
 	if code != http.StatusAccepted {
