@@ -119,7 +119,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	for _, run := range runs {
 		for _, st := range run.Stages {
 			if st.Status == store.StatusRunning {
-				r.touch(run.ID, st.Key, st.Attempt, now)
+				r.touch(run.ID, st.Key, st.Attempt, st.Agent, now)
 			}
 		}
 		if err := r.schedule(ctx, run.ID); err != nil {
@@ -153,24 +153,25 @@ type stageRef struct {
 // lease is what the watchdog knows of a running stage.
 type lease struct {
 	attempt int       // the attempt that reported
+	agent   string    // the agent running it ("" when not known)
 	last    time.Time // when it last did
 }
 
-// touch records that attempt of a stage reported at t.
-func (r *Runner) touch(runID int64, stage string, attempt int, t time.Time) {
+// touch records that attempt of a stage, run by agent, reported at t.
+func (r *Runner) touch(runID int64, stage string, attempt int, agent string, t time.Time) {
 	r.seenMu.Lock()
-	r.seen[stageRef{runID, stage}] = lease{attempt: attempt, last: t}
+	r.seen[stageRef{runID, stage}] = lease{attempt: attempt, agent: agent, last: t}
 	r.seenMu.Unlock()
 }
 
-// beat records a heartbeat of attempt if that attempt is the one known to
-// run the stage, and reports whether it was.
-func (r *Runner) beat(runID int64, stage string, attempt int, t time.Time) bool {
+// beat records a heartbeat of attempt from agent if that attempt is the
+// one known to run the stage, on that agent, and reports whether it was.
+func (r *Runner) beat(runID int64, stage string, attempt int, agent string, t time.Time) bool {
 	r.seenMu.Lock()
 	defer r.seenMu.Unlock()
 	ref := stageRef{runID, stage}
 	l, ok := r.seen[ref]
-	if !ok || l.attempt != attempt {
+	if !ok || l.attempt != attempt || l.agent == "" || l.agent != agent {
 		return false
 	}
 	l.last = t
@@ -235,7 +236,7 @@ func (r *Runner) checkLeases(ctx context.Context) {
 			if !ok || l.attempt != st.Attempt {
 				// Not heard of since this process started (or only of
 				// another attempt): one lease period from now.
-				l = lease{attempt: st.Attempt, last: now}
+				l = lease{attempt: st.Attempt, agent: st.Agent, last: now}
 				r.seen[ref] = l
 			}
 			r.seenMu.Unlock()

@@ -439,6 +439,93 @@ func TestAttemptFencing(t *testing.T) {
 	}
 }
 
+// TestForeignAgentIgnored: updates and log chunks for a stage attempt are
+// taken only from the agent whose "started" made it run; another agent
+// naming the same run, stage and attempt changes nothing (and gets no
+// cancel, which would stop the rightful agent).
+func TestForeignAgentIgnored(t *testing.T) {
+	f := newFixture(t, false, time.Minute)
+	cancels := f.cancels()
+	ctx := context.Background()
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s1\n        run: echo\n"})
+	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := func(agent, data string) {
+		t.Helper()
+		c := wire.LogChunk{V: wire.Version, RunID: strconv.FormatInt(run.ID, 10), StageID: "a", Attempt: 1, Agent: agent,
+			Step: "s1", Seq: 0, Data: []byte(data), EOF: true}
+		if err := f.runner.HandleLog(ctx, &c); err != nil {
+			t.Fatalf("handle log chunk of %s: %v", agent, err)
+		}
+	}
+	steps := []struct {
+		name      string
+		u         wire.Update
+		wantStage store.Status
+		wantAgent string
+		wantStep  store.Status
+	}{
+		{"a step before any start is ignored", wire.Update{Kind: wire.KindStepStarted, Attempt: 1, Agent: "a1", Step: "s1"},
+			store.StatusQueued, "", store.StatusPending},
+		{"a finish before any start is ignored", wire.Update{Kind: wire.KindFinished, Attempt: 1, Agent: "a1", Status: wire.StatusSuccess},
+			store.StatusQueued, "", store.StatusPending},
+		{"the start records the agent", wire.Update{Kind: wire.KindStarted, Attempt: 1, Agent: "a1"},
+			store.StatusRunning, "a1", store.StatusPending},
+		{"another agent's start is ignored", wire.Update{Kind: wire.KindStarted, Attempt: 1, Agent: "evil"},
+			store.StatusRunning, "a1", store.StatusPending},
+		{"another agent's step start is ignored", wire.Update{Kind: wire.KindStepStarted, Attempt: 1, Agent: "evil", Step: "s1"},
+			store.StatusRunning, "a1", store.StatusPending},
+		{"another agent's heartbeat is ignored", wire.Update{Kind: wire.KindHeartbeat, Attempt: 1, Agent: "evil"},
+			store.StatusRunning, "a1", store.StatusPending},
+		{"the agent's step starts", wire.Update{Kind: wire.KindStepStarted, Attempt: 1, Agent: "a1", Step: "s1"},
+			store.StatusRunning, "a1", store.StatusRunning},
+		{"another agent's step end is ignored", wire.Update{Kind: wire.KindStepFinished, Attempt: 1, Agent: "evil", Step: "s1", Status: wire.StatusFailure, ExitCode: 1},
+			store.StatusRunning, "a1", store.StatusRunning},
+		{"another agent's finish is ignored", wire.Update{Kind: wire.KindFinished, Attempt: 1, Agent: "evil", Status: wire.StatusSuccess},
+			store.StatusRunning, "a1", store.StatusRunning},
+		{"the agent's step ends", wire.Update{Kind: wire.KindStepFinished, Attempt: 1, Agent: "a1", Step: "s1", Status: wire.StatusSuccess},
+			store.StatusRunning, "a1", store.StatusSuccess},
+		{"the agent finishes", wire.Update{Kind: wire.KindFinished, Attempt: 1, Agent: "a1", Status: wire.StatusSuccess},
+			store.StatusSuccess, "a1", store.StatusSuccess},
+	}
+	for i, s := range steps {
+		if i == 7 {
+			// Log chunks: the other agent's seq 0 comes first; were it
+			// taken, the real seq 0 would be dropped as a redelivery.
+			chunk("evil", "forged\n")
+			chunk("a1", "real\n")
+		}
+		s.u.StageID = "a"
+		f.update(run, s.u)
+		cur, err := f.store.Run(ctx, run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := stageByKey(cur, "a")
+		if st.Status != s.wantStage || st.Attempt != 1 || st.Agent != s.wantAgent || st.Steps[0].Status != s.wantStep {
+			t.Errorf("%s: got stage %s attempt %d agent %q step %s; want %s attempt 1 agent %q step %s", s.name,
+				st.Status, st.Attempt, st.Agent, st.Steps[0].Status, s.wantStage, s.wantAgent, s.wantStep)
+		}
+	}
+	cur, err := f.store.Run(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.Status != store.StatusSuccess {
+		t.Errorf("got run %s, want success", cur.Status)
+	}
+	if got := f.log(cur, "a", 0); got != "real\n" {
+		t.Errorf("got log %q, want %q", got, "real\n")
+	}
+	select {
+	case c := <-cancels:
+		t.Errorf("got cancel %+v, want none", c)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
 // TestStageEnd maps an agent's final status (or the dispatcher's "lost")
 // to the stored stage status and reason.
 func TestStageEnd(t *testing.T) {

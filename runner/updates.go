@@ -33,7 +33,12 @@ func (h handler) Log(ctx context.Context, c *wire.LogChunk) error  { return h.r.
 // above the stage's current one makes it current (a redelivered job, wire
 // rule 4); any other update of an attempt that is not the current one is
 // ignored and its attempt told to stop (wire rule 6), as are updates that
-// the state machine refuses. It returns an error when the store failed
+// the state machine refuses. u.Agent must be the authenticated sender (the
+// dispatcher checks it against the subject): an update of the current
+// attempt from another agent than the one whose "started" was accepted
+// (recorded as the stage's Agent) is ignored, without a cancel, which
+// would stop the rightful agent too; so is anything but a "started" for
+// an attempt nobody started yet. KindLost is the server's own. It returns an error when the store failed
 // (reading, or applying the update), so the bus delivers it again; every
 // step of applying an update is idempotent. Once handed an update it
 // applies it to the end, even when ctx ends (a shutdown), within
@@ -50,7 +55,7 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 	// A heartbeat of the attempt known to run the stage only renews its
 	// lease: no database read or write. Others (unknown attempt, a stage
 	// that ended) take the full path below, which fences them.
-	if u.Kind == wire.KindHeartbeat && r.beat(runID, u.StageID, u.Attempt, time.Now()) {
+	if u.Kind == wire.KindHeartbeat && r.beat(runID, u.StageID, u.Attempt, u.Agent, time.Now()) {
 		return nil
 	}
 	log := r.log.With("run", runID, "stage", u.StageID, "attempt", u.Attempt, "agent", u.Agent, "kind", u.Kind)
@@ -92,7 +97,7 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 				log.Warn("raise attempt for redelivered job", "err", err)
 				break
 			}
-			st.Attempt = a
+			st.Attempt, st.Agent = a, "" // QueueStage clears the agent
 		}
 	}
 	if u.Kind == wire.KindLost && u.Attempt > st.Attempt && !st.Status.Terminal() {
@@ -104,6 +109,13 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		// Its "started" is on the way (a redelivery makes a higher
 		// attempt current only with it): not stale, just early.
 		log.Debug("heartbeat of an attempt not started yet", "current_attempt", st.Attempt)
+		return nil
+	}
+	if u.Kind != wire.KindLost && u.Attempt == st.Attempt && !ownsAttempt(st, u) {
+		// Another agent speaks for the attempt: forged, or a confused
+		// agent. Not stale either, so no cancel: it would reach the
+		// agent that does run the attempt.
+		log.Warn("update from an agent that does not run the attempt ignored", "stage_agent", st.Agent)
 		return nil
 	}
 	if (u.Kind == wire.KindFinished || u.Kind == wire.KindLost) && u.Attempt == st.Attempt && st.Status.Terminal() {
@@ -130,7 +142,7 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	r.touch(run.ID, st.Key, st.Attempt, time.Now())
+	r.touch(run.ID, st.Key, st.Attempt, u.Agent, time.Now())
 	// fence returns err if the store failed (the bus delivers the update
 	// again) and nil if the state machine refused the update.
 	fence := func(err error) error {
@@ -206,19 +218,36 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 	return nil
 }
 
+// ownsAttempt reports whether u comes from the agent that runs st's
+// current attempt: the one whose "started" was accepted, or, before
+// anyone's was, any agent's "started".
+func ownsAttempt(st *store.Stage, u *wire.Update) bool {
+	if st.Agent == "" {
+		return u.Kind == wire.KindStarted
+	}
+	return u.Agent == st.Agent
+}
+
 // HandleLog stores a chunk of a step's output. Chunks of steps the run
-// does not have are dropped; an error (the log store failed) asks the bus
-// to deliver the chunk again.
+// does not have are dropped, and so are chunks that are not from the
+// agent running the stage's current attempt (c.Agent, set by the
+// dispatcher from the subject; see HandleUpdate); an error (the log store
+// failed) asks the bus to deliver the chunk again.
 func (r *Runner) HandleLog(ctx context.Context, c *wire.LogChunk) error {
 	runID, err := strconv.ParseInt(c.RunID, 10, 64)
 	if err != nil {
 		return nil
 	}
-	idx, err := r.steps.index(ctx, r.cfg.Store, runID, c.StageID, c.Step)
+	idx, owner, err := r.steps.index(ctx, r.cfg.Store, runID, c.StageID, c.Step, c.Attempt, c.Agent)
 	if err != nil {
 		return err
 	}
 	if idx < 0 {
+		return nil
+	}
+	if !owner {
+		r.log.Warn("log chunk from an agent that does not run the attempt dropped",
+			"run", runID, "stage", c.StageID, "attempt", c.Attempt, "agent", c.Agent, "step", c.Step)
 		return nil
 	}
 	key := LogKey(runID, c.StageID, c.Attempt, idx)
@@ -236,47 +265,59 @@ func (r *Runner) HandleLog(ctx context.Context, c *wire.LogChunk) error {
 }
 
 // stepCache maps a run's stage's step names (what agents report) to step
-// positions (what the store and the log keys use), so log chunks need no
-// query each. Its zero value is ready.
+// positions (what the store and the log keys use), and knows the stage's
+// current attempt and its agent, so log chunks need no query each. Its
+// zero value is ready.
 type stepCache struct {
-	mu    sync.Mutex
-	names map[string][]string // "run/stage" → step names in order
+	mu     sync.Mutex
+	stages map[string]stageSteps // "run/stage"
 }
 
-// index returns the position of step in the stage, or -1.
-func (c *stepCache) index(ctx context.Context, st *store.Store, runID int64, stageKey, step string) (int, error) {
+type stageSteps struct {
+	names   []string // step names in order
+	attempt int      // the current attempt when loaded
+	agent   string   // its agent ("" while nobody started it)
+}
+
+// index returns the position of step in the stage, or -1, and whether
+// agent runs attempt, the stage's current attempt. An entry that does not
+// name attempt and agent is reloaded: a newer attempt may have started.
+func (c *stepCache) index(ctx context.Context, st *store.Store, runID int64, stageKey, step string, attempt int, agent string) (int, bool, error) {
 	k := strconv.FormatInt(runID, 10) + "/" + stageKey
 	c.mu.Lock()
-	names, ok := c.names[k]
+	info, ok := c.stages[k]
 	c.mu.Unlock()
-	if !ok {
+	if !ok || info.attempt != attempt || info.agent != agent {
 		run, err := st.Run(ctx, runID)
 		if errors.Is(err, store.ErrNotFound) {
-			return -1, nil
+			return -1, false, nil
 		}
 		if err != nil {
-			return -1, fmt.Errorf("steps of run %d: %w", runID, err)
+			return -1, false, fmt.Errorf("steps of run %d: %w", runID, err)
 		}
+		info = stageSteps{}
 		for _, s := range run.Stages {
 			if s.Key == stageKey {
+				info.attempt, info.agent = s.Attempt, s.Agent
 				for _, step := range s.Steps {
-					names = append(names, step.Name)
+					info.names = append(info.names, step.Name)
 				}
 			}
 		}
 		c.mu.Lock()
-		if c.names == nil || len(c.names) > 10000 {
-			c.names = map[string][]string{}
+		if c.stages == nil || len(c.stages) > 10000 {
+			c.stages = map[string]stageSteps{}
 		}
-		c.names[k] = names
+		c.stages[k] = info
 		c.mu.Unlock()
 	}
-	for i, n := range names {
+	owner := info.agent != "" && info.agent == agent && info.attempt == attempt
+	for i, n := range info.names {
 		if n == step {
-			return i, nil
+			return i, owner, nil
 		}
 	}
-	return -1, nil
+	return -1, owner, nil
 }
 
 func stepStatus(s wire.Status) store.Status {

@@ -408,7 +408,7 @@ func (r *reporter) heartbeat(ctx context.Context) {
 		r.log.Error("encode heartbeat", "err", err)
 		return
 	}
-	if _, err := r.js.Publish(ctx, wire.UpdatesSubject(u.RunID), b, jetstream.WithMsgID(wire.UpdateMsgID(&u)), jetstream.WithRetryAttempts(0)); err != nil {
+	if _, err := r.js.Publish(ctx, wire.UpdatesSubject(u.RunID, u.Agent), b, jetstream.WithMsgID(wire.UpdateMsgID(&u)), jetstream.WithRetryAttempts(0)); err != nil {
 		r.log.Warn("send stage heartbeat", "err", err)
 	}
 }
@@ -451,7 +451,7 @@ func (r *reporter) publishUpdate(u wire.Update) {
 		r.log.Error("encode update", "err", err)
 		return
 	}
-	r.publish(wire.UpdatesSubject(u.RunID), wire.UpdateMsgID(&u), b)
+	r.publish(wire.UpdatesSubject(u.RunID, u.Agent), wire.UpdateMsgID(&u), b)
 }
 
 // publish stores b in JetStream, retrying (same message id, so never

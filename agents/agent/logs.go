@@ -78,7 +78,7 @@ func (w *logWriter) Close() error {
 
 func (w *logWriter) sendLocked(eof bool) {
 	c := wire.LogChunk{
-		RunID: w.r.job.RunID, StageID: w.r.job.StageID, Attempt: w.r.job.Attempt,
+		RunID: w.r.job.RunID, StageID: w.r.job.StageID, Attempt: w.r.job.Attempt, Agent: w.r.a.cfg.Name,
 		Step: w.step, Seq: w.seq, Data: w.buf, EOF: eof,
 	}
 	w.seq++
@@ -89,5 +89,5 @@ func (w *logWriter) sendLocked(eof bool) {
 		return
 	}
 	w.r.waitStarted()
-	w.r.publish(wire.LogsSubject(c.RunID), wire.LogMsgID(&c), b)
+	w.r.publish(wire.LogsSubject(c.RunID, c.Agent), wire.LogMsgID(&c), b)
 }

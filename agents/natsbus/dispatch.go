@@ -93,7 +93,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, l StreamLimits) 
 // the message come again about a second later (possibly after later ones).
 // Delivery is at least once (a server that crashes before its ack sees a
 // message again), so handlers deduplicate: an Update by (run, stage,
-// attempt, Seq), a LogChunk by (run, stage, attempt, step, Seq).
+// attempt, Seq), a LogChunk by (run, stage, attempt, step, Seq). The
+// sender is authenticated: Update.Agent and LogChunk.Agent are the agent
+// the subject names (wire.ServerAgent for KindLost); see dispatch.
 type Handler interface {
 	// Update is called for every Update, including KindLost ones made by
 	// the Dispatcher when JetStream gave up on a job.
@@ -247,27 +249,7 @@ func (d *Dispatcher) Run(ctx context.Context, h Handler) error {
 }
 
 func (d *Dispatcher) handle(ctx context.Context, h Handler, m jetstream.Msg) {
-	var err error
-	if isLogSubject(m.Subject()) {
-		var c wire.LogChunk
-		if err = wire.Decode(m.Data(), &c); err == nil {
-			err = h.Log(ctx, &c)
-		} else {
-			d.log.Warn("drop bad log chunk", "subject", m.Subject(), "err", err)
-			_ = m.Term()
-			return
-		}
-	} else {
-		var u wire.Update
-		if err = wire.Decode(m.Data(), &u); err == nil {
-			err = h.Update(ctx, &u)
-		} else {
-			d.log.Warn("drop bad update", "subject", m.Subject(), "err", err)
-			_ = m.Term()
-			return
-		}
-	}
-	if err != nil {
+	if err := d.dispatch(ctx, h, m.Subject(), m.Data()); err != nil {
 		d.log.Warn("event handler failed; redelivering", "subject", m.Subject(), "err", err)
 		_ = m.NakWithDelay(time.Second)
 		return
@@ -277,8 +259,41 @@ func (d *Dispatcher) handle(ctx context.Context, h Handler, m jetstream.Msg) {
 	}
 }
 
-func isLogSubject(s string) bool {
-	return len(s) > 5 && s[len(s)-5:] == ".logs"
+// dispatch decodes one event and hands it to h, binding it to the sender
+// its subject names (see the wire package, "Senders"): an update whose
+// Agent differs from the subject's, a log chunk naming another agent, an
+// agent's KindLost and anything but KindLost from ServerAgent are
+// dropped (nil: the message is done). Malformed messages are dropped too.
+func (d *Dispatcher) dispatch(ctx context.Context, h Handler, subject string, data []byte) error {
+	e, ok := wire.ParseEventSubject(subject)
+	if !ok {
+		d.log.Warn("drop event on an unknown subject", "subject", subject)
+		return nil
+	}
+	if e.Logs {
+		var c wire.LogChunk
+		if err := wire.Decode(data, &c); err != nil {
+			d.log.Warn("drop bad log chunk", "subject", subject, "err", err)
+			return nil
+		}
+		if (c.Agent != "" && c.Agent != e.Agent) || e.Agent == wire.ServerAgent {
+			d.log.Warn("drop log chunk whose agent does not match its subject", "subject", subject, "agent", c.Agent)
+			return nil
+		}
+		c.Agent = e.Agent
+		return h.Log(ctx, &c)
+	}
+	var u wire.Update
+	if err := wire.Decode(data, &u); err != nil {
+		d.log.Warn("drop bad update", "subject", subject, "err", err)
+		return nil
+	}
+	fromServer := e.Agent == wire.ServerAgent
+	if u.Agent != e.Agent || fromServer != (u.Kind == wire.KindLost) {
+		d.log.Warn("drop update whose agent does not match its subject", "subject", subject, "agent", u.Agent, "kind", u.Kind)
+		return nil
+	}
+	return h.Update(ctx, &u)
 }
 
 func (d *Dispatcher) presence(m *nats.Msg) {
@@ -344,7 +359,7 @@ func (d *Dispatcher) maxDeliveries(m *nats.Msg) {
 		return
 	}
 	u := &wire.Update{
-		RunID: job.RunID, StageID: job.StageID,
+		RunID: job.RunID, StageID: job.StageID, Agent: wire.ServerAgent,
 		Attempt: wire.EffectiveAttempt(&job, adv.Deliveries),
 		Kind:    wire.KindLost, Status: wire.StatusError,
 		Reason: fmt.Sprintf("no agent finished the stage in %d deliveries", adv.Deliveries),
@@ -355,7 +370,7 @@ func (d *Dispatcher) maxDeliveries(m *nats.Msg) {
 		d.log.Warn("max deliveries: encode", "err", err)
 		return
 	}
-	if _, err := d.js.Publish(ctx, wire.UpdatesSubject(job.RunID), b,
+	if _, err := d.js.Publish(ctx, wire.UpdatesSubject(job.RunID, wire.ServerAgent), b,
 		jetstream.WithMsgID(fmt.Sprintf("lost/%s/%s/%d", job.RunID, job.StageID, job.Attempt))); err != nil {
 		d.log.Warn("max deliveries: publish lost", "run", job.RunID, "stage", job.StageID, "err", err)
 		return

@@ -3,6 +3,7 @@ package natsbus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -75,13 +76,22 @@ func TestAgentPermissions(t *testing.T) {
 	defer cancel()
 
 	// Forbidden: publishing a job (through JetStream or core NATS), a cancel,
-	// another agent's presence; reading another agent's inbox or the logs.
+	// another agent's presence, updates or logs in another agent's (or
+	// the server's, or nobody's) name; reading another agent's inbox or
+	// the logs.
 	pctx, pcancel := context.WithTimeout(ctx, time.Second)
 	defer pcancel()
 	if _, err := js.Publish(pctx, wire.JobSubject(nil), []byte(`{}`)); err == nil {
 		t.Error("agent published a job through JetStream, want a permissions error")
 	}
-	for _, subj := range []string{wire.JobSubject(nil), wire.CancelSubject("r"), wire.PresenceSubject("b")} {
+	forged, _ := wire.Encode(&wire.Update{RunID: "r", StageID: "s", Attempt: 1, Agent: "b", Kind: wire.KindFinished, Status: wire.StatusSuccess})
+	if _, err := js.Publish(pctx, wire.UpdatesSubject("r", "b"), forged); err == nil {
+		t.Error("agent a published an update on b's subject through JetStream, want a permissions error")
+	}
+	forbidden := []string{wire.JobSubject(nil), wire.CancelSubject("r"), wire.PresenceSubject("b"),
+		wire.UpdatesSubject("r", "b"), wire.LogsSubject("r", "b"), wire.UpdatesSubject("r", ServerUser),
+		wire.Prefix + "runs.r.updates", wire.Prefix + "runs.r.logs"}
+	for _, subj := range forbidden {
 		if err := nc.Publish(subj, []byte(`{}`)); err != nil {
 			t.Fatal(err)
 		}
@@ -103,8 +113,8 @@ func TestAgentPermissions(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	if violations < 6 {
-		t.Errorf("got %d permission violations (%v), want at least 6", violations, asyncErrs)
+	if want := len(forbidden) + 3; violations < want {
+		t.Errorf("got %d permission violations (%v), want at least %d", violations, asyncErrs, want)
 	}
 
 	// Nothing reached the job queue.
@@ -117,10 +127,23 @@ func TestAgentPermissions(t *testing.T) {
 		t.Errorf("got %v jobs (err %v), want 0", info.State.Msgs, err)
 	}
 
-	// Allowed: reporting an update.
+	// None of the forged updates or logs reached the events stream.
+	ev, err := sjs.Stream(ctx, EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := ev.Info(ctx); err != nil || info.State.Msgs != 0 {
+		t.Errorf("got %v events (err %v), want 0", info.State.Msgs, err)
+	}
+
+	// Allowed: reporting an update and a log chunk in its own name.
 	b, _ := wire.Encode(&wire.Update{RunID: "r", StageID: "s", Attempt: 1, Agent: "a", Kind: wire.KindStarted})
-	if _, err := js.Publish(ctx, wire.UpdatesSubject("r"), b); err != nil {
+	if _, err := js.Publish(ctx, wire.UpdatesSubject("r", "a"), b); err != nil {
 		t.Errorf("agent could not publish an update: %v", err)
+	}
+	b, _ = wire.Encode(&wire.LogChunk{RunID: "r", StageID: "s", Attempt: 1, Agent: "a", Step: "x", Data: []byte("hi")})
+	if _, err := js.Publish(ctx, wire.LogsSubject("r", "a"), b); err != nil {
+		t.Errorf("agent could not publish a log chunk: %v", err)
 	}
 
 	// A wrong password is refused.
@@ -193,6 +216,91 @@ func TestIntakeRejectsTooManyLabels(t *testing.T) {
 	labels := map[string]string{"a": "", "b": "", "c": "", "d": "", "e": "", "f": "", "g": ""}
 	if _, err := NewIntake(context.Background(), nc, IntakeOptions{Name: "a", Labels: labels, Capacity: 1}); err == nil {
 		t.Error("got no error for 7 labels, want one")
+	}
+}
+
+type eventRecorder struct{ events chan string }
+
+func (r eventRecorder) Update(_ context.Context, u *wire.Update) error {
+	r.events <- fmt.Sprintf("update %s %s %s", u.StageID, u.Kind, u.Agent)
+	return nil
+}
+func (r eventRecorder) Log(_ context.Context, c *wire.LogChunk) error {
+	r.events <- fmt.Sprintf("log %s %s", c.StageID, c.Agent)
+	return nil
+}
+
+// TestDispatchBindsSender: the dispatcher hands updates and log chunks to
+// the handler only when their agent is the one their subject names (the
+// subject is what NATS permissions authenticate), and sets a log chunk's
+// agent from its subject. The messages are published with the server's
+// credentials, which may use any subject.
+func TestDispatchBindsSender(t *testing.T) {
+	srv, _ := start(t)
+	d, snc := dispatcher(t, srv, StreamLimits{})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	rec := eventRecorder{events: make(chan string, 16)}
+	wg.Go(func() { _ = d.Run(ctx, rec) })
+	js, err := jetstream.New(snc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upd := func(stage, agent string, k wire.Kind) wire.Message {
+		return &wire.Update{RunID: "r", StageID: stage, Attempt: 1, Agent: agent, Kind: k}
+	}
+	logc := func(stage, agent string) wire.Message {
+		return &wire.LogChunk{RunID: "r", StageID: stage, Attempt: 1, Agent: agent, Step: "x", Data: []byte("hi")}
+	}
+	tests := []struct {
+		subject string
+		msg     wire.Message
+		want    string // "" when dropped
+	}{
+		{wire.UpdatesSubject("r", "b"), upd("forged-update", "a", wire.KindFinished), ""},
+		{wire.UpdatesSubject("r", "b"), upd("unnamed-update", "", wire.KindFinished), ""},
+		{wire.UpdatesSubject("r", "a"), upd("agent-lost", "a", wire.KindLost), ""},
+		{wire.UpdatesSubject("r", ServerUser), upd("server-finished", ServerUser, wire.KindFinished), ""},
+		{wire.LogsSubject("r", "b"), logc("forged-log", "a"), ""},
+		{wire.LogsSubject("r", ServerUser), logc("server-log", ""), ""},
+		{wire.Prefix + "runs.r.updates", upd("old-subject", "a", wire.KindStarted), ""},
+		{wire.UpdatesSubject("r", "a"), upd("own-update", "a", wire.KindStarted), "update own-update started a"},
+		{wire.UpdatesSubject("r", ServerUser), upd("server-lost", ServerUser, wire.KindLost), "update server-lost lost " + ServerUser},
+		{wire.LogsSubject("r", "a"), logc("own-log", "a"), "log own-log a"},
+		{wire.LogsSubject("r", "a"), logc("unnamed-log", ""), "log unnamed-log a"},
+	}
+	var want []string
+	for _, tt := range tests {
+		b, err := wire.Encode(tt.msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, tt.subject, b); err != nil {
+			t.Fatalf("publish on %s: %v", tt.subject, err)
+		}
+		if tt.want != "" {
+			want = append(want, tt.want)
+		}
+	}
+	var got []string
+	timeout := time.After(10 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case e := <-rec.events:
+			got = append(got, e)
+		case <-timeout:
+			t.Fatalf("got events %q within 10s, want %q", got, want)
+		}
+	}
+	select {
+	case e := <-rec.events:
+		got = append(got, e)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got events %q, want %q", got, want)
 	}
 }
 

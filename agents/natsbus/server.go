@@ -18,8 +18,9 @@ import (
 	"github.com/runnel-ci/runnel/agents/wire"
 )
 
-// ServerUser is the NATS user name of the Runnel server; no agent may have it.
-const ServerUser = "runnel-server"
+// ServerUser is the NATS user name of the Runnel server; no agent may have
+// it. It is also the sender token of the server's own updates.
+const ServerUser = wire.ServerAgent
 
 // Creds are a NATS user name and password.
 type Creds struct {
@@ -91,22 +92,25 @@ type Server struct {
 
 // AgentPermissions are the NATS permissions of agent name. Enforced by the
 // server for an agent's connection:
-//   - publish only: updates and logs of any run (runnel.v1.runs.*.updates,
-//     .logs), its own presence subject, pull requests and consumer
+//   - publish only: updates and logs of any run on subjects naming itself
+//     as the sender (runnel.v1.runs.*.updates.<name>, .logs.<name>), its
+//     own presence subject, pull requests and consumer
 //     info/creation on the JOBS stream (creation only for a consumer whose
 //     single filter is one label-set subject), and acks on JOBS;
 //   - subscribe only: its own inbox prefix (_INBOX.runnel.<name>.>) and
 //     cancellations (runnel.v1.cancel.*).
 //
 // So an agent cannot publish jobs or cancels, cannot touch streams, cannot
-// read another agent's replies or presence, and cannot read logs. Not
-// enforced: which run an agent reports on (the server's attempt fencing
-// covers that) and which label sets it pulls from.
+// read another agent's replies or presence, cannot read logs, and cannot
+// report updates or logs in another agent's name. Not enforced here:
+// which run an agent reports on (the server accepts a stage's updates and
+// logs only from the agent that started its current attempt) and which
+// label sets it pulls from.
 func AgentPermissions(name string) *server.Permissions {
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
-			wire.UpdatesWildcard,
-			wire.LogsWildcard,
+			wire.AgentUpdatesWildcard(name),
+			wire.AgentLogsWildcard(name),
 			wire.PresenceSubject(name),
 			"$JS.API.CONSUMER.MSG.NEXT." + JobsStream + ".*",
 			"$JS.API.CONSUMER.INFO." + JobsStream + ".*",

@@ -12,18 +12,32 @@
 //
 // # Subjects
 //
-//	runnel.v1.jobs.<set>            Job        server → agents (JetStream stream JOBS, work queue)
-//	runnel.v1.runs.<run>.updates    Update     agent → server (JetStream stream EVENTS)
-//	runnel.v1.runs.<run>.logs       LogChunk   agent → server (JetStream stream EVENTS)
-//	runnel.v1.cancel.<run>          Cancel     server → agents (core NATS)
-//	runnel.v1.agents.<name>.hello   Presence   agent → server (core NATS; hello, heartbeat, bye)
+//	runnel.v1.jobs.<set>                  Job       server → agents (JetStream stream JOBS, work queue)
+//	runnel.v1.runs.<run>.updates.<agent>  Update    agent → server (JetStream stream EVENTS)
+//	runnel.v1.runs.<run>.logs.<agent>     LogChunk  agent → server (JetStream stream EVENTS)
+//	runnel.v1.cancel.<run>                Cancel    server → agents (core NATS)
+//	runnel.v1.agents.<name>.hello         Presence  agent → server (core NATS; hello, heartbeat, bye)
 //
 // No untrusted string is ever spliced into a subject. <run> and <name> go
 // through [Token], which passes a short string of [A-Za-z0-9_-] through and
 // replaces anything else by a hash; <set> is a hash of a label set. Subjects
 // only route: the IDs inside the payload are authoritative and receivers
-// check them. Agent names must already be valid tokens ([ValidName]): they
+// check them; the exception is the sender <agent> (see Senders). Agent names must already be valid tokens ([ValidName]): they
 // are the agents' NATS user names and their permissions name them.
+//
+// # Senders
+//
+// Updates and log chunks name their sender in the subject: <agent> is the
+// sending agent's name ([UpdatesSubject], [LogsSubject]), and the NATS
+// server lets an agent publish only on subjects ending in its own name
+// ([AgentUpdatesWildcard], [AgentLogsWildcard]), so the subject is
+// authenticated. Updates the server makes itself (KindLost) carry
+// [ServerAgent], which no agent may be named. The server drops an Update
+// whose Agent is not its subject's agent and sets LogChunk.Agent from the
+// subject (dropping a chunk that names another agent). It accepts an
+// update or log chunk for a stage only from the agent that started its
+// current attempt (the agent of the accepted "started"); a "started" of
+// a new attempt names the agent that owns it from then on.
 //
 // # Label matching
 //

@@ -34,11 +34,15 @@ const (
 	JobsPrefix       = Prefix + "jobs."
 	JobsWildcard     = Prefix + "jobs.>"
 	RunsWildcard     = Prefix + "runs.>"
-	UpdatesWildcard  = Prefix + "runs.*.updates"
-	LogsWildcard     = Prefix + "runs.*.logs"
+	UpdatesWildcard  = Prefix + "runs.*.updates.*"
+	LogsWildcard     = Prefix + "runs.*.logs.*"
 	CancelWildcard   = Prefix + "cancel.*"
 	PresenceWildcard = Prefix + "agents.*.hello"
 )
+
+// ServerAgent is the sender token of updates the server makes itself
+// (KindLost); it is the server's NATS user, which no agent may have.
+const ServerAgent = "runnel-server"
 
 // Workspace says what the stage's workspace starts with. Kind "git" means
 // clone URL and check out Commit (Ref is informational, e.g. for
@@ -95,7 +99,8 @@ const (
 	StatusSkipped   Status = "skipped"
 )
 
-// Update reports progress of one stage attempt, on UpdatesSubject(RunID).
+// Update reports progress of one stage attempt, on UpdatesSubject(RunID,
+// Agent). Agent must be the agent its subject names.
 type Update struct {
 	V        int    `json:"v"`
 	RunID    string `json:"run_id"`
@@ -116,16 +121,19 @@ type Update struct {
 	Time time.Time `json:"time"`
 }
 
-// LogChunk is a piece of a step's output, on LogsSubject(RunID).
+// LogChunk is a piece of a step's output, on LogsSubject(RunID, Agent).
 type LogChunk struct {
 	V       int    `json:"v"`
 	RunID   string `json:"run_id"`
 	StageID string `json:"stage_id"`
 	Attempt int    `json:"attempt"`
-	Step    string `json:"step"`
-	Seq     uint64 `json:"seq"` // from 0 per (run, stage, attempt, step)
-	Data    []byte `json:"data,omitempty"`
-	EOF     bool   `json:"eof,omitempty"`
+	// Agent is the sender; the server sets it from the subject (a chunk
+	// naming another agent than its subject is dropped).
+	Agent string `json:"agent,omitempty"`
+	Step  string `json:"step"`
+	Seq   uint64 `json:"seq"` // from 0 per (run, stage, attempt, step)
+	Data  []byte `json:"data,omitempty"`
+	EOF   bool   `json:"eof,omitempty"`
 }
 
 // Cancel asks agents to stop a run's stages, on CancelSubject(RunID).
@@ -217,11 +225,51 @@ func Token(s string) string {
 // JobSubject is the subject of a job requiring labels.
 func JobSubject(labels map[string]string) string { return JobsPrefix + LabelSetKey(labels) }
 
-// UpdatesSubject is where the updates of a run go.
-func UpdatesSubject(runID string) string { return Prefix + "runs." + Token(runID) + ".updates" }
+// UpdatesSubject is where agent sends the updates of a run.
+func UpdatesSubject(runID, agent string) string {
+	return Prefix + "runs." + Token(runID) + ".updates." + Token(agent)
+}
 
-// LogsSubject is where the log chunks of a run go.
-func LogsSubject(runID string) string { return Prefix + "runs." + Token(runID) + ".logs" }
+// LogsSubject is where agent sends the log chunks of a run.
+func LogsSubject(runID, agent string) string {
+	return Prefix + "runs." + Token(runID) + ".logs." + Token(agent)
+}
+
+// AgentUpdatesWildcard matches the updates subjects of agent, any run.
+func AgentUpdatesWildcard(agent string) string { return Prefix + "runs.*.updates." + Token(agent) }
+
+// AgentLogsWildcard matches the log chunk subjects of agent, any run.
+func AgentLogsWildcard(agent string) string { return Prefix + "runs.*.logs." + Token(agent) }
+
+// EventSubject is what an updates or logs subject says: the run token,
+// whether it carries log chunks, and the sender's token.
+type EventSubject struct {
+	Run   string
+	Logs  bool
+	Agent string
+}
+
+// ParseEventSubject splits an UpdatesSubject or LogsSubject; ok is false
+// for any other subject.
+func ParseEventSubject(subject string) (e EventSubject, ok bool) {
+	rest, found := strings.CutPrefix(subject, Prefix+"runs.")
+	if !found {
+		return EventSubject{}, false
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 || parts[0] == "" || parts[2] == "" {
+		return EventSubject{}, false
+	}
+	switch parts[1] {
+	case "updates":
+	case "logs":
+		e.Logs = true
+	default:
+		return EventSubject{}, false
+	}
+	e.Run, e.Agent = parts[0], parts[2]
+	return e, true
+}
 
 // CancelSubject is where cancellations of a run go.
 func CancelSubject(runID string) string { return Prefix + "cancel." + Token(runID) }

@@ -63,8 +63,38 @@ func TestToken(t *testing.T) {
 			t.Errorf("Token(%q) = %q, want a hashed token", tt.in, got)
 		}
 	}
-	if s := UpdatesSubject("refs/heads/main.x"); strings.Count(s, ".") != 4 {
-		t.Errorf("got subject %q, want 5 tokens", s)
+	if s := UpdatesSubject("refs/heads/main.x", "a.b"); strings.Count(s, ".") != 5 {
+		t.Errorf("got subject %q, want 6 tokens", s)
+	}
+}
+
+func TestEventSubjects(t *testing.T) {
+	tests := []struct {
+		subject string
+		want    EventSubject
+		ok      bool
+	}{
+		{UpdatesSubject("12", "agent-1"), EventSubject{Run: "12", Agent: "agent-1"}, true},
+		{LogsSubject("12", "agent-1"), EventSubject{Run: "12", Logs: true, Agent: "agent-1"}, true},
+		{UpdatesSubject("12", ServerAgent), EventSubject{Run: "12", Agent: ServerAgent}, true},
+		{Prefix + "runs.12.updates", EventSubject{}, false},
+		{Prefix + "runs.12.logs", EventSubject{}, false},
+		{Prefix + "runs.12.other.a", EventSubject{}, false},
+		{Prefix + "runs.12.logs.a.b", EventSubject{}, false},
+		{CancelSubject("12"), EventSubject{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := ParseEventSubject(tt.subject)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("ParseEventSubject(%q) = %+v, %v; want %+v, %v", tt.subject, got, ok, tt.want, tt.ok)
+		}
+	}
+	// An agent's wildcards match its own subjects only.
+	if got, want := AgentUpdatesWildcard("a"), Prefix+"runs.*.updates.a"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got, want := AgentLogsWildcard("a"), Prefix+"runs.*.logs.a"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }
 
