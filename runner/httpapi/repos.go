@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -207,13 +206,9 @@ func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request) {
 		}
 		f.RepoID = repo.ID
 	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "limit must be 1..1000")
-			return
-		}
-		f.Limit = n
+	var ok bool
+	if f.Limit, ok = queryLimit(w, q); !ok {
+		return
 	}
 	ds, err := s.cfg.Store.ListDeployments(r.Context(), f)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -124,13 +125,9 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 			f.Status = append(f.Status, store.Status(one))
 		}
 	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "limit must be 1..1000")
-			return
-		}
-		f.Limit = n
+	var ok bool
+	if f.Limit, ok = queryLimit(w, q); !ok {
+		return
 	}
 	if b := q.Get("before"); b != "" {
 		n, err := strconv.ParseInt(b, 10, 64)
@@ -355,4 +352,19 @@ func (s *Server) stepLog(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// queryLimit reads the optional ?limit= of a list endpoint (1..1000; 0
+// means the store's default). ok is false once it has answered 400.
+func queryLimit(w http.ResponseWriter, q url.Values) (limit int, ok bool) {
+	l := q.Get("limit")
+	if l == "" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil || n < 1 || n > 1000 {
+		writeError(w, http.StatusBadRequest, "limit must be 1..1000")
+		return 0, false
+	}
+	return n, true
 }

@@ -108,18 +108,7 @@ func (s *Store) ListDeployments(ctx context.Context, f DeploymentFilter) ([]*Dep
 		q += ` AND d.environment = ?`
 		args = append(args, f.Environment)
 	}
-	if f.Before > 0 {
-		q += ` AND d.id < ?`
-		args = append(args, f.Before)
-	}
-	switch {
-	case f.Limit <= 0:
-		f.Limit = 50
-	case f.Limit > 1000:
-		f.Limit = 1000
-	}
-	q += ` ORDER BY d.id DESC LIMIT ?`
-	args = append(args, f.Limit)
+	q, args = page(q, args, "d.id", f.Before, f.Limit)
 	return s.queryDeployments(ctx, q, args...)
 }
 

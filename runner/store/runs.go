@@ -315,18 +315,7 @@ func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]*Run, error) {
 			args = append(args, st)
 		}
 	}
-	if f.Before > 0 {
-		q += ` AND r.id < ?`
-		args = append(args, f.Before)
-	}
-	switch {
-	case f.Limit <= 0:
-		f.Limit = 50
-	case f.Limit > 1000:
-		f.Limit = 1000
-	}
-	q += ` ORDER BY r.id DESC LIMIT ?`
-	args = append(args, f.Limit)
+	q, args = page(q, args, "r.id", f.Before, f.Limit)
 	return s.queryRuns(ctx, q, args...)
 }
 

@@ -353,3 +353,20 @@ func nullID(id int64) any {
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
+
+// page appends the newest-first cursor paging that list queries share:
+// rows whose idCol is below before (when set), at most limit of them
+// (default 50, capped at 1000).
+func page(q string, args []any, idCol string, before int64, limit int) (string, []any) {
+	if before > 0 {
+		q += ` AND ` + idCol + ` < ?`
+		args = append(args, before)
+	}
+	switch {
+	case limit <= 0:
+		limit = 50
+	case limit > 1000:
+		limit = 1000
+	}
+	return q + ` ORDER BY ` + idCol + ` DESC LIMIT ?`, append(args, limit)
+}
