@@ -186,7 +186,7 @@ func ParseUpdates(r io.Reader) ([]Update, error) {
 			continue
 		}
 		f := strings.SplitN(line, " ", 3)
-		if len(f) != 3 || !hexSHA(f[0]) || !hexSHA(f[1]) || f[2] == "" || !strings.HasPrefix(f[2], "refs/") {
+		if len(f) != 3 || !scm.ValidSHA(f[0]) || !scm.ValidSHA(f[1]) || f[2] == "" || !strings.HasPrefix(f[2], "refs/") {
 			return nil, fmt.Errorf("post-receive input line %d: want \"<old> <new> <ref>\", got %q", n, line)
 		}
 		if len(out) == maxUpdates {
@@ -198,19 +198,6 @@ func ParseUpdates(r io.Reader) ([]Update, error) {
 		return nil, fmt.Errorf("read post-receive input: %w", err)
 	}
 	return out, nil
-}
-
-func hexSHA(s string) bool {
-	if len(s) != 40 && len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // PostReceive reads post-receive input from stdin and posts each updated

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel/scm"
 	"github.com/runnel-ci/runnel/scm/generic"
 )
 
@@ -226,7 +227,7 @@ func FuzzPostReceiveLines(f *testing.F) {
 			return
 		}
 		for _, u := range ups {
-			if !hexSHA(u.Old) || !hexSHA(u.New) || !strings.HasPrefix(u.Ref, "refs/") || strings.ContainsAny(u.Ref, "\n") {
+			if !scm.ValidSHA(u.Old) || !scm.ValidSHA(u.New) || !strings.HasPrefix(u.Ref, "refs/") || strings.ContainsAny(u.Ref, "\n") {
 				t.Fatalf("accepted bad update %+v", u)
 			}
 		}
