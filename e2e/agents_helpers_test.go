@@ -90,20 +90,7 @@ func (c *cluster) startAgent(name, labels string, capacity int) *agentProc {
 	return a
 }
 
-func (a *agentProc) stop(sig syscall.Signal) {
-	select {
-	case <-a.done:
-		return
-	default:
-	}
-	_ = a.cmd.Process.Signal(sig)
-	select {
-	case <-a.done:
-	case <-time.After(20 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.done
-	}
-}
+func (a *agentProc) stop(sig syscall.Signal) { stopProcess(a.cmd, a.done, sig) }
 
 func (a *agentProc) log() string {
 	b, _ := os.ReadFile(a.logf)

@@ -140,19 +140,25 @@ func (s *server) log() string {
 
 // stop signals the server and waits for it to exit.
 func (s *server) stop(sig syscall.Signal) {
+	stopProcess(s.cmd, s.done, sig)
+	s.logf.Close()
+}
+
+// stopProcess signals a started process (done closes when it has exited)
+// and waits, killing it after 20 s. A process that already exited is left.
+func stopProcess(cmd *exec.Cmd, done <-chan struct{}, sig syscall.Signal) {
 	select {
-	case <-s.done:
+	case <-done:
 		return
 	default:
 	}
-	_ = s.cmd.Process.Signal(sig)
+	_ = cmd.Process.Signal(sig)
 	select {
-	case <-s.done:
+	case <-done:
 	case <-time.After(20 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
+		_ = cmd.Process.Kill()
+		<-done
 	}
-	s.logf.Close()
 }
 
 // createRepo registers a repository through the API (fields are the JSON
