@@ -4,15 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/internal/gittest"
 )
 
 // files is the size of the benchmark repository's tree.
@@ -20,15 +19,7 @@ const files = 2000
 
 func gitT(b *testing.B, dir string, args ...string) string {
 	b.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_AUTHOR_NAME=b", "GIT_AUTHOR_EMAIL=b@x", "GIT_COMMITTER_NAME=b", "GIT_COMMITTER_EMAIL=b@x")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		b.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
+	return gittest.Run(b, dir, args...)
 }
 
 // repo is a bare repository of 2,000 small files in 50 directories and a
