@@ -249,6 +249,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	api.Resume()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	defer drainHookSpools(ctx, st, ln.Addr(), log)() // pushes spooled while the server was down
 	fmt.Fprintf(a.stdout, "runnel: listening on %s\n", ln.Addr())
 	log.Info("server started", "addr", ln.Addr().String(), "data", data, "base_url", baseURL)
 
