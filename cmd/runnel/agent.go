@@ -18,6 +18,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/transfer"
 	"github.com/runnel-ci/runnel/agents/workspace"
 	"github.com/runnel-ci/runnel/artifact"
+	"github.com/runnel-ci/runnel/internal/install"
 )
 
 func init() { commands = append(commands, (*app).agentCommand) }
@@ -143,8 +144,13 @@ func (a *app) runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return usageError(fmt.Errorf("--labels: %w", err))
 	}
+	inst, err := install.Load(f.workDir)
+	if err != nil {
+		return err
+	}
+	log = log.With("install", inst)
 	bg := context.WithoutCancel(ctx)
-	eng, closeEngine, err := serverEngine(bg, f.backend, log)
+	eng, closeEngine, err := serverEngine(bg, f.backend, inst, log)
 	if err != nil {
 		return err
 	}
