@@ -120,6 +120,9 @@ func addAgentCredential(data, name string) (string, error) {
 }
 
 func (a *app) runAgent(ctx context.Context, f agentFlags) error {
+	if err := refuseFlags(append(a.envProblems(), agentFlagProblems(f)...)); err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(a.stderr, nil))
 	tok := f.token
 	if tok == "" && f.credsFile != "" {
