@@ -130,6 +130,12 @@ func run(ctx context.Context, o options, out io.Writer) (int, error) {
 	if err != nil {
 		return 2, err
 	}
+	rep.steps = len(spans)
+	for _, s := range spans {
+		if time.Since(s.start) < time.Minute {
+			rep.recentSteps++
+		}
+	}
 	c.mu.Lock()
 	rep.doubled = doubled(spans, time.Now())
 	rep.rerun = rerunWhileAlive(seen, c.deaths)

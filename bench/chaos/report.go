@@ -21,6 +21,7 @@ type report struct {
 	agentKills, serverKills int
 	elapsed                 time.Duration
 	spoolLeft               int
+	steps, recentSteps      int // step containers started, in all and in the last minute
 }
 
 // broken reports whether the promise was broken: something lost, stuck,
@@ -49,7 +50,8 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "chaos: %d pushes (%d accepted, %d of them spooled), %d deliveries in bursts (%d accepted at once, %d resends), %d agent SIGKILLs, %d server SIGKILLs, %s\n",
 		len(r.load.pushes), acceptedPushes, spooled, len(r.load.deliveries), firstOK, retried, r.agentKills, r.serverKills, r.elapsed.Round(time.Second))
-	fmt.Fprintf(w, "runs: %d\n", r.runs)
+	fmt.Fprintf(w, "runs: %d; step containers: %d (%.1f a minute), %d in the last minute\n",
+		r.runs, r.steps, float64(r.steps)/r.elapsed.Minutes(), r.recentSteps)
 	line := func(name string, items []string) {
 		fmt.Fprintf(w, "%-32s %d\n", name, len(items))
 		for i, it := range items {
