@@ -240,7 +240,7 @@ func TestDORADashboard(t *testing.T) {
 
 	// The very first failed deployment shows at once.
 	at := prom.scrapedAfter(time.Now())
-	checkDORAPanels(t, prom, at, truth, map[string]bool{"Change failure rate": true, "Deployments by result (7d)": true})
+	checkDORAPanels(t, prom, at, truth, map[string]bool{"Change failure rate": true, "Deployments by result": true})
 
 	push("main", fmt.Sprintf(doraDeploy, 0), 10*time.Minute, "success", "success")
 	push("main", doraTestFails, 0, "failure", "")
@@ -339,7 +339,7 @@ func checkDORAPanels(t *testing.T, prom *prometheus, at float64, truth doraTruth
 		"Change failure rate|failed or rolled back / all deployments": {"": float64(truth.failure) / total},
 		"Time to restore|p50":                                         {"": histQuantile(0.5, restoreBounds, truth.restore)},
 		"Time to restore|mean (exact)":                                {"": mean(truth.restore)},
-		"Deployments by result (7d)|{{result}}": {"success": float64(truth.success), "failure": float64(truth.failure),
+		"Deployments by result|{{result}}": {"success": float64(truth.success), "failure": float64(truth.failure),
 			"rolled_back": 0},
 		"Run failure rate|failed / finished runs (24h)": {"": failedRuns / float64(runsTotal)},
 		"Runs finished by result|{{result}}": {"success": float64(truth.runs["success"]), "failure": float64(truth.runs["failure"]),
