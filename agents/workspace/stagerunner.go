@@ -10,7 +10,9 @@ import (
 	"github.com/runnel-ci/runnel/agents/agent"
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/stage"
+	"github.com/runnel-ci/runnel/agents/transfer"
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/artifact"
 	"github.com/runnel-ci/runnel/pipeline"
 )
 
@@ -22,6 +24,11 @@ type StageRunner struct {
 	Engine  engine.Engine
 	WorkDir string // temporary checkouts are made below it; "" means os.TempDir()
 	Logger  *slog.Logger
+	// Fetcher keeps the files stages fetch on this agent.
+	Fetcher *artifact.Fetcher
+	// Remote returns where a job's artifacts and caches are kept, from the
+	// URLs the job carries; nil (or a nil result) means no store.
+	Remote func(job *wire.Job) transfer.Remote
 }
 
 var _ agent.StageRunner = (*StageRunner)(nil)
@@ -49,8 +56,8 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 	}
 	r.reapEarlierAttempts(ctx, job, log)
 	sr := &sinkReporter{sink: sink, logs: map[*pipeline.Step]io.WriteCloser{}}
-	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output}
-	res := x.Run(ctx, &engine.Spec{RunID: job.RunID, Attempt: job.Attempt, Stage: job.Stage, Source: src})
+	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output, Transfer: r.transfer(job, log)}
+	res := x.Run(ctx, &engine.Spec{Install: job.Install, RunID: job.RunID, Attempt: job.Attempt, Stage: job.Stage, Source: src})
 	sr.closeAll()
 	out := agent.Result{Status: WireStatus(res.Status), Reason: res.Reason}
 	for _, s := range res.Steps {
@@ -61,6 +68,16 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 	return out
 }
 
+// transfer returns the job's stage.Transfer.
+func (r *StageRunner) transfer(job *wire.Job, log *slog.Logger) *transfer.Transfer {
+	files, _ := r.Engine.(engine.Files)
+	t := &transfer.Transfer{Files: files, Fetcher: r.Fetcher, TempDir: r.WorkDir, Logger: log}
+	if r.Remote != nil {
+		t.Remote = r.Remote(job)
+	}
+	return t
+}
+
 // maxReap bounds how many earlier attempts reapEarlierAttempts looks for.
 const maxReap = 20
 
@@ -69,11 +86,12 @@ const maxReap = 20
 // is a retry or a redelivery after its agent was lost; an agent killed
 // with SIGKILL cannot stop its containers, and on a shared Docker host they
 // would keep running next to the new attempt. Teardown finds resources by
-// label whatever their owner, so this stops them; on another host it
+// label within the job's install, whichever agent of it made them, so this
+// stops them and never touches another install's; on another host it
 // finds nothing.
 func (r *StageRunner) reapEarlierAttempts(ctx context.Context, job *wire.Job, log *slog.Logger) {
 	for a := job.Attempt - 1; a >= 1 && a >= job.Attempt-maxReap; a-- {
-		if err := r.Engine.Teardown(ctx, &engine.Spec{RunID: job.RunID, Attempt: a, Stage: job.Stage}); err != nil {
+		if err := r.Engine.Teardown(ctx, &engine.Spec{Install: job.Install, RunID: job.RunID, Attempt: a, Stage: job.Stage}); err != nil {
 			log.Warn("remove leftovers of an earlier attempt", "attempt", a, "err", err)
 		}
 	}

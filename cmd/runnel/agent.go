@@ -15,7 +15,10 @@ import (
 	"github.com/runnel-ci/runnel/agents/agent"
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/agents/transfer"
 	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/artifact"
+	"github.com/runnel-ci/runnel/internal/install"
 )
 
 func init() { commands = append(commands, (*app).agentCommand) }
@@ -117,6 +120,9 @@ func addAgentCredential(data, name string) (string, error) {
 }
 
 func (a *app) runAgent(ctx context.Context, f agentFlags) error {
+	if err := refuseFlags(append(a.envProblems(), agentFlagProblems(f)...)); err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(a.stderr, nil))
 	tok := f.token
 	if tok == "" && f.credsFile != "" {
@@ -141,8 +147,13 @@ func (a *app) runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return usageError(fmt.Errorf("--labels: %w", err))
 	}
+	inst, err := install.Load(f.workDir)
+	if err != nil {
+		return err
+	}
+	log = log.With("install", inst)
 	bg := context.WithoutCancel(ctx)
-	eng, closeEngine, err := serverEngine(bg, f.backend, log)
+	eng, closeEngine, err := serverEngine(bg, f.backend, inst, log)
 	if err != nil {
 		return err
 	}
@@ -187,8 +198,9 @@ func newNATSAgent(name string, labels map[string]string, capacity int, eng engin
 	if err != nil {
 		return nil, err
 	}
+	fetcher := &artifact.Fetcher{Dir: filepath.Join(workDir, "fetch"), Client: transfer.FetchClient(), MaxBytes: maxFetch, Logger: log}
 	return agent.New(agent.Config{Name: name, Labels: labels, Capacity: capacity, Logger: log,
-		Runner: &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: workDir, Logger: log}})
+		Runner: &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: workDir, Logger: log, Fetcher: fetcher}})
 }
 
 func trimSpace(b []byte) []byte {
