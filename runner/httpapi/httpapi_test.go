@@ -20,6 +20,7 @@ import (
 
 	"github.com/runnel-ci/runnel/internal/gittest"
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/runnertest"
 	"github.com/runnel-ci/runnel/runner/store"
@@ -80,7 +81,7 @@ func newEnvWith(t *testing.T, cfg func(*Config)) *env {
 		api.Drain(context.Background())
 		rn.Close()
 	})
-	tok, _, err := st.CreateToken(ctx, "alice", true)
+	tok, _, err := st.CreateToken(ctx, "alice", access.Admin)
 	if err != nil {
 		t.Fatal(err)
 	}

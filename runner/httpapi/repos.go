@@ -121,15 +121,8 @@ type TriggerRequest struct {
 	Inputs map[string]string `json:"inputs"`
 }
 
-// repoAction handles POST /api/v1/repos/{repo...}/trigger (repo names
-// contain slashes, so the action is the last path element).
-func (s *Server) repoAction(w http.ResponseWriter, r *http.Request) {
-	rest := r.PathValue("rest")
-	name, action, ok := cutLast(rest)
-	if !ok || action != "trigger" {
-		writeError(w, http.StatusNotFound, "unknown repo action")
-		return
-	}
+// trigger handles POST /api/v1/repos/{repo...}/trigger.
+func (s *Server) trigger(w http.ResponseWriter, r *http.Request, name string) {
 	repo, err := s.cfg.Store.Repo(r.Context(), name)
 	if err != nil {
 		s.storeError(w, err)

@@ -20,6 +20,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/store"
 )
@@ -97,7 +98,7 @@ func newEnv(t *testing.T) *env {
 	api.HandleFunc("GET /api/v1/ping", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "api") })
 	e.srv = httptest.NewServer(e.ui.Wrap(api))
 	t.Cleanup(e.srv.Close)
-	e.token, _, err = e.store.CreateToken(ctx, "alice", true)
+	e.token, _, err = e.store.CreateToken(ctx, "alice", access.Admin)
 	if err != nil {
 		t.Fatal(err)
 	}
