@@ -127,9 +127,28 @@ func (a *app) logs(ctx context.Context, c *apiClient, id int64, stage, step stri
 			return err
 		}
 	}
-	if follow {
-		fmt.Fprintf(a.stderr, "run %d: %s\n", r.ID, describeRun(r, ""))
+	if !follow {
+		return nil
 	}
+	if stage != "" {
+		for _, ref := range refs {
+			st, sp, _ := findStep(r, ref)
+			fmt.Fprintf(a.stderr, "%s / %s: %s\n", st.ID, sp.Name, sp.Status)
+		}
+		return nil
+	}
+	// Following a whole run ends with the run.
+	for wait := 100 * time.Millisecond; !terminalStatus(r.Status); wait = min(2*wait, time.Second) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		if r, err = a.getRun(ctx, c, id); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(a.stderr, "run %d: %s\n", r.ID, describeRun(r, ""))
 	return nil
 }
 
