@@ -44,9 +44,11 @@ func (p *Pipeline) Plan(ev Event) (*Plan, error) {
 		byName[sd.name] = sd
 	}
 	for _, st := range order {
-		for _, nd := range byName[st.Name].needs {
+		sd := byName[st.Name]
+		for _, nd := range sd.needs {
 			st.Needs = append(st.Needs, ids[nd]...)
 		}
+		st.Receive = sd.receive(byName, ids)
 	}
 	sorted, err := topoSort(order)
 	if err != nil {
@@ -158,6 +160,7 @@ func (sd *stageDef) expand(pipelineEnv, eventEnv map[string]string) []*Stage {
 			cp.Retry.ExitCodes = slices.Clone(step.Retry.ExitCodes)
 			st.Steps = append(st.Steps, &cp)
 		}
+		sd.copyTransfers(st)
 		out = append(out, st)
 	}
 	return out

@@ -47,6 +47,8 @@ const (
 	CodeBadMatrix         = "bad-matrix"
 	CodeMatrixTooLarge    = "matrix-too-large"
 	CodeUnsupported       = "unsupported"
+	CodeBadPath           = "bad-path"
+	CodeNotANeed          = "not-a-need"
 
 	// Warnings.
 	CodeDuplicateNeed       = "duplicate-need"

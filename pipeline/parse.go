@@ -89,6 +89,14 @@ type stageDef struct {
 	timeout     Duration
 	env         map[string]string
 	steps       []*Step
+	// Transfers (artifacts.go). fromSet tells an empty artifacts_from
+	// (receive nothing) from a missing one (receive from the needs).
+	artifacts *Artifacts
+	from      []string
+	fromNodes []*yaml.Node
+	fromSet   bool
+	fetch     []Fetch
+	cache     []Cache
 }
 
 var (
@@ -278,6 +286,7 @@ func (ps *parser) parse(src []byte) *Pipeline {
 		ps.errorf(root, CodeMissingField, "stages is required")
 	}
 	ps.checkNeeds(p.stages)
+	ps.checkArtifactsFrom(p.stages)
 	return p
 }
 
@@ -738,6 +747,15 @@ func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 		case "steps":
 			stepsSeen = true
 			s.steps = ps.steps(e.val)
+		case "artifacts":
+			s.artifacts = ps.artifacts(e.key, e.val)
+		case "artifacts_from":
+			s.fromSet = true
+			s.from, s.fromNodes = ps.strList(e.val, "artifacts_from")
+		case "fetch":
+			s.fetch = ps.fetches(e.val)
+		case "cache":
+			s.cache = ps.caches(e.val)
 		}
 	}
 	if !stepsSeen {

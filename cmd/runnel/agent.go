@@ -15,7 +15,9 @@ import (
 	"github.com/runnel-ci/runnel/agents/agent"
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/agents/transfer"
 	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/artifact"
 	"github.com/runnel-ci/runnel/internal/install"
 )
 
@@ -118,6 +120,9 @@ func addAgentCredential(data, name string) (string, error) {
 }
 
 func (a *app) runAgent(ctx context.Context, f agentFlags) error {
+	if err := refuseFlags(append(a.envProblems(), agentFlagProblems(f)...)); err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(a.stderr, nil))
 	tok := f.token
 	if tok == "" && f.credsFile != "" {
@@ -193,8 +198,9 @@ func newNATSAgent(name string, labels map[string]string, capacity int, eng engin
 	if err != nil {
 		return nil, err
 	}
+	fetcher := &artifact.Fetcher{Dir: filepath.Join(workDir, "fetch"), Client: transfer.FetchClient(), MaxBytes: maxFetch, Logger: log}
 	return agent.New(agent.Config{Name: name, Labels: labels, Capacity: capacity, Logger: log,
-		Runner: &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: workDir, Logger: log}})
+		Runner: &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: workDir, Logger: log, Fetcher: fetcher}})
 }
 
 func trimSpace(b []byte) []byte {

@@ -64,18 +64,40 @@ func (a *app) envDefault(name, def string) string {
 	return def
 }
 
+// envInt returns the integer in the RUNNEL_* variable or def; a value
+// that is not one is recorded for envProblems.
 func (a *app) envInt(name string, def int) int {
-	if v, err := strconv.Atoi(a.env[name]); err == nil {
-		return v
+	s := a.env[name]
+	if s == "" {
+		return def
 	}
-	return def
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		a.envBad(name, "not an integer")
+		return def
+	}
+	return v
 }
 
+// envDuration is envInt for durations.
 func (a *app) envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(a.env[name]); err == nil {
-		return v
+	s := a.env[name]
+	if s == "" {
+		return def
 	}
-	return def
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		a.envBad(name, "not a duration such as 45s or 2m")
+		return def
+	}
+	return v
+}
+
+func (a *app) envBad(name, why string) {
+	if a.badEnv == nil {
+		a.badEnv = map[string]string{}
+	}
+	a.badEnv[name] = why
 }
 
 func (a *app) serverCommand() *cobra.Command {
@@ -134,6 +156,9 @@ func parseLabels(s string) (map[string]string, error) {
 }
 
 func (a *app) runServer(ctx context.Context, f serverFlags) error {
+	if err := refuseFlags(append(a.envProblems(), serverFlagProblems(f)...)); err != nil {
+		return err
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return usageError(fmt.Errorf("--log-level: %w", err))
