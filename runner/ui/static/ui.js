@@ -152,21 +152,23 @@
     v.fetchPage("from=" + v.to, function (p) {
       if (p.from !== v.to) { return; }
       if (p.lines.length > 0) {
-        v.append(chunkNode(p.from, p.to, p.lines), p.from, p.to, p.lines.length, false);
+        v.append([{ el: chunkNode(p.from, p.to, p.lines), from: p.from, to: p.to, n: p.lines.length }], false);
       }
       if (!p.final && p.size - p.to < v.pageBytes) { v.follow(); }
     });
   };
 
-  // append adds a chunk at the bottom and trims the top to maxLines.
+  // append adds chunks at the bottom and trims the top to maxLines.
   // Live lines keep a reader who is at the end there; otherwise the view
   // stays on the lines it shows.
-  Viewer.prototype.append = function (el, from, to, n, live) {
+  Viewer.prototype.append = function (chunks, live) {
     var v = this, pre = v.pre, stick = live && v.stick;
-    pre.appendChild(el);
-    v.chunks.push({ el: el, from: from, to: to, n: n });
-    v.lines += n;
-    v.to = to;
+    chunks.forEach(function (c) {
+      pre.appendChild(c.el);
+      v.chunks.push(c);
+      v.lines += c.n;
+      v.to = c.to;
+    });
     var removed = 0;
     while (v.lines > v.maxLines && v.chunks.length > 1) {
       var first = v.chunks.shift();
@@ -222,8 +224,8 @@
     if (this.state) { this.state.textContent = "running — scroll to the end to follow"; }
   };
 
-  // render adds the batches that arrived since the last frame as one
-  // chunk. Batches that would be trimmed at once are never built: when
+  // render adds the batches that arrived since the last frame, in one
+  // go (one layout, one scroll) once per animation frame. Batches that would be trimmed at once are never built: when
   // more than maxLines arrived, only the newest are rendered and the
   // window starts over there. A reader scrolled away from the end is not
   // pulled along: once the window is full, following stops (scrolling
@@ -253,15 +255,24 @@
       v.lines = 0;
       v.from = q[start].from;
     }
-    var lines = [];
-    for (var i = start; i < q.length; i++) { Array.prototype.push.apply(lines, q[i].lines); }
-    var from = q[start].from, to = q[q.length - 1].to;
-    v.size = Math.max(v.size, to);
-    if (lines.length) {
-      v.append(chunkNode(from, to, lines), from, to, lines.length, true);
-    } else {
-      v.to = to;
+    // Chunks of at most pageLines lines, so trimming whole chunks keeps
+    // the page nearly full.
+    var chunks = [], lines = [], from = q[start].from, to = from;
+    for (var i = start; i < q.length; i++) {
+      if (lines.length && lines.length + q[i].lines.length > v.pageLines) {
+        chunks.push({ el: chunkNode(from, to, lines), from: from, to: to, n: lines.length });
+        lines = [];
+        from = to;
+      }
+      Array.prototype.push.apply(lines, q[i].lines);
+      to = q[i].to;
     }
+    if (lines.length) { chunks.push({ el: chunkNode(from, to, lines), from: from, to: to, n: lines.length }); }
+    v.size = Math.max(v.size, to);
+    if (chunks.length) {
+      v.append(chunks, true);
+    }
+    v.to = to;
     v.mark();
   };
 
