@@ -5,6 +5,6 @@
 // tests.
 //
 // Knobs: RUNNEL_E2E_LEASE sets the server's lease timeout in the SIGKILL
-// test (default 4s, which ends the lost stage with agent_lost; 40s lets
-// JetStream redeliver and resume it).
+// test (default: the server's, 45s, which lets JetStream redeliver and
+// resume the stage; the server refuses one below 35s).
 package e2e

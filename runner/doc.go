@@ -8,4 +8,11 @@
 // redelivers the jobs of agents that die; one watchdog goroutine ends
 // stages whose agent stopped reporting and that no agent took over (lease
 // loss), which also covers stages left behind by a crashed server.
+//
+// The files follow the lifecycle's verbs: runner.go (Runner, New, Close),
+// trigger.go (Trigger, Rerun: reading and compiling the pipeline into a
+// run), schedule.go (re-evaluating a run's DAG and dispatching jobs),
+// update.go (applying agents' updates and log chunks, ending stages),
+// cancel.go (Cancel, Approve, Reject) and recover.go (Start's recovery of
+// a previous process's runs and the lease watchdog).
 package runner

@@ -60,6 +60,10 @@ func (f RunnerFunc) RunStage(ctx context.Context, job *wire.Job, sink EventSink)
 	return f(ctx, job, sink)
 }
 
+// DefaultProgress is the default lease extension interval (Config.Progress),
+// which is also how often a running stage's heartbeat reaches the server.
+const DefaultProgress = 5 * time.Second
+
 // Config configure an Agent. Zero durations take the defaults.
 type Config struct {
 	Name     string            // must be wire.ValidName and match the NATS user
@@ -122,7 +126,7 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	def(&cfg.Heartbeat, 5*time.Second)
-	def(&cfg.Progress, 5*time.Second)
+	def(&cfg.Progress, DefaultProgress)
 	def(&cfg.LeaseMargin, 10*time.Second)
 	def(&cfg.FlushInterval, 100*time.Millisecond)
 	def(&cfg.AckWait, natsbus.DefaultAckWait)

@@ -14,7 +14,13 @@ import (
 // Spec identifies one stage execution. The same Spec value is passed to
 // Setup, every Run and Teardown of that stage.
 type Spec struct {
-	RunID string // unique per run; used in resource names and labels
+	// Install is the id of the install the run belongs to (a server's, or
+	// one `runnel run`'s; see internal/install): run ids are unique only
+	// within it. Resource names and labels carry it, and cleanup of a
+	// Spec's resources only matches its own install. "" means the engine's
+	// own install.
+	Install string
+	RunID   string // unique per run within its install; used in resource names and labels
 	// Attempt is the stage attempt (the lease's fencing number); resources of
 	// different attempts never collide.
 	Attempt int

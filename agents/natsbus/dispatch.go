@@ -108,6 +108,9 @@ type Handler interface {
 type DispatcherOptions struct {
 	Limits StreamLimits
 	Logger *slog.Logger
+	// Install is the server's install id, put on every job that names
+	// none (wire.Job.Install).
+	Install string
 	// LostAfter is how many heartbeat intervals an agent may be silent
 	// before Agents reports it lost; default 3.
 	LostAfter int
@@ -186,6 +189,11 @@ func (d *Dispatcher) Publish(ctx context.Context, job *wire.Job) error {
 	}
 	if err := wire.ValidateLabels(job.Stage.Labels); err != nil {
 		return fmt.Errorf("publish job %s/%s: %w: %w", job.RunID, job.StageID, ErrUnschedulable, err)
+	}
+	if job.Install == "" && d.opts.Install != "" {
+		cp := *job
+		cp.Install = d.opts.Install
+		job = &cp
 	}
 	b, err := wire.Encode(job)
 	if err != nil {

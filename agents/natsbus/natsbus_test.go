@@ -411,3 +411,58 @@ func TestSetAgents(t *testing.T) {
 		t.Error("a's replaced token still connects")
 	}
 }
+
+// TestPublishStampsInstall: jobs carry the server's install id, so agents
+// label Docker resources with it; a job naming its own keeps it, and the
+// caller's job is not changed.
+func TestPublishStampsInstall(t *testing.T) {
+	srv, creds := start(t, "a")
+	nc, err := Connect(srv.ClientURL(), srv.ServerCreds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d, err := NewDispatcher(ctx, nc, DispatcherOptions{Install: "srv-install"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	plain := &wire.Job{RunID: "r", StageID: "s", Attempt: 1, Stage: &pipeline.Stage{ID: "s"}}
+	named := &wire.Job{RunID: "r", StageID: "t", Attempt: 1, Stage: &pipeline.Stage{ID: "t"}, Install: "other"}
+	for _, j := range []*wire.Job{plain, named} {
+		if err := d.Publish(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if plain.Install != "" {
+		t.Errorf("Publish changed the caller's job: Install %q", plain.Install)
+	}
+
+	anc, err := Connect(srv.ClientURL(), creds["a"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anc.Close()
+	in, err := NewIntake(ctx, anc, IntakeOptions{Name: "a", Capacity: 2, PullExpiry: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *wire.Job, 2)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { _ = in.Run(ctx, func(_ context.Context, dl *Delivery) { got <- dl.Job }) })
+	want := map[string]string{"s": "srv-install", "t": "other"}
+	for range want {
+		select {
+		case j := <-got:
+			if j.Install != want[j.StageID] {
+				t.Errorf("job %s: Install %q, want %q", j.StageID, j.Install, want[j.StageID])
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("job not delivered within 10s")
+		}
+	}
+}

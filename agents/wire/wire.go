@@ -69,6 +69,11 @@ type Job struct {
 	// Deadline is when the stage must be finished; zero means none. An
 	// agent refuses (terminates) a job whose deadline has passed.
 	Deadline time.Time `json:"deadline,omitempty"`
+	// Install is the server's install id: run ids are unique only within
+	// it, so an agent puts it on every Docker resource of the job and
+	// cleans up only resources carrying it. "" (an older server) means the
+	// agent's own install id.
+	Install string `json:"install,omitempty"`
 }
 
 // Kind is the kind of an Update.

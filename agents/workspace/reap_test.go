@@ -15,12 +15,15 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/engine/docker"
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/internal/install"
 	"github.com/runnel-ci/runnel/pipeline"
 )
 
 // TestReapEarlierAttempts: a step container of attempt 1 left running
 // (its agent was killed) is removed before attempt 2 of the same stage
-// runs, whatever its owner; another stage's container is left alone.
+// runs, whichever agent of the install made it; another stage's container
+// and the same stage's attempt 1 of another install (a second server on
+// the engine whose run has the same id) are left alone.
 func TestReapEarlierAttempts(t *testing.T) {
 	if err := exec.Command("docker", "image", "inspect", "runnel-test/busybox:latest").Run(); err != nil {
 		if os.Getenv("CI") != "" {
@@ -35,57 +38,67 @@ func TestReapEarlierAttempts(t *testing.T) {
 	defer cli.Close()
 	ctx := context.Background()
 	owner := fmt.Sprintf("reaptest-%d", os.Getpid())
-	// The "dead agent" and the new one have different owners, as two
-	// agent processes on one Docker host do.
-	dead, err := docker.New(cli, docker.Options{Owner: owner + "-dead", PullPolicy: engine.PullNever})
-	if err != nil {
-		t.Fatal(err)
+	newEngine := func(install, owner string) *docker.Engine {
+		e, err := docker.New(cli, docker.Options{Install: install, Owner: owner, PullPolicy: engine.PullNever})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
 	}
-	live, err := docker.New(cli, docker.Options{Owner: owner + "-live", PullPolicy: engine.PullNever})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The "dead agent" and the new one are two agents (owners) of one
+	// server install, as two agent processes on one Docker host are;
+	// stranger is an agent of another server on the same engine.
+	inst := install.New()
+	dead, live := newEngine("", owner+"-dead"), newEngine("", owner+"-live")
+	stranger := newEngine("", owner+"-stranger")
 	runID := owner
 	stageOf := func(id string) *pipeline.Stage {
 		return &pipeline.Stage{ID: id, Image: "runnel-test/busybox:latest"}
 	}
-	old := &engine.Spec{RunID: runID, Attempt: 1, Stage: stageOf("deploy")}
-	other := &engine.Spec{RunID: runID, Attempt: 1, Stage: stageOf("other")}
+	old := &engine.Spec{Install: inst, RunID: runID, Attempt: 1, Stage: stageOf("deploy")}
+	other := &engine.Spec{Install: inst, RunID: runID, Attempt: 1, Stage: stageOf("other")}
+	theirs := &engine.Spec{Install: install.New(), RunID: runID, Attempt: 1, Stage: stageOf("deploy")}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan error, 2)
-	for _, s := range []*engine.Spec{old, other} {
-		if err := dead.Setup(ctx, s); err != nil {
+	done := make(chan error, 3)
+	for _, x := range []struct {
+		e *docker.Engine
+		s *engine.Spec
+	}{{dead, old}, {dead, other}, {stranger, theirs}} {
+		if err := x.e.Setup(ctx, x.s); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { dead.Teardown(context.Background(), s) })
+		t.Cleanup(func() { x.e.Teardown(context.Background(), x.s) })
 		go func() {
-			_, err := dead.Run(runCtx, s, &pipeline.Step{Name: "nap", Run: "sleep 60"}, io.Discard)
+			_, err := x.e.Run(runCtx, x.s, &pipeline.Step{Name: "nap", Run: "sleep 60"}, io.Discard)
 			done <- err
 		}()
 	}
 	running := func(s *engine.Spec) int {
-		cs, err := cli.ContainerList(ctx, container.ListOptions{Filters: docker.SpecFilter(s)})
+		cs, err := cli.ContainerList(ctx, container.ListOptions{Filters: live.SpecFilter(s)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return len(cs)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for (running(old) == 0 || running(other) == 0) && time.Now().Before(deadline) {
+	for (running(old) == 0 || running(other) == 0 || running(theirs) == 0) && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if running(old) == 0 || running(other) == 0 {
+	if running(old) == 0 || running(other) == 0 || running(theirs) == 0 {
 		t.Fatal("step containers of attempt 1 did not start")
 	}
 
 	r := &StageRunner{Engine: live}
-	r.reapEarlierAttempts(ctx, &wire.Job{RunID: runID, StageID: "deploy", Attempt: 2, Stage: stageOf("deploy")}, slog.New(slog.DiscardHandler))
+	r.reapEarlierAttempts(ctx, &wire.Job{Install: inst, RunID: runID, StageID: "deploy", Attempt: 2, Stage: stageOf("deploy")}, slog.New(slog.DiscardHandler))
 	if n := running(old); n != 0 {
 		t.Errorf("attempt 1 of deploy: %d containers running after attempt 2's reap, want 0", n)
 	}
 	if n := running(other); n != 1 {
 		t.Errorf("stage other: %d containers running, want 1 (not its stage)", n)
+	}
+	if n := running(theirs); n != 1 {
+		t.Errorf("attempt 1 of deploy in another install: %d containers running, want 1 (not its install)", n)
 	}
 	select {
 	case <-done:

@@ -50,7 +50,7 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 	r.reapEarlierAttempts(ctx, job, log)
 	sr := &sinkReporter{sink: sink, logs: map[*pipeline.Step]io.WriteCloser{}}
 	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output}
-	res := x.Run(ctx, &engine.Spec{RunID: job.RunID, Attempt: job.Attempt, Stage: job.Stage, Source: src})
+	res := x.Run(ctx, &engine.Spec{Install: job.Install, RunID: job.RunID, Attempt: job.Attempt, Stage: job.Stage, Source: src})
 	sr.closeAll()
 	out := agent.Result{Status: WireStatus(res.Status), Reason: res.Reason}
 	for _, s := range res.Steps {
@@ -69,11 +69,12 @@ const maxReap = 20
 // is a retry or a redelivery after its agent was lost; an agent killed
 // with SIGKILL cannot stop its containers, and on a shared Docker host they
 // would keep running next to the new attempt. Teardown finds resources by
-// label whatever their owner, so this stops them; on another host it
+// label within the job's install, whichever agent of it made them, so this
+// stops them and never touches another install's; on another host it
 // finds nothing.
 func (r *StageRunner) reapEarlierAttempts(ctx context.Context, job *wire.Job, log *slog.Logger) {
 	for a := job.Attempt - 1; a >= 1 && a >= job.Attempt-maxReap; a-- {
-		if err := r.Engine.Teardown(ctx, &engine.Spec{RunID: job.RunID, Attempt: a, Stage: job.Stage}); err != nil {
+		if err := r.Engine.Teardown(ctx, &engine.Spec{Install: job.Install, RunID: job.RunID, Attempt: a, Stage: job.Stage}); err != nil {
 			log.Warn("remove leftovers of an earlier attempt", "attempt", a, "err", err)
 		}
 	}

@@ -60,7 +60,7 @@ func BenchmarkDockerStep(b *testing.B) {
 	defer e.Teardown(context.WithoutCancel(ctx), s)
 	defer e.Prune(context.WithoutCancel(ctx))
 
-	netName, volName := docker.ResourceName(s), docker.ResourceName(s)
+	netName, volName := e.ResourceName(s), e.ResourceName(s)
 	step := &pipeline.Step{Name: "true", Run: "true"}
 	raw := func() error {
 		resp, err := cli.ContainerCreate(ctx, &container.Config{

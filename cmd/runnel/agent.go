@@ -16,6 +16,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/internal/install"
 )
 
 func init() { commands = append(commands, (*app).agentCommand) }
@@ -117,6 +118,9 @@ func addAgentCredential(data, name string) (string, error) {
 }
 
 func (a *app) runAgent(ctx context.Context, f agentFlags) error {
+	if err := refuseFlags(append(a.envProblems(), agentFlagProblems(f)...)); err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(a.stderr, nil))
 	tok := f.token
 	if tok == "" && f.credsFile != "" {
@@ -141,8 +145,13 @@ func (a *app) runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return usageError(fmt.Errorf("--labels: %w", err))
 	}
+	inst, err := install.Load(f.workDir)
+	if err != nil {
+		return err
+	}
+	log = log.With("install", inst)
 	bg := context.WithoutCancel(ctx)
-	eng, closeEngine, err := serverEngine(bg, f.backend, log)
+	eng, closeEngine, err := serverEngine(bg, f.backend, inst, log)
 	if err != nil {
 		return err
 	}

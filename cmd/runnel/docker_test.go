@@ -129,13 +129,9 @@ func TestRunInterrupt(t *testing.T) {
 		}
 	})
 
-	// The owner label of a `runnel run` process ends in its PID.
-	pid := strconv.Itoa(cmd.Process.Pid)
-	ours := func(labels map[string]string) bool {
-		owner := labels[docker.LabelOwner]
-		return strings.HasPrefix(owner, "local-") && strings.HasSuffix(owner, "-"+pid)
-	}
-	owned := filters.NewArgs(filters.Arg("label", docker.LabelOwner))
+	// A `runnel run` process's resources carry its PID.
+	owned := filters.NewArgs(filters.Arg("label", docker.LabelOwner+"="+runOwner),
+		filters.Arg("label", docker.LabelPID+"="+strconv.Itoa(cmd.Process.Pid)))
 
 	// Wait until both step containers (no service label) are running.
 	deadline := time.Now().Add(60 * time.Second)
@@ -146,7 +142,7 @@ func TestRunInterrupt(t *testing.T) {
 		}
 		steps := 0
 		for _, c := range cs {
-			if ours(c.Labels) && c.Labels[docker.LabelService] == "" && c.State == "running" {
+			if c.Labels[docker.LabelService] == "" && c.State == "running" {
 				steps++
 			}
 		}
@@ -205,44 +201,34 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// leftovers lists the containers, networks and volumes whose owner label
-// belongs to the `runnel run` process pid.
+// leftovers lists the containers, networks and volumes made by the
+// `runnel run` process pid.
 func leftovers(t *testing.T, cli *client.Client, pid int) []string {
 	t.Helper()
 	ctx := context.Background()
-	suffix := "-" + strconv.Itoa(pid)
-	ours := func(labels map[string]string) bool {
-		owner := labels[docker.LabelOwner]
-		return strings.HasPrefix(owner, "local-") && strings.HasSuffix(owner, suffix)
-	}
-	owned := filters.NewArgs(filters.Arg("label", docker.LabelOwner))
+	owned := filters.NewArgs(filters.Arg("label", docker.LabelOwner+"="+runOwner),
+		filters.Arg("label", docker.LabelPID+"="+strconv.Itoa(pid)))
 	var left []string
 	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: owned})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range cs {
-		if ours(c.Labels) {
-			left = append(left, "container "+c.ID[:12])
-		}
+		left = append(left, "container "+c.ID[:12])
 	}
 	ns, err := cli.NetworkList(ctx, network.ListOptions{Filters: owned})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range ns {
-		if ours(n.Labels) {
-			left = append(left, "network "+n.Name)
-		}
+		left = append(left, "network "+n.Name)
 	}
 	vs, err := cli.VolumeList(ctx, volume.ListOptions{Filters: owned})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range vs.Volumes {
-		if ours(v.Labels) {
-			left = append(left, "volume "+v.Name)
-		}
+		left = append(left, "volume "+v.Name)
 	}
 	return left
 }

@@ -100,6 +100,9 @@ type app struct {
 	env    map[string]string
 	stdout io.Writer
 	stderr io.Writer
+	// badEnv holds why RUNNEL_* variables could not be read (by name);
+	// server and agent refuse to start with any (envProblems).
+	badEnv map[string]string
 }
 
 func envMap(env []string) map[string]string {

@@ -40,7 +40,7 @@ type natsSetup struct {
 	agNC   *nats.Conn
 }
 
-func startNATS(ctx context.Context, f serverFlags, data string, log *slog.Logger) (*natsSetup, error) {
+func startNATS(ctx context.Context, f serverFlags, data, inst string, log *slog.Logger) (*natsSetup, error) {
 	n := &natsSetup{log: log, data: data}
 	var creds natsbus.Creds
 	if f.natsURL == "embedded" {
@@ -86,7 +86,7 @@ func startNATS(ctx context.Context, f serverFlags, data string, log *slog.Logger
 		n.close()
 		return nil, err
 	}
-	n.d, err = natsbus.NewDispatcher(ctx, n.nc, natsbus.DispatcherOptions{Logger: log})
+	n.d, err = natsbus.NewDispatcher(ctx, n.nc, natsbus.DispatcherOptions{Logger: log, Install: inst})
 	if err != nil {
 		n.close()
 		return nil, err

@@ -20,6 +20,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/engine/docker"
 	"github.com/runnel-ci/runnel/agents/engine/local"
+	"github.com/runnel-ci/runnel/internal/install"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/httpapi"
@@ -64,18 +65,40 @@ func (a *app) envDefault(name, def string) string {
 	return def
 }
 
+// envInt returns the integer in the RUNNEL_* variable or def; a value
+// that is not one is recorded for envProblems.
 func (a *app) envInt(name string, def int) int {
-	if v, err := strconv.Atoi(a.env[name]); err == nil {
-		return v
+	s := a.env[name]
+	if s == "" {
+		return def
 	}
-	return def
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		a.envBad(name, "not an integer")
+		return def
+	}
+	return v
 }
 
+// envDuration is envInt for durations.
 func (a *app) envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(a.env[name]); err == nil {
-		return v
+	s := a.env[name]
+	if s == "" {
+		return def
 	}
-	return def
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		a.envBad(name, "not a duration such as 45s or 2m")
+		return def
+	}
+	return v
+}
+
+func (a *app) envBad(name, why string) {
+	if a.badEnv == nil {
+		a.badEnv = map[string]string{}
+	}
+	a.badEnv[name] = why
 }
 
 func (a *app) serverCommand() *cobra.Command {
@@ -134,6 +157,9 @@ func parseLabels(s string) (map[string]string, error) {
 }
 
 func (a *app) runServer(ctx context.Context, f serverFlags) error {
+	if err := refuseFlags(append(a.envProblems(), serverFlagProblems(f)...)); err != nil {
+		return err
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return usageError(fmt.Errorf("--log-level: %w", err))
@@ -150,6 +176,11 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	if err := os.MkdirAll(data, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	inst, err := install.Load(data)
+	if err != nil {
+		return err
+	}
+	log = log.With("install", inst)
 	dsn := f.db
 	if dsn == "" {
 		dsn = filepath.Join(data, "runnel.db")
@@ -194,7 +225,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	var agentEng engine.Engine
 	if !f.noAgent {
-		eng, closer, err := serverEngine(bg, f.backend, log)
+		eng, closer, err := serverEngine(bg, f.backend, inst, log)
 		if err != nil {
 			ln.Close()
 			return err
@@ -202,7 +233,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		defer closer()
 		agentEng = eng
 	}
-	nb, err := startNATS(bg, f, data, log)
+	nb, err := startNATS(bg, f, data, inst, log)
 	if err != nil {
 		ln.Close()
 		return err
@@ -255,6 +286,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	deliveries.Resume()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	defer drainHookSpools(ctx, st, ln.Addr(), log)() // pushes spooled while the server was down
 	fmt.Fprintf(a.stdout, "runnel: listening on %s\n", ln.Addr())
 	log.Info("server started", "addr", ln.Addr().String(), "data", data, "base_url", baseURL)
 
@@ -296,9 +328,10 @@ func (a *app) ensureAdminToken(ctx context.Context, st *store.Store) error {
 	return nil
 }
 
-// serverEngine builds the built-in agent's engine; Docker falls back to
-// the local shell with a warning when no Docker engine answers.
-func serverEngine(ctx context.Context, backend string, log *slog.Logger) (engine.Engine, func(), error) {
+// serverEngine builds the engine of the built-in agent or of `runnel
+// agent`, whose Docker resources carry install id inst; Docker falls back
+// to the local shell with a warning when no Docker engine answers.
+func serverEngine(ctx context.Context, backend, inst string, log *slog.Logger) (engine.Engine, func(), error) {
 	switch backend {
 	case "local":
 		return local.New(local.Options{Logger: log}), func() {}, nil
@@ -319,12 +352,12 @@ func serverEngine(ctx context.Context, backend string, log *slog.Logger) (engine
 		log.Warn("no Docker engine answers; the built-in agent uses the local shell backend", "err", err)
 		return local.New(local.Options{Logger: log}), func() {}, nil
 	}
-	eng, err := docker.New(cli, docker.Options{PullPolicy: engine.PullIfNotPresent, Logger: log})
+	eng, err := docker.New(cli, docker.Options{Install: inst, Owner: inst, PullPolicy: engine.PullIfNotPresent, Logger: log})
 	if err != nil {
 		cli.Close()
 		return nil, nil, err
 	}
-	if err := eng.PruneDeadLocal(ctx); err != nil {
+	if err := eng.PruneDead(ctx); err != nil {
 		log.Warn("removing leftovers of dead processes failed", "err", err)
 	}
 	return eng, func() { cli.Close() }, nil

@@ -125,6 +125,10 @@ type Config struct {
 // its git config, falling back to RUNNEL_SERVER, RUNNEL_REPO and
 // RUNNEL_TOKEN from getenv.
 func LoadConfig(repoPath string, getenv func(string) string) (Config, error) {
+	// Absolute, so what the hook tells the pusher names the spool fully.
+	if abs, err := filepath.Abs(repoPath); err == nil {
+		repoPath = abs
+	}
 	c := Config{RepoPath: repoPath}
 	repo, err := git.PlainOpen(repoPath)
 	if err != nil {
@@ -200,26 +204,20 @@ func ParseUpdates(r io.Reader) ([]Update, error) {
 	return out, nil
 }
 
-// PostReceive reads post-receive input from stdin and posts each updated
+// PostReceive reads post-receive input from stdin and sends each updated
 // branch or tag to cfg.ServerURL + generic.Path, with the commit's
 // message, time and author and the changed paths. Deletions and other
-// refs are skipped. It writes "runnel: queued run for <ref>" (or why not)
-// to cfg.Out per ref and returns an error when any ref failed.
+// refs are skipped. Each push is first written to the repository's spool
+// (SpoolDir), then the spool is flushed, older pushes first (see Flush):
+// when the server does not answer, the push waits there and the pusher
+// is told that its run is delayed, not lost. It writes one line per ref
+// to cfg.Out and returns an error when the server refused a push.
 func PostReceive(ctx context.Context, stdin io.Reader, cfg Config) error {
 	updates, err := ParseUpdates(stdin)
 	if err != nil {
 		return err
 	}
-	out := cfg.Out
-	if out == nil {
-		out = io.Discard
-	}
-	client := cfg.Client
-	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
-	}
-	endpoint := strings.TrimRight(cfg.ServerURL, "/") + generic.Path
-	var errs []error
+	var entries []spooled
 	for _, u := range updates {
 		if scm.IsZeroSHA(u.New) || (scm.BranchOf(u.Ref) == "" && scm.TagOf(u.Ref) == "") {
 			continue
@@ -234,18 +232,62 @@ func PostReceive(ctx context.Context, stdin io.Reader, cfg Config) error {
 		if changed, err := gitrepo.ChangedPaths(cfg.RepoPath, u.Old, u.New); err == nil && changed != nil {
 			p.Changed = changed
 		}
-		status, err := post(ctx, client, endpoint, cfg.Token, &p)
-		switch {
-		case err != nil:
-			fmt.Fprintf(out, "runnel: could not queue a run for %s: %v\n", u.Ref, err)
-			errs = append(errs, fmt.Errorf("post %s: %w", u.Ref, err))
-		case status == http.StatusNoContent:
-			fmt.Fprintf(out, "runnel: nothing to run for %s\n", u.Ref)
-		default:
-			fmt.Fprintf(out, "runnel: queued run for %s\n", u.Ref)
+		id, err := newDeliveryID()
+		if err != nil {
+			return err
 		}
+		entries = append(entries, spooled{Delivery: id, Payload: p, At: time.Now().UTC()})
+	}
+	if len(entries) == 0 {
+		_, err := Flush(ctx, cfg)
+		return err
+	}
+	if err := spool(filepath.Join(cfg.RepoPath, SpoolDir), entries); err != nil {
+		// Without a spool the pushes are sent once, as they are.
+		fmt.Fprintf(cfg.out(), "runnel: cannot spool the push (%v); sending it without a retry\n", err)
+		return sendUnspooled(ctx, cfg, entries)
+	}
+	_, err = Flush(ctx, cfg)
+	return err
+}
+
+// sendUnspooled sends entries once, reporting each.
+func sendUnspooled(ctx context.Context, cfg Config, entries []spooled) error {
+	endpoint := strings.TrimRight(cfg.ServerURL, "/") + generic.Path
+	var errs []error
+	for i := range entries {
+		e := &entries[i]
+		status, err := post(ctx, cfg.client(), endpoint, cfg.Token, e.Delivery, &e.Payload)
+		if err != nil {
+			fmt.Fprintf(cfg.out(), "runnel: could not queue a run for %s: %v\n", e.Payload.Ref, err)
+			errs = append(errs, fmt.Errorf("post %s: %w", e.Payload.Ref, err))
+			continue
+		}
+		reportSent(cfg.out(), e, status)
 	}
 	return errors.Join(errs...)
+}
+
+func (c Config) out() io.Writer {
+	if c.Out == nil {
+		return io.Discard
+	}
+	return c.Out
+}
+
+func (c Config) client() *http.Client {
+	if c.Client == nil {
+		return &http.Client{Timeout: 10 * time.Second}
+	}
+	return c.Client
+}
+
+func newDeliveryID() (string, error) {
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return "", fmt.Errorf("make delivery id: %w", err)
+	}
+	return hex.EncodeToString(id), nil
 }
 
 // peel returns the commit an annotated tag object sha points to, or sha.
@@ -265,13 +307,10 @@ func peel(repoPath, sha string) string {
 	return c.Hash.String()
 }
 
-func post(ctx context.Context, client *http.Client, endpoint, token string, p *generic.Payload) (int, error) {
+// post sends p with delivery id delivery; status is 0 when no answer came.
+func post(ctx context.Context, client *http.Client, endpoint, token, delivery string, p *generic.Payload) (int, error) {
 	body, err := json.Marshal(p)
 	if err != nil {
-		return 0, err
-	}
-	id := make([]byte, 16)
-	if _, err := rand.Read(id); err != nil {
 		return 0, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
@@ -280,7 +319,7 @@ func post(ctx context.Context, client *http.Client, endpoint, token string, p *g
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set(generic.DeliveryHeader, hex.EncodeToString(id))
+	req.Header.Set(generic.DeliveryHeader, delivery)
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err

@@ -100,7 +100,7 @@ func contractConfig(t *testing.T, cli *client.Client, e *Engine) enginetest.Conf
 		Image:  busybox,
 		Grace:  time.Second,
 		AfterTeardown: func(t *testing.T, s *engine.Spec) {
-			if left := resources(t, cli, SpecFilter(s)); len(left) > 0 {
+			if left := resources(t, cli, e.SpecFilter(s)); len(left) > 0 {
 				t.Errorf("after Teardown: got %v, want nothing labelled with the spec", left)
 			}
 		},
@@ -120,7 +120,10 @@ func TestSetupLabelsEverything(t *testing.T) {
 	s.Stage.Services = []pipeline.Service{{Name: "idle", Image: busybox, Command: []string{"sleep", "1000"}}}
 	enginetest.SetUp(t, c, s)
 	f := filters.NewArgs(
+		filters.Arg("label", LabelInstall+"="+e.Install()),
 		filters.Arg("label", LabelOwner+"="+e.Owner()),
+		filters.Arg("label", LabelHost+"="+hostname()),
+		filters.Arg("label", LabelPID+"="+strconv.Itoa(os.Getpid())),
 		filters.Arg("label", LabelRun+"="+s.RunID),
 		filters.Arg("label", LabelStage+"="+s.Stage.ID),
 		filters.Arg("label", LabelAttempt+"=1"),
@@ -237,12 +240,15 @@ func TestPrune(t *testing.T) {
 	if got := resources(t, cli, ownerFilter); len(got) != 0 {
 		t.Errorf("after Prune: got %v, want nothing", got)
 	}
-	if got := resources(t, cli, SpecFilter(other)); len(got) != 2 {
+	if got := resources(t, cli, bystander.SpecFilter(other)); len(got) != 2 {
 		t.Errorf("other owner's resources after Prune: got %v, want its network and volume", got)
 	}
 }
 
-func TestPruneDeadLocal(t *testing.T) {
+// TestPruneDead: a process of an owner removes what dead processes of
+// the same owner on this host left, and nothing of a live process of the
+// owner or of another owner, dead or alive.
+func TestPruneDead(t *testing.T) {
 	cli := testClient(t)
 	gone := exec.Command("true")
 	if err := gone.Run(); err != nil {
@@ -254,38 +260,58 @@ func TestPruneDeadLocal(t *testing.T) {
 	}
 	defer func() { alive.Process.Kill(); alive.Wait() }()
 
-	deadOwner := localPrefix() + strconv.Itoa(gone.Process.Pid)
-	liveOwner := localPrefix() + strconv.Itoa(alive.Process.Pid)
-	sDead := enginetest.NewSpec(t, busybox, nil, "")
-	sLive := enginetest.NewSpec(t, busybox, nil, "")
-	live := testEngine(t, cli, liveOwner)
-	for _, x := range []struct {
-		e *Engine
-		s *engine.Spec
-	}{{testEngine(t, cli, deadOwner), sDead}, {live, sLive}} {
-		if err := x.e.Setup(context.Background(), x.s); err != nil {
+	owner := fmt.Sprintf("test-%d-prunedead-%d", os.Getpid(), time.Now().UnixNano())
+	// asProcess is an engine of owner as the process pid would have it.
+	asProcess := func(owner string, pid int) *Engine {
+		e := testEngine(t, cli, owner)
+		e.pid = strconv.Itoa(pid)
+		return e
+	}
+	deadMine := asProcess(owner, gone.Process.Pid)
+	liveMine := asProcess(owner, alive.Process.Pid)
+	deadOther := asProcess(owner+"-other", gone.Process.Pid)
+	specs := map[*Engine]*engine.Spec{}
+	for _, e := range []*Engine{deadMine, liveMine, deadOther} {
+		s := enginetest.NewSpec(t, busybox, nil, "")
+		specs[e] = s
+		if err := e.Setup(context.Background(), s); err != nil {
 			t.Fatal(err)
 		}
-		defer x.e.Teardown(context.Background(), x.s)
+		defer e.Teardown(context.Background(), s)
 	}
-	if err := testEngine(t, cli, OwnerForProcess()).PruneDeadLocal(context.Background()); err != nil {
+	if err := testEngine(t, cli, owner).PruneDead(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := resources(t, cli, SpecFilter(sDead)); len(got) != 0 {
-		t.Errorf("dead run's resources: got %v, want none", got)
-	}
-	if got := resources(t, cli, SpecFilter(sLive)); len(got) != 2 {
-		t.Errorf("live run's resources: got %v, want its network and volume", got)
+	for _, c := range []struct {
+		name string
+		e    *Engine
+		want int
+	}{
+		{"dead process of the owner", deadMine, 0},
+		{"live process of the owner", liveMine, 2},
+		{"dead process of another owner", deadOther, 2},
+	} {
+		if got := resources(t, cli, c.e.SpecFilter(specs[c.e])); len(got) != c.want {
+			t.Errorf("%s: got %v, want %d resources", c.name, got, c.want)
+		}
 	}
 }
 
 func TestNames(t *testing.T) {
+	e, err := New(nil, Options{Install: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	a := &engine.Spec{RunID: "r/1", Attempt: 1, Stage: &pipeline.Stage{ID: "test[go=1.22]"}}
 	b := &engine.Spec{RunID: "r_1", Attempt: 1, Stage: &pipeline.Stage{ID: "test[go=1.22]"}}
 	c := &engine.Spec{RunID: "r/1", Attempt: 2, Stage: &pipeline.Stage{ID: "test[go=1.22]"}}
-	na, nb, nc := ResourceName(a), ResourceName(b), ResourceName(c)
-	if na == nb || na == nc {
-		t.Errorf("names collide: %q %q %q", na, nb, nc)
+	d := &engine.Spec{Install: "two", RunID: "r/1", Attempt: 1, Stage: &pipeline.Stage{ID: "test[go=1.22]"}}
+	na, nb, nc, nd := e.ResourceName(a), e.ResourceName(b), e.ResourceName(c), e.ResourceName(d)
+	if na == nb || na == nc || na == nd {
+		t.Errorf("names collide: %q %q %q %q", na, nb, nc, nd)
+	}
+	if !strings.HasPrefix(na, "runnel-one-") || !strings.HasPrefix(nd, "runnel-two-") {
+		t.Errorf("names %q, %q do not start with runnel-INSTALL-", na, nd)
 	}
 	if strings.ContainsAny(na, "/[]=,") {
 		t.Errorf("name %q has characters Docker rejects", na)

@@ -41,7 +41,7 @@ func (e *Engine) Setup(ctx context.Context, s *engine.Spec) error {
 }
 
 func (e *Engine) setup(ctx context.Context, s *engine.Spec) error {
-	name := ResourceName(s)
+	name := e.ResourceName(s)
 	labels := e.labels(s)
 	if _, err := e.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels}); err != nil {
 		return fmt.Errorf("create network %s: %w", name, err)
@@ -181,10 +181,10 @@ func writeTar(ctx context.Context, w io.Writer, root string) error {
 
 func (e *Engine) hostConfig(s *engine.Spec) *container.HostConfig {
 	return &container.HostConfig{
-		NetworkMode: container.NetworkMode(ResourceName(s)),
+		NetworkMode: container.NetworkMode(e.ResourceName(s)),
 		Mounts: []mount.Mount{{
 			Type:   mount.TypeVolume,
-			Source: ResourceName(s),
+			Source: e.ResourceName(s),
 			Target: WorkspaceDir,
 		}},
 	}
@@ -193,7 +193,7 @@ func (e *Engine) hostConfig(s *engine.Spec) *container.HostConfig {
 func (e *Engine) startService(ctx context.Context, s *engine.Spec, svc *pipeline.Service) (string, error) {
 	labels := e.labels(s)
 	labels[LabelService] = svc.Name
-	net := ResourceName(s)
+	net := e.ResourceName(s)
 	id, err := e.create(ctx, &container.Config{
 		Image:  svc.Image,
 		Cmd:    svc.Command,
@@ -278,7 +278,7 @@ func (e *Engine) probe(ctx context.Context, s *engine.Spec, svc *pipeline.Servic
 	case len(svc.Ready.Command) > 0:
 		return e.execOK(ctx, id, svc.Ready.Command)
 	case svc.Ready.Port > 0:
-		ep := info.NetworkSettings.Networks[ResourceName(s)]
+		ep := info.NetworkSettings.Networks[e.ResourceName(s)]
 		if ep == nil || ep.IPAddress == "" {
 			return false, errors.New("no address on the stage network yet")
 		}

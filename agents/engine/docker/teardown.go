@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/docker/docker/api/types/container"
@@ -18,51 +17,53 @@ import (
 )
 
 // Teardown removes the containers, network and volume of s, found by
-// label. It is idempotent.
+// label within s's install. It is idempotent.
 func (e *Engine) Teardown(ctx context.Context, s *engine.Spec) error {
-	if err := e.removeWhere(ctx, SpecFilter(s), nil); err != nil {
+	if err := e.removeWhere(ctx, e.SpecFilter(s), nil); err != nil {
 		return fmt.Errorf("teardown stage %s: %w", s.Stage.ID, err)
 	}
 	return nil
 }
 
 // Prune removes every container, network and volume labelled with e's
-// owner: what an earlier, crashed process with the same owner left.
+// owner, made by any process: for an owner that no other process uses at
+// the time (a test, a benchmark).
 func (e *Engine) Prune(ctx context.Context) error {
-	if err := e.removeWhere(ctx, filters.NewArgs(filters.Arg("label", LabelOwner+"="+e.owner)), nil); err != nil {
+	if err := e.removeWhere(ctx, e.ownerFilter(), nil); err != nil {
 		return fmt.Errorf("prune owner %s: %w", e.owner, err)
 	}
 	return nil
 }
 
-// PruneDeadLocal removes the resources of `runnel run` processes on this
-// host that no longer run: those whose owner is local-HOST-PID (see
-// OwnerForProcess) with HOST this host and PID not a live process. Other
-// owners are never touched.
-func (e *Engine) PruneDeadLocal(ctx context.Context) error {
-	prefix := localPrefix()
-	self := OwnerForProcess()
+// PruneDead removes what earlier processes of e's owner on this host left
+// when they died without cleaning up (SIGKILL, a crash): resources
+// labelled with e's owner and this host whose process no longer runs.
+// What live processes of the owner made (agents sharing a work directory)
+// and what other owners made are never touched.
+func (e *Engine) PruneDead(ctx context.Context) error {
 	dead := func(labels map[string]string) bool {
-		owner := labels[LabelOwner]
-		rest, ok := strings.CutPrefix(owner, prefix)
-		if !ok || owner == self {
+		if labels[LabelHost] != e.host || labels[LabelPID] == e.pid {
 			return false
 		}
-		pid, err := strconv.Atoi(rest)
+		pid, err := strconv.Atoi(labels[LabelPID])
 		if err != nil || pid <= 0 {
 			return false
 		}
 		// Signal 0 checks existence; EPERM means it exists as another user.
 		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 	}
-	if err := e.removeWhere(ctx, filters.NewArgs(filters.Arg("label", LabelOwner)), dead); err != nil {
-		return fmt.Errorf("prune dead local runs: %w", err)
+	if err := e.removeWhere(ctx, e.ownerFilter(), dead); err != nil {
+		return fmt.Errorf("prune what dead processes of %s left: %w", e.owner, err)
 	}
 	return nil
 }
 
+func (e *Engine) ownerFilter() filters.Args {
+	return filters.NewArgs(filters.Arg("label", LabelOwner+"="+e.owner))
+}
+
 // removeWhere removes the containers, then networks, then volumes that
-// match f and, when keep is set, for which match reports true. Resources
+// match f and, when match is set, for which it reports true. Resources
 // already gone are fine.
 func (e *Engine) removeWhere(ctx context.Context, f filters.Args, match func(map[string]string) bool) error {
 	ok := func(l map[string]string) bool { return match == nil || match(l) }

@@ -12,7 +12,6 @@ import (
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/store"
-	"github.com/runnel-ci/runnel/scm"
 )
 
 // LogKey returns the log of step index step of a stage attempt.
@@ -447,23 +446,6 @@ func (r *Runner) endStageLocked(ctx context.Context, run *store.Run, st *store.S
 	return nil
 }
 
-// scheduleRepoLocked re-evaluates other unfinished runs of a repo (a
-// concurrency group was released).
-func (r *Runner) scheduleRepoLocked(ctx context.Context, repoID, except int64) {
-	runs, err := r.cfg.Store.UnfinishedRuns(ctx)
-	if err != nil {
-		r.log.Error("schedule repo", "err", err)
-		return
-	}
-	for _, o := range runs {
-		if o.RepoID == repoID && o.ID != except {
-			if err := r.scheduleLocked(ctx, o.ID); err != nil {
-				r.log.Error("schedule run", "run", o.ID, "err", err)
-			}
-		}
-	}
-}
-
 func (r *Runner) finishStepLogs(runID int64, st *store.Stage) {
 	for i := range st.Steps {
 		if err := r.cfg.Logs.Finish(LogKey(runID, st.Key, st.Attempt, i)); err != nil {
@@ -488,109 +470,4 @@ func (r *Runner) recordDeployment(ctx context.Context, run *store.Run, st *store
 	if err := r.storeDeployment(ctx, run, st, result); err != nil {
 		r.log.Error("record deployment", "run", run.ID, "stage", st.Key, "err", err)
 	}
-}
-
-// Cancel cancels a run and its unfinished stages (reason canceled_by_user).
-func (r *Runner) Cancel(ctx context.Context, runID int64) error {
-	return r.cancel(ctx, runID, store.ReasonCanceledByUser)
-}
-
-func (r *Runner) cancel(ctx context.Context, runID int64, reason string) error {
-	// Once begun, a cancel finishes even if its caller goes away: a run
-	// marked canceled must not keep stages queued or running.
-	ctx = context.WithoutCancel(ctx)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	run, err := r.cfg.Store.Run(ctx, runID)
-	if err != nil {
-		return fmt.Errorf("cancel run %d: %w", runID, err)
-	}
-	if run.Status.Terminal() {
-		return fmt.Errorf("cancel run %d: run is %s: %w", runID, run.Status, store.ErrConflict)
-	}
-	if err := r.cfg.Store.UpdateRun(ctx, runID, store.StatusCanceled, reason); err != nil {
-		return fmt.Errorf("cancel run %d: %w", runID, err)
-	}
-	for _, st := range run.Stages {
-		if st.Status.Terminal() {
-			continue
-		}
-		if err := r.cfg.Store.UpdateStage(ctx, st.ID, store.AnyAttempt, store.StageUpdate{Status: store.StatusCanceled, Reason: reason}); err != nil {
-			r.log.Warn("cancel stage", "run", runID, "stage", st.Key, "err", err)
-		}
-		for _, step := range st.Steps {
-			if !step.Status.Terminal() {
-				r.endStep(ctx, runID, st, step, store.StatusCanceled)
-			}
-		}
-		if st.Status == store.StatusQueued || st.Status == store.StatusRunning {
-			c := wire.Cancel{RunID: strconv.FormatInt(runID, 10), StageID: st.Key, Attempt: st.Attempt, Reason: reason}
-			if err := r.cfg.Bus.Cancel(ctx, c); err != nil {
-				r.log.Warn("publish cancel", "run", runID, "stage", st.Key, "err", err)
-			}
-		}
-		r.forget(run.ID, st.Key)
-		r.report(run, "runnel/"+st.Key, "canceled", "Canceled")
-	}
-	if err := r.cfg.Logs.FinishRun(strconv.FormatInt(runID, 10)); err != nil {
-		r.log.Warn("finish logs", "run", runID, "err", err)
-	}
-	r.log.Info("run canceled", "run", runID, "reason", reason)
-	r.report(run, "runnel", "canceled", "Canceled: "+reason)
-	if run, err := r.cfg.Store.Run(ctx, runID); err == nil {
-		r.runMetrics(run.Repo, run)
-	}
-	for _, st := range run.Stages {
-		if st.Concurrency != "" {
-			r.scheduleRepoLocked(ctx, run.RepoID, run.ID)
-			break
-		}
-	}
-	return nil
-}
-
-// Rerun starts a new run of the same event as runID.
-func (r *Runner) Rerun(ctx context.Context, runID int64) (*store.Run, error) {
-	old, err := r.cfg.Store.Run(ctx, runID)
-	if err != nil {
-		return nil, fmt.Errorf("rerun %d: %w", runID, err)
-	}
-	repo, err := r.cfg.Store.RepoByID(ctx, old.RepoID)
-	if err != nil {
-		return nil, fmt.Errorf("rerun %d: %w", runID, err)
-	}
-	ev := &scm.Event{Kind: old.Event, Repo: repo.Name, Ref: old.Ref, Branch: old.Branch, Tag: old.Tag, Commit: old.Commit,
-		Message: old.Message, Author: old.Author, Timestamp: old.CommitTime, Inputs: old.Inputs}
-	return r.Trigger(ctx, repo, ev, store.TriggerRerun, old.ID)
-}
-
-// Approve lets a stage held for approval run; Reject cancels it.
-func (r *Runner) Approve(ctx context.Context, runID int64, stageKey, user string) error {
-	return r.decide(ctx, runID, stageKey, user, true)
-}
-
-// Reject refuses a stage held for approval (reason approval_rejected).
-func (r *Runner) Reject(ctx context.Context, runID int64, stageKey, user string) error {
-	return r.decide(ctx, runID, stageKey, user, false)
-}
-
-func (r *Runner) decide(ctx context.Context, runID int64, stageKey, user string, approve bool) error {
-	run, err := r.cfg.Store.Run(ctx, runID)
-	if err != nil {
-		return fmt.Errorf("decide approval: %w", err)
-	}
-	for _, st := range run.Stages {
-		if st.Key != stageKey {
-			continue
-		}
-		// The decision and the scheduling it allows are one step that a
-		// caller going away must not cut in half.
-		ctx := context.WithoutCancel(ctx)
-		if err := r.cfg.Store.DecideApproval(ctx, st.ID, approve, user); err != nil {
-			return fmt.Errorf("decide approval of %s: %w", stageKey, err)
-		}
-		r.log.Info("approval decided", "run", runID, "stage", stageKey, "approved", approve, "by", user)
-		return r.schedule(ctx, runID)
-	}
-	return fmt.Errorf("decide approval: stage %q: %w", stageKey, store.ErrNotFound)
 }

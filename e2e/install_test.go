@@ -1,0 +1,250 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+
+	"github.com/runnel-ci/runnel/agents/engine/docker"
+)
+
+// installPipeline prints installLines numbered lines over about 4 s.
+const (
+	installLines    = 20
+	installRuns     = 20
+	installPipeline = `version: 1
+stages:
+  build:
+    image: runnel-test/busybox:latest
+    labels: {pool: install}
+    steps:
+      - name: count
+        run: for i in $(seq 1 20); do echo "line $i"; sleep 0.2; done
+`
+)
+
+// TestTwoInstallsShareDocker: two servers with their own data dirs and
+// agents on one Docker engine run 20 runs each of the same pipeline at
+// the same time (so both have run 1..20 with stage "build" attempt 1).
+// Every Docker resource carries its own install's id and agent; killing
+// one install's agent (SIGKILL) and starting it again, which removes what
+// the dead process left and retries its stages, leaves the other
+// install's runs untouched: they all succeed at attempt 1 with complete
+// logs. Before install ids the two installs' names collided and the
+// restarted agent's cleanup reached the other install's containers.
+func TestTwoInstallsShareDocker(t *testing.T) {
+	cli, err := docker.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	a := newCluster(t, []string{"worker"})
+	b := newCluster(t, []string{"worker"})
+	ids := map[*cluster]installIDs{}
+	for _, c := range []*cluster{a, b} {
+		c.startAgent("worker", "pool=install", 4)
+		c.waitAgents("worker")
+		ids[c] = installIDs{server: readID(t, filepath.Join(c.dir, "data")), agent: readID(t, filepath.Join(c.dir, "agent-worker"))}
+	}
+	if ids[a].server == ids[b].server || ids[a].agent == ids[b].agent {
+		t.Fatalf("the installs share ids: %+v %+v", ids[a], ids[b])
+	}
+	for _, c := range []*cluster{a, b} {
+		bare, work := repoSetup(t, c.dir)
+		c.addRepo("app", bare)
+		sha := c.pushAndTrigger("app", work, installPipeline)
+		for i := 1; i < installRuns; i++ {
+			c.trigger("app", sha)
+		}
+	}
+
+	// Both installs have step containers running: check every resource's
+	// labels and names, then kill b's agent.
+	waitFor(t, 2*time.Minute, "both installs running steps", func() bool {
+		return len(listResources(t, cli, "container", ids[a].server, true)) > 0 &&
+			len(listResources(t, cli, "container", ids[b].server, true)) > 0
+	})
+	checkOwnership(t, cli, ids[a], ids[b])
+	victim := b.agents["worker"]
+	deadPID := strconv.Itoa(victim.cmd.Process.Pid)
+	victim.stop(syscall.SIGKILL)
+	left := resourcesOf(t, cli, ids[b].agent, deadPID)
+	if len(left) == 0 {
+		t.Fatal("the killed agent left no Docker resources; the test cannot show that its cleanup spares the other install")
+	}
+	b.startAgent("worker", "pool=install", 4)
+	b.waitAgents("worker")
+	// At start the agent removes what its dead process left.
+	waitFor(t, time.Minute, "the restarted agent removing its dead process's resources", func() bool {
+		return len(resourcesOf(t, cli, ids[b].agent, deadPID)) == 0
+	})
+	checkOwnership(t, cli, ids[a], ids[b])
+
+	for name, c := range map[string]*cluster{"a": a, "b": b} {
+		runs := c.waitRuns(installRuns, 5*time.Minute)
+		for _, r := range runs {
+			d := c.runDetail(r.ID)
+			st := d.stage("build")
+			if d.Status != "success" || st.Status != "success" {
+				t.Errorf("install %s run %d: %s, stage %s (%s), want success\nagent log:\n%s", name, d.ID, d.Status, st.Status, st.Reason, c.agents["worker"].log())
+				continue
+			}
+			if c == a && st.Attempt != 1 {
+				t.Errorf("install a run %d: stage at attempt %d, want 1 (b's agent kill must not touch a)", d.ID, st.Attempt)
+			}
+			code, log := c.srv.api("GET", st.Steps[0].Log)
+			if want := numbered(installLines); code != http.StatusOK || string(log) != want {
+				t.Errorf("install %s run %d attempt %d: log %d %q, want %q", name, d.ID, st.Attempt, code, log, want)
+			}
+		}
+	}
+	for _, id := range []string{ids[a].server, ids[b].server} {
+		waitFor(t, time.Minute, "no resources of install "+id, func() bool {
+			return len(listResources(t, cli, "", id, false)) == 0
+		})
+	}
+}
+
+type installIDs struct{ server, agent string }
+
+func readID(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "install-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// trigger starts a run of sha by the API.
+func (c *cluster) trigger(repo, sha string) {
+	c.t.Helper()
+	code, b := c.srv.do("POST", "/api/v1/repos/"+repo+"/trigger", strings.NewReader(`{"branch":"main","commit":"`+sha+`"}`),
+		map[string]string{"Authorization": "Bearer " + c.srv.token})
+	if code != http.StatusCreated {
+		c.t.Fatalf("trigger: %d %s", code, b)
+	}
+}
+
+// waitRuns waits until the server has n runs, all finished.
+func (c *cluster) waitRuns(n int, d time.Duration) []run {
+	c.t.Helper()
+	var runs []run
+	waitFor(c.t, d, fmt.Sprintf("%d finished runs", n), func() bool {
+		runs = c.srv.runs("limit=100")
+		done := 0
+		for _, r := range runs {
+			if terminal(r) {
+				done++
+			}
+		}
+		return len(runs) == n && done == n
+	})
+	return runs
+}
+
+func numbered(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "line %d\n", i)
+	}
+	return b.String()
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// resource is a Docker container, network or volume with Runnel labels.
+type resource struct {
+	kind, name string
+	labels     map[string]string
+	running    bool
+}
+
+// listResources lists the resources of kind ("" for all) labelled with
+// install; running keeps only running containers.
+func listResources(t *testing.T, cli *client.Client, kind, install string, running bool) []resource {
+	t.Helper()
+	return dockerResources(t, cli, kind, filters.NewArgs(filters.Arg("label", docker.LabelInstall+"="+install)), running)
+}
+
+// resourcesOf lists what the process pid of owner made.
+func resourcesOf(t *testing.T, cli *client.Client, owner, pid string) []resource {
+	t.Helper()
+	return dockerResources(t, cli, "", filters.NewArgs(filters.Arg("label", docker.LabelOwner+"="+owner),
+		filters.Arg("label", docker.LabelPID+"="+pid)), false)
+}
+
+func dockerResources(t *testing.T, cli *client.Client, kind string, f filters.Args, running bool) []resource {
+	t.Helper()
+	ctx := context.Background()
+	var out []resource
+	if kind == "" || kind == "container" {
+		cs, err := cli.ContainerList(ctx, container.ListOptions{All: !running, Filters: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			out = append(out, resource{"container", strings.TrimPrefix(c.Names[0], "/"), c.Labels, c.State == "running"})
+		}
+	}
+	if kind == "" || kind == "network" {
+		ns, err := cli.NetworkList(ctx, network.ListOptions{Filters: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range ns {
+			out = append(out, resource{"network", n.Name, n.Labels, false})
+		}
+	}
+	if kind == "" || kind == "volume" {
+		vs, err := cli.VolumeList(ctx, volume.ListOptions{Filters: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vs.Volumes {
+			out = append(out, resource{"volume", v.Name, v.Labels, false})
+		}
+	}
+	return out
+}
+
+// checkOwnership: whatever one install's agent made carries that install's
+// id in its label and (networks and volumes) its name, never the other's.
+func checkOwnership(t *testing.T, cli *client.Client, installs ...installIDs) {
+	t.Helper()
+	for _, in := range installs {
+		all := dockerResources(t, cli, "", filters.NewArgs(filters.Arg("label", docker.LabelOwner+"="+in.agent)), false)
+		all = append(all, listResources(t, cli, "", in.server, false)...)
+		for _, r := range all {
+			if r.labels[docker.LabelInstall] != in.server || r.labels[docker.LabelOwner] != in.agent {
+				t.Errorf("%s %s: install %q owner %q, want install %q owner %q", r.kind, r.name,
+					r.labels[docker.LabelInstall], r.labels[docker.LabelOwner], in.server, in.agent)
+			}
+			if r.kind != "container" && !strings.HasPrefix(r.name, "runnel-"+in.server+"-") {
+				t.Errorf("%s %s: name does not start with runnel-%s-", r.kind, r.name, in.server)
+			}
+		}
+	}
+}

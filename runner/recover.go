@@ -1,0 +1,171 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/runner/store"
+)
+
+// Start reconciles runs left unfinished by a previous server process and
+// starts the lease watchdog. Stages that were queued stay so: their jobs
+// wait in the bus's durable queue. Stages that were running get one lease
+// period to report before they count as lost.
+func (r *Runner) Start(ctx context.Context) error {
+	runs, err := r.cfg.Store.UnfinishedRuns(ctx)
+	if err != nil {
+		return fmt.Errorf("recover unfinished runs: %w", err)
+	}
+	now := time.Now()
+	for _, run := range runs {
+		for _, st := range run.Stages {
+			if st.Status == store.StatusRunning {
+				r.touch(run.ID, st.Key, st.Attempt, st.Agent, now)
+			}
+		}
+		if err := r.schedule(ctx, run.ID); err != nil {
+			r.log.Error("recovery: schedule failed", "run", run.ID, "err", err)
+		}
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.watchdog()
+	}()
+	return nil
+}
+
+// stageRef names a stage as agents do: by run and stage key.
+type stageRef struct {
+	run   int64
+	stage string
+}
+
+// lease is what the watchdog knows of a running stage.
+type lease struct {
+	attempt int       // the attempt that reported
+	agent   string    // the agent running it ("" when not known)
+	last    time.Time // when it last did
+}
+
+// touch records that attempt of a stage, run by agent, reported at t.
+func (r *Runner) touch(runID int64, stage string, attempt int, agent string, t time.Time) {
+	r.seenMu.Lock()
+	r.seen[stageRef{runID, stage}] = lease{attempt: attempt, agent: agent, last: t}
+	r.seenMu.Unlock()
+}
+
+// beat records a heartbeat of attempt from agent if that attempt is the
+// one known to run the stage, on that agent, and reports whether it was.
+func (r *Runner) beat(runID int64, stage string, attempt int, agent string, t time.Time) bool {
+	r.seenMu.Lock()
+	defer r.seenMu.Unlock()
+	ref := stageRef{runID, stage}
+	l, ok := r.seen[ref]
+	if !ok || l.attempt != attempt || l.agent == "" || l.agent != agent {
+		return false
+	}
+	l.last = t
+	r.seen[ref] = l
+	return true
+}
+
+func (r *Runner) forget(runID int64, stage string) {
+	r.seenMu.Lock()
+	delete(r.seen, stageRef{runID, stage})
+	r.seenMu.Unlock()
+}
+
+// watchdog ends or re-queues stages whose agent stopped reporting. It is
+// not a dispatch loop: dispatch happens on events.
+func (r *Runner) watchdog() {
+	period := r.cfg.LeaseTimeout / 5
+	if period < time.Second {
+		period = time.Second
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+			r.checkLeases(context.Background())
+		}
+	}
+}
+
+func (r *Runner) checkLeases(ctx context.Context) {
+	if r.cfg.Metrics != nil {
+		agents := r.Agents()
+		capacity, busy := 0, 0
+		for _, a := range agents {
+			capacity += a.Capacity
+			busy += a.Running
+		}
+		r.cfg.Metrics.AgentsConnected(len(agents))
+		r.cfg.Metrics.AgentSlots(capacity, busy)
+	}
+	runs, err := r.cfg.Store.UnfinishedRuns(ctx)
+	if err != nil {
+		r.log.Error("lease check: list runs", "err", err)
+		return
+	}
+	// Each running stage is judged by its own reports only: an agent
+	// that is present and busy says nothing about a stage it dropped.
+	now := time.Now()
+	running := map[stageRef]bool{}
+	for _, run := range runs {
+		for _, st := range run.Stages {
+			if st.Status != store.StatusRunning {
+				continue
+			}
+			ref := stageRef{run.ID, st.Key}
+			running[ref] = true
+			r.seenMu.Lock()
+			l, ok := r.seen[ref]
+			if !ok || l.attempt != st.Attempt {
+				// Not heard of since this process started (or only of
+				// another attempt): one lease period from now.
+				l = lease{attempt: st.Attempt, agent: st.Agent, last: now}
+				r.seen[ref] = l
+			}
+			r.seenMu.Unlock()
+			if now.Sub(l.last) < r.cfg.LeaseTimeout {
+				continue
+			}
+			r.agentLost(ctx, run, st)
+		}
+	}
+	// Stages that ended by a path that did not forget them.
+	r.seenMu.Lock()
+	for ref := range r.seen {
+		if !running[ref] {
+			delete(r.seen, ref)
+		}
+	}
+	r.seenMu.Unlock()
+}
+
+// agentLost ends a running stage whose agent went silent for a lease
+// period. The bus redelivers the job of a lost agent after its AckWait
+// (below the lease timeout), and the new attempt's "started" keeps the
+// stage alive; so this only fires when no agent took the job over.
+func (r *Runner) agentLost(ctx context.Context, run *store.Run, st *store.Stage) {
+	log := r.log.With("run", run.ID, "stage", st.Key, "attempt", st.Attempt, "agent", st.Agent)
+	// Tell the old attempt to stop, in case its agent is only cut off.
+	c := wire.Cancel{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: st.Attempt, Reason: store.ReasonAgentLost}
+	if err := r.cfg.Bus.Cancel(ctx, c); err != nil {
+		log.Warn("cancel lost attempt", "err", err)
+	}
+	r.forget(run.ID, st.Key)
+	r.finishStepLogs(run.ID, st)
+	log.Warn("agent lost: ending stage")
+	if err := r.endStage(ctx, run, st, store.AnyAttempt, store.StatusError, store.ReasonAgentLost); err != nil {
+		// The next lease check tries again: the stage is still running.
+		log.Error("end lost stage", "err", err)
+	}
+}

@@ -1,0 +1,337 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/runner/store"
+)
+
+// schedule re-evaluates the DAG of one run: it skips stages whose
+// condition cannot hold, holds stages for approval and concurrency groups,
+// dispatches ready stages, records pending reasons and ends the run when
+// every stage is terminal.
+func (r *Runner) schedule(ctx context.Context, runID int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.scheduleLocked(ctx, runID)
+}
+
+func (r *Runner) scheduleLocked(ctx context.Context, runID int64) error {
+	run, err := r.cfg.Store.Run(ctx, runID)
+	if err != nil {
+		return fmt.Errorf("schedule run %d: %w", runID, err)
+	}
+	if run.Status.Terminal() {
+		return nil
+	}
+	byKey := map[string]*store.Stage{}
+	for _, st := range run.Stages {
+		byKey[st.Key] = st
+	}
+	planStage := map[string]*pipeline.Stage{}
+	if run.Plan != nil {
+		for _, ps := range run.Plan.Stages {
+			planStage[ps.ID] = ps
+		}
+	}
+	for _, st := range run.Stages { // plan order is a topological order
+		if st.Status != store.StatusPending && st.Status != store.StatusWaiting {
+			continue
+		}
+		var waiting, failed []string
+		for _, n := range st.Needs {
+			ns := byKey[n]
+			switch {
+			case ns == nil:
+			case !ns.Status.Terminal():
+				waiting = append(waiting, n)
+			case counted(ns):
+				failed = append(failed, n)
+			}
+		}
+		if len(waiting) > 0 {
+			r.setPending(ctx, st, "waiting for needs: "+strings.Join(waiting, ", "))
+			continue
+		}
+		ps := planStage[st.Key]
+		runOn := pipeline.RunOnSuccess
+		if ps != nil && ps.RunOn != "" {
+			runOn = ps.RunOn
+		}
+		skip := ""
+		switch runOn {
+		case pipeline.RunOnSuccess:
+			if len(failed) > 0 {
+				skip = store.ReasonNeedsFailed
+			}
+		case pipeline.RunOnFailure:
+			if len(failed) == 0 {
+				skip = "run_on_failure_not_met"
+			}
+		}
+		if skip != "" {
+			if err := r.cfg.Store.UpdateStage(ctx, st.ID, store.AnyAttempt, store.StageUpdate{Status: store.StatusSkipped, Reason: skip}); err != nil && !errors.Is(err, store.ErrConflict) {
+				return err
+			}
+			st.Status, st.Reason = store.StatusSkipped, skip
+			for _, step := range st.Steps {
+				r.endStep(ctx, run.ID, st, step, store.StatusSkipped)
+			}
+			r.report(run, "runnel/"+st.Key, "skipped", "Skipped: "+skip)
+			continue
+		}
+		if st.Approval == store.ApprovalWaiting {
+			if st.Status == store.StatusPending {
+				if err := r.cfg.Store.UpdateStage(ctx, st.ID, store.AnyAttempt, store.StageUpdate{Status: store.StatusWaiting}); err != nil && !errors.Is(err, store.ErrConflict) {
+					return err
+				}
+				st.Status = store.StatusWaiting
+			}
+			r.setPending(ctx, st, "waiting for approval")
+			continue
+		}
+		if st.Status == store.StatusWaiting {
+			continue
+		}
+		if st.Concurrency != "" {
+			free, err := r.groupFree(ctx, run, st)
+			if err != nil {
+				return err
+			}
+			if !free {
+				r.setPending(ctx, st, "waiting for concurrency group "+st.Concurrency)
+				continue
+			}
+		}
+		if err := r.dispatch(ctx, run, st); err != nil {
+			r.log.Error("dispatch failed", "run", run.ID, "stage", st.Key, "err", err)
+			if err := r.endStageLocked(ctx, run, st, store.AnyAttempt, store.StatusError, ReasonDispatchFailed); err != nil {
+				return err
+			}
+		}
+	}
+	return r.maybeFinishRun(ctx, run.ID)
+}
+
+// counted reports whether a terminal need counts as failed for the
+// stages that need it: a failure, error or cancel, or a skip caused by a
+// failure further up.
+func counted(st *store.Stage) bool {
+	switch st.Status {
+	case store.StatusFailure, store.StatusError, store.StatusCanceled:
+		return true
+	case store.StatusSkipped:
+		return st.Reason == store.ReasonNeedsFailed
+	}
+	return false
+}
+
+func (r *Runner) setPending(ctx context.Context, st *store.Stage, reason string) {
+	if st.PendingReason == reason {
+		return
+	}
+	st.PendingReason = reason
+	if err := r.cfg.Store.SetStagePendingReason(ctx, st.ID, reason); err != nil && !errors.Is(err, store.ErrConflict) {
+		r.log.Error("set pending reason", "stage", st.ID, "err", err)
+	}
+}
+
+// groupFree reports whether st may take its concurrency group: no stage
+// of the group in the repo is queued or running, and no earlier run of the
+// repo still has an unfinished stage of the group (commit order).
+func (r *Runner) groupFree(ctx context.Context, run *store.Run, st *store.Stage) (bool, error) {
+	runs, err := r.cfg.Store.UnfinishedRuns(ctx)
+	if err != nil {
+		return false, fmt.Errorf("concurrency group %s: %w", st.Concurrency, err)
+	}
+	for _, o := range runs {
+		if o.RepoID != run.RepoID {
+			continue
+		}
+		for _, os := range o.Stages {
+			if os.ID == st.ID || os.Concurrency != st.Concurrency || os.Status.Terminal() {
+				continue
+			}
+			if os.Status == store.StatusQueued || os.Status == store.StatusRunning {
+				return false, nil
+			}
+			if o.Number < run.Number {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// dispatch queues st with a new attempt and hands the job to the bus.
+// Called with r.mu held.
+func (r *Runner) dispatch(ctx context.Context, run *store.Run, st *store.Stage) error {
+	if run.Plan == nil {
+		full, err := r.cfg.Store.Run(ctx, run.ID)
+		if err != nil {
+			return err
+		}
+		run.Plan = full.Plan
+	}
+	var ps *pipeline.Stage
+	if run.Plan != nil {
+		for _, s := range run.Plan.Stages {
+			if s.ID == st.Key {
+				ps = s
+			}
+		}
+	}
+	if ps == nil {
+		return fmt.Errorf("stage %s is not in the run's plan", st.Key)
+	}
+	repo, err := r.cfg.Store.RepoByID(ctx, run.RepoID)
+	if err != nil {
+		return fmt.Errorf("dispatch %s: %w", st.Key, err)
+	}
+	attempt, err := r.cfg.Store.QueueStage(ctx, st.ID)
+	if err != nil {
+		return err
+	}
+	st.Status, st.Attempt = store.StatusQueued, attempt
+	job := &wire.Job{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: attempt, Stage: withInputs(ps, run.Inputs)}
+	if repo.CloneURL != "" {
+		job.Workspace = wire.Workspace{Kind: "git", URL: repo.CloneURL, Commit: run.Commit, Ref: run.Ref, Depth: 1}
+	}
+	// Report before handing the job over: an agent may start it (and
+	// report "running") before the bus call returns.
+	r.report(run, "runnel/"+st.Key, "pending", "Queued")
+	if err := r.cfg.Bus.Publish(ctx, job); err != nil {
+		return fmt.Errorf("dispatch %s attempt %d: %w", st.Key, attempt, err)
+	}
+	r.log.Info("stage queued", "run", run.ID, "stage", st.Key, "attempt", attempt)
+	if why := r.agentReason(ps.Labels); why != "" {
+		r.setPending(ctx, st, why)
+	}
+	return nil
+}
+
+// withInputs returns ps with the run's manual inputs in its env (the
+// compiler adds them too; this keeps re-runs and older plans right).
+func withInputs(ps *pipeline.Stage, inputs map[string]string) *pipeline.Stage {
+	if len(inputs) == 0 {
+		return ps
+	}
+	cp := *ps
+	cp.Env = make(map[string]string, len(ps.Env)+len(inputs))
+	for k, v := range ps.Env {
+		cp.Env[k] = v
+	}
+	for k, v := range inputs {
+		name := "RUNNEL_INPUT_" + strings.ToUpper(strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+				return r
+			}
+			return '_'
+		}, k))
+		if _, ok := cp.Env[name]; !ok {
+			cp.Env[name] = v
+		}
+	}
+	return &cp
+}
+
+// agentReason explains why a job for labels may wait, or "".
+func (r *Runner) agentReason(labels map[string]string) string {
+	capable, busy := 0, 0
+	for _, a := range r.cfg.Bus.Agents() {
+		if a.Lost {
+			continue
+		}
+		ok := true
+		for k, v := range labels {
+			if a.Labels[k] != v {
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		capable++
+		if a.Capacity > 0 && a.Running >= a.Capacity {
+			busy++
+		}
+	}
+	switch {
+	case capable == 0:
+		kv := make([]string, 0, len(labels))
+		for k, v := range labels {
+			kv = append(kv, k+"="+v)
+		}
+		sort.Strings(kv)
+		if len(kv) == 0 {
+			return "no agent connected"
+		}
+		return "no agent with labels " + strings.Join(kv, ",")
+	case busy == capable:
+		return "all capable agents busy"
+	}
+	return ""
+}
+
+// maybeFinishRun ends the run when every stage is terminal.
+func (r *Runner) maybeFinishRun(ctx context.Context, runID int64) error {
+	run, err := r.cfg.Store.Run(ctx, runID)
+	if err != nil {
+		return err
+	}
+	if run.Status.Terminal() {
+		return nil
+	}
+	result := store.StatusSuccess
+	for _, st := range run.Stages {
+		if !st.Status.Terminal() {
+			return nil
+		}
+		switch st.Status {
+		case store.StatusFailure, store.StatusError:
+			result = store.StatusFailure
+		case store.StatusCanceled:
+			if result == store.StatusSuccess {
+				result = store.StatusFailure
+			}
+		}
+	}
+	if err := r.cfg.Store.UpdateRun(ctx, run.ID, result, ""); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil
+		}
+		return fmt.Errorf("finish run %d: %w", run.ID, err)
+	}
+	r.log.Info("run finished", "run", run.ID, "status", result)
+	run, err = r.cfg.Store.Run(ctx, run.ID)
+	if err != nil {
+		return err
+	}
+	r.report(run, "runnel", string(result), "Run "+string(result))
+	r.runMetrics(run.Repo, run)
+	return nil
+}
+
+// scheduleRepoLocked re-evaluates other unfinished runs of a repo (a
+// concurrency group was released).
+func (r *Runner) scheduleRepoLocked(ctx context.Context, repoID, except int64) {
+	runs, err := r.cfg.Store.UnfinishedRuns(ctx)
+	if err != nil {
+		r.log.Error("schedule repo", "err", err)
+		return
+	}
+	for _, o := range runs {
+		if o.RepoID == repoID && o.ID != except {
+			if err := r.scheduleLocked(ctx, o.ID); err != nil {
+				r.log.Error("schedule run", "run", o.ID, "err", err)
+			}
+		}
+	}
+}
