@@ -124,6 +124,21 @@ func TestGenericHookGate(t *testing.T) {
 			}
 		})
 	}
+	// Enabled later through the API, it takes effect at once.
+	if code, b := e.do("PATCH", "/api/v1/repos/acme/gh", []byte(`{"generic_hook":true}`), e.auth()); code != 200 ||
+		!strings.Contains(b, `"generic_hook": true`) {
+		t.Fatalf("PATCH generic_hook: got %d %s", code, b)
+	}
+	payload := fmt.Sprintf(`{"repo":"acme/gh","ref":"refs/heads/main","commit":%q}`, sha)
+	if code, b := e.do("POST", "/hooks/generic", []byte(payload), map[string]string{"Authorization": "Bearer " + gh.HookToken}); code != 202 {
+		t.Errorf("generic hook after PATCH: got %d %s, want 202", code, b)
+	}
+	if code, b := e.do("PATCH", "/api/v1/repos/web", []byte(`{"generic_hook":true}`), e.auth()); code != 400 {
+		t.Errorf("PATCH generic_hook of a git repo: got %d %s, want 400", code, b)
+	}
+	if code, b := e.do("PATCH", "/api/v1/repos/acme/gh", []byte(`{"forge_url":"https://127.0.0.1@evil"}`), e.auth()); code != 400 {
+		t.Errorf("PATCH a bad forge_url: got %d %s, want 400", code, b)
+	}
 	for _, bad := range []string{
 		`{"name":"acme/x","forge":"gitea","secret":"s"}`,                                     // no clone_url, no forge_url
 		`{"name":"acme/x","forge":"github","forge_url":"ftp://github.com"}`,                  // not http(s)

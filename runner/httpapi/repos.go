@@ -147,6 +147,52 @@ func (req *RepoRequest) check() error {
 	return nil
 }
 
+// RepoPatch is the body of PATCH /api/v1/repos/{repo}: the settings to
+// change (absent fields stay).
+type RepoPatch struct {
+	CloneURL    *string `json:"clone_url"`
+	ForgeURL    *string `json:"forge_url"`
+	GenericHook *bool   `json:"generic_hook"`
+}
+
+// patchRepo changes where a repository's code is fetched from and which
+// hooks it takes, with the checks of createRepo.
+func (s *Server) patchRepo(w http.ResponseWriter, r *http.Request) {
+	repo, err := s.cfg.Store.Repo(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	var p RepoPatch
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		writeError(w, http.StatusBadRequest, "decode body: "+err.Error())
+		return
+	}
+	req := RepoRequest{Name: repo.Name, Forge: repo.Forge, CloneURL: repo.CloneURL, ForgeURL: repo.ForgeURL,
+		GenericHook: repo.GenericHook, DefaultBranch: repo.DefaultBranch}
+	if p.CloneURL != nil {
+		req.CloneURL = *p.CloneURL
+	}
+	if p.ForgeURL != nil {
+		req.ForgeURL = *p.ForgeURL
+	}
+	if p.GenericHook != nil {
+		req.GenericHook = *p.GenericHook
+	}
+	if err := req.check(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	repo.CloneURL, repo.ForgeURL, repo.GenericHook = req.CloneURL, req.ForgeURL, req.GenericHook
+	if err := s.cfg.Store.UpdateRepo(r.Context(), *repo); err != nil {
+		s.storeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, repoView(repo))
+}
+
 // TriggerRequest is the body of POST /api/v1/repos/{repo}/trigger.
 type TriggerRequest struct {
 	Branch string            `json:"branch"`

@@ -112,6 +112,7 @@ func (s *Server) routes() {
 	api("GET /api/v1/repos", s.listRepos)
 	api("POST /api/v1/repos", s.invalidating(s.createRepo))
 	api("POST /api/v1/repos/{rest...}", s.invalidating(s.repoAction))
+	api("PATCH /api/v1/repos/{name...}", s.invalidating(s.patchRepo))
 	api("GET /api/v1/agents", s.listAgents)
 	api("GET /api/v1/deployments", s.listDeployments)
 }
