@@ -161,12 +161,8 @@ func extractEntry(root *os.Root, tr *tar.Reader, h *tar.Header, total *int64, ma
 		return nil
 	case tar.TypeSymlink:
 		t := h.Linkname
-		if t == "" || strings.HasPrefix(t, "/") || strings.ContainsAny(t, "\\\x00") {
-			return fmt.Errorf("%w: symlink %q -> %q", ErrArchive, name, t)
-		}
-		resolved := path.Join(path.Dir(name), t)
-		if resolved == ".." || strings.HasPrefix(resolved, "../") {
-			return fmt.Errorf("%w: symlink %q -> %q leads out of the directory", ErrArchive, name, t)
+		if err := CheckLink(name, t); err != nil {
+			return err
 		}
 		if _, err := root.Lstat(native); err == nil {
 			return fmt.Errorf("%w: symlink %q replaces an existing entry", ErrArchive, name)
@@ -181,6 +177,21 @@ func extractEntry(root *os.Root, tr *tar.Reader, h *tar.Header, total *int64, ma
 	default:
 		return fmt.Errorf("%w: %q has type %q (only directories, regular files and symlinks)", ErrArchive, name, string(h.Typeflag))
 	}
+}
+
+// CheckLink checks a symbolic link at the relative path name (clean, as
+// CleanKey accepts) whose target is target: the target must be relative,
+// free of backslashes and NUL, and resolve, from the link's directory, to
+// a path inside the tree. Errors wrap ErrArchive.
+func CheckLink(name, target string) error {
+	if target == "" || strings.HasPrefix(target, "/") || strings.ContainsAny(target, "\\\x00") {
+		return fmt.Errorf("%w: symlink %q -> %q", ErrArchive, name, truncate(target))
+	}
+	resolved := path.Join(path.Dir(name), target)
+	if resolved == ".." || strings.HasPrefix(resolved, "../") {
+		return fmt.Errorf("%w: symlink %q -> %q leads out of the directory", ErrArchive, name, truncate(target))
+	}
+	return nil
 }
 
 // checkParents refuses an entry whose parent directories include a symbolic

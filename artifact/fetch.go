@@ -81,7 +81,7 @@ func (f *Fetcher) fetch(ctx context.Context, url, sum string) (string, error) {
 	if !ValidSHA256(sum) {
 		return "", fmt.Errorf("%w: %q is not a lowercase hex sha256", ErrChecksum, truncate(sum))
 	}
-	final := filepath.Join(f.Dir, "sha256", sum)
+	final := f.Path(sum)
 	if _, err := os.Stat(final); err == nil {
 		return final, nil
 	}
@@ -121,11 +121,9 @@ func (f *Fetcher) download(ctx context.Context, url, sum, final string) (string,
 	if log == nil {
 		log = slog.Default()
 	}
-	tmpDir := filepath.Join(f.Dir, "tmp")
-	for _, d := range []string{tmpDir, filepath.Dir(final)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return "", fmt.Errorf("create cache dir: %w", err)
-		}
+	tmpDir, err := f.dirs()
+	if err != nil {
+		return "", err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -143,47 +141,14 @@ func (f *Fetcher) download(ctx context.Context, url, sum, final string) (string,
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("HTTP status %s", resp.Status)
 	}
-	tmp, err := os.CreateTemp(tmpDir, sum+"-*")
-	if err != nil {
-		return "", fmt.Errorf("create temp file: %w", err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	h := sha256.New()
 	var body io.Reader = resp.Body
 	if f.MaxBytes > 0 {
 		body = io.LimitReader(resp.Body, f.MaxBytes+1)
 	}
-	n, err := io.Copy(io.MultiWriter(tmp, h), body)
+	n, err := f.save(tmpDir, sum, final, body)
 	if err != nil {
-		return "", fmt.Errorf("download: %w", err)
+		return "", err
 	}
-	if f.MaxBytes > 0 && n > f.MaxBytes {
-		return "", fmt.Errorf("larger than %d bytes", f.MaxBytes)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
-		return "", fmt.Errorf("%w: downloaded %d bytes with sha256 %s, want %s", ErrChecksum, n, got, sum)
-	}
-	if err := tmp.Chmod(0o444); err != nil {
-		return "", fmt.Errorf("make read-only: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return "", fmt.Errorf("sync: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("close: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		os.Remove(tmp.Name())
-		committed = true
-		return "", fmt.Errorf("move into cache: %w", err)
-	}
-	committed = true
 	log.Debug("artifact fetched", "url", redact(url), "sha256", sum, "bytes", n)
 	return final, nil
 }
@@ -195,4 +160,93 @@ func (f *Fetcher) Cached(sum string) bool {
 	}
 	_, err := os.Stat(filepath.Join(f.Dir, "sha256", sum))
 	return !errors.Is(err, fs.ErrNotExist) && err == nil
+}
+
+func (f *Fetcher) dirs() (string, error) {
+	tmpDir := filepath.Join(f.Dir, "tmp")
+	for _, d := range []string{tmpDir, filepath.Join(f.Dir, "sha256")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", fmt.Errorf("create cache dir: %w", err)
+		}
+	}
+	return tmpDir, nil
+}
+
+// save writes body to a temporary file, hashing it, and renames it to
+// final only when its SHA-256 is sum. It returns the size.
+func (f *Fetcher) save(tmpDir, sum, final string, body io.Reader) (int64, error) {
+	tmp, err := os.CreateTemp(tmpDir, sum+"-*")
+	if err != nil {
+		return 0, fmt.Errorf("create temp file: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), body)
+	if err != nil {
+		return n, fmt.Errorf("download: %w", err)
+	}
+	if f.MaxBytes > 0 && n > f.MaxBytes {
+		return n, fmt.Errorf("larger than %d bytes", f.MaxBytes)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+		return n, fmt.Errorf("%w: got %d bytes with sha256 %s, expected %s", ErrChecksum, n, got, sum)
+	}
+	if err := tmp.Chmod(0o444); err != nil {
+		return n, fmt.Errorf("make read-only: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return n, fmt.Errorf("sync: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return n, fmt.Errorf("close: %w", err)
+	}
+	committed = true
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		os.Remove(tmp.Name())
+		return n, fmt.Errorf("move into cache: %w", err)
+	}
+	return n, nil
+}
+
+// Add puts the content of r into the cache when its SHA-256 is sum (a
+// copy of a file fetched elsewhere, say) and returns its path; a cached
+// file is kept and r is not read. A mismatch wraps ErrChecksum and caches
+// nothing.
+func (f *Fetcher) Add(ctx context.Context, sum string, r io.Reader) (string, error) {
+	if !ValidSHA256(sum) {
+		return "", fmt.Errorf("%w: %q is not a lowercase hex sha256", ErrChecksum, truncate(sum))
+	}
+	final := f.Path(sum)
+	if _, err := os.Stat(final); err == nil {
+		return final, nil
+	}
+	tmpDir, err := f.dirs()
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.save(tmpDir, sum, final, ctxReader{ctx, r}); err != nil {
+		return "", fmt.Errorf("add %s to the fetch cache: %w", sum, err)
+	}
+	return final, nil
+}
+
+// Path is where the file with the SHA-256 sum is (or would be) cached.
+func (f *Fetcher) Path(sum string) string { return filepath.Join(f.Dir, "sha256", sum) }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

@@ -1,6 +1,7 @@
 package artifact_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -164,5 +165,28 @@ func TestFetchRedactsQuery(t *testing.T) {
 	_, err := f.Fetch(t.Context(), srv.URL+"/missing?"+secret, hexSum([]byte("x")))
 	if err == nil || strings.Contains(err.Error(), "deadbeefsecret") {
 		t.Errorf("Fetch of 404 with secret query: error %v, want an error without the query", err)
+	}
+}
+
+func TestFetcherAdd(t *testing.T) {
+	body := []byte("tool bytes")
+	sum := hexSum(body)
+	f := &artifact.Fetcher{Dir: t.TempDir()}
+	if _, err := f.Add(t.Context(), sum, strings.NewReader("other bytes")); !errors.Is(err, artifact.ErrChecksum) {
+		t.Fatalf("Add with the wrong content: err %v, want ErrChecksum", err)
+	}
+	if f.Cached(sum) {
+		t.Fatal("a refused Add left the file cached")
+	}
+	p, err := f.Add(t.Context(), sum, bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, body) || p != f.Path(sum) {
+		t.Fatalf("Add stored %q at %s (%v), want %q at %s", got, p, err, body, f.Path(sum))
+	}
+	// Now cached: Fetch needs no network (the URL is unusable).
+	if got, err := f.Fetch(t.Context(), "http://127.0.0.1:1/none", sum); err != nil || got != p {
+		t.Fatalf("Fetch after Add = %s, %v; want the cached %s", got, err, p)
 	}
 }

@@ -17,9 +17,31 @@ import (
 // stage runs without waiting for it. A need on a matrix stage is a need on
 // every one of its expansions. When no stage is left, Plan returns
 // ErrSkipped.
+//
+// Plan does not check environments: every stage runs whatever its
+// environment (runnel run, lint). The server uses PlanFor.
 func (p *Pipeline) Plan(ev Event) (*Plan, error) {
+	return p.plan(ev, nil)
+}
+
+// PlanFor is Plan for a server that declares environments: a stage whose
+// environment is not one of envs makes the file invalid (a Diagnostics
+// error with CodeUndeclaredEnvironment), and a stage whose environment
+// does not allow ev (see Environment.Allows) is left out as if its when
+// filter did not match.
+func (p *Pipeline) PlanFor(ev Event, envs []Environment) (*Plan, error) {
+	if envs == nil {
+		envs = []Environment{}
+	}
+	return p.plan(ev, envs)
+}
+
+func (p *Pipeline) plan(ev Event, envs []Environment) (*Plan, error) {
 	if !slices.Contains(eventKinds, ev.Kind) {
 		return nil, fmt.Errorf("plan %s: unknown event kind %q", p.Name, ev.Kind)
+	}
+	if err := p.checkEnvironments(envs); err != nil {
+		return nil, err
 	}
 	if !p.when.match(ev) {
 		return nil, ErrSkipped
@@ -28,7 +50,7 @@ func (p *Pipeline) Plan(ev Event) (*Plan, error) {
 	ids := map[string][]string{} // stage name -> IDs of its expansions
 	var order []*Stage
 	for _, sd := range p.stages {
-		if !sd.when.match(ev) {
+		if !sd.when.match(ev) || !allows(envs, sd.environment, ev) {
 			continue
 		}
 		for _, st := range sd.expand(p.env, base) {
@@ -44,9 +66,11 @@ func (p *Pipeline) Plan(ev Event) (*Plan, error) {
 		byName[sd.name] = sd
 	}
 	for _, st := range order {
-		for _, nd := range byName[st.Name].needs {
+		sd := byName[st.Name]
+		for _, nd := range sd.needs {
 			st.Needs = append(st.Needs, ids[nd]...)
 		}
+		st.Receive = sd.receive(byName, ids)
 	}
 	sorted, err := topoSort(order)
 	if err != nil {
@@ -158,6 +182,7 @@ func (sd *stageDef) expand(pipelineEnv, eventEnv map[string]string) []*Stage {
 			cp.Retry.ExitCodes = slices.Clone(step.Retry.ExitCodes)
 			st.Steps = append(st.Steps, &cp)
 		}
+		sd.copyTransfers(st)
 		out = append(out, st)
 	}
 	return out

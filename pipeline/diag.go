@@ -47,6 +47,11 @@ const (
 	CodeBadMatrix         = "bad-matrix"
 	CodeMatrixTooLarge    = "matrix-too-large"
 	CodeUnsupported       = "unsupported"
+	CodeBadPath           = "bad-path"
+	CodeNotANeed          = "not-a-need"
+	// CodeUndeclaredEnvironment is reported by PlanFor, not Parse: the
+	// environments are declared on the server.
+	CodeUndeclaredEnvironment = "undeclared-environment"
 
 	// Warnings.
 	CodeDuplicateNeed       = "duplicate-need"

@@ -45,8 +45,37 @@ func FuzzParse(f *testing.F) {
 						t.Fatalf("stage %s needs %s, which is not before it", s.ID, n)
 					}
 				}
+				for _, r := range s.Receive {
+					if !seen[r] {
+						t.Fatalf("stage %s receives artifacts of %s, which is not before it", s.ID, r)
+					}
+				}
+				checkPlanPaths(t, s)
 				seen[s.ID] = true
 			}
 		}
 	})
+}
+
+// checkPlanPaths fails when a compiled stage holds a workspace path that
+// cleanPath would not return unchanged: agents rely on plan paths being
+// clean and inside the workspace.
+func checkPlanPaths(t *testing.T, s *Stage) {
+	t.Helper()
+	var paths []string
+	if s.Artifacts != nil {
+		paths = append(paths, s.Artifacts.Paths...)
+	}
+	for _, f := range s.Fetch {
+		paths = append(paths, f.Dest)
+	}
+	for _, c := range s.Cache {
+		paths = append(paths, c.Paths...)
+		paths = append(paths, c.Files...)
+	}
+	for _, p := range paths {
+		if q, problem := cleanPath(p, false); problem != "" || q != p {
+			t.Fatalf("stage %s: plan path %q is not clean (%s)", s.ID, p, problem)
+		}
+	}
 }

@@ -7,11 +7,15 @@ var (
 	pipelineKeys  = []string{"version", "env", "when", "stages"}
 	whenKeys      = []string{"event", "branch", "branches", "tag", "tags", "paths", "paths_ignore"}
 	stageWhenKeys = append(append([]string(nil), whenKeys...), "status")
-	stageKeys     = []string{"image", "needs", "labels", "services", "matrix", "when", "concurrency", "approval", "environment", "timeout", "env", "steps"}
+	stageKeys     = []string{"image", "needs", "labels", "services", "matrix", "when", "concurrency", "approval", "environment", "timeout", "env", "steps", "artifacts", "artifacts_from", "fetch", "cache"}
 	stepKeys      = []string{"name", "run", "image", "env", "timeout", "retry", "allow_failure"}
 	serviceKeys   = []string{"name", "image", "command", "env", "ready"}
 	readyKeys     = []string{"port", "command", "timeout"}
 	retryKeys     = []string{"limit", "exit_codes"}
+	artifactsKeys = []string{"paths", "when", "expire_in"}
+	fetchKeys     = []string{"url", "sha256", "dest"}
+	cacheKeys     = []string{"key", "fallback", "paths"}
+	cacheKeyKeys  = []string{"prefix", "files"}
 	// matrixKeys are the matrix keys that are not axes.
 	matrixKeys = []string{"exclude", "include"}
 
@@ -19,7 +23,7 @@ var (
 	// they are rejected with CodeUnsupported rather than CodeUnknownKey so
 	// that nobody believes a misspelling.
 	pipelineReserved = []string{"secrets"}
-	stageReserved    = []string{"artifacts", "fetch", "cache", "deploy", "secrets"}
+	stageReserved    = []string{"deploy", "secrets"}
 	stepReserved     = []string{"secrets", "artifacts", "cache"}
 	serviceReserved  = []string{"secrets"}
 )

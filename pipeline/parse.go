@@ -86,9 +86,18 @@ type stageDef struct {
 	concurrency string
 	approval    bool
 	environment string
+	envNode     *yaml.Node // the environment value, for PlanFor's diagnostics
 	timeout     Duration
 	env         map[string]string
 	steps       []*Step
+	// Transfers (artifacts.go). fromSet tells an empty artifacts_from
+	// (receive nothing) from a missing one (receive from the needs).
+	artifacts *Artifacts
+	from      []string
+	fromNodes []*yaml.Node
+	fromSet   bool
+	fetch     []Fetch
+	cache     []Cache
 }
 
 var (
@@ -278,6 +287,7 @@ func (ps *parser) parse(src []byte) *Pipeline {
 		ps.errorf(root, CodeMissingField, "stages is required")
 	}
 	ps.checkNeeds(p.stages)
+	ps.checkArtifactsFrom(p.stages)
 	return p
 }
 
@@ -729,6 +739,7 @@ func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 			s.approval = ps.boolean(e.val, "approval")
 		case "environment":
 			s.environment, _ = ps.str(e.val, "environment")
+			s.envNode = e.val
 		case "timeout":
 			if d := ps.duration(e.val, "timeout"); d > 0 {
 				s.timeout = d
@@ -738,6 +749,15 @@ func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 		case "steps":
 			stepsSeen = true
 			s.steps = ps.steps(e.val)
+		case "artifacts":
+			s.artifacts = ps.artifacts(e.key, e.val)
+		case "artifacts_from":
+			s.fromSet = true
+			s.from, s.fromNodes = ps.strList(e.val, "artifacts_from")
+		case "fetch":
+			s.fetch = ps.fetches(e.val)
+		case "cache":
+			s.cache = ps.caches(e.val)
 		}
 	}
 	if !stepsSeen {

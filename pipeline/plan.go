@@ -62,6 +62,12 @@ type Stage struct {
 	// matrix values and RUNNEL_* variables. Step env is merged over it.
 	Env   map[string]string `json:"env,omitempty"`
 	Steps []*Step           `json:"steps"`
+	// Artifacts, Receive, Fetch and Cache move files into and out of the
+	// workspace around the steps; see artifacts.go.
+	Artifacts *Artifacts `json:"artifacts,omitempty"`
+	Receive   []string   `json:"receive,omitempty"`
+	Fetch     []Fetch    `json:"fetch,omitempty"`
+	Cache     []Cache    `json:"cache,omitempty"`
 }
 
 // RunOn says which outcome of a stage's needs lets it run.

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"encoding/json"
 	"os"
+	"regexp"
 	"slices"
 	"testing"
 )
@@ -57,11 +58,60 @@ func TestSchemaMatchesParser(t *testing.T) {
 		{"ready", keysOf(schema.Defs["ready"].Properties), readyKeys},
 		{"retry", keysOf(schema.Defs["retry"].Properties), retryKeys},
 		{"matrix", keysOf(schema.Defs["matrix"].Properties), matrixKeys},
+		{"artifacts", keysOf(schema.Defs["artifacts"].Properties), artifactsKeys},
+		{"fetch", keysOf(schema.Defs["fetch"].Properties), fetchKeys},
+		{"cache", keysOf(schema.Defs["cache"].Properties), cacheKeys},
+		{"cacheKey", keysOf(schema.Defs["cacheKey"].Properties), cacheKeyKeys},
 	}
 	for _, tt := range tests {
 		want := slices.Sorted(slices.Values(tt.want))
 		if !slices.Equal(tt.got, want) {
 			t.Errorf("schema %s keys = %v, want the parser's %v", tt.def, tt.got, want)
+		}
+	}
+}
+
+// TestSchemaWorkspacePath checks that the schema's workspacePath patterns
+// refuse exactly the paths cleanPath refuses, for the kinds of path the
+// patterns can see (length, UTF-8 and glob syntax aside).
+func TestSchemaWorkspacePath(t *testing.T) {
+	b, err := os.ReadFile("../docs/pipeline.schema.json")
+	if err != nil {
+		t.Fatalf("read schema: %v", err)
+	}
+	var schema struct {
+		Defs struct {
+			WorkspacePath struct {
+				Not struct {
+					AnyOf []struct {
+						Pattern string `json:"pattern"`
+					} `json:"anyOf"`
+				} `json:"not"`
+			} `json:"workspacePath"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(b, &schema); err != nil {
+		t.Fatalf("decode schema: %v", err)
+	}
+	var res []*regexp.Regexp
+	for _, p := range schema.Defs.WorkspacePath.Not.AnyOf {
+		res = append(res, regexp.MustCompile(p.Pattern))
+	}
+	if len(res) == 0 {
+		t.Fatal("schema has no workspacePath patterns")
+	}
+	paths := []string{"out/", "out", "./out", "./", ".", "..", "../x", "a/../b", "a/..", "a/./b", "/abs", "~/home",
+		`a\b`, "a//b", "x\x00y", "x\ty", "foo..bar", ".hidden", "..hidden", "a/.b/c", "dir/", "**/*.log", "ünï/cödé"}
+	for _, p := range paths {
+		_, problem := cleanPath(p, true)
+		schemaRefuses := false
+		for _, re := range res {
+			if re.MatchString(p) {
+				schemaRefuses = true
+			}
+		}
+		if parserRefuses := problem != ""; parserRefuses != schemaRefuses {
+			t.Errorf("path %q: parser refuses = %v (%s), schema refuses = %v", p, parserRefuses, problem, schemaRefuses)
 		}
 	}
 }

@@ -47,7 +47,31 @@ type Executor struct {
 	TeardownTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Transfer moves files into the workspace before the first step and
+	// out of it after the last; nil means none.
+	Transfer Transfer
 }
+
+// Transfer moves a stage's files (artifacts, fetches, caches; see
+// agents/transfer) around its steps. One Transfer may serve many stages at
+// once; calls for one Spec are made in order, After only when Before ran.
+type Transfer interface {
+	// Before runs after Setup and before the first step, writing what it
+	// does to out, the first step's log (reported started). An error fails
+	// the first step and so the stage: StatusFailure when it wraps
+	// ErrContent, StatusError otherwise.
+	Before(ctx context.Context, s *engine.Spec, out io.Writer) error
+	// After runs when the steps are over (the stage's status so far is
+	// status), before Teardown, writing to the log of the last step that
+	// ran, whose end is reported after it. An error turns a successful
+	// stage into StatusError.
+	After(ctx context.Context, s *engine.Spec, status Status, out io.Writer) error
+}
+
+// ErrContent marks a Transfer error caused by the pipeline's content (a
+// wrong digest, a path leading out of the workspace) rather than by the
+// agent or the store: the stage fails rather than errs.
+var ErrContent = errors.New("refused content")
 
 func (x *Executor) now() time.Time {
 	if x.Now != nil {
@@ -117,14 +141,31 @@ func (x *Executor) teardownTimeout() time.Duration {
 	return DefaultTeardownTimeout
 }
 
-// runSteps runs Setup and the steps, filling res.Steps, and returns the
-// stage status and reason.
+// runSteps runs Setup, the transfers and the steps, filling res.Steps,
+// and returns the stage status and reason.
 func (x *Executor) runSteps(runCtx, stageCtx context.Context, spec *engine.Spec, res *Result) (Status, string) {
 	st := spec.Stage
 	if err := x.Engine.Setup(stageCtx, spec); err != nil {
 		status, _ := classify(runCtx, stageCtx, nil, st, nil, err)
 		return status, fmt.Sprintf("setup: %v", err)
 	}
+	last := -1 // the last step that ran, while its end is not reported
+	status, reason := x.steps(runCtx, stageCtx, spec, res, &last)
+	if x.Transfer != nil && last >= 0 {
+		status, reason = x.after(runCtx, spec, last, res, status, reason)
+	}
+	if last >= 0 && x.Reporter != nil {
+		x.Reporter.StepFinished(st, st.Steps[last], res.Steps[last])
+	}
+	return status, reason
+}
+
+// steps runs the steps in order. With a Transfer it runs Before first
+// and leaves the end of the last step that ran unreported (*last), so
+// that After can still write to its log.
+func (x *Executor) steps(runCtx, stageCtx context.Context, spec *engine.Spec, res *Result, last *int) (Status, string) {
+	st := spec.Stage
+	before := x.Transfer != nil && len(st.Steps) > 0
 	for i, step := range st.Steps {
 		if err := stageCtx.Err(); err != nil {
 			// Out of time (or cancelled) between steps: this step and the
@@ -132,9 +173,26 @@ func (x *Executor) runSteps(runCtx, stageCtx context.Context, spec *engine.Spec,
 			status, reason := classify(runCtx, stageCtx, nil, st, step, err)
 			return status, fmt.Sprintf("before step %q: %s", step.Name, reason)
 		}
-		sr := x.runStep(runCtx, stageCtx, spec, step)
+		var sr StepResult
+		if before {
+			before = false
+			var ok bool
+			if sr, ok = x.before(runCtx, stageCtx, spec, step); !ok {
+				res.Steps[i] = sr
+				if x.Reporter != nil {
+					x.Reporter.StepFinished(st, step, sr)
+				}
+				return sr.Status, fmt.Sprintf("step %q: %s", step.Name, sr.Reason)
+			}
+			sr = x.runStep(runCtx, stageCtx, spec, step, true)
+		} else {
+			sr = x.runStep(runCtx, stageCtx, spec, step, false)
+		}
 		res.Steps[i] = sr
-		if x.Reporter != nil {
+		goOn := (sr.Status == StatusSuccess || sr.AllowedFailure) && i < len(st.Steps)-1
+		if x.Transfer != nil && !goOn {
+			*last = i
+		} else if x.Reporter != nil {
 			x.Reporter.StepFinished(st, step, sr)
 		}
 		if sr.Status == StatusSuccess || sr.AllowedFailure {
@@ -145,12 +203,67 @@ func (x *Executor) runSteps(runCtx, stageCtx context.Context, spec *engine.Spec,
 	return StatusSuccess, ""
 }
 
-// runStep runs every attempt of one step.
-func (x *Executor) runStep(runCtx, stageCtx context.Context, spec *engine.Spec, step *pipeline.Step) StepResult {
+// before reports the first step started and runs Transfer.Before into its
+// log. When it fails, the step ends with the transfer's error.
+func (x *Executor) before(runCtx, stageCtx context.Context, spec *engine.Spec, step *pipeline.Step) (StepResult, bool) {
+	if x.Reporter != nil {
+		x.Reporter.StepStarted(spec.Stage, step, 1)
+	}
+	sr := StepResult{Name: step.Name, Started: x.now(), ExitCode: engine.ExitUnknown}
+	out := x.output(spec.Stage, step, 1)
+	err := x.Transfer.Before(stageCtx, spec, out)
+	if c, ok := out.(io.Closer); ok {
+		c.Close() //nolint:errcheck // the transfer's own error is the one to report
+	}
+	if err == nil {
+		return sr, true
+	}
+	sr.Finished, sr.Attempts = x.now(), 1
+	switch {
+	case runCtx.Err() != nil || stageCtx.Err() != nil:
+		sr.Status, sr.Reason = classify(runCtx, stageCtx, nil, spec.Stage, step, err)
+	case errors.Is(err, ErrContent):
+		sr.Status, sr.Reason = StatusFailure, err.Error()
+	default:
+		sr.Status, sr.Reason = StatusError, err.Error()
+	}
+	return sr, false
+}
+
+// after runs Transfer.After into the log of the last step that ran, on
+// the run's context (a stage that timed out still uploads what it must).
+func (x *Executor) after(runCtx context.Context, spec *engine.Spec, last int, res *Result, status Status, reason string) (Status, string) {
+	step := spec.Stage.Steps[last]
+	out := x.output(spec.Stage, step, max(res.Steps[last].Attempts, 1))
+	err := x.Transfer.After(runCtx, spec, status, out)
+	if c, ok := out.(io.Closer); ok {
+		c.Close() //nolint:errcheck // the transfer's own error is the one to report
+	}
+	if err != nil && status == StatusSuccess {
+		return StatusError, err.Error()
+	}
+	if err != nil {
+		x.logger().Warn("after steps", "run", spec.RunID, "stage", spec.Stage.ID, "err", err)
+	}
+	return status, reason
+}
+
+func (x *Executor) output(st *pipeline.Stage, step *pipeline.Step, attempt int) io.Writer {
+	if x.Output != nil {
+		if w := x.Output(st, step, attempt); w != nil {
+			return w
+		}
+	}
+	return io.Discard
+}
+
+// runStep runs every attempt of one step; started says the first attempt
+// was already reported started (by before).
+func (x *Executor) runStep(runCtx, stageCtx context.Context, spec *engine.Spec, step *pipeline.Step, started bool) StepResult {
 	sr := StepResult{Name: step.Name, Started: x.now()}
 	for attempt := 1; ; attempt++ {
 		sr.Attempts = attempt
-		status, code, reason := x.attempt(runCtx, stageCtx, spec, step, attempt)
+		status, code, reason := x.attempt(runCtx, stageCtx, spec, step, attempt, started && attempt == 1)
 		sr.Status, sr.ExitCode, sr.Reason = status, code, reason
 		if status != StatusFailure || attempt > step.Retry.Limit || !retryable(step.Retry, code) {
 			break
@@ -167,7 +280,7 @@ func (x *Executor) runStep(runCtx, stageCtx context.Context, spec *engine.Spec, 
 }
 
 // attempt runs one attempt of a step and classifies its outcome.
-func (x *Executor) attempt(runCtx, stageCtx context.Context, spec *engine.Spec, step *pipeline.Step, n int) (Status, int, string) {
+func (x *Executor) attempt(runCtx, stageCtx context.Context, spec *engine.Spec, step *pipeline.Step, n int, started bool) (Status, int, string) {
 	if err := stageCtx.Err(); err != nil {
 		// Out of time (or cancelled) between two attempts.
 		status, reason := classify(runCtx, stageCtx, nil, spec.Stage, step, err)
@@ -179,15 +292,10 @@ func (x *Executor) attempt(runCtx, stageCtx context.Context, spec *engine.Spec, 
 	}
 	defer cancel()
 
-	if x.Reporter != nil {
+	if x.Reporter != nil && !started {
 		x.Reporter.StepStarted(spec.Stage, step, n)
 	}
-	out := io.Discard
-	if x.Output != nil {
-		if w := x.Output(spec.Stage, step, n); w != nil {
-			out = w
-		}
-	}
+	out := x.output(spec.Stage, step, n)
 	code, err := x.Engine.Run(stepCtx, spec, step, out)
 	if c, ok := out.(io.Closer); ok {
 		if cerr := c.Close(); cerr != nil && err == nil {

@@ -10,7 +10,9 @@ import (
 	"github.com/runnel-ci/runnel/agents/agent"
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/stage"
+	"github.com/runnel-ci/runnel/agents/transfer"
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/artifact"
 	"github.com/runnel-ci/runnel/pipeline"
 )
 
@@ -22,6 +24,11 @@ type StageRunner struct {
 	Engine  engine.Engine
 	WorkDir string // temporary checkouts are made below it; "" means os.TempDir()
 	Logger  *slog.Logger
+	// Fetcher keeps the files stages fetch on this agent.
+	Fetcher *artifact.Fetcher
+	// Remote returns where a job's artifacts and caches are kept, from the
+	// URLs the job carries; nil (or a nil result) means no store.
+	Remote func(job *wire.Job) transfer.Remote
 }
 
 var _ agent.StageRunner = (*StageRunner)(nil)
@@ -49,7 +56,7 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 	}
 	r.reapEarlierAttempts(ctx, job, log)
 	sr := &sinkReporter{sink: sink, logs: map[*pipeline.Step]io.WriteCloser{}}
-	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output}
+	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output, Transfer: r.transfer(job, log)}
 	res := x.Run(ctx, &engine.Spec{Install: job.Install, RunID: job.RunID, Attempt: job.Attempt, Stage: job.Stage, Source: src})
 	sr.closeAll()
 	out := agent.Result{Status: WireStatus(res.Status), Reason: res.Reason}
@@ -59,6 +66,16 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 		}
 	}
 	return out
+}
+
+// transfer returns the job's stage.Transfer.
+func (r *StageRunner) transfer(job *wire.Job, log *slog.Logger) *transfer.Transfer {
+	files, _ := r.Engine.(engine.Files)
+	t := &transfer.Transfer{Files: files, Fetcher: r.Fetcher, TempDir: r.WorkDir, Logger: log}
+	if r.Remote != nil {
+		t.Remote = r.Remote(job)
+	}
+	return t
 }
 
 // maxReap bounds how many earlier attempts reapEarlierAttempts looks for.

@@ -15,7 +15,9 @@ import (
 	"github.com/runnel-ci/runnel/agents/agent"
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/agents/transfer"
 	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/artifact"
 	"github.com/runnel-ci/runnel/internal/install"
 )
 
@@ -196,8 +198,9 @@ func newNATSAgent(name string, labels map[string]string, capacity int, eng engin
 	if err != nil {
 		return nil, err
 	}
+	fetcher := &artifact.Fetcher{Dir: filepath.Join(workDir, "fetch"), Client: transfer.FetchClient(), MaxBytes: maxFetch, Logger: log}
 	return agent.New(agent.Config{Name: name, Labels: labels, Capacity: capacity, Logger: log,
-		Runner: &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: workDir, Logger: log}})
+		Runner: &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: workDir, Logger: log, Fetcher: fetcher}})
 }
 
 func trimSpace(b []byte) []byte {

@@ -36,6 +36,7 @@ type runFlags struct {
 	parallel    int
 	summaryJSON string
 	verbose     bool
+	cacheDir    string
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -67,6 +68,7 @@ summary. Exit status: 0 if the run succeeded (allowed failures included),
 	fl.IntVar(&f.parallel, "parallel", 0, "run at most this many stages at once (0: no limit)")
 	fl.StringVar(&f.summaryJSON, "summary-json", "", "also write the run's result as JSON to this file")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log engine operations to stderr (warnings are always logged)")
+	fl.StringVar(&f.cacheDir, "cache-dir", a.userCacheDir(), "artifacts, caches and fetched files of runs on this machine")
 	return cmd
 }
 
@@ -118,13 +120,17 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 		return err
 	}
 	con := newConsole(a.stdout, a.env)
+	x := &stage.Executor{Engine: eng, Output: con.stepOutput, Reporter: con, Logger: logger}
+	if usesTransfers(plan) {
+		tr, done, err := localTransfer(ctx, f.cacheDir, dir, runID, eng, logger)
+		if err != nil {
+			return err
+		}
+		defer done()
+		x.Transfer = tr
+	}
 	sched := &stage.Scheduler{
-		Executor: &stage.Executor{
-			Engine:   eng,
-			Output:   con.stepOutput,
-			Reporter: con,
-			Logger:   logger,
-		},
+		Executor: x,
 		Spec: func(st *pipeline.Stage) *engine.Spec {
 			return &engine.Spec{RunID: runID, Attempt: 1, Stage: st, Source: dir}
 		},

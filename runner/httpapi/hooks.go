@@ -70,18 +70,24 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		s.hookError(w, forge, err)
 		return
 	}
+	label := forge
+	if forge == scm.ForgeGeneric && repo.Forge == store.ForgeGit {
+		// Pushes of the git post-receive hook are counted apart from
+		// the generic JSON hook.
+		label = store.ForgeGit
+	}
 	a, err := s.cfg.Deliveries.Accept(r.Context(), repo, forge, ev)
 	if err != nil {
-		s.count(forge, metrics.WebhookError)
+		s.count(label, metrics.WebhookError)
 		s.storeError(w, err)
 		return
 	}
 	if a.Duplicate {
-		s.count(forge, metrics.WebhookDuplicate)
+		s.count(label, metrics.WebhookDuplicate)
 		writeJSON(w, http.StatusOK, map[string]any{"status": "duplicate", "delivery": a.DeliveryID})
 		return
 	}
-	s.count(forge, metrics.WebhookAccepted)
+	s.count(label, metrics.WebhookAccepted)
 	writeJSON(w, http.StatusAccepted, map[string]any{"status": "accepted", "delivery": a.DeliveryID, "commit": ev.Commit})
 }
 

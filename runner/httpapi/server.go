@@ -113,6 +113,8 @@ func (s *Server) routes() {
 	api("POST /api/v1/repos", s.invalidating(s.createRepo))
 	api("POST /api/v1/repos/{rest...}", s.invalidating(s.repoAction))
 	api("PATCH /api/v1/repos/{name...}", s.invalidating(s.patchRepo))
+	api("PUT /api/v1/repos/{rest...}", s.putEnvironment)
+	api("GET /api/v1/repos/{rest...}", s.listEnvironments)
 	api("GET /api/v1/agents", s.listAgents)
 	api("GET /api/v1/deployments", s.listDeployments)
 }

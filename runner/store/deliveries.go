@@ -23,7 +23,7 @@ const (
 // payload names.
 type Delivery struct {
 	ID         int64
-	RepoID     int64  // the repository that verified it; 0 only for rows from before migration 0002
+	RepoID     int64  // the repository that verified it; 0 only for rows from before migration 0003
 	Source     string // the hook that received it: "github", "gitea", "gitlab", "generic"
 	DeliveryID string // the forge's delivery id (e.g. X-GitHub-Delivery)
 	Event      string // the forge's event name

@@ -147,7 +147,7 @@ func TestDueDeliveries(t *testing.T) {
 }
 
 // TestMigrationUnboundDeliveries: a delivery still received when
-// migration 0002 binds deliveries to repositories names its repository
+// migration 0003 binds deliveries to repositories names its repository
 // only in its unverified payload; it ends failed, saying why, and is
 // never replayed. Handled deliveries keep their state and run.
 func TestMigrationUnboundDeliveries(t *testing.T) {
@@ -178,7 +178,7 @@ func TestMigrationUnboundDeliveries(t *testing.T) {
 		}
 		db.Close()
 
-		s := openTest(t, dsn) // applies 0002 and later
+		s := openTest(t, dsn) // applies 0002, 0003 and later
 		if p, err := s.PendingDeliveries(ctx, 0); err != nil || len(p) != 0 {
 			t.Errorf("pending after migration: got %d %v, want none", len(p), err)
 		}

@@ -85,26 +85,8 @@ func helperImage(st *pipeline.Stage) string {
 	return ""
 }
 
-// copySource copies s.Source into the workspace volume through a created,
-// never started, container that mounts it.
+// copySource copies s.Source into the workspace volume (see CopyIn).
 func (e *Engine) copySource(ctx context.Context, s *engine.Spec) error {
-	img := helperImage(s.Stage)
-	if img == "" {
-		return errors.New("copy source: the stage and its steps name no image")
-	}
-	id, err := e.create(ctx, &container.Config{
-		Image: img,
-		// The container is never started, but the daemon refuses to
-		// create one without a command, and imported images (docker
-		// import) have no default.
-		Cmd:    []string{"true"},
-		Labels: e.labels(s),
-	}, e.hostConfig(s), nil, "")
-	if err != nil {
-		return fmt.Errorf("copy source: %w", err)
-	}
-	defer e.remove(ctx, id)
-
 	pr, pw := io.Pipe()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -113,7 +95,7 @@ func (e *Engine) copySource(ctx context.Context, s *engine.Spec) error {
 		return err
 	})
 	g.Go(func() error {
-		err := e.cli.CopyToContainer(gctx, id, WorkspaceDir, pr, container.CopyToContainerOptions{})
+		err := e.CopyIn(gctx, s, pr)
 		pr.CloseWithError(errors.Join(err, io.ErrClosedPipe))
 		return err
 	})

@@ -112,6 +112,9 @@ func Run(t *testing.T, c Config) {
 	t.Run("Workspace", func(t *testing.T) { testWorkspace(t, c) })
 	t.Run("Timeout", func(t *testing.T) { testStop(t, c, false) })
 	t.Run("Cancel", func(t *testing.T) { testStop(t, c, true) })
+	if _, ok := c.Engine.(engine.Files); ok {
+		t.Run("Files", func(t *testing.T) { testFiles(t, c) })
+	}
 }
 
 func testExitCodes(t *testing.T, c Config) {

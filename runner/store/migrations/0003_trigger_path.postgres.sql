@@ -1,4 +1,4 @@
--- Trigger path (issue 11). Keep in step with 0002_trigger_path.sqlite.sql,
+-- Trigger path (issue 11). Keep in step with 0003_trigger_path.sqlite.sql,
 -- which explains the columns.
 ALTER TABLE repos ADD COLUMN generic_hook BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE repos ADD COLUMN forge_url TEXT NOT NULL DEFAULT '';

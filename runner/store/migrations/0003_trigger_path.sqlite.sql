@@ -1,6 +1,6 @@
 -- Trigger path (issue 11): where a run's code comes from, which hooks a
 -- repository accepts, and deliveries bound for ever to the repository whose
--- secret verified them. Keep in step with 0002_trigger_path.postgres.sql.
+-- secret verified them. Keep in step with 0003_trigger_path.postgres.sql.
 
 -- generic_hook: a forge repository (github, gitea, gitlab) also accepts the
 -- generic hook with its hook token. forge_url: the forge's base URL as named
