@@ -265,10 +265,6 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		ln.Close()
 		return err
 	}
-	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log, Deliveries: deliveries,
-		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
-		Agents:         rn.Agents})
 	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
 	// /deployments, /login, /logout and /static/; everything else goes to the API.
 	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log,
@@ -277,6 +273,11 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		ln.Close()
 		return err
 	}
+	// The UI's pages read the API (the log endpoint) with their session.
+	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log, Deliveries: deliveries,
+		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
+		Agents:         rn.Agents, Session: web.SessionToken})
 	// Headers are bounded in size and time for every request; webhook
 	// bodies get their own deadline and budget (httpapi.Config).
 	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second,
