@@ -57,8 +57,9 @@ func (a *app) repoListCommand() *cobra.Command {
 type repoUpdateFlags struct {
 	client                                      clientFlags
 	cloneURL, bare, secret, branch, statusToken string
-	statusAPIURL                                string
+	statusAPIURL, forgeURL                      string
 	cancelPrevious, private, newHookToken       bool
+	genericHook                                 bool
 }
 
 func (a *app) repoUpdateCommand() *cobra.Command {
@@ -84,6 +85,8 @@ one is refused from then on (re-install git hooks with it).`,
 	fl.BoolVar(&f.private, "private", false, "badges need the badge token")
 	fl.StringVar(&f.statusToken, "status-token", "", "forge API token for commit statuses")
 	fl.StringVar(&f.statusAPIURL, "status-api-url", "", "forge API base URL for statuses")
+	fl.StringVar(&f.forgeURL, "forge-url", "", "forge instance the repository's events must name")
+	fl.BoolVar(&f.genericHook, "generic-hook", false, "let a forge repository also take the generic hook")
 	fl.BoolVar(&f.newHookToken, "new-hook-token", false, "make a new hook token (printed once)")
 	return cmd
 }
@@ -105,7 +108,8 @@ func (a *app) repoUpdate(cmd *cobra.Command, name string, f repoUpdateFlags) err
 	body := map[string]any{}
 	changed := cmd.Flags().Changed
 	for flag, field := range map[string]any{"clone-url": f.cloneURL, "secret": f.secret, "default-branch": f.branch,
-		"cancel-previous": f.cancelPrevious, "private": f.private, "status-token": f.statusToken, "status-api-url": f.statusAPIURL} {
+		"cancel-previous": f.cancelPrevious, "private": f.private, "status-token": f.statusToken, "status-api-url": f.statusAPIURL,
+		"forge-url": f.forgeURL, "generic-hook": f.genericHook} {
 		if changed(flag) {
 			body[jsonField(flag)] = field
 		}

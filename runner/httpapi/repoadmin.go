@@ -1,11 +1,8 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"net/http"
-	"strings"
 
-	"github.com/runnel-ci/runnel/agents/workspace"
 	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/store"
 )
@@ -66,63 +63,6 @@ func (s *Server) repoDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("repo removed", "repo", repo.Name, "by", user(r))
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// RepoUpdate is the body of PATCH /api/v1/repos/{repo}: the fields that
-// are present change.
-type RepoUpdate struct {
-	CloneURL       *string `json:"clone_url"`
-	Secret         *string `json:"secret"`
-	DefaultBranch  *string `json:"default_branch"`
-	CancelPrevious *bool   `json:"cancel_previous"`
-	Private        *bool   `json:"private"`
-	StatusToken    *string `json:"status_token"`
-	StatusAPIURL   *string `json:"status_api_url"`
-}
-
-// updateRepo handles PATCH /api/v1/repos/{repo...} (admin).
-func (s *Server) updateRepo(w http.ResponseWriter, r *http.Request) {
-	repo, err := s.cfg.Store.Repo(r.Context(), r.PathValue("rest"))
-	if err != nil {
-		s.storeError(w, err)
-		return
-	}
-	var req RepoUpdate
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "decode body: "+err.Error())
-		return
-	}
-	if req.CloneURL != nil && *req.CloneURL != "" {
-		if err := (workspace.Source{URL: *req.CloneURL, Commit: strings.Repeat("0", 40)}).Validate(); err != nil {
-			writeError(w, http.StatusBadRequest, "clone_url: "+err.Error())
-			return
-		}
-	}
-	if req.DefaultBranch != nil && strings.TrimSpace(*req.DefaultBranch) == "" {
-		writeError(w, http.StatusBadRequest, "default_branch must not be empty")
-		return
-	}
-	set(&repo.CloneURL, req.CloneURL)
-	set(&repo.WebhookSecret, req.Secret)
-	set(&repo.DefaultBranch, req.DefaultBranch)
-	set(&repo.CancelPrevious, req.CancelPrevious)
-	set(&repo.Private, req.Private)
-	set(&repo.StatusToken, req.StatusToken)
-	set(&repo.StatusAPIURL, req.StatusAPIURL)
-	if err := s.cfg.Store.UpdateRepo(r.Context(), *repo); err != nil {
-		s.storeError(w, err)
-		return
-	}
-	s.log.Info("repo updated", "repo", repo.Name, "by", user(r))
-	writeJSON(w, http.StatusOK, repoView(repo))
-}
-
-func set[T any](dst *T, v *T) {
-	if v != nil {
-		*dst = *v
-	}
 }
 
 // rotateHookToken makes a new hook token for the repository; the old one
