@@ -1,16 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -18,10 +12,10 @@ import (
 func init() { commands = append(commands, (*app).repoCommand) }
 
 type repoFlags struct {
-	server, token                         string
+	client                                clientFlags
 	cloneURL, forge, secret, bare, branch string
-	statusToken, statusAPIURL             string
-	cancelPrevious, private               bool
+	forgeURL, statusToken, statusAPIURL   string
+	cancelPrevious, private, genericHook  bool
 }
 
 func (a *app) repoCommand() *cobra.Command {
@@ -37,32 +31,37 @@ func (a *app) repoCommand() *cobra.Command {
 		Short: "Register a repository with the server (through its API)",
 		Long: `Add registers a repository and prints its hook token once (the generic
 hook and git post-receive hooks authenticate with it). For a bare repository
-on the server's host use --bare PATH (forge git); for a forge, --clone-url and
---secret (the webhook secret). A private repository also gets a badge token.`,
+on the server's host use --bare PATH (forge git); for a forge, --secret (the
+webhook secret) and --clone-url, or --forge-url: without a clone URL the
+server fetches only from the forge's scheme and host (github.com and
+gitlab.com by default). A forge repository takes only its forge's signed
+webhooks unless --generic-hook. A private repository also gets a badge token.`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.repoAdd(cmd.Context(), args[0], f)
 		},
 	}
 	fl := add.Flags()
-	fl.StringVar(&f.server, "server", a.envDefault("RUNNEL_SERVER", "http://localhost:8080"), "server URL ($RUNNEL_SERVER)")
-	fl.StringVar(&f.token, "token", a.envDefault("RUNNEL_TOKEN", ""), "API token ($RUNNEL_TOKEN)")
+	a.addClientFlags(add, &f.client)
 	fl.StringVar(&f.cloneURL, "clone-url", "", "clone URL of the repository")
 	fl.StringVar(&f.forge, "forge", "", "github, gitea, gitlab, generic or git (default: git with --bare, else generic)")
 	fl.StringVar(&f.secret, "secret", "", "webhook secret of the forge")
+	fl.StringVar(&f.forgeURL, "forge-url", "", "forge instance, e.g. https://gitea.example.com (default: https://github.com, https://gitlab.com)")
+	fl.BoolVar(&f.genericHook, "generic-hook", false, "let a forge repository also take the generic hook with its hook token")
 	fl.StringVar(&f.bare, "bare", "", "path of a bare repository on the server's host (sets --clone-url)")
 	fl.StringVar(&f.branch, "default-branch", "main", "default branch (badges, manual triggers)")
 	fl.BoolVar(&f.cancelPrevious, "cancel-previous", false, "cancel older unfinished runs of a branch when a new one starts")
 	fl.BoolVar(&f.private, "private", false, "badges need the badge token")
 	fl.StringVar(&f.statusToken, "status-token", a.envDefault("RUNNEL_STATUS_TOKEN", ""), "forge API token for commit statuses (github, gitea) ($RUNNEL_STATUS_TOKEN)")
 	fl.StringVar(&f.statusAPIURL, "status-api-url", "", "forge API base URL for statuses (empty: github.com)")
-	cmd.AddCommand(add)
+	cmd.AddCommand(add, a.repoListCommand(), a.repoUpdateCommand(), a.repoRemoveCommand())
 	return cmd
 }
 
 func (a *app) repoAdd(ctx context.Context, name string, f repoFlags) error {
-	if f.token == "" {
-		return usageError(errors.New("--token (or RUNNEL_TOKEN) is required"))
+	c, err := a.client(f.client)
+	if err != nil {
+		return err
 	}
 	if f.bare != "" {
 		abs, err := filepath.Abs(f.bare)
@@ -78,6 +77,7 @@ func (a *app) repoAdd(ctx context.Context, name string, f repoFlags) error {
 		f.forge = "generic"
 	}
 	body := map[string]any{"name": name, "forge": f.forge, "clone_url": f.cloneURL, "secret": f.secret,
+		"forge_url": f.forgeURL, "generic_hook": f.genericHook,
 		"default_branch": f.branch, "cancel_previous": f.cancelPrevious, "private": f.private,
 		"status_token": f.statusToken, "status_api_url": f.statusAPIURL}
 	var out struct {
@@ -85,54 +85,12 @@ func (a *app) repoAdd(ctx context.Context, name string, f repoFlags) error {
 		HookToken  string `json:"hook_token"`
 		BadgeToken string `json:"badge_token"`
 	}
-	if err := apiCall(ctx, http.MethodPost, f.server, "/api/v1/repos", f.token, body, &out); err != nil {
+	if err := c.call(ctx, http.MethodPost, "/api/v1/repos", body, &out); err != nil {
 		return fmt.Errorf("add repo %s: %w", name, err)
 	}
 	fmt.Fprintf(a.stdout, "repo %s added\nhook token (shown once): %s\n", out.Name, out.HookToken)
 	if out.BadgeToken != "" {
 		fmt.Fprintf(a.stdout, "badge token (shown once): %s\n", out.BadgeToken)
-	}
-	return nil
-}
-
-// apiCall sends a JSON request to the server's API and decodes the answer.
-func apiCall(ctx context.Context, method, server, path, token string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(server, "/")+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 10<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
-		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
 	}
 	return nil
 }

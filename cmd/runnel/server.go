@@ -22,6 +22,8 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine/local"
 	"github.com/runnel-ci/runnel/internal/install"
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/access"
+	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/metrics"
@@ -256,10 +258,14 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		return err
 	}
 	defer rn.Close()
-	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log,
-		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
-		Agents:         rn.Agents})
+	deliveries, err := deliveryq.New(deliveryq.Config{Store: st, Logger: log,
+		Trigger: func(ctx context.Context, d *deliveryq.Delivery) (*store.Run, error) {
+			return rn.Trigger(store.ContextWithDelivery(ctx, d.ID), d.Repo, d.Event, d.Trigger(), 0)
+		}})
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
 	// /deployments, /login, /logout and /static/; everything else goes to the API.
 	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log,
@@ -268,10 +274,18 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second}
+	// The UI's pages read the API (the log endpoint) with their session.
+	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log, Deliveries: deliveries,
+		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
+		Agents:         rn.Agents, Session: web.SessionToken})
+	// Headers are bounded in size and time for every request; webhook
+	// bodies get their own deadline and budget (httpapi.Config).
+	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	// Webhooks accepted (202) but not triggered before the last stop are
 	// still stored as received: trigger them now, in the background.
-	api.Resume()
+	deliveries.Resume()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	defer drainHookSpools(ctx, st, ln.Addr(), log)() // pushes spooled while the server was down
@@ -287,7 +301,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	api.StopHooks()
 	dctx, cancel := context.WithTimeout(bg, f.drainTimeout)
 	defer cancel()
-	api.Drain(dctx)
+	deliveries.Drain(dctx)
 	nb.drain(dctx)
 	sctx, scancel := context.WithTimeout(bg, 5*time.Second)
 	defer scancel()
@@ -308,7 +322,7 @@ func (a *app) ensureAdminToken(ctx context.Context, st *store.Store) error {
 	if len(toks) > 0 {
 		return nil
 	}
-	plain, _, err := st.CreateToken(ctx, "admin", true)
+	plain, _, err := st.CreateToken(ctx, "admin", access.Admin)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,8 @@ type RepoView struct {
 	Name           string    `json:"name"`
 	Forge          string    `json:"forge"`
 	CloneURL       string    `json:"clone_url"`
+	ForgeURL       string    `json:"forge_url,omitempty"`
+	GenericHook    bool      `json:"generic_hook"`
 	DefaultBranch  string    `json:"default_branch"`
 	CancelPrevious bool      `json:"cancel_previous"`
 	Private        bool      `json:"private"`
@@ -31,7 +33,8 @@ type RepoView struct {
 }
 
 func repoView(r *store.Repo) RepoView {
-	return RepoView{ID: r.ID, Name: r.Name, Forge: r.Forge, CloneURL: r.CloneURL, DefaultBranch: r.DefaultBranch,
+	return RepoView{ID: r.ID, Name: r.Name, Forge: r.Forge, CloneURL: r.CloneURL, ForgeURL: r.ForgeURL,
+		GenericHook: r.GenericHook, DefaultBranch: r.DefaultBranch,
 		CancelPrevious: r.CancelPrevious, Private: r.Private, HasSecret: r.WebhookSecret != "", CreatedAt: r.CreatedAt}
 }
 
@@ -50,9 +53,15 @@ func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) {
 
 // RepoRequest is the body of POST /api/v1/repos.
 type RepoRequest struct {
-	Name           string `json:"name"`
-	Forge          string `json:"forge"`
-	CloneURL       string `json:"clone_url"`
+	Name     string `json:"name"`
+	Forge    string `json:"forge"`
+	CloneURL string `json:"clone_url"`
+	// ForgeURL is the forge instance (default https://github.com,
+	// https://gitlab.com); without a clone URL the server fetches only
+	// from its scheme and host. GenericHook lets a forge repository also
+	// take the generic hook with its hook token.
+	ForgeURL       string `json:"forge_url"`
+	GenericHook    bool   `json:"generic_hook"`
 	Secret         string `json:"secret"`
 	DefaultBranch  string `json:"default_branch"`
 	CancelPrevious bool   `json:"cancel_previous"`
@@ -71,31 +80,19 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "decode body: "+err.Error())
 		return
 	}
-	switch req.Forge {
-	case store.ForgeGitHub, store.ForgeGitea, store.ForgeGitLab, store.ForgeGeneric, store.ForgeGit:
-	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("forge %q: want github, gitea, gitlab, generic or git", req.Forge))
+	if err := req.check(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
-	}
-	if req.Name == "" || strings.ContainsAny(req.Name, "\x00\n\r ") || strings.HasPrefix(req.Name, "/") || strings.Contains(req.Name, "..") {
-		writeError(w, http.StatusBadRequest, "name must be non-empty, without spaces, leading slash or '..'")
-		return
-	}
-	if req.CloneURL != "" {
-		if err := (workspace.Source{URL: req.CloneURL, Commit: strings.Repeat("0", 40)}).Validate(); err != nil {
-			writeError(w, http.StatusBadRequest, "clone_url: "+err.Error())
-			return
-		}
-	}
-	if req.DefaultBranch == "" {
-		req.DefaultBranch = "main"
 	}
 	repo, err := s.cfg.Store.CreateRepo(r.Context(), store.Repo{Name: req.Name, Forge: req.Forge, CloneURL: req.CloneURL,
-		WebhookSecret: req.Secret, DefaultBranch: req.DefaultBranch, CancelPrevious: req.CancelPrevious, Private: req.Private,
-		StatusToken: req.StatusToken, StatusAPIURL: req.StatusAPIURL})
+		ForgeURL: req.ForgeURL, GenericHook: req.GenericHook, WebhookSecret: req.Secret, DefaultBranch: req.DefaultBranch,
+		CancelPrevious: req.CancelPrevious, Private: req.Private, StatusToken: req.StatusToken, StatusAPIURL: req.StatusAPIURL})
 	if err != nil {
 		s.storeError(w, err)
 		return
+	}
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.RepoKnown(repo.Name)
 	}
 	v := repoView(repo)
 	if v.HookToken, err = s.cfg.Store.RotateRepoToken(r.Context(), repo.ID, store.HookToken); err != nil {
@@ -111,6 +108,112 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, v)
 }
 
+// check validates req and fills in defaults.
+func (req *RepoRequest) check() error {
+	switch req.Forge {
+	case store.ForgeGitHub, store.ForgeGitea, store.ForgeGitLab, store.ForgeGeneric, store.ForgeGit:
+	default:
+		return fmt.Errorf("forge %q: want github, gitea, gitlab, generic or git", req.Forge)
+	}
+	if req.Name == "" || strings.ContainsAny(req.Name, "\x00\n\r ") || strings.HasPrefix(req.Name, "/") || strings.Contains(req.Name, "..") {
+		return errors.New("name must be non-empty, without spaces, leading slash or '..'")
+	}
+	if req.CloneURL != "" {
+		if err := (workspace.Source{URL: req.CloneURL, Commit: strings.Repeat("0", 40)}).Validate(); err != nil {
+			return fmt.Errorf("clone_url: %w", err)
+		}
+	}
+	if req.DefaultBranch == "" {
+		req.DefaultBranch = "main"
+	}
+	forge := req.Forge == store.ForgeGitHub || req.Forge == store.ForgeGitea || req.Forge == store.ForgeGitLab
+	if !forge {
+		if req.ForgeURL != "" || req.GenericHook {
+			return fmt.Errorf("forge_url and generic_hook are for github, gitea and gitlab repositories, not %s", req.Forge)
+		}
+		return nil
+	}
+	if req.ForgeURL == "" {
+		req.ForgeURL = scm.DefaultForgeURL(req.Forge)
+	}
+	if req.ForgeURL == "" {
+		if req.CloneURL == "" {
+			return fmt.Errorf("a %s repository needs clone_url or forge_url (the instance its events' clone URLs must be on)", req.Forge)
+		}
+		return nil
+	}
+	u, err := scm.ParseForgeURL(req.ForgeURL)
+	if err != nil {
+		return fmt.Errorf("forge_url: %w", err)
+	}
+	req.ForgeURL = u
+	return nil
+}
+
+// RepoPatch is the body of PATCH /api/v1/repos/{repo}: the settings to
+// change (absent fields stay).
+type RepoPatch struct {
+	CloneURL       *string `json:"clone_url"`
+	ForgeURL       *string `json:"forge_url"`
+	GenericHook    *bool   `json:"generic_hook"`
+	Secret         *string `json:"secret"`
+	DefaultBranch  *string `json:"default_branch"`
+	CancelPrevious *bool   `json:"cancel_previous"`
+	Private        *bool   `json:"private"`
+	StatusToken    *string `json:"status_token"`
+	StatusAPIURL   *string `json:"status_api_url"`
+}
+
+// patchRepo changes a repository's settings (where its code is fetched
+// from, which hooks it takes, its secret, default branch, status
+// reporting...), with the checks of createRepo.
+func (s *Server) patchRepo(w http.ResponseWriter, r *http.Request) {
+	repo, err := s.cfg.Store.Repo(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	var p RepoPatch
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		writeError(w, http.StatusBadRequest, "decode body: "+err.Error())
+		return
+	}
+	req := RepoRequest{Name: repo.Name, Forge: repo.Forge, CloneURL: repo.CloneURL, ForgeURL: repo.ForgeURL,
+		GenericHook: repo.GenericHook, DefaultBranch: repo.DefaultBranch}
+	set(&req.CloneURL, p.CloneURL)
+	set(&req.ForgeURL, p.ForgeURL)
+	set(&req.GenericHook, p.GenericHook)
+	set(&req.DefaultBranch, p.DefaultBranch)
+	if p.DefaultBranch != nil && strings.TrimSpace(*p.DefaultBranch) == "" {
+		writeError(w, http.StatusBadRequest, "default_branch must not be empty")
+		return
+	}
+	if err := req.check(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	repo.CloneURL, repo.ForgeURL, repo.GenericHook, repo.DefaultBranch = req.CloneURL, req.ForgeURL, req.GenericHook, req.DefaultBranch
+	set(&repo.WebhookSecret, p.Secret)
+	set(&repo.CancelPrevious, p.CancelPrevious)
+	set(&repo.Private, p.Private)
+	set(&repo.StatusToken, p.StatusToken)
+	set(&repo.StatusAPIURL, p.StatusAPIURL)
+	if err := s.cfg.Store.UpdateRepo(r.Context(), *repo); err != nil {
+		s.storeError(w, err)
+		return
+	}
+	s.log.Info("repo updated", "repo", repo.Name, "by", user(r))
+	writeJSON(w, http.StatusOK, repoView(repo))
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
 // TriggerRequest is the body of POST /api/v1/repos/{repo}/trigger.
 type TriggerRequest struct {
 	Branch string            `json:"branch"`
@@ -118,15 +221,8 @@ type TriggerRequest struct {
 	Inputs map[string]string `json:"inputs"`
 }
 
-// repoAction handles POST /api/v1/repos/{repo...}/trigger (repo names
-// contain slashes, so the action is the last path element).
-func (s *Server) repoAction(w http.ResponseWriter, r *http.Request) {
-	rest := r.PathValue("rest")
-	name, action, ok := cutLast(rest)
-	if !ok || action != "trigger" {
-		writeError(w, http.StatusNotFound, "unknown repo action")
-		return
-	}
+// trigger handles POST /api/v1/repos/{repo...}/trigger.
+func (s *Server) trigger(w http.ResponseWriter, r *http.Request, name string) {
 	repo, err := s.cfg.Store.Repo(r.Context(), name)
 	if err != nil {
 		s.storeError(w, err)

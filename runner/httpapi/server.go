@@ -4,14 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/access"
+	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/metrics"
 	"github.com/runnel-ci/runnel/runner/store"
@@ -32,38 +36,35 @@ type Config struct {
 	// MetricsHandler serves /metrics; nil means 404.
 	MetricsHandler http.Handler
 	Logger         *slog.Logger
-	// MaxTriggers is the number of trigger workers, i.e. of concurrent
-	// asynchronous webhook triggers (default 4).
-	MaxTriggers int
-	// TriggerQueue is how many accepted hooks may wait in memory for a
-	// worker (default 1024); beyond that they wait in the store for the
-	// sweeper.
-	TriggerQueue int
-	// SweepInterval is how often stored deliveries that were never
-	// triggered are looked for (default 10 s; also on Resume and when the
-	// queue overflows).
-	SweepInterval time.Duration
+	// Deliveries stores verified webhook deliveries and triggers them;
+	// without it webhooks answer 503.
+	Deliveries *deliveryq.Queue
+	// HookReadTimeout bounds the time a webhook request has to send its
+	// body (default 10 s): a slow client is cut off.
+	HookReadTimeout time.Duration
+	// HookBodyBudget bounds the bytes of webhook bodies held at once
+	// (default 32 MiB, more than the largest body a forge sends): a
+	// request that finds it spent answers 503 with Retry-After.
+	HookBodyBudget int64
 	// RepoCacheTTL is how long webhook repo lookups are cached (default
 	// 2 s; negative disables). API repo changes invalidate the cache.
 	RepoCacheTTL time.Duration
+	// Session returns the API token behind the web UI session a request
+	// carries (its cookie), or nil. GET requests without a bearer token
+	// are let in with it, so the UI reads the same endpoints as the CLI
+	// (the log stream above all); anything else needs a bearer token.
+	Session func(r *http.Request) *store.Token
 }
 
 // Server is the HTTP API. Create it with New; its Handler serves
-// requests. Call StopHooks then Drain at shutdown.
+// requests. Call StopHooks at shutdown, then drain the delivery queue.
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
 	mux       *http.ServeMux
 	accepting atomic.Bool
-	queue     chan job
-	kick      chan struct{}
-	pending   inflight
 	repos     repoCache
-	stop      chan struct{} // closed by Drain
-	stopOnce  sync.Once
-	wg        sync.WaitGroup // trigger workers and the sweeper
-	base      context.Context
-	cancel    context.CancelFunc
+	bodies    *semaphore.Weighted // the webhook body budget
 }
 
 // New returns a Server.
@@ -71,30 +72,20 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.MaxTriggers <= 0 {
-		cfg.MaxTriggers = 4
+	if cfg.HookReadTimeout <= 0 {
+		cfg.HookReadTimeout = 10 * time.Second
 	}
-	if cfg.TriggerQueue <= 0 {
-		cfg.TriggerQueue = 1024
-	}
-	if cfg.SweepInterval <= 0 {
-		cfg.SweepInterval = 10 * time.Second
+	if cfg.HookBodyBudget <= 0 {
+		cfg.HookBodyBudget = 32 << 20
 	}
 	if cfg.RepoCacheTTL == 0 {
 		cfg.RepoCacheTTL = 2 * time.Second
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
-		queue: make(chan job, cfg.TriggerQueue), kick: make(chan struct{}, 1), stop: make(chan struct{}),
-		pending: inflight{ids: map[int64]struct{}{}},
-		repos:   repoCache{ttl: cfg.RepoCacheTTL, m: map[string]repoEntry{}}}
-	s.base, s.cancel = context.WithCancel(context.Background())
+		repos:  repoCache{ttl: cfg.RepoCacheTTL, m: map[string]repoEntry{}},
+		bodies: semaphore.NewWeighted(cfg.HookBodyBudget)}
 	s.accepting.Store(true)
 	s.routes()
-	s.wg.Add(cfg.MaxTriggers + 1)
-	for range cfg.MaxTriggers {
-		go s.worker()
-	}
-	go s.sweeper()
 	return s
 }
 
@@ -104,26 +95,6 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // StopHooks makes webhooks answer 503 (the forge retries later), for the
 // start of a graceful shutdown.
 func (s *Server) StopHooks() { s.accepting.Store(false) }
-
-// Drain stops the sweeper and waits until the workers have handled the
-// triggers already queued, until ctx ends; then it cancels them and waits
-// for them to return. Deliveries not triggered stay received in the
-// store and are triggered after the next start (Resume). Call it once.
-func (s *Server) Drain(ctx context.Context) {
-	defer s.cancel()
-	s.stopOnce.Do(func() { close(s.stop) })
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.cancel()
-		<-done
-	}
-}
 
 func (s *Server) routes() {
 	m := s.mux
@@ -137,19 +108,30 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /hooks/{forge}/{repo...}", s.hook)
 	m.HandleFunc("GET /badges/{rest...}", s.badge)
 
-	api := func(pattern string, h http.HandlerFunc) { m.Handle(pattern, s.auth(h)) }
-	api("GET /api/v1/runs", s.listRuns)
-	api("GET /api/v1/runs/{id}", s.getRun)
-	api("GET /api/v1/runs/{id}/stages/{stage}/steps/{step}/log", s.stepLog)
-	api("POST /api/v1/runs/{id}/cancel", s.cancelRun)
-	api("POST /api/v1/runs/{id}/rerun", s.rerun)
-	api("POST /api/v1/runs/{id}/stages/{stage}/approve", s.approve(true))
-	api("POST /api/v1/runs/{id}/stages/{stage}/reject", s.approve(false))
-	api("GET /api/v1/repos", s.listRepos)
-	api("POST /api/v1/repos", s.invalidating(s.createRepo))
-	api("POST /api/v1/repos/{rest...}", s.invalidating(s.repoAction))
-	api("GET /api/v1/agents", s.listAgents)
-	api("GET /api/v1/deployments", s.listDeployments)
+	// Every API route names the permission its token's role needs
+	// (runner/access); handlers that serve several actions check more.
+	api := func(p access.Permission, pattern string, h http.HandlerFunc) {
+		m.Handle(pattern, s.auth(s.allow(p, h)))
+	}
+	api(access.View, "GET /api/v1/runs", s.listRuns)
+	api(access.View, "GET /api/v1/runs/{id}", s.getRun)
+	api(access.View, "GET /api/v1/runs/{id}/stages/{stage}/steps/{step}/log", s.stepLog)
+	api(access.Operate, "POST /api/v1/runs/{id}/cancel", s.cancelRun)
+	api(access.Operate, "POST /api/v1/runs/{id}/rerun", s.rerun)
+	api(access.Operate, "POST /api/v1/runs/{id}/stages/{stage}/approve", s.approve(true))
+	api(access.Operate, "POST /api/v1/runs/{id}/stages/{stage}/reject", s.approve(false))
+	api(access.View, "GET /api/v1/repos", s.listRepos)
+	api(access.Administer, "POST /api/v1/repos", s.invalidating(s.createRepo))
+	api(access.Operate, "POST /api/v1/repos/{rest...}", s.invalidating(s.repoAction))
+	api(access.Administer, "PUT /api/v1/repos/{rest...}", s.putEnvironment)
+	api(access.View, "GET /api/v1/repos/{rest...}", s.repoGet)
+	api(access.Administer, "PATCH /api/v1/repos/{name...}", s.invalidating(s.patchRepo))
+	api(access.Administer, "DELETE /api/v1/repos/{rest...}", s.invalidating(s.repoDelete))
+	api(access.View, "GET /api/v1/agents", s.listAgents)
+	api(access.View, "GET /api/v1/deployments", s.listDeployments)
+	api(access.Administer, "GET /api/v1/tokens", s.listTokens)
+	api(access.Administer, "POST /api/v1/tokens", s.createToken)
+	api(access.Administer, "DELETE /api/v1/tokens/{id}", s.deleteToken)
 }
 
 // invalidating wraps a handler that may change repos: cached repo
@@ -168,7 +150,14 @@ type ctxKey struct{}
 // never compared byte by byte).
 func (s *Server) auth(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		hdr := r.Header.Get("Authorization")
+		if hdr == "" && s.cfg.Session != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			if t := s.cfg.Session(r); t != nil {
+				h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)))
+				return
+			}
+		}
+		tok, ok := strings.CutPrefix(hdr, "Bearer ")
 		if !ok || tok == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="runnel"`)
 			writeError(w, http.StatusUnauthorized, "missing bearer token")
@@ -185,6 +174,30 @@ func (s *Server) auth(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)))
 	})
+}
+
+// allow answers 403 unless the request's token has permission p.
+func (s *Server) allow(p access.Permission, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.permitted(w, r, p) {
+			h(w, r)
+		}
+	}
+}
+
+// permitted reports whether the request's token has permission p; when
+// not, it has answered 403 naming the role needed.
+func (s *Server) permitted(w http.ResponseWriter, r *http.Request, p access.Permission) bool {
+	t, _ := r.Context().Value(ctxKey{}).(*store.Token)
+	if t != nil && access.Allows(t.Role, p) {
+		return true
+	}
+	role := access.Role("")
+	if t != nil {
+		role = t.Role
+	}
+	writeError(w, http.StatusForbidden, fmt.Sprintf("token role %q may not do this; it needs %s", role, p))
+	return false
 }
 
 func user(r *http.Request) string {
