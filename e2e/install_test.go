@@ -38,13 +38,13 @@ stages:
 
 // TestTwoInstallsShareDocker: two servers with their own data dirs and
 // agents on one Docker engine run 20 runs each of the same pipeline at
-// the same time (so both have run 1..20 with stage "build" attempt 1).
-// Every Docker resource carries its own install's id and agent; killing
-// one install's agent (SIGKILL) and starting it again, which removes what
-// the dead process left and retries its stages, leaves the other
-// install's runs untouched: they all succeed at attempt 1 with complete
-// logs. Before install ids the two installs' names collided and the
-// restarted agent's cleanup reached the other install's containers.
+// the same time (so both have run 1..20 with stage "build" attempt 1):
+// all 40 succeed, and every Docker resource carries its own install's id
+// and agent. Then, in a second wave, one install's agent is SIGKILLed and
+// started again, which removes what the dead process left and retries its
+// stages: the other install's runs are untouched (all succeed at attempt
+// 1 with complete logs). Before install ids the two installs' names
+// collided and one's cleanup reached the other's containers.
 func TestTwoInstallsShareDocker(t *testing.T) {
 	cli, err := docker.NewClient()
 	if err != nil {
@@ -54,35 +54,48 @@ func TestTwoInstallsShareDocker(t *testing.T) {
 	a := newCluster(t, []string{"worker"})
 	b := newCluster(t, []string{"worker"})
 	ids := map[*cluster]installIDs{}
+	shas := map[*cluster]string{}
 	for _, c := range []*cluster{a, b} {
 		c.startAgent("worker", "pool=install", 4)
 		c.waitAgents("worker")
 		ids[c] = installIDs{server: readID(t, filepath.Join(c.dir, "data")), agent: readID(t, filepath.Join(c.dir, "agent-worker"))}
+		bare, work := repoSetup(t, c.dir)
+		c.addRepo("app", bare)
+		shas[c] = commit(t, work, installPipeline)
+		git(t, work, "push", "-q", "origin", "main")
 	}
 	if ids[a].server == ids[b].server || ids[a].agent == ids[b].agent {
 		t.Fatalf("the installs share ids: %+v %+v", ids[a], ids[b])
 	}
-	for _, c := range []*cluster{a, b} {
-		bare, work := repoSetup(t, c.dir)
-		c.addRepo("app", bare)
-		sha := c.pushAndTrigger("app", work, installPipeline)
-		for i := 1; i < installRuns; i++ {
-			c.trigger("app", sha)
+	wave := func(n int) {
+		for i := 0; i < n; i++ {
+			for _, c := range []*cluster{a, b} {
+				c.trigger("app", shas[c])
+			}
 		}
 	}
 
-	// Both installs have step containers running: check every resource's
-	// labels and names, then kill b's agent.
+	// Wave 1: 20 runs each at once, all succeed.
+	wave(installRuns)
 	waitFor(t, 2*time.Minute, "both installs running steps", func() bool {
 		return len(listResources(t, cli, "container", ids[a].server, true)) > 0 &&
 			len(listResources(t, cli, "container", ids[b].server, true)) > 0
 	})
 	checkOwnership(t, cli, ids[a], ids[b])
+	for name, c := range map[string]*cluster{"a": a, "b": b} {
+		checkRuns(t, c, name, c.waitRuns(installRuns, 5*time.Minute), true)
+	}
+
+	// Wave 2: 4 more runs each (one per agent slot); b's agent is killed while both run steps.
+	wave(4)
+	waitFor(t, 2*time.Minute, "both installs running steps", func() bool {
+		return len(listResources(t, cli, "container", ids[a].server, true)) > 0 &&
+			len(listResources(t, cli, "container", ids[b].server, true)) > 0
+	})
 	victim := b.agents["worker"]
 	deadPID := strconv.Itoa(victim.cmd.Process.Pid)
 	victim.stop(syscall.SIGKILL)
-	left := resourcesOf(t, cli, ids[b].agent, deadPID)
-	if len(left) == 0 {
+	if len(resourcesOf(t, cli, ids[b].agent, deadPID)) == 0 {
 		t.Fatal("the killed agent left no Docker resources; the test cannot show that its cleanup spares the other install")
 	}
 	b.startAgent("worker", "pool=install", 4)
@@ -92,29 +105,39 @@ func TestTwoInstallsShareDocker(t *testing.T) {
 		return len(resourcesOf(t, cli, ids[b].agent, deadPID)) == 0
 	})
 	checkOwnership(t, cli, ids[a], ids[b])
-
-	for name, c := range map[string]*cluster{"a": a, "b": b} {
-		runs := c.waitRuns(installRuns, 5*time.Minute)
-		for _, r := range runs {
-			d := c.runDetail(r.ID)
-			st := d.stage("build")
-			if d.Status != "success" || st.Status != "success" {
-				t.Errorf("install %s run %d: %s, stage %s (%s), want success\nagent log:\n%s", name, d.ID, d.Status, st.Status, st.Reason, c.agents["worker"].log())
-				continue
-			}
-			if c == a && st.Attempt != 1 {
-				t.Errorf("install a run %d: stage at attempt %d, want 1 (b's agent kill must not touch a)", d.ID, st.Attempt)
-			}
-			code, log := c.srv.api("GET", st.Steps[0].Log)
-			if want := numbered(installLines); code != http.StatusOK || string(log) != want {
-				t.Errorf("install %s run %d attempt %d: log %d %q, want %q", name, d.ID, st.Attempt, code, log, want)
-			}
-		}
-	}
+	checkRuns(t, a, "a", a.waitRuns(installRuns+4, 5*time.Minute), true)
+	// b's killed stages are retried or end with a reason (the retry path
+	// is not this test's subject); none may stay unfinished.
+	checkRuns(t, b, "b", b.waitRuns(installRuns+4, 5*time.Minute), false)
 	for _, id := range []string{ids[a].server, ids[b].server} {
 		waitFor(t, time.Minute, "no resources of install "+id, func() bool {
 			return len(listResources(t, cli, "", id, false)) == 0
 		})
+	}
+}
+
+// checkRuns: with untouched, every run succeeded at attempt 1 with its
+// complete log; without, every successful run has its complete log.
+func checkRuns(t *testing.T, c *cluster, name string, runs []run, untouched bool) {
+	t.Helper()
+	for _, r := range runs {
+		d := c.runDetail(r.ID)
+		st := d.stage("build")
+		if d.Status != "success" || st.Status != "success" {
+			if untouched {
+				t.Errorf("install %s run %d: %s, stage %s (%s), want success\nagent log:\n%s", name, d.ID, d.Status, st.Status, st.Reason, c.agents["worker"].log())
+			} else {
+				t.Logf("install %s run %d: %s, stage %s (%s) at attempt %d", name, d.ID, d.Status, st.Status, st.Reason, st.Attempt)
+			}
+			continue
+		}
+		if untouched && st.Attempt != 1 {
+			t.Errorf("install %s run %d: stage at attempt %d, want 1 (nothing touched it)", name, d.ID, st.Attempt)
+		}
+		code, log := c.srv.api("GET", st.Steps[0].Log)
+		if want := numbered(installLines); code != http.StatusOK || string(log) != want {
+			t.Errorf("install %s run %d attempt %d: log %d %q, want %q", name, d.ID, st.Attempt, code, log, want)
+		}
 	}
 }
 
