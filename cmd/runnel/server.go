@@ -42,6 +42,7 @@ type serverFlags struct {
 	db            string
 	natsURL       string
 	baseURL       string
+	artifacts     artifactFlags
 	noAgent       bool
 	agentLabels   string
 	agentCapacity int
@@ -135,6 +136,7 @@ for up to --drain-timeout; a second one exits at once.`,
 	fl.StringVar(&f.backend, "backend", a.envDefault("RUNNEL_BACKEND", "docker"), "built-in agent executor: docker or local ($RUNNEL_BACKEND)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages ($RUNNEL_DRAIN_TIMEOUT)")
 	fl.DurationVar(&f.leaseTimeout, "lease-timeout", a.envDuration("RUNNEL_LEASE_TIMEOUT", 45*time.Second), "silence after which a running stage's agent counts as lost ($RUNNEL_LEASE_TIMEOUT)")
+	a.addArtifactFlags(fl, &f.artifacts)
 	fl.StringVar(&f.logLevel, "log-level", a.envDefault("RUNNEL_LOG_LEVEL", "info"), "debug, info, warn or error ($RUNNEL_LOG_LEVEL)")
 	return cmd
 }
@@ -222,6 +224,12 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		ln.Close()
 		return usageError(fmt.Errorf("--nats-url %q: want \"embedded\" or nats://... (the built-in agent always talks to the server over NATS)", f.natsURL))
 	}
+	tsvc, stopSweep, err := newTransfers(bg, f.artifacts, data, st, baseURL, reg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopSweep()
 	var agentEng engine.Engine
 	if !f.noAgent {
 		eng, closer, err := serverEngine(bg, f.backend, inst, log)
@@ -239,7 +247,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	defer nb.close()
 	rn, err := runner.New(runner.Config{Store: st, Bus: nb.d, Logs: logs, Statuses: statuses, Metrics: mets, Logger: log,
-		BaseURL: baseURL, CacheDir: filepath.Join(data, "cache"), LeaseTimeout: f.leaseTimeout})
+		BaseURL: baseURL, CacheDir: filepath.Join(data, "cache"), LeaseTimeout: f.leaseTimeout, Transfers: tsvc})
 	if err != nil {
 		ln.Close()
 		return err
@@ -259,7 +267,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
-		Agents:         rn.Agents})
+		Agents:         rn.Agents, Transfers: tsvc.Handler(), Artifacts: tsvc.RunArtifacts})
 	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
 	// /deployments, /login, /logout and /static/; everything else goes to the API.
 	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log,

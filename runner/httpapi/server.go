@@ -46,6 +46,14 @@ type Config struct {
 	// RepoCacheTTL is how long webhook repo lookups are cached (default
 	// 2 s; negative disables). API repo changes invalidate the cache.
 	RepoCacheTTL time.Duration
+	// Transfers serves the transfer and blob APIs of agents
+	// (/api/v1/transfer/, /api/v1/blobs/; runner/transfers), which
+	// authenticate by the signatures in their URLs; nil means 404.
+	Transfers http.Handler
+	// Artifacts serves GET /api/v1/runs/{id}/artifacts and
+	// /api/v1/runs/{id}/artifacts/{stage} behind the API's authentication;
+	// nil means 404.
+	Artifacts http.HandlerFunc
 }
 
 // Server is the HTTP API. Create it with New; its Handler serves
@@ -150,6 +158,14 @@ func (s *Server) routes() {
 	api("POST /api/v1/repos/{rest...}", s.invalidating(s.repoAction))
 	api("GET /api/v1/agents", s.listAgents)
 	api("GET /api/v1/deployments", s.listDeployments)
+	if s.cfg.Transfers != nil {
+		m.Handle("/api/v1/transfer/", s.cfg.Transfers)
+		m.Handle("/api/v1/blobs/", s.cfg.Transfers)
+	}
+	if s.cfg.Artifacts != nil {
+		api("GET /api/v1/runs/{id}/artifacts", s.cfg.Artifacts)
+		api("GET /api/v1/runs/{id}/artifacts/{stage}", s.cfg.Artifacts)
+	}
 }
 
 // invalidating wraps a handler that may change repos: cached repo
