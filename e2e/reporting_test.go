@@ -315,6 +315,7 @@ func TestReporting(t *testing.T) {
 	bare, work := repoSetup(t, dir)
 	srv.createRepo(map[string]any{"name": name, "forge": "github", "clone_url": bare, "secret": secret,
 		"status_token": statusToken, "status_api_url": gh.srv.URL + "/"})
+	declareEnvironment(t, srv, name, "production", []string{"main"})
 	badgePath := "/badges/" + name + "/status.svg?branch=main"
 	checkBadge(t, srv, badgePath, "unknown")
 

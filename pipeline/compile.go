@@ -17,9 +17,31 @@ import (
 // stage runs without waiting for it. A need on a matrix stage is a need on
 // every one of its expansions. When no stage is left, Plan returns
 // ErrSkipped.
+//
+// Plan does not check environments: every stage runs whatever its
+// environment (runnel run, lint). The server uses PlanFor.
 func (p *Pipeline) Plan(ev Event) (*Plan, error) {
+	return p.plan(ev, nil)
+}
+
+// PlanFor is Plan for a server that declares environments: a stage whose
+// environment is not one of envs makes the file invalid (a Diagnostics
+// error with CodeUndeclaredEnvironment), and a stage whose environment
+// does not allow ev (see Environment.Allows) is left out as if its when
+// filter did not match.
+func (p *Pipeline) PlanFor(ev Event, envs []Environment) (*Plan, error) {
+	if envs == nil {
+		envs = []Environment{}
+	}
+	return p.plan(ev, envs)
+}
+
+func (p *Pipeline) plan(ev Event, envs []Environment) (*Plan, error) {
 	if !slices.Contains(eventKinds, ev.Kind) {
 		return nil, fmt.Errorf("plan %s: unknown event kind %q", p.Name, ev.Kind)
+	}
+	if err := p.checkEnvironments(envs); err != nil {
+		return nil, err
 	}
 	if !p.when.match(ev) {
 		return nil, ErrSkipped
@@ -28,7 +50,7 @@ func (p *Pipeline) Plan(ev Event) (*Plan, error) {
 	ids := map[string][]string{} // stage name -> IDs of its expansions
 	var order []*Stage
 	for _, sd := range p.stages {
-		if !sd.when.match(ev) {
+		if !sd.when.match(ev) || !allows(envs, sd.environment, ev) {
 			continue
 		}
 		for _, st := range sd.expand(p.env, base) {

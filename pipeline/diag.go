@@ -49,6 +49,9 @@ const (
 	CodeUnsupported       = "unsupported"
 	CodeBadPath           = "bad-path"
 	CodeNotANeed          = "not-a-need"
+	// CodeUndeclaredEnvironment is reported by PlanFor, not Parse: the
+	// environments are declared on the server.
+	CodeUndeclaredEnvironment = "undeclared-environment"
 
 	// Warnings.
 	CodeDuplicateNeed       = "duplicate-need"

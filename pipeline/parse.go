@@ -86,6 +86,7 @@ type stageDef struct {
 	concurrency string
 	approval    bool
 	environment string
+	envNode     *yaml.Node // the environment value, for PlanFor's diagnostics
 	timeout     Duration
 	env         map[string]string
 	steps       []*Step
@@ -738,6 +739,7 @@ func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 			s.approval = ps.boolean(e.val, "approval")
 		case "environment":
 			s.environment, _ = ps.str(e.val, "environment")
+			s.envNode = e.val
 		case "timeout":
 			if d := ps.duration(e.val, "timeout"); d > 0 {
 				s.timeout = d

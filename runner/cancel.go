@@ -30,10 +30,12 @@ func (r *Runner) cancel(ctx context.Context, runID int64, reason string) error {
 	if err := r.cfg.Store.UpdateRun(ctx, runID, store.StatusCanceled, reason); err != nil {
 		return fmt.Errorf("cancel run %d: %w", runID, err)
 	}
+	ended := map[string]bool{}
 	for _, st := range run.Stages {
 		if st.Status.Terminal() {
 			continue
 		}
+		ended[st.Key] = true
 		if err := r.cfg.Store.UpdateStage(ctx, st.ID, store.AnyAttempt, store.StageUpdate{Status: store.StatusCanceled, Reason: reason}); err != nil {
 			r.log.Warn("cancel stage", "run", runID, "stage", st.Key, "err", err)
 		}
@@ -57,6 +59,7 @@ func (r *Runner) cancel(ctx context.Context, runID int64, reason string) error {
 	r.log.Info("run canceled", "run", runID, "reason", reason)
 	r.report(run, "runnel", "canceled", "Canceled: "+reason)
 	if run, err := r.cfg.Store.Run(ctx, runID); err == nil {
+		r.canceledMetrics(ctx, run, ended)
 		r.runMetrics(run.Repo, run)
 	}
 	for _, st := range run.Stages {
@@ -97,4 +100,24 @@ func (r *Runner) decide(ctx context.Context, runID int64, stageKey, user string,
 		return r.schedule(ctx, runID)
 	}
 	return fmt.Errorf("decide approval: stage %q: %w", stageKey, store.ErrNotFound)
+}
+
+// canceledMetrics ends the stages a cancel ended (those in ended) in the
+// metrics as endStage would: a started stage frees its slot and counts as
+// finished; and an environment whose stages are now all final records
+// its deployment (a variant that failed before the cancel fails it).
+func (r *Runner) canceledMetrics(ctx context.Context, run *store.Run, ended map[string]bool) {
+	envs := map[string]bool{}
+	for _, st := range run.Stages {
+		if !ended[st.Key] {
+			continue
+		}
+		if r.cfg.Metrics != nil && !st.StartedAt.IsZero() {
+			r.cfg.Metrics.StageFinished(run.Repo, string(st.Status), st.StartedAt, st.FinishedAt)
+		}
+		if st.Environment != "" && !envs[st.Environment] {
+			envs[st.Environment] = true
+			r.recordDeployment(ctx, run, st.Environment)
+		}
+	}
 }

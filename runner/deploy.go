@@ -2,27 +2,93 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner/metrics"
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
-func metricsDeployment(run *store.Run, st *store.Stage, result string) metrics.Deployment {
-	return metrics.Deployment{Repo: run.Repo, Environment: st.Environment, CommitTime: run.CommitTime,
-		Started: st.StartedAt, Finished: time.Now(), Result: result}
+// A deployment is what a run did to one environment: all its stages that
+// name the environment (the variants of a matrix, or several stages),
+// counted once, when the last of them is final. See deploymentResult.
+
+// deploymentResult is the rule for the stages of one run and environment:
+// ok is false while one of them is not final, or when none started (a
+// skipped or canceled-before-start deploy is no deployment). Otherwise
+// the result is failure when one failed or errored, else success.
+// Canceled stages neither fail nor succeed a deployment.
+func deploymentResult(stages []*store.Stage) (result string, ok bool) {
+	started, failed := false, false
+	for _, st := range stages {
+		if !st.Status.Terminal() {
+			return "", false
+		}
+		if st.StartedAt.IsZero() || st.Status == store.StatusCanceled || st.Status == store.StatusSkipped {
+			continue
+		}
+		started = true
+		if st.Status != store.StatusSuccess {
+			failed = true
+		}
+	}
+	switch {
+	case !started:
+		return "", false
+	case failed:
+		return store.DeployFailure, true
+	default:
+		return store.DeploySuccess, true
+	}
 }
 
-// storeDeployment records the deployment in the store.
-func (r *Runner) storeDeployment(ctx context.Context, run *store.Run, st *store.Stage, result string) error {
-	started := st.StartedAt
-	if started.IsZero() {
-		started = time.Now()
+// recordDeployment records the deployment of run to env once its stages
+// of env are all final: in the store, then in the metrics with the same
+// finish time, so that a rebuild after a restart gives the same samples.
+// Callers hold r.mu, and each stage becomes final once, so the last of
+// them records it exactly once. st is the stage that just ended.
+func (r *Runner) recordDeployment(ctx context.Context, run *store.Run, env string) {
+	if env == "" {
+		return
 	}
-	id, err := r.cfg.Store.CreateDeployment(ctx, store.Deployment{RepoID: run.RepoID, Environment: st.Environment,
-		RunID: run.ID, StageID: st.ID, Commit: run.Commit, CommitTime: run.CommitTime, StartedAt: started})
+	var group []*store.Stage
+	for _, st := range run.Stages {
+		if st.Environment == env {
+			group = append(group, st)
+		}
+	}
+	result, ok := deploymentResult(group)
+	if !ok {
+		return
+	}
+	d := store.Deployment{RepoID: run.RepoID, Environment: env, RunID: run.ID, StageID: group[len(group)-1].ID,
+		Commit: run.Commit, CommitTime: run.CommitTime, Result: result, FinishedAt: time.Now().Truncate(time.Microsecond)}
+	for _, st := range group {
+		if !st.StartedAt.IsZero() && (d.StartedAt.IsZero() || st.StartedAt.Before(d.StartedAt)) {
+			d.StartedAt = st.StartedAt
+		}
+	}
+	if _, err := r.cfg.Store.CreateDeployment(ctx, d); err != nil {
+		r.log.Error("record deployment", "run", run.ID, "environment", env, "err", err)
+		return
+	}
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.DeploymentFinished(metrics.Deployment{Repo: run.Repo, Environment: env, CommitTime: run.CommitTime,
+			Started: d.StartedAt, Finished: d.FinishedAt, Result: result})
+	}
+}
+
+// environments returns the environments declared for a repository, as
+// the pipeline package plans with them.
+func (r *Runner) environments(ctx context.Context, repoID int64) ([]pipeline.Environment, error) {
+	envs, err := r.cfg.Store.Environments(ctx, repoID)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("environments: %w", err)
 	}
-	return r.cfg.Store.FinishDeployment(ctx, id, result)
+	out := make([]pipeline.Environment, 0, len(envs))
+	for _, e := range envs {
+		out = append(out, pipeline.Environment{Name: e.Name, Branches: e.Branches, Tags: e.Tags})
+	}
+	return out, nil
 }

@@ -13,6 +13,28 @@ type History struct{ Store *store.Store }
 
 var _ metrics.HistorySource = History{}
 
+// Known implements metrics.HistorySource.
+func (h History) Known(ctx context.Context, fn func(repo string, environments []string) error) error {
+	repos, err := h.Store.Repos(ctx)
+	if err != nil {
+		return err
+	}
+	envs, err := h.Store.Environments(ctx, 0)
+	if err != nil {
+		return err
+	}
+	byRepo := map[string][]string{}
+	for _, e := range envs {
+		byRepo[e.Repo] = append(byRepo[e.Repo], e.Name)
+	}
+	for _, r := range repos {
+		if err := fn(r.Name, byRepo[r.Name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // FinishedRuns implements metrics.HistorySource.
 func (h History) FinishedRuns(ctx context.Context, fn func(metrics.RunRecord) error) error {
 	return h.Store.EachFinishedRun(ctx, func(r *store.Run) error {

@@ -19,6 +19,17 @@ func (r *Runner) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover unfinished runs: %w", err)
 	}
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.AgentsFrom(func() (int, int) {
+			agents := r.Agents()
+			capacity := 0
+			for _, a := range agents {
+				capacity += a.Capacity
+			}
+			return len(agents), capacity
+		})
+	}
+	r.countRunning(runs)
 	now := time.Now()
 	for _, run := range runs {
 		for _, st := range run.Stages {
@@ -36,6 +47,24 @@ func (r *Runner) Start(ctx context.Context) error {
 		r.watchdog()
 	}()
 	return nil
+}
+
+// countRunning sets the running-stage gauges from the store's unfinished
+// runs: at start, and at every lease check so that the gauges that
+// follow stage starts and ends cannot drift.
+func (r *Runner) countRunning(runs []*store.Run) {
+	if r.cfg.Metrics == nil {
+		return
+	}
+	n := 0
+	for _, run := range runs {
+		for _, st := range run.Stages {
+			if st.Status == store.StatusRunning {
+				n++
+			}
+		}
+	}
+	r.cfg.Metrics.StagesRunning(n)
 }
 
 // stageRef names a stage as agents do: by run and stage key.
@@ -99,21 +128,12 @@ func (r *Runner) watchdog() {
 }
 
 func (r *Runner) checkLeases(ctx context.Context) {
-	if r.cfg.Metrics != nil {
-		agents := r.Agents()
-		capacity, busy := 0, 0
-		for _, a := range agents {
-			capacity += a.Capacity
-			busy += a.Running
-		}
-		r.cfg.Metrics.AgentsConnected(len(agents))
-		r.cfg.Metrics.AgentSlots(capacity, busy)
-	}
 	runs, err := r.cfg.Store.UnfinishedRuns(ctx)
 	if err != nil {
 		r.log.Error("lease check: list runs", "err", err)
 		return
 	}
+	r.countRunning(runs)
 	// Each running stage is judged by its own reports only: an agent
 	// that is present and busy says nothing about a stage it dropped.
 	now := time.Now()

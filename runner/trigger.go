@@ -40,7 +40,11 @@ func (r *Runner) Trigger(ctx context.Context, repo *store.Repo, ev *scm.Event, t
 		p, perr := pipeline.Parse(PipelineFile, src)
 		var plan *pipeline.Plan
 		if perr == nil {
-			plan, perr = p.Plan(pev)
+			var envs []pipeline.Environment
+			if envs, err = r.environments(ctx, repo.ID); err != nil {
+				return nil, fmt.Errorf("trigger %s at %s: %w", repo.Name, ev.Commit, err)
+			}
+			plan, perr = p.PlanFor(pev, envs)
 		}
 		if perr != nil {
 			nr.Status, nr.Reason = store.StatusError, store.ReasonPipelineInvalid

@@ -177,7 +177,12 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 				if queued.IsZero() {
 					queued = run.CreatedAt
 				}
-				r.cfg.Metrics.QueueWait(now.Sub(queued))
+				// The stored start, as Rebuild will read it.
+				started := now
+				if fresh, err := r.cfg.Store.Run(ctx, run.ID); err == nil && !fresh.StartedAt.IsZero() {
+					started = fresh.StartedAt
+				}
+				r.cfg.Metrics.QueueWait(started.Sub(queued))
 			}
 			r.report(run, "runnel", "running", "Running")
 		}
@@ -433,9 +438,20 @@ func (r *Runner) endStageLocked(ctx context.Context, run *store.Run, st *store.S
 	r.finishStepLogs(run.ID, st)
 	r.report(run, "runnel/"+st.Key, string(status), "Stage "+string(status))
 	if r.cfg.Metrics != nil && !st.StartedAt.IsZero() {
-		r.cfg.Metrics.StageFinished(run.Repo, string(status), st.StartedAt, time.Now())
+		// The stored finish time, as Rebuild will read it after a restart.
+		finished := st.FinishedAt
+		if finished.IsZero() {
+			finished = time.Now()
+		}
+		r.cfg.Metrics.StageFinished(run.Repo, string(status), st.StartedAt, finished)
 	}
-	r.recordDeployment(ctx, run, st, status)
+	if st.Environment != "" {
+		if fresh, err := r.cfg.Store.Run(ctx, run.ID); err != nil {
+			log.Error("load run to record its deployment", "err", err)
+		} else {
+			r.recordDeployment(ctx, fresh, st.Environment)
+		}
+	}
 	serr := r.scheduleLocked(ctx, run.ID)
 	if st.Concurrency != "" {
 		r.scheduleRepoLocked(ctx, run.RepoID, run.ID)
@@ -451,23 +467,5 @@ func (r *Runner) finishStepLogs(runID int64, st *store.Stage) {
 		if err := r.cfg.Logs.Finish(LogKey(runID, st.Key, st.Attempt, i)); err != nil {
 			r.log.Warn("finish log", "run", runID, "stage", st.Key, "err", err)
 		}
-	}
-}
-
-// recordDeployment records a finished stage with an environment as a
-// deployment in the metrics (DORA).
-func (r *Runner) recordDeployment(ctx context.Context, run *store.Run, st *store.Stage, status store.Status) {
-	if st.Environment == "" || (status != store.StatusSuccess && status != store.StatusFailure && status != store.StatusError) {
-		return
-	}
-	result := "success"
-	if status != store.StatusSuccess {
-		result = "failure"
-	}
-	if r.cfg.Metrics != nil {
-		r.cfg.Metrics.DeploymentFinished(metricsDeployment(run, st, result))
-	}
-	if err := r.storeDeployment(ctx, run, st, result); err != nil {
-		r.log.Error("record deployment", "run", run.ID, "stage", st.Key, "err", err)
 	}
 }

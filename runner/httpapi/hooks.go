@@ -112,7 +112,9 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 	}
 	trigger := store.TriggerWebhook
 	if forge == scm.ForgeGeneric && repo.Forge == store.ForgeGit {
-		trigger = store.TriggerGitHook
+		// Pushes of the git post-receive hook are counted apart from
+		// the generic JSON hook.
+		trigger, forge = store.TriggerGitHook, store.ForgeGit
 	}
 	j := job{delivery: deliveryID, repo: repo, ev: ev, trigger: trigger}
 	if deliveryID != 0 {

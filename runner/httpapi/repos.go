@@ -97,6 +97,9 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, err)
 		return
 	}
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.RepoKnown(repo.Name)
+	}
 	v := repoView(repo)
 	if v.HookToken, err = s.cfg.Store.RotateRepoToken(r.Context(), repo.ID, store.HookToken); err != nil {
 		s.storeError(w, err)

@@ -156,6 +156,8 @@ func (s *Server) routes() {
 	api("GET /api/v1/repos", s.listRepos)
 	api("POST /api/v1/repos", s.invalidating(s.createRepo))
 	api("POST /api/v1/repos/{rest...}", s.invalidating(s.repoAction))
+	api("PUT /api/v1/repos/{rest...}", s.putEnvironment)
+	api("GET /api/v1/repos/{rest...}", s.listEnvironments)
 	api("GET /api/v1/agents", s.listAgents)
 	api("GET /api/v1/deployments", s.listDeployments)
 	if s.cfg.Transfers != nil {

@@ -94,8 +94,8 @@ func touchAll(t *testing.T) *prometheus.Registry {
 		t.Fatal(err)
 	}
 	playLive(m, script())
-	m.AgentsConnected(2)
-	m.AgentSlots(8, 3)
+	m.AgentsFrom(func() (int, int) { return 2, 8 })
+	m.StageStarted()
 	m.WebhookDelivery("github", WebhookAccepted)
 	m.StatusReportFailed("github")
 	return reg

@@ -12,16 +12,22 @@
 //
 // The server calls the methods of *Metrics as events happen:
 //
-//	m, err := metrics.New(prometheus.DefaultRegisterer)
+//	m, err := metrics.New(prometheus.DefaultRegisterer) // forge series at 0
 //	err = m.Rebuild(ctx, store)           // once, before live events
+//	m.AgentsFrom(agentsAndSlots)          // read at each scrape
+//	m.RepoKnown(repo)                     // a repository was registered
+//	m.EnvironmentKnown(repo, env)         // an environment was declared
 //	m.QueueWait(started.Sub(queued))      // when a run's first stage starts
 //	m.StageStarted()                      // an agent started a stage
 //	m.StageFinished(repo, result, started, finished)
 //	m.RunFinished(repo, result, queued, started, finished)
 //	m.DeploymentFinished(metrics.Deployment{...})
-//	m.AgentsConnected(n); m.AgentSlots(capacity, busy)
 //	m.WebhookDelivery("github", metrics.WebhookAccepted)
 //	m.StatusReportFailed("github")
+//
+// Every series a dashboard reads exists at 0 from RepoKnown or
+// EnvironmentKnown on: Prometheus's increase() cannot count the first step
+// of a series that appears at 1.
 //
 // # Restarts
 //
@@ -32,6 +38,8 @@
 // implements:
 //
 //	type HistorySource interface {
+//		// Known calls fn for every repository with its environments.
+//		Known(ctx context.Context, fn func(repo string, envs []string) error) error
 //		// FinishedRuns calls fn for every finished run, in any order.
 //		FinishedRuns(ctx context.Context, fn func(RunRecord) error) error
 //		// Deployments calls fn for every finished deployment in ascending

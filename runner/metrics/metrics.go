@@ -36,6 +36,17 @@ const (
 	WebhookError             = "error"
 )
 
+// Forges are the forge label values: the webhook forges, "generic" for
+// the generic JSON hook and "git" for pushes reported by the git
+// post-receive hook. Their series exist from start-up at 0.
+var Forges = []string{"github", "gitea", "gitlab", "generic", "git"}
+
+var (
+	runResults     = []string{ResultSuccess, ResultFailure, ResultError, ResultCanceled, ResultSkipped}
+	deployResults  = []string{DeploySuccess, DeployFailure, DeployRolledBack}
+	webhookResults = []string{WebhookAccepted, WebhookDuplicate, WebhookRejectedSignature, WebhookIgnored, WebhookError}
+)
+
 // Deployment is one finished deploy of a commit to an environment.
 type Deployment struct {
 	Repo        string
@@ -69,6 +80,9 @@ type RunRecord struct {
 // HistorySource replays finished work for Rebuild. Implementations stop
 // and return fn's error when fn fails.
 type HistorySource interface {
+	// Known calls fn for every registered repository with the
+	// environments declared for it.
+	Known(ctx context.Context, fn func(repo string, environments []string) error) error
 	// FinishedRuns calls fn for every finished run, in any order.
 	FinishedRuns(ctx context.Context, fn func(RunRecord) error) error
 	// Deployments calls fn for every finished deployment in ascending
@@ -99,8 +113,8 @@ type Metrics struct {
 	stageDuration  *prometheus.HistogramVec
 	queueWait      prometheus.Histogram
 	stagesRunning  prometheus.Gauge
-	agents         prometheus.Gauge
-	agentCapacity  prometheus.Gauge
+	agents         prometheus.GaugeFunc
+	agentCapacity  prometheus.GaugeFunc
 	agentBusy      prometheus.Gauge
 	webhooks       *prometheus.CounterVec
 	statusFailures *prometheus.CounterVec
@@ -116,6 +130,7 @@ type Metrics struct {
 	failedSince map[envKey]time.Time
 	lastDeploy  map[envKey]time.Time
 	recorded    bool
+	agentsFn    func() (agents, capacity int)
 }
 
 // New creates the metrics and registers them on reg.
@@ -147,14 +162,6 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		stagesRunning: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "runnel_stages_running",
 			Help: "Stages currently running on agents.",
-		}),
-		agents: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "runnel_agents_connected",
-			Help: "Agents currently connected.",
-		}),
-		agentCapacity: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "runnel_agent_capacity_slots",
-			Help: "Stage slots offered by all connected agents.",
 		}),
 		agentBusy: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "runnel_agent_busy_slots",
@@ -189,6 +196,16 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		failedSince: make(map[envKey]time.Time),
 		lastDeploy:  make(map[envKey]time.Time),
 	}
+	// Agents and their slots are read at scrape time, so they are right
+	// from the first scrape after a start, not after a watchdog period.
+	m.agents = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "runnel_agents_connected",
+		Help: "Agents currently connected.",
+	}, func() float64 { n, _ := m.agentCount(); return float64(n) })
+	m.agentCapacity = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "runnel_agent_capacity_slots",
+		Help: "Stage slots offered by all connected agents.",
+	}, func() float64 { _, c := m.agentCount(); return float64(c) })
 	for _, c := range []prometheus.Collector{
 		m.runsFinished, m.stagesFinished, m.runDuration, m.stageDuration,
 		m.queueWait, m.stagesRunning, m.agents, m.agentCapacity, m.agentBusy,
@@ -199,7 +216,37 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			return nil, fmt.Errorf("register runnel metrics: %w", err)
 		}
 	}
+	for _, f := range Forges {
+		for _, r := range webhookResults {
+			m.webhooks.WithLabelValues(f, r)
+		}
+		m.statusFailures.WithLabelValues(f)
+	}
 	return m, nil
+}
+
+// RepoKnown creates every series of repo at 0, so that Prometheus sees
+// each counter before its first event: increase() cannot count the step
+// of a series that first appears at 1. Call it when a repository is
+// registered (Rebuild calls it for the stored ones).
+func (m *Metrics) RepoKnown(repo string) {
+	for _, r := range runResults {
+		m.runsFinished.WithLabelValues(repo, r)
+		m.stagesFinished.WithLabelValues(repo, r)
+	}
+	m.runDuration.WithLabelValues(repo)
+	m.stageDuration.WithLabelValues(repo)
+}
+
+// EnvironmentKnown creates every series of a repository's environment at
+// 0 (see RepoKnown). Call it when an environment is declared.
+func (m *Metrics) EnvironmentKnown(repo, env string) {
+	for _, r := range deployResults {
+		m.deployments.WithLabelValues(repo, env, r)
+	}
+	m.changeFailures.WithLabelValues(repo, env)
+	m.leadTime.WithLabelValues(repo, env)
+	m.timeToRestore.WithLabelValues(repo, env)
 }
 
 func oneOf(v, fallback string, allowed ...string) string {
@@ -256,14 +303,28 @@ func (m *Metrics) QueueWait(d time.Duration) {
 	m.queueWait.Observe(d.Seconds())
 }
 
-// StageStarted records that an agent started a stage.
-func (m *Metrics) StageStarted() { m.stagesRunning.Inc() }
+// StageStarted records that an agent started a stage: one more stage
+// running and one more busy slot, at once rather than at the agent's
+// next heartbeat.
+func (m *Metrics) StageStarted() {
+	m.stagesRunning.Inc()
+	m.agentBusy.Inc()
+}
 
 // StageFinished records a stage that had been reported with StageStarted
-// and reached its final state.
+// and reached its final state; it frees its slot.
 func (m *Metrics) StageFinished(repo, result string, started, finished time.Time) {
 	m.stagesRunning.Dec()
+	m.agentBusy.Dec()
 	m.stageFinished(repo, result, started, finished)
+}
+
+// StagesRunning sets the number of stages running on agents (and so the
+// busy slots) from the store, at start-up: stages that were running
+// before a restart end with StageFinished like any other.
+func (m *Metrics) StagesRunning(n int) {
+	m.stagesRunning.Set(float64(n))
+	m.agentBusy.Set(float64(n))
 }
 
 func (m *Metrics) stageFinished(repo, result string, started, finished time.Time) {
@@ -273,14 +334,23 @@ func (m *Metrics) stageFinished(repo, result string, started, finished time.Time
 	}
 }
 
-// AgentsConnected sets the number of connected agents.
-func (m *Metrics) AgentsConnected(n int) { m.agents.Set(float64(n)) }
+// AgentsFrom sets the function that tells, at each scrape, how many agents
+// are connected and how many stage slots they offer. Busy slots follow
+// StageStarted and StageFinished; busy/capacity is the utilisation.
+func (m *Metrics) AgentsFrom(fn func() (agents, capacity int)) {
+	m.mu.Lock()
+	m.agentsFn = fn
+	m.mu.Unlock()
+}
 
-// AgentSlots sets the stage slots offered by all connected agents and how
-// many of them are busy; busy/capacity is the agents' utilisation.
-func (m *Metrics) AgentSlots(capacity, busy int) {
-	m.agentCapacity.Set(float64(capacity))
-	m.agentBusy.Set(float64(busy))
+func (m *Metrics) agentCount() (int, int) {
+	m.mu.Lock()
+	fn := m.agentsFn
+	m.mu.Unlock()
+	if fn == nil {
+		return 0, 0
+	}
+	return fn()
 }
 
 // WebhookDelivery counts a webhook delivery from forge ("github", "gitea",
@@ -347,7 +417,17 @@ func (m *Metrics) Rebuild(ctx context.Context, src HistorySource) error {
 	m.recorded = true
 	m.mu.Unlock()
 
-	err := src.FinishedRuns(ctx, func(r RunRecord) error {
+	err := src.Known(ctx, func(repo string, envs []string) error {
+		m.RepoKnown(repo)
+		for _, e := range envs {
+			m.EnvironmentKnown(repo, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild metrics from repositories: %w", err)
+	}
+	err = src.FinishedRuns(ctx, func(r RunRecord) error {
 		for _, s := range r.Stages {
 			m.stageFinished(r.Repo, s.Result, s.Started, s.Finished)
 		}

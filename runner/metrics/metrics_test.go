@@ -20,8 +20,23 @@ import (
 
 // history is an in-memory HistorySource for tests.
 type history struct {
+	known       map[string][]string // repo -> environments
 	runs        []RunRecord
 	deployments []Deployment
+}
+
+func (h *history) Known(ctx context.Context, fn func(string, []string) error) error {
+	repos := make([]string, 0, len(h.known))
+	for r := range h.known {
+		repos = append(repos, r)
+	}
+	sort.Strings(repos)
+	for _, r := range repos {
+		if err := fn(r, h.known[r]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (h *history) FinishedRuns(ctx context.Context, fn func(RunRecord) error) error {
@@ -53,6 +68,7 @@ func at(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
 // one ok deployment to staging.
 func script() *history {
 	return &history{
+		known: map[string][]string{"acme/web": {"prod", "staging"}, "acme/api": {"prod"}},
 		runs: []RunRecord{
 			{Repo: "acme/web", Result: "success", Queued: at(0), Started: at(2), Finished: at(62), Stages: []StageRecord{
 				{Result: "success", Started: at(2), Finished: at(32)},
@@ -75,6 +91,12 @@ func script() *history {
 // playLive sends the script through the live methods, in the order the
 // server would.
 func playLive(m *Metrics, h *history) {
+	for repo, envs := range h.known {
+		m.RepoKnown(repo)
+		for _, e := range envs {
+			m.EnvironmentKnown(repo, e)
+		}
+	}
 	for _, r := range h.runs {
 		m.QueueWait(r.Started.Sub(r.Queued))
 		for _, s := range r.Stages {
@@ -165,14 +187,21 @@ func checkScript(t *testing.T, text string) {
 		{"runnel_deployments_total", lbl("repo", "acme/web", "environment", "prod", "result", "rolled_back"), 1},
 		{"runnel_deployments_total", lbl("repo", "acme/web", "environment", "staging", "result", "success"), 1},
 		{"runnel_change_failures_total", lbl("repo", "acme/web", "environment", "prod"), 2},
+		// Known series without events exist at 0.
+		{"runnel_change_failures_total", lbl("repo", "acme/web", "environment", "staging"), 0},
+		{"runnel_deployments_total", lbl("repo", "acme/web", "environment", "staging", "result", "failure"), 0},
+		{"runnel_deployments_total", lbl("repo", "acme/api", "environment", "prod", "result", "rolled_back"), 0},
+		{"runnel_runs_finished_total", lbl("repo", "acme/api", "result", "canceled"), 0},
+		{"runnel_webhook_deliveries_total", lbl("forge", "git", "result", "rejected_signature"), 0},
+		{"runnel_status_report_failures_total", lbl("forge", "gitlab"), 0},
 	}
 	for _, c := range counters {
 		if got := find(t, fams, c.name, c.labels).GetCounter().GetValue(); got != c.want {
 			t.Errorf("%s%v: got %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
-	if _, ok := fams["runnel_change_failures_total"]; ok && len(fams["runnel_change_failures_total"].GetMetric()) != 1 {
-		t.Errorf("runnel_change_failures_total: got %d series, want 1 (no staging failures)", len(fams["runnel_change_failures_total"].GetMetric()))
+	if n := len(fams["runnel_change_failures_total"].GetMetric()); n != 3 {
+		t.Errorf("runnel_change_failures_total: got %d series, want 3 (one per known repository and environment)", n)
 	}
 
 	hists := []struct {
@@ -212,8 +241,11 @@ func checkScript(t *testing.T, text string) {
 			}
 		}
 	}
-	if n := len(fams["runnel_time_to_restore_seconds"].GetMetric()); n != 1 {
-		t.Errorf("runnel_time_to_restore_seconds: got %d series, want 1", n)
+	if n := len(fams["runnel_time_to_restore_seconds"].GetMetric()); n != 3 {
+		t.Errorf("runnel_time_to_restore_seconds: got %d series, want 3", n)
+	}
+	if c := find(t, fams, "runnel_time_to_restore_seconds", lbl("repo", "acme/api", "environment", "prod")).GetHistogram().GetSampleCount(); c != 0 {
+		t.Errorf("time to restore of acme/api prod: %d samples, want 0", c)
 	}
 	if got := find(t, fams, "runnel_stages_running", nil).GetGauge().GetValue(); got != 0 {
 		t.Errorf("runnel_stages_running: got %v, want 0", got)
@@ -269,6 +301,79 @@ func TestRebuildMatchesLive(t *testing.T) {
 	ttr := find(t, parseText(t, scrape(t, reg)), "runnel_time_to_restore_seconds", lbl("repo", "r", "environment", "prod")).GetHistogram()
 	if ttr.GetSampleCount() != 1 || ttr.GetSampleSum() != 60 {
 		t.Errorf("time to restore after rebuild: got count %d sum %v, want 1 and 60", ttr.GetSampleCount(), ttr.GetSampleSum())
+	}
+}
+
+// TestSeriesStartAtZero: every series a panel reads exists at 0 once its
+// repository and environment are known, before any event, so the first
+// event is a step Prometheus's increase() can see.
+func TestSeriesStartAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.RepoKnown("acme/web")
+	m.EnvironmentKnown("acme/web", "prod")
+	fams := parseText(t, scrape(t, reg))
+	for _, r := range []string{"success", "failure", "error", "canceled", "skipped"} {
+		for _, name := range []string{"runnel_runs_finished_total", "runnel_stages_finished_total"} {
+			if v := find(t, fams, name, lbl("repo", "acme/web", "result", r)).GetCounter().GetValue(); v != 0 {
+				t.Errorf("%s{result=%s} = %v, want 0", name, r, v)
+			}
+		}
+	}
+	for _, r := range []string{"success", "failure", "rolled_back"} {
+		find(t, fams, "runnel_deployments_total", lbl("repo", "acme/web", "environment", "prod", "result", r))
+	}
+	find(t, fams, "runnel_change_failures_total", lbl("repo", "acme/web", "environment", "prod"))
+	find(t, fams, "runnel_lead_time_seconds", lbl("repo", "acme/web", "environment", "prod"))
+	find(t, fams, "runnel_time_to_restore_seconds", lbl("repo", "acme/web", "environment", "prod"))
+	find(t, fams, "runnel_run_duration_seconds", lbl("repo", "acme/web"))
+	for _, f := range Forges {
+		find(t, fams, "runnel_status_report_failures_total", lbl("forge", f))
+		find(t, fams, "runnel_webhook_deliveries_total", lbl("forge", f, "result", "accepted"))
+	}
+	// The first failure is then a step from 0 to 1.
+	m.DeploymentFinished(Deployment{Repo: "acme/web", Environment: "prod", Finished: at(10), Result: "failure"})
+	fams = parseText(t, scrape(t, reg))
+	if v := find(t, fams, "runnel_change_failures_total", lbl("repo", "acme/web", "environment", "prod")).GetCounter().GetValue(); v != 1 {
+		t.Errorf("change failures after the first failure = %v, want 1", v)
+	}
+}
+
+// TestBusySlotsFollowStages: utilisation moves with stage starts and ends,
+// not with agent heartbeats; agents and capacity are read at scrape time.
+func TestBusySlotsFollowStages(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents, capacity := 1, 2
+	m.AgentsFrom(func() (int, int) { return agents, capacity })
+	gauge := func(name string) float64 {
+		return find(t, parseText(t, scrape(t, reg)), name, nil).GetGauge().GetValue()
+	}
+	steps := []struct {
+		do        func()
+		busy, cap float64
+	}{
+		{func() {}, 0, 2},
+		{m.StageStarted, 1, 2},
+		{m.StageStarted, 2, 2},
+		{func() { m.StageFinished("r", "success", at(0), at(1)) }, 1, 2},
+		{func() { agents, capacity = 2, 6 }, 1, 6},
+		{func() { m.StagesRunning(3) }, 3, 6},
+	}
+	for i, s := range steps {
+		s.do()
+		if b, c := gauge("runnel_agent_busy_slots"), gauge("runnel_agent_capacity_slots"); b != s.busy || c != s.cap {
+			t.Errorf("step %d: busy %v of %v slots, want %v of %v", i, b, c, s.busy, s.cap)
+		}
+	}
+	if a := gauge("runnel_agents_connected"); a != 2 {
+		t.Errorf("agents connected = %v, want 2", a)
 	}
 }
 

@@ -33,17 +33,21 @@ type Deployment struct {
 	RollsBack int64
 }
 
-// CreateDeployment records the start of a deployment (Result empty; a zero
-// StartedAt is set to now) and returns its id.
+// CreateDeployment records a deployment and returns its id: its start
+// (Result empty; a zero StartedAt is set to now), or, with Result and
+// FinishedAt set, a deployment that has finished already.
 func (s *Store) CreateDeployment(ctx context.Context, d Deployment) (int64, error) {
 	if d.StartedAt.IsZero() {
 		d.StartedAt = s.now()
 	}
+	if (d.Result == "") != d.FinishedAt.IsZero() {
+		return 0, fmt.Errorf("create deployment of repo %d to %s: result and finish time go together", d.RepoID, d.Environment)
+	}
 	var id int64
 	err := s.w.QueryRowContext(ctx, s.rebind(`INSERT INTO deployments (repo_id, environment, run_id, stage_id, commit_sha,
-		commit_time, started_at, rolled_back_deployment_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		commit_time, started_at, finished_at, result, rolled_back_deployment_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		d.RepoID, d.Environment, nullID(d.RunID), nullID(d.StageID), d.Commit, ts(d.CommitTime), d.StartedAt.UnixMicro(),
-		nullID(d.RollsBack)).Scan(&id)
+		ts(d.FinishedAt), d.Result, nullID(d.RollsBack)).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("create deployment of repo %d to %s: %w", d.RepoID, d.Environment, err)
 	}
