@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
