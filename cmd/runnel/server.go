@@ -270,7 +270,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		Agents:         rn.Agents, Transfers: tsvc.Handler(), Artifacts: tsvc.RunArtifacts})
 	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
 	// /deployments, /login, /logout and /static/; everything else goes to the API.
-	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log,
+	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log, Artifacts: tsvc,
 		SecureCookie: strings.HasPrefix(baseURL, "https://")})
 	if err != nil {
 		ln.Close()

@@ -14,6 +14,7 @@ import (
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/runner/transfers"
 )
 
 //go:embed templates/*.html
@@ -63,6 +64,16 @@ type Config struct {
 	// MaxLogBytes caps the part of a log rendered into the log page; the
 	// rest is available as plain text (default 4 MiB).
 	MaxLogBytes int64
+	// Artifacts lists and serves runs' artifacts (runner/transfers); nil
+	// shows none.
+	Artifacts Artifacts
+}
+
+// Artifacts is what the run page needs of the artifact store.
+type Artifacts interface {
+	List(ctx context.Context, runID int64) ([]transfers.Artifact, error)
+	// RunArtifacts serves GET .../runs/{id}/artifacts/{stage}.
+	RunArtifacts(w http.ResponseWriter, r *http.Request)
 }
 
 // Handler serves the UI. Create it with New.
@@ -148,6 +159,9 @@ func (h *Handler) routes() {
 	m.Handle("POST /runs/{id}/stages/{stage}/reject", h.mutate(h.decide(false)))
 	m.Handle("GET /agents", h.view(h.agentsPage))
 	m.Handle("GET /deployments", h.view(h.deploymentsPage))
+	if h.cfg.Artifacts != nil {
+		m.Handle("GET /runs/{id}/artifacts/{stage}", h.authed(h.cfg.Artifacts.RunArtifacts))
+	}
 }
 
 // csp allows only the UI's own script, style and connections; no inline
