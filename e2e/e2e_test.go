@@ -386,7 +386,7 @@ func TestGitPush(t *testing.T) {
 	// The same log by step name, and as SSE.
 	code, b = srv.do("GET", fmt.Sprintf("/api/v1/runs/%d/stages/build/steps/compile/log", r.ID), nil,
 		map[string]string{"Authorization": "Bearer " + srv.token, "Accept": "text/event-stream"})
-	if code != 200 || !strings.Contains(string(b), "data: compiler says: syntax error on line 42") || !strings.Contains(string(b), "event: end") {
+	if code != 200 || !strings.Contains(string(b), `"compiler says: syntax error on line 42"`) || !strings.Contains(string(b), "event: end") {
 		t.Errorf("SSE log = %d %q", code, b)
 	}
 	// No token, no API.

@@ -264,10 +264,6 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		return err
 	}
 	defer rn.Close()
-	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log,
-		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
-		Agents:         rn.Agents, Transfers: tsvc.Handler(), Artifacts: tsvc.RunArtifacts})
 	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
 	// /deployments, /login, /logout and /static/; everything else goes to the API.
 	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log, Artifacts: tsvc,
@@ -276,6 +272,11 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		ln.Close()
 		return err
 	}
+	// The UI's pages read the API (the log endpoint) with their session.
+	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log,
+		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
+		Agents:         rn.Agents, Session: web.SessionToken, Transfers: tsvc.Handler(), Artifacts: tsvc.RunArtifacts})
 	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second}
 	// Webhooks accepted (202) but not triggered before the last stop are
 	// still stored as received: trigger them now, in the background.

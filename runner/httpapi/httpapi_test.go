@@ -305,29 +305,6 @@ func TestInvalidPipelineDiagnostics(t *testing.T) {
 	}
 }
 
-func TestFollowLogSSE(t *testing.T) {
-	e := newEnv(t)
-	code, b := e.do("POST", "/api/v1/repos", []byte(fmt.Sprintf(`{"name":"app","forge":"git","clone_url":%q}`, e.bare)), e.auth())
-	if code != 201 {
-		t.Fatalf("create repo: %d %s", code, b)
-	}
-	e.push("version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: for i in 1 2 3; do echo line $i; sleep 0.3; done\n")
-	code, b = e.do("POST", "/api/v1/repos/app/trigger", []byte(`{}`), e.auth())
-	if code != 201 {
-		t.Fatalf("trigger: %d %s", code, b)
-	}
-	var v RunView
-	json.Unmarshal([]byte(b), &v)
-	// Follow from the start: the step is still running.
-	h := e.auth()
-	h["Accept"] = "text/event-stream"
-	code, b = e.do("GET", fmt.Sprintf("/api/v1/runs/%d/stages/a/steps/s/log", v.ID), nil, h)
-	want := "data: line 1\n\ndata: line 2\n\ndata: line 3\n\nevent: end\n"
-	if code != 200 || !strings.Contains(b, want) {
-		t.Errorf("SSE = %d %q, want it to contain %q", code, b, want)
-	}
-}
-
 func TestResumeDelivery(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()

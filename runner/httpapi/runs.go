@@ -1,12 +1,7 @@
 package httpapi
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,7 +10,6 @@ import (
 
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
-	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
@@ -213,144 +207,6 @@ func (s *Server) approve(ok bool) http.HandlerFunc {
 		}
 		run, _ = s.cfg.Store.Run(r.Context(), run.ID)
 		writeJSON(w, http.StatusOK, s.view(run))
-	}
-}
-
-// stepLog serves a step's log: complete as text/plain, or followed live
-// with ?follow=1 (chunked text) or Accept: text/event-stream (SSE, one
-// "data:" line per log line and a final "end" event).
-func (s *Server) stepLog(w http.ResponseWriter, r *http.Request) {
-	run, ok := s.loadRun(w, r)
-	if !ok {
-		return
-	}
-	var st *store.Stage
-	for _, x := range run.Stages {
-		if x.Key == r.PathValue("stage") {
-			st = x
-		}
-	}
-	if st == nil {
-		writeError(w, http.StatusNotFound, "no such stage")
-		return
-	}
-	stepArg := r.PathValue("step")
-	pos := -1
-	for _, step := range st.Steps {
-		if step.Name == stepArg || strconv.Itoa(step.Position) == stepArg {
-			pos = step.Position
-			break
-		}
-	}
-	if pos < 0 {
-		writeError(w, http.StatusNotFound, "no such step")
-		return
-	}
-	attempt := st.Attempt
-	if a := r.URL.Query().Get("attempt"); a != "" {
-		n, err := strconv.Atoi(a)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "attempt must be a positive number")
-			return
-		}
-		attempt = n
-	}
-	key := runner.LogKey(run.ID, st.Key, attempt, pos)
-	sse := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
-	follow := sse || r.URL.Query().Get("follow") == "1" || r.URL.Query().Get("follow") == "true"
-	if !follow {
-		f, err := s.cfg.Logs.Open(key)
-		if errors.Is(err, logstore.ErrNotFound) {
-			if st.Status.Terminal() || st.Status == store.StatusPending || st.Status == store.StatusWaiting {
-				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-				w.WriteHeader(http.StatusOK)
-				return
-			}
-			writeError(w, http.StatusNotFound, "no log yet")
-			return
-		}
-		if err != nil {
-			s.storeError(w, err)
-			return
-		}
-		defer f.Close()
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.Copy(w, f)
-		return
-	}
-	done := func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		cur, err := s.cfg.Store.Stage(ctx, st.ID)
-		if err != nil {
-			return true
-		}
-		if cur.Attempt != attempt || cur.Status.Terminal() {
-			return true
-		}
-		for _, step := range cur.Steps {
-			if step.Position == pos {
-				return step.Status.Terminal()
-			}
-		}
-		return true
-	}
-	rd := s.cfg.Logs.Follow(r.Context(), key, done)
-	defer rd.Close()
-	flusher, _ := w.(http.Flusher)
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("X-Accel-Buffering", "no")
-	if sse {
-		w.Header().Set("Content-Type", "text/event-stream")
-	} else {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	}
-	w.WriteHeader(http.StatusOK)
-	if flusher != nil {
-		flusher.Flush()
-	}
-	if !sse {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := rd.Read(buf)
-			if n > 0 {
-				if _, werr := w.Write(buf[:n]); werr != nil {
-					return
-				}
-				if flusher != nil {
-					flusher.Flush()
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}
-	br := bufio.NewReaderSize(rd, 64<<10)
-	var partial bytes.Buffer
-	for {
-		line, err := br.ReadSlice('\n')
-		partial.Write(line)
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if partial.Len() > 0 && (err == nil || err == io.EOF) {
-			text := strings.TrimSuffix(partial.String(), "\n")
-			fmt.Fprintf(w, "data: %s\n\n", strings.ReplaceAll(text, "\r", ""))
-			partial.Reset()
-			if flusher != nil && br.Buffered() == 0 {
-				flusher.Flush()
-			}
-		}
-		if err != nil {
-			if err == io.EOF {
-				fmt.Fprint(w, "event: end\ndata: \n\n")
-			}
-			if flusher != nil {
-				flusher.Flush()
-			}
-			return
-		}
 	}
 }
 

@@ -54,6 +54,11 @@ type Config struct {
 	// /api/v1/runs/{id}/artifacts/{stage} behind the API's authentication;
 	// nil means 404.
 	Artifacts http.HandlerFunc
+	// Session returns the API token behind the web UI session a request
+	// carries (its cookie), or nil. GET requests without a bearer token
+	// are let in with it, so the UI reads the same endpoints as the CLI
+	// (the log stream above all); anything else needs a bearer token.
+	Session func(r *http.Request) *store.Token
 }
 
 // Server is the HTTP API. Create it with New; its Handler serves
@@ -186,7 +191,14 @@ type ctxKey struct{}
 // never compared byte by byte).
 func (s *Server) auth(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		hdr := r.Header.Get("Authorization")
+		if hdr == "" && s.cfg.Session != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			if t := s.cfg.Session(r); t != nil {
+				h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)))
+				return
+			}
+		}
+		tok, ok := strings.CutPrefix(hdr, "Bearer ")
 		if !ok || tok == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="runnel"`)
 			writeError(w, http.StatusUnauthorized, "missing bearer token")

@@ -245,19 +245,20 @@ func (s *Store) waitChan(k Key) (<-chan struct{}, bool) {
 	return e.notify, true
 }
 
-// Follow returns a reader of k's log that replays what is written and then
-// follows new chunks until the log is finished, done reports true (polled
+// Follow returns a reader of k's log from byte offset from that replays
+// what is written and then follows new chunks until the log is finished, done reports true (polled
 // every second, for logs whose writer went away with a crashed process),
 // or ctx ends. A log that does not exist yet is waited for. The caller
 // closes the reader.
-func (s *Store) Follow(ctx context.Context, k Key, done func() bool) io.ReadCloser {
-	return &follower{s: s, k: k, ctx: ctx, done: done}
+func (s *Store) Follow(ctx context.Context, k Key, from int64, done func() bool) io.ReadCloser {
+	return &follower{s: s, k: k, ctx: ctx, from: from, done: done}
 }
 
 type follower struct {
 	s    *Store
 	k    Key
 	ctx  context.Context
+	from int64
 	done func() bool
 	f    *os.File
 }
@@ -270,6 +271,10 @@ func (r *follower) Read(p []byte) (int, error) {
 				return 0, fmt.Errorf("follow log %s: %w", r.k, err)
 			}
 			if err == nil {
+				if _, err := f.Seek(r.from, io.SeekStart); err != nil {
+					f.Close()
+					return 0, fmt.Errorf("follow log %s from %d: %w", r.k, r.from, err)
+				}
 				r.f = f
 			}
 		}

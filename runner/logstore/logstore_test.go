@@ -92,7 +92,7 @@ func TestFollow(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r := s.Follow(ctx, k, nil)
+	r := s.Follow(ctx, k, 0, nil)
 	defer r.Close()
 	got := make(chan []byte, 1)
 	go func() {
@@ -129,11 +129,47 @@ func TestFollowEndsByDoneAfterCrash(t *testing.T) {
 	s2, _ := New(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r := s2.Follow(ctx, k, func() bool { return true })
+	r := s2.Follow(ctx, k, 0, func() bool { return true })
 	defer r.Close()
 	b, err := io.ReadAll(r)
 	if err != nil || string(b) != "partial" {
 		t.Errorf("got %q, %v; want %q, nil", b, err, "partial")
+	}
+}
+
+// TestFollowFrom: a follower starting at an offset sees only what lies
+// after it, then what is appended.
+func TestFollowFrom(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Key{Run: "7", Stage: "build", Attempt: 1, Step: "compile"}
+	if err := s.Append(k, 0, []byte("first\nsecond\n")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := s.Follow(ctx, k, int64(len("first\n")), nil)
+	defer r.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(r)
+		got <- b
+	}()
+	if err := s.Append(k, 1, []byte("third\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Finish(k); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if want := "second\nthird\n"; string(b) != want {
+			t.Errorf("got %q, want %q", b, want)
+		}
+	case <-ctx.Done():
+		t.Fatal("follower did not reach EOF after Finish")
 	}
 }
 
@@ -148,7 +184,7 @@ func TestLarge(t *testing.T) {
 	k := Key{Run: "big", Stage: "s", Attempt: 1, Step: "x"}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	r := s.Follow(ctx, k, nil)
+	r := s.Follow(ctx, k, 0, nil)
 	defer r.Close()
 	type res struct {
 		sum [32]byte

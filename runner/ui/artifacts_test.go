@@ -15,7 +15,7 @@ import (
 
 // TestRunPageArtifacts: a run's artifacts are listed on its page with
 // size and digest, and their link downloads the archive with the session
-// (and nothing without one).
+// (a login first without one).
 func TestRunPageArtifacts(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -36,8 +36,8 @@ func TestRunPageArtifacts(t *testing.T) {
 
 	c := e.client()
 	link := runPath(e.run.ID) + "/artifacts/build"
-	if code, _, _ := e.get(c, link); code != http.StatusUnauthorized {
-		t.Errorf("download without a session: %d, want 401", code)
+	if code, _, hdr := e.get(c, link); code != http.StatusSeeOther || !strings.HasPrefix(hdr.Get("Location"), "/login") {
+		t.Errorf("download without a session: %d to %q, want a redirect to the login", code, hdr.Get("Location"))
 	}
 	e.login(c, e.token)
 	code, page, _ := e.get(c, runPath(e.run.ID))

@@ -34,13 +34,17 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// TestBrowser drives the UI in headless Chromium: log in through the
-// form, read stage statuses off the run page, open a running step's log
-// and see lines appended to the log store appear without a reload.
-func TestBrowser(t *testing.T) {
-	exe := chromium(t)
-	e := newEnv(t)
+// browser is a headless Chromium driven over its debugging protocol,
+// collecting console errors and uncaught exceptions (a CSP violation is
+// logged as an error); they fail the test at its end.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+}
 
+func newBrowser(t *testing.T, timeout time.Duration) *browser {
+	t.Helper()
+	exe := chromium(t)
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
 		chromedp.Headless,
@@ -57,14 +61,8 @@ func TestBrowser(t *testing.T) {
 		chromedp.WindowSize(1100, 900),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
 	ctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-
-	// Collect console errors and uncaught exceptions (a CSP violation
-	// is logged as an error) until the test ends.
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	cctx, stopConsole := context.WithCancel(ctx)
 	messages := chromedp.Console(cctx)
 	var mu sync.Mutex
@@ -84,34 +82,60 @@ func TestBrowser(t *testing.T) {
 			}
 		}
 	}()
-	defer func() {
+	t.Cleanup(func() {
 		stopConsole()
 		wg.Wait()
-	}()
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
+		cancel()
+		cancelBrowser()
+		cancelAlloc()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(problems) > 0 {
+			t.Errorf("browser console errors: %v", problems)
 		}
-	}
-	eval := func(what, expr string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return v
-	}
+	})
+	return &browser{t: t, ctx: ctx}
+}
 
-	// An unauthenticated visit lands on the login form and returns to
-	// the run after login.
-	run("log in",
-		chromedp.Navigate(e.srv.URL+runPath(e.run.ID)),
+func (b *browser) run(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, steps...); err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func (b *browser) eval(what, expr string) string {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](expr))
+	if err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// login opens path, lands on the login form, logs in and waits for sel.
+func (b *browser) login(e *env, path string, sel chromedp.CSS) {
+	b.t.Helper()
+	b.run("log in",
+		chromedp.Navigate(e.srv.URL+path),
 		chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), e.token),
 		chromedp.Click(chromedp.ID("login-submit")),
-		chromedp.WaitVisible(chromedp.CSS(`article[data-stage="build"]`)),
+		chromedp.WaitVisible(sel),
 	)
+}
+
+// TestBrowser drives the UI in headless Chromium: log in through the
+// form, read stage statuses off the run page, open a running step's log
+// and see lines appended to the log store appear without a reload.
+func TestBrowser(t *testing.T) {
+	b := newBrowser(t, 30*time.Second)
+	e := newEnv(t)
+	run, eval, ctx := b.run, b.eval, b.ctx
+
+	// An unauthenticated visit lands on the login form and returns to
+	// the run after login.
+	b.login(e, runPath(e.run.ID), chromedp.CSS(`article[data-stage="build"]`))
 	stages := eval("stages", `Array.from(document.querySelectorAll("article.stage")).map(a => a.dataset.stage + "=" + a.querySelector(".status").textContent).join(",")`)
 	if want := "build=running,test[go=1.22]=pending,deploy=pending"; stages != want {
 		t.Errorf("stages: got %q, want %q", stages, want)
@@ -149,7 +173,9 @@ func TestBrowser(t *testing.T) {
 	build := e.run.Stages[0]
 	key := runner.LogKey(e.run.ID, "build", build.Attempt, 1)
 	run("open log",
-		chromedp.Click(chromedp.CSS(`tr[data-step="1"] a`)),
+		// The run page refreshes itself in the background, replacing the
+		// link; follow its href rather than clicking a node that may go.
+		chromedp.Navigate(e.srv.URL+runPath(e.run.ID)+"/stages/build/steps/1/log"),
 		chromedp.WaitVisible(chromedp.ID("log")),
 		// The EventSource is open once the server has sent its headers.
 		chromedp.Poll[chromedp.Void](`document.getElementById("live-state").textContent === "following live…"`,
@@ -178,11 +204,4 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	run("end of log", chromedp.WaitVisible(chromedp.CSS(`#log[data-ended="true"]`)))
-	stopConsole()
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	if len(problems) > 0 {
-		t.Errorf("browser console errors: %v", problems)
-	}
 }

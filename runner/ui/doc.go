@@ -1,6 +1,7 @@
 // Package ui is Runnel's web UI: server-rendered HTML pages (html/template,
 // embedded with the CSS and the one JavaScript file) for runs, a run's
-// stages and steps, step logs followed live over Server-Sent Events,
+// stages and steps, step logs (a page at a time, paged by byte range and
+// followed live through the API's log endpoint, see runner/logview),
 // agents and deployments.
 //
 // It owns its login: an API token entered in a form is checked with

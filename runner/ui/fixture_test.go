@@ -22,6 +22,7 @@ import (
 	"github.com/runnel-ci/runnel/artifact/fs"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/runner/transfers"
@@ -108,10 +109,14 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := http.NewServeMux()
-	api.HandleFunc("GET /api/v1/ping", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "api") })
-	e.srv = httptest.NewServer(e.ui.Wrap(api))
-	t.Cleanup(e.srv.Close)
+	// The real API behind the UI, as runnel server wires it: the log
+	// viewer reads and follows logs through it with its session.
+	api := httpapi.New(httpapi.Config{Store: e.store, Runner: e.runner, Logs: e.logs, Logger: log, Session: e.ui.SessionToken})
+	e.srv = httptest.NewServer(e.ui.Wrap(api.Handler()))
+	t.Cleanup(func() {
+		e.srv.Close()
+		api.Drain(context.Background())
+	})
 	e.token, _, err = e.store.CreateToken(ctx, "alice", true)
 	if err != nil {
 		t.Fatal(err)

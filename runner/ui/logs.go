@@ -3,18 +3,17 @@ package ui
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
-	"os"
+	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/logstore"
+	"github.com/runnel-ci/runnel/runner/logview"
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
@@ -87,44 +86,51 @@ func (h *Handler) resolveStep(w http.ResponseWriter, r *http.Request, fail func(
 	return ref, true
 }
 
-// logLine is a rendered line of the log page.
-type logLine []Segment
+// logQuery reads the part of the log a log page URL asks for: ?from=N
+// (a page from there on), ?before=N (a page ending there) or neither
+// (the tail).
+func logQuery(q url.Values, lines int, limit int64) (logview.Query, error) {
+	lq := logview.Query{Tail: true, Lines: lines, Limit: limit}
+	for _, k := range []string{"from", "before"} {
+		v := q.Get(k)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 || (k == "before" && n == 0) {
+			return lq, fmt.Errorf("%s must be a byte offset", k)
+		}
+		lq.Tail = false
+		if k == "from" {
+			lq.From = n
+		} else {
+			lq.Before = n
+		}
+		break
+	}
+	return lq, nil
+}
 
-// logPage shows a step's log as it is now and, while the step runs, has
-// the browser follow it from where the page ends (ui.js, EventSource).
+// logPage shows one page of a step's log (the tail unless the URL asks
+// for another), streamed into the response as it is rendered. ui.js
+// pages further by byte range as the reader scrolls and, while the
+// step runs and the page shows the end, follows the log live; both go
+// through the API's log endpoint.
 func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 	ref, ok := h.resolveStep(w, r, func(code int, msg string) { h.errorPage(w, r, code, msg) })
 	if !ok {
 		return
 	}
-	data, truncated, err := h.readLog(ref.key)
+	lq, err := logQuery(r.URL.Query(), h.cfg.LogPageLines, h.cfg.LogPageBytes)
+	if err != nil {
+		h.errorPage(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	live := ref.live()
+	p, err := h.readPage(ref.key, live, lq)
 	if err != nil {
 		h.storeError(w, r, "read log", err)
 		return
-	}
-	// Render complete lines only; the follower resumes at the byte after
-	// the last newline, so a line being written is shown once, complete.
-	end := int64(len(data))
-	live := ref.live()
-	if live {
-		if i := lastNewline(data); i >= 0 {
-			end = int64(i + 1)
-		} else {
-			end = 0
-		}
-		data = data[:end]
-	}
-	a := newANSI()
-	var lines []logLine
-	rd := bufio.NewReader(bytes.NewReader(data))
-	for {
-		l, err := rd.ReadString('\n')
-		if len(l) > 0 {
-			lines = append(lines, a.line(trimNewline(l)))
-		}
-		if err != nil {
-			break
-		}
 	}
 	base := stagePath(ref.run.ID, ref.stage.Key) + "/steps/" + strconv.Itoa(ref.step.Position)
 	q := "?attempt=" + strconv.Itoa(ref.attempt)
@@ -132,39 +138,53 @@ func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 	for i := 1; i <= ref.stage.Attempt; i++ {
 		attempts = append(attempts, i)
 	}
+	api := "/api/v1/runs/" + strconv.FormatInt(ref.run.ID, 10) + "/stages/" + url.PathEscape(ref.stage.Key) +
+		"/steps/" + strconv.Itoa(ref.step.Position) + "/log" + q + "&styled=1"
+	// A live log's page near its end hands over to the live stream.
+	atEnd := p.To == p.Size || (live && p.Size-p.To < h.cfg.LogPageBytes)
 	d := map[string]any{"Run": ref.run, "Stage": ref.stage, "Step": ref.step, "Attempt": ref.attempt, "Attempts": attempts,
-		"Lines": lines, "Truncated": truncated, "Live": live, "Raw": base + "/log.txt" + q, "Base": base + "/log",
-		"Events": base + "/events" + q + "&from=" + strconv.FormatInt(truncated+end, 10)}
-	h.render(w, r, http.StatusOK, "log", fmt.Sprintf("%s #%d · %s · %s", ref.run.Repo, ref.run.Number, ref.stage.Key, ref.step.Name), d)
+		"Page": p, "Lines": segmentLines(p.Data), "Live": live, "Follow": live && atEnd, "AtEnd": atEnd,
+		"Raw": base + "/log.txt" + q, "Base": base + "/log", "Here": base + "/log" + q, "Src": api,
+		"PageLines": h.cfg.LogPageLines, "PageBytes": h.cfg.LogPageBytes, "MaxLines": h.cfg.LogMaxLines}
+	h.stream(w, r, "log", fmt.Sprintf("%s #%d · %s · %s", ref.run.Repo, ref.run.Number, ref.stage.Key, ref.step.Name), d)
 }
 
-// readLog reads a log, or its last MaxLogBytes, and says how many bytes
-// were left out at the start. A log not written yet is empty.
-func (h *Handler) readLog(k logstore.Key) ([]byte, int64, error) {
+// readPage reads the page lq asks for; a log not written yet is an
+// empty page.
+func (h *Handler) readPage(k logstore.Key, live bool, lq logview.Query) (logview.Page, error) {
+	final := !live && !h.cfg.Logs.Live(k)
 	f, err := h.cfg.Logs.Open(k)
 	if errors.Is(err, logstore.ErrNotFound) {
-		return nil, 0, nil
+		return logview.Page{Final: final}, nil
 	}
 	if err != nil {
-		return nil, 0, err
+		return logview.Page{}, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, 0, fmt.Errorf("stat log %s: %w", k, err)
+		return logview.Page{}, fmt.Errorf("stat log %s: %w", k, err)
 	}
-	var skip int64
-	if fi.Size() > h.cfg.MaxLogBytes {
-		skip = fi.Size() - h.cfg.MaxLogBytes
-		if _, err := f.Seek(skip, io.SeekStart); err != nil {
-			return nil, 0, fmt.Errorf("seek log %s: %w", k, err)
+	return logview.ReadPage(f, fi.Size(), final, lq)
+}
+
+// segmentLines yields the lines of data as styled segments, one at a
+// time, for the template to render as it goes.
+func segmentLines(data []byte) iter.Seq[[]logview.Segment] {
+	return func(yield func([]logview.Segment) bool) {
+		a := logview.NewANSI()
+		for len(data) > 0 {
+			line := data
+			if i := bytes.IndexByte(data, '\n'); i >= 0 {
+				line, data = data[:i], data[i+1:]
+			} else {
+				data = nil
+			}
+			if !yield(a.Line(string(line))) {
+				return
+			}
 		}
 	}
-	data, err := io.ReadAll(io.LimitReader(f, h.cfg.MaxLogBytes))
-	if err != nil {
-		return nil, 0, fmt.Errorf("read log %s: %w", k, err)
-	}
-	return data, skip, nil
 }
 
 // logText serves the log as plain text, as written (escape sequences
@@ -189,112 +209,20 @@ func (h *Handler) logText(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(w, f)
 }
 
-// logEvents streams a step's log as Server-Sent Events from byte offset
-// "from" (or the Last-Event-ID of a reconnecting EventSource): one event
-// per line, data {"s": [segments]}, id the offset after the line, and a
-// final "end" event once the step attempt has finished.
-func (h *Handler) logEvents(w http.ResponseWriter, r *http.Request) {
-	ref, ok := h.resolveStep(w, r, func(code int, msg string) { http.Error(w, msg, code) })
-	if !ok {
+// stream renders a page straight into the response through a small
+// buffer, for pages whose content is large (a log page): nothing is
+// built whole in memory. A template error after the first bytes went
+// out can only be logged.
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, name, title string, data any) {
+	p := page{Title: title, Nav: name, Data: data}
+	if s := sessionOf(r); s != nil {
+		p.User, p.CSRF = s.user, s.csrf
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	bw := bufio.NewWriterSize(w, 32<<10)
+	if err := h.pages[name].ExecuteTemplate(bw, "layout.html", p); err != nil {
+		h.log.Error("ui render", "page", name, "err", err)
 		return
 	}
-	from := int64(0)
-	for _, v := range []string{r.Header.Get("Last-Event-ID"), r.URL.Query().Get("from")} {
-		if v == "" {
-			continue
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			http.Error(w, "bad offset", http.StatusBadRequest)
-			return
-		}
-		from = n
-		break
-	}
-	stageID, attempt, pos := ref.stage.ID, ref.attempt, ref.step.Position
-	done := func() bool {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-		defer cancel()
-		cur, err := h.cfg.Store.Stage(ctx, stageID)
-		if err != nil || cur.Attempt != attempt || cur.Status.Terminal() {
-			return true
-		}
-		for _, step := range cur.Steps {
-			if step.Position == pos {
-				return step.Status.Terminal()
-			}
-		}
-		return true
-	}
-	rd := h.cfg.Logs.Follow(r.Context(), ref.key, done)
-	defer rd.Close()
-	if from > 0 {
-		if n, err := io.CopyN(io.Discard, rd, from); err != nil || n < from {
-			// The log is shorter than the offset (or was cut); nothing to add.
-			writeEnd(w)
-			return
-		}
-	}
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	_ = rc.Flush()
-	a := newANSI()
-	br := bufio.NewReaderSize(rd, 64<<10)
-	offset := from
-	for {
-		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull || (err == nil && len(line) > 0) || (errors.Is(err, io.EOF) && len(line) > 0) {
-			// A line over 64 KiB is sent in pieces.
-			offset += int64(len(line))
-			b, merr := json.Marshal(map[string][]Segment{"s": a.line(trimNewline(string(line)))})
-			if merr != nil {
-				return
-			}
-			if _, werr := fmt.Fprintf(w, "id: %d\ndata: %s\n\n", offset, b); werr != nil {
-				return
-			}
-			if br.Buffered() == 0 {
-				_ = rc.Flush()
-			}
-			if err == nil || err == bufio.ErrBufferFull {
-				continue
-			}
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				writeEnd(w)
-				_ = rc.Flush()
-			} else if !errors.Is(err, context.Canceled) && !errors.Is(err, os.ErrClosed) {
-				h.log.Warn("ui: follow log", "key", ref.key.String(), "err", err)
-			}
-			return
-		}
-	}
-}
-
-func writeEnd(w http.ResponseWriter) {
-	if w.Header().Get("Content-Type") == "" {
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.Header().Set("Cache-Control", "no-store")
-	}
-	_, _ = io.WriteString(w, "event: end\ndata: {}\n\n")
-}
-
-func lastNewline(b []byte) int {
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] == '\n' {
-			return i
-		}
-	}
-	return -1
-}
-
-func trimNewline(s string) string {
-	if n := len(s); n > 0 && s[n-1] == '\n' {
-		return s[:n-1]
-	}
-	return s
+	_ = bw.Flush()
 }

@@ -112,41 +112,44 @@ func sessionOf(r *http.Request) *session {
 	return s
 }
 
-// current returns the request's valid session, or nil. A session whose
-// API token has been deleted since login ends with it.
+// current returns the request's valid session and its cookie value, or
+// nil. A session whose API token has been deleted since login ends with
+// it.
 func (h *Handler) current(r *http.Request) (*session, string) {
+	sess, id, _ := h.lookup(r)
+	return sess, id
+}
+
+// lookup is current that also returns the session's API token.
+func (h *Handler) lookup(r *http.Request) (*session, string, *store.Token) {
 	c, err := r.Cookie(cookieName)
 	if err != nil || c.Value == "" {
-		return nil, ""
+		return nil, "", nil
 	}
 	sess := h.sessions.get(c.Value, time.Now())
 	if sess == nil {
-		return nil, ""
+		return nil, "", nil
 	}
 	toks, err := h.cfg.Store.Tokens(r.Context())
 	if err != nil {
 		h.log.Error("ui: list tokens", "err", err)
-		return nil, ""
+		return nil, "", nil
 	}
 	for _, t := range toks {
 		if t.ID == sess.tokenID {
-			return sess, c.Value
+			return sess, c.Value, t
 		}
 	}
 	h.sessions.remove(c.Value)
-	return nil, ""
+	return nil, "", nil
 }
 
-// authed requires a session; without one it answers 401.
-func (h *Handler) authed(next http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sess, _ := h.current(r)
-		if sess == nil {
-			http.Error(w, "login required", http.StatusUnauthorized)
-			return
-		}
-		next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
-	})
+// SessionToken returns the API token behind the UI session r carries,
+// or nil: httpapi.Config.Session, so pages read the API (the log
+// endpoint) with their session cookie.
+func (h *Handler) SessionToken(r *http.Request) *store.Token {
+	_, _, t := h.lookup(r)
+	return t
 }
 
 // view requires a session for a page; without one it redirects to the

@@ -13,6 +13,7 @@ import (
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/logstore"
+	"github.com/runnel-ci/runnel/runner/logview"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/runner/transfers"
 )
@@ -61,9 +62,15 @@ type Config struct {
 	// RefreshInterval is how often an open runs list, or the page of an
 	// unfinished run, reloads its content in the background (default 5 s).
 	RefreshInterval time.Duration
-	// MaxLogBytes caps the part of a log rendered into the log page; the
-	// rest is available as plain text (default 4 MiB).
-	MaxLogBytes int64
+	// LogPageLines and LogPageBytes bound a page of a log: the part the
+	// log page shows when it opens and each part it fetches as the reader
+	// scrolls (defaults 1,000 lines and 256 KiB).
+	LogPageLines int
+	LogPageBytes int64
+	// LogMaxLines bounds the lines a log page holds at once, live or
+	// scrolled; the rest are paged out and fetched again when scrolled
+	// to (default 5,000).
+	LogMaxLines int
 	// Artifacts lists and serves runs' artifacts (runner/transfers); nil
 	// shows none.
 	Artifacts Artifacts
@@ -99,8 +106,14 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.RefreshInterval <= 0 {
 		cfg.RefreshInterval = 5 * time.Second
 	}
-	if cfg.MaxLogBytes <= 0 {
-		cfg.MaxLogBytes = 4 << 20
+	if cfg.LogPageLines <= 0 {
+		cfg.LogPageLines = 1000
+	}
+	if cfg.LogPageBytes <= 0 || cfg.LogPageBytes > logview.MaxPageBytes {
+		cfg.LogPageBytes = 256 << 10
+	}
+	if cfg.LogMaxLines < 2*cfg.LogPageLines {
+		cfg.LogMaxLines = max(5000, 2*cfg.LogPageLines)
 	}
 	pages, err := parsePages()
 	if err != nil {
@@ -152,7 +165,6 @@ func (h *Handler) routes() {
 	m.Handle("GET /runs/{id}", h.view(h.runPage))
 	m.Handle("GET /runs/{id}/stages/{stage}/steps/{step}/log", h.view(h.logPage))
 	m.Handle("GET /runs/{id}/stages/{stage}/steps/{step}/log.txt", h.view(h.logText))
-	m.Handle("GET /runs/{id}/stages/{stage}/steps/{step}/events", h.authed(h.logEvents))
 	m.Handle("POST /runs/{id}/cancel", h.mutate(h.cancel))
 	m.Handle("POST /runs/{id}/rerun", h.mutate(h.rerun))
 	m.Handle("POST /runs/{id}/stages/{stage}/approve", h.mutate(h.decide(true)))
@@ -160,7 +172,7 @@ func (h *Handler) routes() {
 	m.Handle("GET /agents", h.view(h.agentsPage))
 	m.Handle("GET /deployments", h.view(h.deploymentsPage))
 	if h.cfg.Artifacts != nil {
-		m.Handle("GET /runs/{id}/artifacts/{stage}", h.authed(h.cfg.Artifacts.RunArtifacts))
+		m.Handle("GET /runs/{id}/artifacts/{stage}", h.view(h.cfg.Artifacts.RunArtifacts))
 	}
 }
 

@@ -3,11 +3,14 @@ package ui
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,13 +36,13 @@ func TestLoginRequired(t *testing.T) {
 		{"GET", "/deployments", http.StatusSeeOther, "/login?next=%2Fdeployments"},
 		{"GET", runPath(e.run.ID) + "/stages/build/steps/0/log", http.StatusSeeOther, ""},
 		{"GET", runPath(e.run.ID) + "/stages/build/steps/0/log.txt", http.StatusSeeOther, ""},
-		{"GET", runPath(e.run.ID) + "/stages/build/steps/1/events", http.StatusUnauthorized, ""},
+		{"GET", "/api/v1" + runPath(e.run.ID) + "/stages/build/steps/1/log", http.StatusUnauthorized, ""},
 		{"POST", runPath(e.run.ID) + "/cancel", http.StatusForbidden, ""},
 		{"POST", runPath(e.run.ID) + "/rerun", http.StatusForbidden, ""},
 		{"POST", runPath(e.run.ID) + "/stages/deploy/approve", http.StatusForbidden, ""},
 		{"GET", "/login", http.StatusOK, ""},
 		{"GET", "/static/ui.css", http.StatusOK, ""},
-		{"GET", "/api/v1/ping", http.StatusOK, ""}, // passed to the wrapped handler
+		{"GET", "/healthz", http.StatusOK, ""}, // passed to the wrapped handler
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
@@ -440,10 +443,12 @@ func TestAgentsAndDeployments(t *testing.T) {
 	}
 }
 
-// TestLogEvents follows a running step's log over SSE with a plain HTTP
-// client: lines appended to the log store arrive as events, and the end
-// of the step ends the stream.
-func TestLogEvents(t *testing.T) {
+// TestLogFollowThroughAPI: the log page of a running step points its
+// viewer at the API's log endpoint, which the page's session may read:
+// followed from where the page ends, lines arrive in batches of styled
+// segments, each event's id the offset after it, and the end of the
+// step ends the stream.
+func TestLogFollowThroughAPI(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
 	e.login(c, e.token)
@@ -451,21 +456,31 @@ func TestLogEvents(t *testing.T) {
 	key := runner.LogKey(e.run.ID, "build", build.Attempt, 1)
 
 	_, page, _ := e.get(c, runPath(e.run.ID)+"/stages/build/steps/1/log")
-	if !strings.Contains(page, `data-events="/runs/1/stages/build/steps/1/events?attempt=1&amp;from=16"`) {
-		t.Fatalf("log page of a running step lacks its event source:\n%s", page)
+	for _, want := range []string{`data-src="/api/v1/runs/1/stages/build/steps/1/log?attempt=1&amp;styled=1"`,
+		`data-to="16"`, `data-follow="true"`, `data-final="false"`} {
+		if !strings.Contains(page, want) {
+			t.Fatalf("log page of a running step lacks %s:\n%s", want, page)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/runs/1/stages/build/steps/1/events?attempt=1&from=16", nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	follow := func(lastID string) *bufio.Scanner {
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/api/v1/runs/1/stages/build/steps/1/log?attempt=1&styled=1&from=16", nil)
+		req.Header.Set("Accept", "text/event-stream")
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("follow with the session: got %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		return bufio.NewScanner(resp.Body)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("events: got %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	sc := bufio.NewScanner(resp.Body)
+	sc := follow("")
 	next := func() string {
 		var ev []string
 		for sc.Scan() {
@@ -480,11 +495,9 @@ func TestLogEvents(t *testing.T) {
 	if err := e.logs.Append(key, 1, []byte("--- PASS: TestOne\n\x1b[1;32mok\x1b[0m  <b>pkg</b>\n")); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := next(), `id: 34|data: {"s":[{"t":"--- PASS: TestOne"}]}`; got != want {
-		t.Errorf("event 1: got %q, want %q", got, want)
-	}
-	if got, want := next(), `id: 60|data: {"s":[{"t":"ok","c":"fg2 b"},{"t":"  \u003cb\u003epkg\u003c/b\u003e"}]}`; got != want {
-		t.Errorf("event 2: got %q, want %q", got, want)
+	want := `id: 60|data: {"from":16,"to":60,"lines":[[{"t":"--- PASS: TestOne"}],[{"t":"ok","c":"fg2 b"},{"t":"  \u003cb\u003epkg\u003c/b\u003e"}]]}`
+	if got := next(); got != want {
+		t.Errorf("event: got %q, want %q", got, want)
 	}
 	zero := 0
 	if err := e.store.UpdateStep(ctx, build.ID, build.Attempt, 1, store.StepUpdate{Status: store.StatusSuccess, ExitCode: &zero}); err != nil {
@@ -493,23 +506,72 @@ func TestLogEvents(t *testing.T) {
 	if err := e.logs.Finish(key); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := next(), "event: end|data: {}"; got != want {
+	if got, want := next(), `event: end|id: 60|data: {"to":60}`; got != want {
 		t.Errorf("last event: got %q, want %q", got, want)
 	}
 	// Reconnecting with Last-Event-ID resumes after what was seen.
-	req, _ = http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/runs/1/stages/build/steps/1/events?attempt=1&from=0", nil)
-	req.Header.Set("Last-Event-ID", "34")
-	resp2, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp2.Body.Close()
-	sc = bufio.NewScanner(resp2.Body)
-	if got := next(); !strings.HasPrefix(got, "id: 60|") {
+	sc = follow("34")
+	if got := next(); !strings.HasPrefix(got, `id: 60|data: {"from":34,`) {
 		t.Errorf("resumed event: got %q, want the line after offset 34", got)
 	}
-	if got := next(); got != "event: end|data: {}" {
-		t.Errorf("resumed end: got %q", got)
+}
+
+// TestLogPageWindow: a finished log larger than a page opens at its
+// last page, cut at a line boundary, with links to page back; ?from=
+// and ?before= show other pages by byte range.
+func TestLogPageWindow(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	e.login(c, e.token)
+	build := e.run.Stages[0]
+	key := runner.LogKey(e.run.ID, "build", build.Attempt, 1)
+	var log strings.Builder
+	log.WriteString("=== RUN TestOne\n")
+	for i := 1; i <= 3000; i++ {
+		fmt.Fprintf(&log, "line %05d\n", i)
+	}
+	// The step ends with the log: 16 + 3000*11 bytes.
+	if err := e.logs.Append(key, 1, []byte(log.String()[16:])); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.logs.Finish(key); err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	if err := e.store.UpdateStep(context.Background(), build.ID, build.Attempt, 1, store.StepUpdate{Status: store.StatusSuccess, ExitCode: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	path := runPath(e.run.ID) + "/stages/build/steps/1/log"
+	lineRE := regexp.MustCompile(`<span class="line">([^<]*)</span>`)
+	lines := func(page string) []string {
+		var out []string
+		for _, m := range lineRE.FindAllStringSubmatch(page, -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	_, page, _ := e.get(c, path)
+	got := lines(page)
+	if len(got) != 1000 || got[0] != "line 02001" || got[999] != "line 03000" {
+		t.Fatalf("tail page: %d lines from %q", len(got), got[:min(2, len(got))])
+	}
+	from := 16 + 2000*11
+	for _, want := range []string{fmt.Sprintf(`data-from="%d"`, from), `data-final="true"`, `data-follow="false"`,
+		fmt.Sprintf(`href="%s?attempt=1&amp;before=%d" id="log-earlier"`, path, from), `id="log-start"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("tail page lacks %s", want)
+		}
+	}
+	_, page, _ = e.get(c, path+"?before="+strconv.Itoa(16+100*11))
+	if got := lines(page); len(got) != 101 || got[0] != "=== RUN TestOne" || got[100] != "line 00100" {
+		t.Errorf("page before line 101: %d lines, %q ... %q", len(got), got[0], got[len(got)-1])
+	}
+	_, page, _ = e.get(c, path+"?from=0")
+	if got := lines(page); len(got) != 1000 || got[0] != "=== RUN TestOne" || got[999] != "line 00999" || !strings.Contains(page, `id="log-later"`) {
+		t.Errorf("first page: %d lines, %q ... %q", len(got), got[0], got[len(got)-1])
+	}
+	if code, _, _ := e.get(c, path+"?from=x"); code != http.StatusBadRequest {
+		t.Errorf("from=x: got %d, want 400", code)
 	}
 }
 

@@ -1,4 +1,4 @@
-package ui
+package logview
 
 import (
 	"reflect"
@@ -33,19 +33,13 @@ func TestANSI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := newANSI()
+			a := NewANSI()
 			for i, l := range tt.in {
-				if got := a.line(l); !reflect.DeepEqual(got, tt.want[i]) {
+				if got := a.Line(l); !reflect.DeepEqual(got, tt.want[i]) {
 					t.Errorf("line %d %q: got %#v, want %#v", i, l, got, tt.want[i])
 				}
 			}
 		})
-	}
-}
-
-func TestStripANSI(t *testing.T) {
-	if got, want := stripANSI("\x1b[1mok\x1b[0m\n\x1b[31mfail\x1b[0m"), "ok\nfail"; got != want {
-		t.Errorf("got %q, want %q", got, want)
 	}
 }
 
@@ -58,9 +52,9 @@ func FuzzANSI(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		a := newANSI()
+		a := NewANSI()
 		for _, l := range strings.Split(s, "\n") {
-			for _, seg := range a.line(l) {
+			for _, seg := range a.Line(l) {
 				for _, r := range seg.Text {
 					if r == 0x1b || r == '\r' || (r < 0x20 && r != '\t') || r == 0x7f {
 						t.Fatalf("segment %q of %q holds control %U", seg.Text, l, r)
@@ -83,8 +77,8 @@ func FuzzANSI(f *testing.F) {
 func BenchmarkANSI(b *testing.B) {
 	line := "\x1b[32m--- PASS\x1b[0m: TestSomething/with_a_subtest (0.01s) \x1b[1;33mwarning\x1b[0m: <some> & output"
 	b.SetBytes(int64(len(line) + 1))
-	a := newANSI()
+	a := NewANSI()
 	for b.Loop() {
-		_ = a.line(line)
+		_ = a.Line(line)
 	}
 }

@@ -1,4 +1,4 @@
-package ui
+package logview
 
 import (
 	"strconv"
@@ -47,18 +47,19 @@ func (s style) class() string {
 	return strings.Join(parts, " ")
 }
 
-// ansi turns log lines with ANSI escape sequences into styled segments.
+// ANSI turns log lines with ANSI escape sequences into styled segments.
 // SGR colours (the 16 basic ones; 256-colour values below 16 map to them)
 // and bold/faint/italic/underline are kept; every other escape or control
 // sequence is dropped. The style carries over from line to line as in a
 // terminal. A carriage return inside a line starts it over, as a
 // progress bar would on a terminal.
-type ansi struct{ st style }
+type ANSI struct{ st style }
 
-func newANSI() *ansi { return &ansi{st: plain} }
+// NewANSI returns a converter starting in the default style.
+func NewANSI() *ANSI { return &ANSI{st: plain} }
 
-// line converts one line (without its newline).
-func (a *ansi) line(s string) []Segment {
+// Line converts one line (without its newline).
+func (a *ANSI) Line(s string) []Segment {
 	s = strings.ToValidUTF8(strings.TrimSuffix(s, "\r"), "\uFFFD")
 	var segs []Segment
 	var text strings.Builder
@@ -100,7 +101,7 @@ func (a *ansi) line(s string) []Segment {
 
 // escape consumes the escape sequence at s[i] (s[i] == ESC) and returns
 // the index after it.
-func (a *ansi) escape(s string, i int) int {
+func (a *ANSI) escape(s string, i int) int {
 	if i+1 >= len(s) {
 		return len(s)
 	}
@@ -136,7 +137,7 @@ func (a *ansi) escape(s string, i int) int {
 	}
 }
 
-func (a *ansi) sgr(params string) {
+func (a *ANSI) sgr(params string) {
 	if params == "" {
 		a.st = plain
 		return
@@ -208,20 +209,4 @@ func extended(ps []string) (int, int) {
 		return -1, min(4, len(ps))
 	}
 	return -1, 1
-}
-
-// stripANSI returns s without escape sequences and control characters
-// (tabs and newlines kept).
-func stripANSI(s string) string {
-	a := newANSI()
-	var b strings.Builder
-	for i, l := range strings.Split(s, "\n") {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		for _, seg := range a.line(l) {
-			b.WriteString(seg.Text)
-		}
-	}
-	return b.String()
 }
