@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +27,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/internal/gittest"
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/metrics"
@@ -171,14 +171,6 @@ func freshSchema(t testing.TB, base string) string {
 	return u.String()
 }
 
-// maxTriggers is httpapi's bound on concurrent asynchronous triggers:
-// RUNNEL_BENCH_WEBHOOK_TRIGGERS, or 0 for httpapi's default (what
-// `runnel server` uses).
-func maxTriggers() int {
-	n, _ := strconv.Atoi(os.Getenv("RUNNEL_BENCH_WEBHOOK_TRIGGERS"))
-	return n
-}
-
 // dispatcher starts an embedded NATS JetStream server in dir and a
 // natsbus.Dispatcher on it, as `runnel server --no-agent` does: jobs are
 // published durably and wait for an agent that never comes, so the
@@ -267,10 +259,19 @@ func runnel(t testing.TB, dsn string) *target {
 	if err := rn.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	deliveries, err := deliveryq.New(deliveryq.Config{Store: st, Logger: log,
+		// 0: deliveryq's defaults, what `runnel server` uses.
+		Workers: envInt("RUNNEL_BENCH_WEBHOOK_TRIGGERS", 0), PerRepo: envInt("RUNNEL_BENCH_WEBHOOK_PER_REPO", 0),
+		Trigger: func(ctx context.Context, d *deliveryq.Delivery) (*store.Run, error) {
+			return rn.Trigger(store.ContextWithDelivery(ctx, d.ID), d.Repo, d.Event, d.Trigger(), 0)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}},
-		Agents:         rn.Agents, MaxTriggers: maxTriggers()})
+		Agents:         rn.Agents, Deliveries: deliveries})
 	url := serve(t, api.Handler())
 	// Cleanups run last-in first-out: triggers, then listener, runner
 	// and store stop.
@@ -280,7 +281,7 @@ func runnel(t testing.TB, dsn string) *target {
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		api.StopHooks()
-		api.Drain(dctx)
+		deliveries.Drain(dctx)
 		rn.Close()
 		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
 		defer scancel()

@@ -20,8 +20,8 @@ func init() { commands = append(commands, (*app).repoCommand) }
 type repoFlags struct {
 	server, token                         string
 	cloneURL, forge, secret, bare, branch string
-	statusToken, statusAPIURL             string
-	cancelPrevious, private               bool
+	forgeURL, statusToken, statusAPIURL   string
+	cancelPrevious, private, genericHook  bool
 }
 
 func (a *app) repoCommand() *cobra.Command {
@@ -37,8 +37,11 @@ func (a *app) repoCommand() *cobra.Command {
 		Short: "Register a repository with the server (through its API)",
 		Long: `Add registers a repository and prints its hook token once (the generic
 hook and git post-receive hooks authenticate with it). For a bare repository
-on the server's host use --bare PATH (forge git); for a forge, --clone-url and
---secret (the webhook secret). A private repository also gets a badge token.`,
+on the server's host use --bare PATH (forge git); for a forge, --secret (the
+webhook secret) and --clone-url, or --forge-url: without a clone URL the
+server fetches only from the forge's scheme and host (github.com and
+gitlab.com by default). A forge repository takes only its forge's signed
+webhooks unless --generic-hook. A private repository also gets a badge token.`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.repoAdd(cmd.Context(), args[0], f)
@@ -50,6 +53,8 @@ on the server's host use --bare PATH (forge git); for a forge, --clone-url and
 	fl.StringVar(&f.cloneURL, "clone-url", "", "clone URL of the repository")
 	fl.StringVar(&f.forge, "forge", "", "github, gitea, gitlab, generic or git (default: git with --bare, else generic)")
 	fl.StringVar(&f.secret, "secret", "", "webhook secret of the forge")
+	fl.StringVar(&f.forgeURL, "forge-url", "", "forge instance, e.g. https://gitea.example.com (default: https://github.com, https://gitlab.com)")
+	fl.BoolVar(&f.genericHook, "generic-hook", false, "let a forge repository also take the generic hook with its hook token")
 	fl.StringVar(&f.bare, "bare", "", "path of a bare repository on the server's host (sets --clone-url)")
 	fl.StringVar(&f.branch, "default-branch", "main", "default branch (badges, manual triggers)")
 	fl.BoolVar(&f.cancelPrevious, "cancel-previous", false, "cancel older unfinished runs of a branch when a new one starts")
@@ -78,6 +83,7 @@ func (a *app) repoAdd(ctx context.Context, name string, f repoFlags) error {
 		f.forge = "generic"
 	}
 	body := map[string]any{"name": name, "forge": f.forge, "clone_url": f.cloneURL, "secret": f.secret,
+		"forge_url": f.forgeURL, "generic_hook": f.genericHook,
 		"default_branch": f.branch, "cancel_previous": f.cancelPrevious, "private": f.private,
 		"status_token": f.statusToken, "status_api_url": f.statusAPIURL}
 	var out struct {

@@ -22,6 +22,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine/local"
 	"github.com/runnel-ci/runnel/internal/install"
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/metrics"
@@ -264,6 +265,14 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		return err
 	}
 	defer rn.Close()
+	deliveries, err := deliveryq.New(deliveryq.Config{Store: st, Logger: log,
+		Trigger: func(ctx context.Context, d *deliveryq.Delivery) (*store.Run, error) {
+			return rn.Trigger(store.ContextWithDelivery(ctx, d.ID), d.Repo, d.Event, d.Trigger(), 0)
+		}})
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
 	// /deployments, /login, /logout and /static/; everything else goes to the API.
 	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log, Artifacts: tsvc,
@@ -273,14 +282,17 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		return err
 	}
 	// The UI's pages read the API (the log endpoint) with their session.
-	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log,
+	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log, Deliveries: deliveries,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
 		Agents:         rn.Agents, Session: web.SessionToken, Transfers: tsvc.Handler(), Artifacts: tsvc.RunArtifacts})
-	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second}
+	// Headers are bounded in size and time for every request; webhook
+	// bodies get their own deadline and budget (httpapi.Config).
+	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	// Webhooks accepted (202) but not triggered before the last stop are
 	// still stored as received: trigger them now, in the background.
-	api.Resume()
+	deliveries.Resume()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	defer drainHookSpools(ctx, st, ln.Addr(), log)() // pushes spooled while the server was down
@@ -296,7 +308,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	api.StopHooks()
 	dctx, cancel := context.WithTimeout(bg, f.drainTimeout)
 	defer cancel()
-	api.Drain(dctx)
+	deliveries.Drain(dctx)
 	nb.drain(dctx)
 	sctx, scancel := context.WithTimeout(bg, 5*time.Second)
 	defer scancel()

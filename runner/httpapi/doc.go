@@ -1,10 +1,15 @@
 // Package httpapi is the server's HTTP edge: the JSON API under /api/v1
 // (bearer tokens checked against the store), forge and git-hook webhooks
-// under /hooks (verified on the raw body before anything is stored,
-// deduplicated by delivery ID, answered 202 at once and triggered by a
-// bounded pool of workers the Server owns; deliveries that do not fit the
-// queue, or that a previous process did not trigger, wait in the store
-// for the sweeper, see triggers.go), badges, /healthz and /metrics.
-// docs/api.md describes every endpoint. The recommended forge hook URL
-// names the repository, e.g. /hooks/github/{owner}/{name}.
+// under /hooks, badges, /healthz and /metrics. docs/api.md describes
+// every endpoint.
+//
+// Webhooks (hooks.go) are unauthenticated input until verified: each
+// request has a read deadline, its body is read only into bytes reserved
+// from a budget shared by all webhook requests (hookbody.go), and its
+// repository is known before the body is read in full (from the URL, the
+// generic hook's token, or the start of the body). A verified event is
+// handed to the delivery queue (package deliveryq), which stores it bound
+// to the verifying repository and triggers it after the 202. The
+// recommended forge hook URL names the repository, e.g.
+// /hooks/github/{owner}/{name}.
 package httpapi

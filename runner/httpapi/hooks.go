@@ -2,11 +2,13 @@ package httpapi
 
 import (
 	"bytes"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"time"
 
 	"github.com/runnel-ci/runnel/runner/metrics"
 	"github.com/runnel-ci/runnel/runner/store"
@@ -14,127 +16,144 @@ import (
 	"github.com/runnel-ci/runnel/scm/generic"
 )
 
-// hook handles POST /hooks/{forge}[/{repo...}]. The request is verified
-// on its raw body before anything is stored (fail closed: an unknown repo
-// or a repo without a secret answers 401), deduplicated by delivery ID in
-// the store, answered 202, and triggered by a worker (triggers.go).
+// unnamedRepoPrefix is how much of a forge hook's body is read, when the
+// URL does not name the repository, to find the name in it. Forges put
+// the repository object early (GitHub pushes: after three short members;
+// pull requests: after the pull request object), well within this.
+const unnamedRepoPrefix = 256 << 10
+
+// hook handles POST /hooks/{forge}[/{repo...}]. Nothing of the request is
+// trusted before it is verified, so it is bounded first: the handler has
+// HookReadTimeout to read the whole body, the body's bytes come from a
+// budget shared by all hooks (503 when it is spent), and the repository
+// is known before its body is read in full: from the URL (recommended,
+// /hooks/github/{owner}/{name}), from the generic hook's token, or else
+// from the first unnamedRepoPrefix bytes. An unknown repository, one
+// that does not accept this hook (acceptsHook), or a bad signature or
+// token answers 401 (fail closed, without saying which).
 //
-// The recommended hook URL names the repository,
-// /hooks/github/{owner}/{name}: the secret is then found without reading
-// the unverified body for the name first.
+// The verified event is then stored, bound to the repository that
+// verified it, deduplicated per repository, and answered 202; the
+// delivery queue triggers it (package deliveryq).
 func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
-	forge := r.PathValue("forge")
-	if !s.accepting.Load() {
+	forge, pathRepo := r.PathValue("forge"), r.PathValue("repo")
+	if !s.accepting.Load() || s.cfg.Deliveries == nil {
 		w.Header().Set("Retry-After", "30")
 		writeError(w, http.StatusServiceUnavailable, "server is shutting down")
 		return
 	}
+	if forge != scm.ForgeGeneric && s.cfg.Hooks[forge] == nil {
+		writeError(w, http.StatusNotFound, "unknown forge "+forge)
+		return
+	}
+	// A failure to set the deadline (a connection that cannot have one)
+	// leaves the server's own timeouts.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.HookReadTimeout))
+	body := newHookBody(s.bodies, r.Body, r.ContentLength)
+	defer body.release()
 	var (
-		ev   *scm.Event
 		repo *store.Repo
-		body []byte
+		ev   *scm.Event
 		err  error
 	)
-	pathRepo := r.PathValue("repo")
 	if forge == scm.ForgeGeneric {
-		body, err = scm.ReadBody(r, generic.MaxBodySize)
-		if err == nil {
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			ev, err = generic.ParseFunc(r, func(name string) ([]byte, error) {
-				if pathRepo != "" && name != pathRepo {
-					return nil, fmt.Errorf("payload repo %q differs from the URL's %q", name, pathRepo)
-				}
-				rp, err := s.repo(r.Context(), name)
-				if err != nil {
-					return nil, err
-				}
-				tok := bearer(r)
-				ok, err := s.cfg.Store.CheckRepoToken(r.Context(), rp.ID, store.HookToken, tok)
-				if err != nil || !ok {
-					return nil, errors.New("token does not match")
-				}
-				repo = rp
-				return []byte(tok), nil
-			})
-		}
+		repo, ev, err = s.genericEvent(r, pathRepo, body)
 	} else {
-		hook, ok := s.cfg.Hooks[forge]
-		if !ok {
-			writeError(w, http.StatusNotFound, "unknown forge "+forge)
-			return
-		}
-		body, err = scm.ReadBody(r, scm.MaxBodySize)
-		if err == nil {
-			name := pathRepo
-			if name == "" {
-				name = repoFromPayload(body)
-			}
-			repo, err = s.repo(r.Context(), name)
-			if err != nil || repo.WebhookSecret == "" || repo.Forge != forge {
-				// Fail closed without saying whether the repo exists.
-				err = fmt.Errorf("repo %q: no secret for forge %s: %w", name, forge, scm.ErrSignature)
-			} else {
-				r.Body = io.NopCloser(bytes.NewReader(body))
-				ev, err = hook.Parse(r, []byte(repo.WebhookSecret))
-			}
-		}
+		repo, ev, err = s.forgeEvent(r, forge, pathRepo, body)
 	}
 	if err != nil {
+		if !body.eof {
+			// Answer now and close: net/http would otherwise read up to
+			// 256 KiB of the unwanted body before the answer.
+			w.Header().Set("Connection", "close")
+		}
 		s.hookError(w, forge, err)
 		return
 	}
-	if pathRepo != "" && repo.Name != pathRepo {
-		s.hookError(w, forge, fmt.Errorf("repo mismatch: %w", scm.ErrSignature))
-		return
-	}
-	var deliveryID int64
-	if ev.Delivery != "" {
-		// The stored payload is the verified event, so a delivery accepted
-		// just before a crash can be triggered again at start (Resume)
-		// without its request headers.
-		evJSON, err := json.Marshal(ev)
-		if err != nil {
-			s.hookError(w, forge, err)
-			return
-		}
-		id, dup, err := s.cfg.Store.InsertDelivery(r.Context(), forge, ev.Delivery, ev.Kind, evJSON)
-		if err != nil {
-			s.count(forge, metrics.WebhookError)
-			s.storeError(w, err)
-			return
-		}
-		if dup {
-			s.count(forge, metrics.WebhookDuplicate)
-			writeJSON(w, http.StatusOK, map[string]any{"status": "duplicate", "delivery": ev.Delivery})
-			return
-		}
-		deliveryID = id
-	}
-	trigger := store.TriggerWebhook
+	label := forge
 	if forge == scm.ForgeGeneric && repo.Forge == store.ForgeGit {
 		// Pushes of the git post-receive hook are counted apart from
 		// the generic JSON hook.
-		trigger, forge = store.TriggerGitHook, store.ForgeGit
+		label = store.ForgeGit
 	}
-	j := job{delivery: deliveryID, repo: repo, ev: ev, trigger: trigger}
-	if deliveryID != 0 {
-		// Stored: when the queue is full the sweeper triggers it later.
-		s.offer(j)
-	} else {
-		// Nothing stored to fall back on: wait for room.
-		select {
-		case s.queue <- j:
-		case <-s.stop:
-			w.Header().Set("Retry-After", "30")
-			writeError(w, http.StatusServiceUnavailable, "server is shutting down")
-			return
-		case <-r.Context().Done():
-			s.count(forge, metrics.WebhookError)
-			return
+	a, err := s.cfg.Deliveries.Accept(r.Context(), repo, forge, ev)
+	if err != nil {
+		s.count(label, metrics.WebhookError)
+		s.storeError(w, err)
+		return
+	}
+	if a.Duplicate {
+		s.count(label, metrics.WebhookDuplicate)
+		writeJSON(w, http.StatusOK, map[string]any{"status": "duplicate", "delivery": a.DeliveryID})
+		return
+	}
+	s.count(label, metrics.WebhookAccepted)
+	writeJSON(w, http.StatusAccepted, map[string]any{"status": "accepted", "delivery": a.DeliveryID, "commit": ev.Commit})
+}
+
+// forgeEvent verifies a forge's webhook with the secret of the
+// repository named in the URL, or else in the start of the body.
+func (s *Server) forgeEvent(r *http.Request, forge, name string, body *hookBody) (*store.Repo, *scm.Event, error) {
+	if name == "" {
+		if err := body.prefix(unnamedRepoPrefix); err != nil {
+			return nil, nil, err
 		}
+		name = repoFromPayload(body.bytes())
 	}
-	s.count(forge, metrics.WebhookAccepted)
-	writeJSON(w, http.StatusAccepted, map[string]any{"status": "accepted", "delivery": ev.Delivery, "commit": ev.Commit})
+	repo, err := s.repo(r.Context(), name)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, nil, err
+	}
+	if err != nil || !acceptsHook(repo, forge) {
+		return nil, nil, fmt.Errorf("repo %q: no %s webhook secret: %w", name, forge, scm.ErrSignature)
+	}
+	if err := body.all(scm.MaxBodySize); err != nil {
+		return nil, nil, err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body.bytes()))
+	ev, err := s.cfg.Hooks[forge].Parse(r, []byte(repo.WebhookSecret))
+	return repo, ev, err
+}
+
+// genericEvent authenticates the generic hook by its token, which names
+// the repository, before reading the body; the body must name the same
+// repository.
+func (s *Server) genericEvent(r *http.Request, name string, body *hookBody) (*store.Repo, *scm.Event, error) {
+	repo, err := s.cfg.Store.RepoByHookToken(r.Context(), generic.Token(r))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, nil, err
+	}
+	switch {
+	case err != nil:
+		return nil, nil, fmt.Errorf("generic hook: unknown token: %w", scm.ErrSignature)
+	case name != "" && name != repo.Name:
+		return nil, nil, fmt.Errorf("generic hook: token of %q used for %q: %w", repo.Name, name, scm.ErrSignature)
+	case !acceptsHook(repo, scm.ForgeGeneric):
+		return nil, nil, fmt.Errorf("generic hook: %s repository %q accepts only its forge's webhooks: %w", repo.Forge, repo.Name, scm.ErrSignature)
+	}
+	if err := body.all(generic.MaxBodySize); err != nil {
+		return nil, nil, err
+	}
+	ev, err := generic.ParseBody(r, body.bytes())
+	if err != nil {
+		return nil, nil, err
+	}
+	if ev.Repo != repo.Name {
+		return nil, nil, fmt.Errorf("generic hook: payload names repo %q, the token is %q's: %w", ev.Repo, repo.Name, scm.ErrBadRequest)
+	}
+	return repo, ev, nil
+}
+
+// acceptsHook is the rule of which hooks start runs of a repository: a
+// forge's webhook only for a repository of that forge with a webhook
+// secret; the generic hook (with the hook token) for bare repositories
+// on this host and generic ones, and for a forge repository only when
+// its generic hook was explicitly enabled.
+func acceptsHook(repo *store.Repo, source string) bool {
+	if source == scm.ForgeGeneric {
+		return repo.Forge == store.ForgeGit || repo.Forge == store.ForgeGeneric || repo.GenericHook
+	}
+	return repo.Forge == source && repo.WebhookSecret != ""
 }
 
 func (s *Server) count(forge, result string) {
@@ -148,28 +167,28 @@ func (s *Server) hookError(w http.ResponseWriter, forge string, err error) {
 	case errors.Is(err, scm.ErrIgnored):
 		s.count(forge, metrics.WebhookIgnored)
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "ignored"})
+		return
 	case errors.Is(err, scm.ErrSignature):
 		s.count(forge, metrics.WebhookRejectedSignature)
 		s.log.Warn("webhook rejected", "forge", forge, "err", err)
 		writeError(w, http.StatusUnauthorized, "invalid signature or token")
+		return
+	}
+	s.count(forge, metrics.WebhookError)
+	switch {
 	case errors.Is(err, scm.ErrTooLarge):
-		s.count(forge, metrics.WebhookError)
 		writeError(w, http.StatusRequestEntityTooLarge, "body too large")
 	case errors.Is(err, scm.ErrBadRequest):
-		s.count(forge, metrics.WebhookError)
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, errBusy):
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "too many webhook bodies being read; retry later")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		writeError(w, http.StatusRequestTimeout, "webhook body not received in time")
+	case errors.Is(err, context.Canceled), errors.Is(err, io.ErrUnexpectedEOF):
+		// The client went away before the body was read: nobody to answer.
 	default:
-		s.count(forge, metrics.WebhookError)
 		s.log.Error("webhook failed", "forge", forge, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal error")
 	}
-}
-
-func bearer(r *http.Request) string {
-	const prefix = "Bearer "
-	h := r.Header.Get("Authorization")
-	if len(h) > len(prefix) && h[:len(prefix)] == prefix {
-		return h[len(prefix):]
-	}
-	return ""
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/runnel-ci/runnel/internal/gittest"
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/runnertest"
 	"github.com/runnel-ci/runnel/runner/store"
@@ -30,8 +31,10 @@ import (
 type env struct {
 	t     *testing.T
 	st    *store.Store
+	rn    *runner.Runner
 	srv   *httptest.Server
 	api   *Server
+	q     *deliveryq.Queue
 	token string
 	bare  string
 	work  string
@@ -43,10 +46,11 @@ func git(t testing.TB, dir string, args ...string) string {
 	return gittest.Run(t, dir, args...)
 }
 
-func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+func newEnv(t *testing.T) *env { return newEnvWith(t, nil, nil) }
 
-// newEnvWith is newEnv with cfg changing the server's Config.
-func newEnvWith(t *testing.T, cfg func(*Config)) *env {
+// newEnvWith is newEnv with cfg changing the server's Config and qcfg
+// the delivery queue's.
+func newEnvWith(t *testing.T, cfg func(*Config), qcfg func(*deliveryq.Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -69,27 +73,47 @@ func newEnvWith(t *testing.T, cfg func(*Config)) *env {
 	if err := rn.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c := Config{Store: st, Runner: rn, Logs: logs, Logger: log, Hooks: map[string]scm.Hook{"github": github.Hook{}}, Agents: rn.Agents}
+	e := &env{t: t, st: st, rn: rn}
+	e.q = e.newQueue(qcfg)
+	c := Config{Store: st, Runner: rn, Logs: logs, Logger: log, Hooks: map[string]scm.Hook{"github": github.Hook{}},
+		Agents: rn.Agents, Deliveries: e.q}
 	if cfg != nil {
 		cfg(&c)
 	}
-	api := New(c)
-	srv := httptest.NewServer(api.Handler())
+	e.api = New(c)
+	e.srv = httptest.NewServer(e.api.Handler())
 	t.Cleanup(func() {
-		srv.Close()
-		api.Drain(context.Background())
+		e.srv.Close()
+		e.q.Drain(context.Background())
 		rn.Close()
 	})
-	tok, _, err := st.CreateToken(ctx, "alice", true)
-	if err != nil {
+	if e.token, _, err = st.CreateToken(ctx, "alice", true); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, st: st, srv: srv, api: api, token: tok}
 	e.bare = filepath.Join(dir, "r.git")
 	git(t, dir, "init", "-q", "--bare", e.bare)
 	e.work = filepath.Join(dir, "w")
 	git(t, dir, "clone", "-q", e.bare, e.work)
 	return e
+}
+
+// newQueue starts a delivery queue on the env's store and runner, as
+// `runnel server` wires it (another one than the server's stands for the
+// queue of a restarted process); qcfg changes its Config.
+func (e *env) newQueue(qcfg func(*deliveryq.Config)) *deliveryq.Queue {
+	e.t.Helper()
+	c := deliveryq.Config{Store: e.st, Trigger: func(ctx context.Context, d *deliveryq.Delivery) (*store.Run, error) {
+		return e.rn.Trigger(store.ContextWithDelivery(ctx, d.ID), d.Repo, d.Event, d.Trigger(), 0)
+	}}
+	if qcfg != nil {
+		qcfg(&c)
+	}
+	q, err := deliveryq.New(c)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { q.Drain(context.Background()) })
+	return q
 }
 
 func (e *env) push(pipeline string) string {
@@ -219,7 +243,7 @@ func TestGitHubHook(t *testing.T) {
 			}
 		})
 	}
-	e.api.Drain(ctx)
+	e.q.Drain(ctx)
 	runs, err := e.st.ListRuns(ctx, store.RunFilter{})
 	if err != nil {
 		t.Fatal(err)
@@ -315,11 +339,11 @@ func TestResumeDelivery(t *testing.T) {
 	sha := e.push("version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo hi\n")
 	// A delivery accepted by a process that died before triggering it.
 	ev, _ := json.Marshal(scm.Event{Forge: "github", Delivery: "d9", Kind: "push", Repo: repo.Name, Ref: "refs/heads/main", Branch: "main", Commit: sha})
-	id, _, err := e.st.InsertDelivery(ctx, "github", "d9", "push", ev)
+	id, _, err := e.st.InsertDelivery(ctx, store.NewDelivery{RepoID: repo.ID, Source: "github", DeliveryID: "d9", Event: "push", Payload: ev})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.api.Resume()
+	e.q.Resume()
 	d := e.waitDelivery(id)
 	if d.State != store.DeliveryProcessed || d.RunID == 0 {
 		t.Fatalf("delivery = %s run %d, want processed with a run", d.State, d.RunID)

@@ -138,7 +138,7 @@ func TestSessionReadsAPI(t *testing.T) {
 			}
 			return nil
 		}
-	})
+	}, nil)
 	toks, err := e.st.Tokens(context.Background())
 	if err != nil || len(toks) != 1 {
 		t.Fatalf("tokens %v %v", toks, err)

@@ -20,6 +20,8 @@ type RepoView struct {
 	Name           string    `json:"name"`
 	Forge          string    `json:"forge"`
 	CloneURL       string    `json:"clone_url"`
+	ForgeURL       string    `json:"forge_url,omitempty"`
+	GenericHook    bool      `json:"generic_hook"`
 	DefaultBranch  string    `json:"default_branch"`
 	CancelPrevious bool      `json:"cancel_previous"`
 	Private        bool      `json:"private"`
@@ -31,7 +33,8 @@ type RepoView struct {
 }
 
 func repoView(r *store.Repo) RepoView {
-	return RepoView{ID: r.ID, Name: r.Name, Forge: r.Forge, CloneURL: r.CloneURL, DefaultBranch: r.DefaultBranch,
+	return RepoView{ID: r.ID, Name: r.Name, Forge: r.Forge, CloneURL: r.CloneURL, ForgeURL: r.ForgeURL,
+		GenericHook: r.GenericHook, DefaultBranch: r.DefaultBranch,
 		CancelPrevious: r.CancelPrevious, Private: r.Private, HasSecret: r.WebhookSecret != "", CreatedAt: r.CreatedAt}
 }
 
@@ -50,9 +53,15 @@ func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) {
 
 // RepoRequest is the body of POST /api/v1/repos.
 type RepoRequest struct {
-	Name           string `json:"name"`
-	Forge          string `json:"forge"`
-	CloneURL       string `json:"clone_url"`
+	Name     string `json:"name"`
+	Forge    string `json:"forge"`
+	CloneURL string `json:"clone_url"`
+	// ForgeURL is the forge instance (default https://github.com,
+	// https://gitlab.com); without a clone URL the server fetches only
+	// from its scheme and host. GenericHook lets a forge repository also
+	// take the generic hook with its hook token.
+	ForgeURL       string `json:"forge_url"`
+	GenericHook    bool   `json:"generic_hook"`
 	Secret         string `json:"secret"`
 	DefaultBranch  string `json:"default_branch"`
 	CancelPrevious bool   `json:"cancel_previous"`
@@ -71,28 +80,13 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "decode body: "+err.Error())
 		return
 	}
-	switch req.Forge {
-	case store.ForgeGitHub, store.ForgeGitea, store.ForgeGitLab, store.ForgeGeneric, store.ForgeGit:
-	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("forge %q: want github, gitea, gitlab, generic or git", req.Forge))
+	if err := req.check(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
-	}
-	if req.Name == "" || strings.ContainsAny(req.Name, "\x00\n\r ") || strings.HasPrefix(req.Name, "/") || strings.Contains(req.Name, "..") {
-		writeError(w, http.StatusBadRequest, "name must be non-empty, without spaces, leading slash or '..'")
-		return
-	}
-	if req.CloneURL != "" {
-		if err := (workspace.Source{URL: req.CloneURL, Commit: strings.Repeat("0", 40)}).Validate(); err != nil {
-			writeError(w, http.StatusBadRequest, "clone_url: "+err.Error())
-			return
-		}
-	}
-	if req.DefaultBranch == "" {
-		req.DefaultBranch = "main"
 	}
 	repo, err := s.cfg.Store.CreateRepo(r.Context(), store.Repo{Name: req.Name, Forge: req.Forge, CloneURL: req.CloneURL,
-		WebhookSecret: req.Secret, DefaultBranch: req.DefaultBranch, CancelPrevious: req.CancelPrevious, Private: req.Private,
-		StatusToken: req.StatusToken, StatusAPIURL: req.StatusAPIURL})
+		ForgeURL: req.ForgeURL, GenericHook: req.GenericHook, WebhookSecret: req.Secret, DefaultBranch: req.DefaultBranch,
+		CancelPrevious: req.CancelPrevious, Private: req.Private, StatusToken: req.StatusToken, StatusAPIURL: req.StatusAPIURL})
 	if err != nil {
 		s.storeError(w, err)
 		return
@@ -112,6 +106,94 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusCreated, v)
+}
+
+// check validates req and fills in defaults.
+func (req *RepoRequest) check() error {
+	switch req.Forge {
+	case store.ForgeGitHub, store.ForgeGitea, store.ForgeGitLab, store.ForgeGeneric, store.ForgeGit:
+	default:
+		return fmt.Errorf("forge %q: want github, gitea, gitlab, generic or git", req.Forge)
+	}
+	if req.Name == "" || strings.ContainsAny(req.Name, "\x00\n\r ") || strings.HasPrefix(req.Name, "/") || strings.Contains(req.Name, "..") {
+		return errors.New("name must be non-empty, without spaces, leading slash or '..'")
+	}
+	if req.CloneURL != "" {
+		if err := (workspace.Source{URL: req.CloneURL, Commit: strings.Repeat("0", 40)}).Validate(); err != nil {
+			return fmt.Errorf("clone_url: %w", err)
+		}
+	}
+	if req.DefaultBranch == "" {
+		req.DefaultBranch = "main"
+	}
+	forge := req.Forge == store.ForgeGitHub || req.Forge == store.ForgeGitea || req.Forge == store.ForgeGitLab
+	if !forge {
+		if req.ForgeURL != "" || req.GenericHook {
+			return fmt.Errorf("forge_url and generic_hook are for github, gitea and gitlab repositories, not %s", req.Forge)
+		}
+		return nil
+	}
+	if req.ForgeURL == "" {
+		req.ForgeURL = scm.DefaultForgeURL(req.Forge)
+	}
+	if req.ForgeURL == "" {
+		if req.CloneURL == "" {
+			return fmt.Errorf("a %s repository needs clone_url or forge_url (the instance its events' clone URLs must be on)", req.Forge)
+		}
+		return nil
+	}
+	u, err := scm.ParseForgeURL(req.ForgeURL)
+	if err != nil {
+		return fmt.Errorf("forge_url: %w", err)
+	}
+	req.ForgeURL = u
+	return nil
+}
+
+// RepoPatch is the body of PATCH /api/v1/repos/{repo}: the settings to
+// change (absent fields stay).
+type RepoPatch struct {
+	CloneURL    *string `json:"clone_url"`
+	ForgeURL    *string `json:"forge_url"`
+	GenericHook *bool   `json:"generic_hook"`
+}
+
+// patchRepo changes where a repository's code is fetched from and which
+// hooks it takes, with the checks of createRepo.
+func (s *Server) patchRepo(w http.ResponseWriter, r *http.Request) {
+	repo, err := s.cfg.Store.Repo(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	var p RepoPatch
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		writeError(w, http.StatusBadRequest, "decode body: "+err.Error())
+		return
+	}
+	req := RepoRequest{Name: repo.Name, Forge: repo.Forge, CloneURL: repo.CloneURL, ForgeURL: repo.ForgeURL,
+		GenericHook: repo.GenericHook, DefaultBranch: repo.DefaultBranch}
+	if p.CloneURL != nil {
+		req.CloneURL = *p.CloneURL
+	}
+	if p.ForgeURL != nil {
+		req.ForgeURL = *p.ForgeURL
+	}
+	if p.GenericHook != nil {
+		req.GenericHook = *p.GenericHook
+	}
+	if err := req.check(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	repo.CloneURL, repo.ForgeURL, repo.GenericHook = req.CloneURL, req.ForgeURL, req.GenericHook
+	if err := s.cfg.Store.UpdateRepo(r.Context(), *repo); err != nil {
+		s.storeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, repoView(repo))
 }
 
 // TriggerRequest is the body of POST /api/v1/repos/{repo}/trigger.

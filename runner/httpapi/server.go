@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/metrics"
 	"github.com/runnel-ci/runnel/runner/store"
@@ -32,17 +34,16 @@ type Config struct {
 	// MetricsHandler serves /metrics; nil means 404.
 	MetricsHandler http.Handler
 	Logger         *slog.Logger
-	// MaxTriggers is the number of trigger workers, i.e. of concurrent
-	// asynchronous webhook triggers (default 4).
-	MaxTriggers int
-	// TriggerQueue is how many accepted hooks may wait in memory for a
-	// worker (default 1024); beyond that they wait in the store for the
-	// sweeper.
-	TriggerQueue int
-	// SweepInterval is how often stored deliveries that were never
-	// triggered are looked for (default 10 s; also on Resume and when the
-	// queue overflows).
-	SweepInterval time.Duration
+	// Deliveries stores verified webhook deliveries and triggers them;
+	// without it webhooks answer 503.
+	Deliveries *deliveryq.Queue
+	// HookReadTimeout bounds the time a webhook request has to send its
+	// body (default 10 s): a slow client is cut off.
+	HookReadTimeout time.Duration
+	// HookBodyBudget bounds the bytes of webhook bodies held at once
+	// (default 32 MiB, more than the largest body a forge sends): a
+	// request that finds it spent answers 503 with Retry-After.
+	HookBodyBudget int64
 	// RepoCacheTTL is how long webhook repo lookups are cached (default
 	// 2 s; negative disables). API repo changes invalidate the cache.
 	RepoCacheTTL time.Duration
@@ -62,21 +63,14 @@ type Config struct {
 }
 
 // Server is the HTTP API. Create it with New; its Handler serves
-// requests. Call StopHooks then Drain at shutdown.
+// requests. Call StopHooks at shutdown, then drain the delivery queue.
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
 	mux       *http.ServeMux
 	accepting atomic.Bool
-	queue     chan job
-	kick      chan struct{}
-	pending   inflight
 	repos     repoCache
-	stop      chan struct{} // closed by Drain
-	stopOnce  sync.Once
-	wg        sync.WaitGroup // trigger workers and the sweeper
-	base      context.Context
-	cancel    context.CancelFunc
+	bodies    *semaphore.Weighted // the webhook body budget
 }
 
 // New returns a Server.
@@ -84,30 +78,20 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.MaxTriggers <= 0 {
-		cfg.MaxTriggers = 4
+	if cfg.HookReadTimeout <= 0 {
+		cfg.HookReadTimeout = 10 * time.Second
 	}
-	if cfg.TriggerQueue <= 0 {
-		cfg.TriggerQueue = 1024
-	}
-	if cfg.SweepInterval <= 0 {
-		cfg.SweepInterval = 10 * time.Second
+	if cfg.HookBodyBudget <= 0 {
+		cfg.HookBodyBudget = 32 << 20
 	}
 	if cfg.RepoCacheTTL == 0 {
 		cfg.RepoCacheTTL = 2 * time.Second
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
-		queue: make(chan job, cfg.TriggerQueue), kick: make(chan struct{}, 1), stop: make(chan struct{}),
-		pending: inflight{ids: map[int64]struct{}{}},
-		repos:   repoCache{ttl: cfg.RepoCacheTTL, m: map[string]repoEntry{}}}
-	s.base, s.cancel = context.WithCancel(context.Background())
+		repos:  repoCache{ttl: cfg.RepoCacheTTL, m: map[string]repoEntry{}},
+		bodies: semaphore.NewWeighted(cfg.HookBodyBudget)}
 	s.accepting.Store(true)
 	s.routes()
-	s.wg.Add(cfg.MaxTriggers + 1)
-	for range cfg.MaxTriggers {
-		go s.worker()
-	}
-	go s.sweeper()
 	return s
 }
 
@@ -117,26 +101,6 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // StopHooks makes webhooks answer 503 (the forge retries later), for the
 // start of a graceful shutdown.
 func (s *Server) StopHooks() { s.accepting.Store(false) }
-
-// Drain stops the sweeper and waits until the workers have handled the
-// triggers already queued, until ctx ends; then it cancels them and waits
-// for them to return. Deliveries not triggered stay received in the
-// store and are triggered after the next start (Resume). Call it once.
-func (s *Server) Drain(ctx context.Context) {
-	defer s.cancel()
-	s.stopOnce.Do(func() { close(s.stop) })
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.cancel()
-		<-done
-	}
-}
 
 func (s *Server) routes() {
 	m := s.mux
@@ -161,6 +125,7 @@ func (s *Server) routes() {
 	api("GET /api/v1/repos", s.listRepos)
 	api("POST /api/v1/repos", s.invalidating(s.createRepo))
 	api("POST /api/v1/repos/{rest...}", s.invalidating(s.repoAction))
+	api("PATCH /api/v1/repos/{name...}", s.invalidating(s.patchRepo))
 	api("PUT /api/v1/repos/{rest...}", s.putEnvironment)
 	api("GET /api/v1/repos/{rest...}", s.listEnvironments)
 	api("GET /api/v1/agents", s.listAgents)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
 )
@@ -55,18 +56,18 @@ func (e *env) runsPerCommit(repoID int64) map[string]int {
 const onePipeline = "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo hi\n"
 
 // TestResumeAfterCrash: deliveries a previous process stored (202) but
-// never triggered, more than one page of them, each become exactly one
-// run after Resume; a delivery already linked to a run is not triggered
-// again, however often the sweeper runs.
+// never triggered, more of them than the queue holds, each become exactly
+// one run after Resume; a delivery already linked to a run is not
+// triggered again, however often the sweeper runs.
 func TestResumeAfterCrash(t *testing.T) {
-	e := newEnvWith(t, func(c *Config) { c.TriggerQueue = 8; c.SweepInterval = time.Hour })
+	e := newEnvWith(t, nil, func(c *deliveryq.Config) { c.Held = 4; c.SweepInterval = time.Hour })
 	ctx := context.Background()
 	repo, err := e.st.CreateRepo(ctx, store.Repo{Name: "acme/app", Forge: "github", CloneURL: e.bare, WebhookSecret: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Distinct commits, so that runs can be told apart.
-	const n = 130 // more than a sweep page (100)
+	const n = 25 // several sweeps' worth
 	var ids []int64
 	commits := map[string]bool{}
 	for i := range n {
@@ -74,7 +75,8 @@ func TestResumeAfterCrash(t *testing.T) {
 		commits[sha] = true
 		ev, _ := json.Marshal(scm.Event{Forge: "github", Delivery: fmt.Sprintf("c%d", i), Kind: "push", Repo: repo.Name,
 			Ref: "refs/heads/main", Branch: "main", Commit: sha})
-		id, _, err := e.st.InsertDelivery(ctx, "github", fmt.Sprintf("c%d", i), "push", ev)
+		id, _, err := e.st.InsertDelivery(ctx, store.NewDelivery{RepoID: repo.ID, Source: "github",
+			DeliveryID: fmt.Sprintf("c%d", i), Event: "push", Payload: ev})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,13 +84,13 @@ func TestResumeAfterCrash(t *testing.T) {
 	}
 	// One of them was triggered by the previous process: its run was
 	// created and linked (atomically) before the crash.
-	done, err := e.st.CreateRun(store.ContextWithDelivery(ctx, ids[0]), store.NewRun{RepoID: repo.ID,
+	done, err := e.st.CreateRun(ctx, store.NewRun{RepoID: repo.ID, DeliveryID: ids[0],
 		Event: (&scm.Event{Kind: "push", Commit: "already"}).PipelineEvent(), Trigger: store.TriggerWebhook})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.api.Resume()
-	e.api.Resume() // a second kick while the first sweep runs
+	e.q.Resume()
+	e.q.Resume() // a second kick while the first sweep runs
 	for i, id := range ids {
 		d := e.waitDelivery(id)
 		if d.State != store.DeliveryProcessed || d.RunID == 0 {
@@ -98,7 +100,7 @@ func TestResumeAfterCrash(t *testing.T) {
 			t.Errorf("delivery linked before the crash: got run %d, want %d", d.RunID, done.ID)
 		}
 	}
-	e.api.Resume() // sweeps after everything was handled trigger nothing
+	e.q.Resume() // sweeps after everything was handled trigger nothing
 	time.Sleep(300 * time.Millisecond)
 	got := e.runsPerCommit(repo.ID)
 	if got["already"] != 1 {
@@ -131,7 +133,7 @@ func commitOf(t *testing.T, e *env, id int64) string {
 // hooks overflows the queue; the overflow waits in the store and the
 // sweeper triggers it: every accepted delivery becomes exactly one run.
 func TestHookQueueOverflow(t *testing.T) {
-	e := newEnvWith(t, func(c *Config) { c.MaxTriggers = 1; c.TriggerQueue = 1; c.SweepInterval = time.Hour })
+	e := newEnvWith(t, nil, func(c *deliveryq.Config) { c.Workers = 1; c.Held = 1; c.SweepInterval = time.Hour })
 	ctx := context.Background()
 	repo, err := e.st.CreateRepo(ctx, store.Repo{Name: "acme/app", Forge: "github", CloneURL: e.bare, WebhookSecret: "s3cret"})
 	if err != nil {
@@ -175,7 +177,7 @@ func TestHookQueueOverflow(t *testing.T) {
 // used at once after InvalidateRepos (which the API's repo changes call);
 // without it the cached repo would be used until the TTL ends.
 func TestRepoCacheInvalidation(t *testing.T) {
-	e := newEnvWith(t, func(c *Config) { c.RepoCacheTTL = time.Hour })
+	e := newEnvWith(t, func(c *Config) { c.RepoCacheTTL = time.Hour }, nil)
 	ctx := context.Background()
 	repo, err := e.st.CreateRepo(ctx, store.Repo{Name: "acme/app", Forge: "github", CloneURL: e.bare, WebhookSecret: "old"})
 	if err != nil {

@@ -22,7 +22,13 @@ func BenchmarkInsertDelivery(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { s.Close() })
+		if _, err := s.CreateRepo(context.Background(), Repo{Name: "acme/web", Forge: ForgeGitHub}); err != nil {
+			b.Fatal(err)
+		}
 		return s
+	}
+	d := func(id string) NewDelivery {
+		return NewDelivery{RepoID: 1, Source: "github", DeliveryID: id, Event: "push", Payload: payload}
 	}
 	b.Run("sequential", func(b *testing.B) {
 		s := open(b)
@@ -30,7 +36,7 @@ func BenchmarkInsertDelivery(b *testing.B) {
 		b.SetBytes(int64(len(payload)))
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
-			if _, dup, err := s.InsertDelivery(ctx, "github", fmt.Sprintf("d-%d", i), "push", payload); err != nil || dup {
+			if _, dup, err := s.InsertDelivery(ctx, d(fmt.Sprintf("d-%d", i))); err != nil || dup {
 				b.Fatalf("insert: dup=%v err=%v", dup, err)
 			}
 		}
@@ -38,12 +44,12 @@ func BenchmarkInsertDelivery(b *testing.B) {
 	b.Run("duplicate", func(b *testing.B) {
 		s := open(b)
 		ctx := context.Background()
-		if _, _, err := s.InsertDelivery(ctx, "github", "d", "push", payload); err != nil {
+		if _, _, err := s.InsertDelivery(ctx, d("d")); err != nil {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, dup, err := s.InsertDelivery(ctx, "github", "d", "push", payload); err != nil || !dup {
+			if _, dup, err := s.InsertDelivery(ctx, d("d")); err != nil || !dup {
 				b.Fatalf("insert: dup=%v err=%v", dup, err)
 			}
 		}
@@ -56,7 +62,7 @@ func BenchmarkInsertDelivery(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if _, dup, err := s.InsertDelivery(ctx, "github", fmt.Sprintf("d-%d", n.Add(1)), "push", payload); err != nil || dup {
+				if _, dup, err := s.InsertDelivery(ctx, d(fmt.Sprintf("d-%d", n.Add(1)))); err != nil || dup {
 					b.Errorf("insert: dup=%v err=%v", dup, err)
 					return
 				}

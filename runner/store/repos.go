@@ -17,8 +17,21 @@ type Repo struct {
 	ID   int64
 	Name string // unique, e.g. "acme/web"
 	// Forge is one of ForgeGitHub, ForgeGitea, ForgeGitLab, ForgeGeneric, ForgeGit.
-	Forge    string
+	Forge string
+	// CloneURL is where the server fetches the repository's code: a
+	// network URL, or the absolute path of a bare repository on the
+	// server's host (forge git). Empty for a forge repository whose
+	// events name the clone URL (then it must be on ForgeURL's host).
 	CloneURL string
+	// ForgeURL is the forge's base URL as named when the repository was
+	// added (e.g. https://github.com): without a CloneURL, the server
+	// fetches only from this scheme and host.
+	ForgeURL string
+	// GenericHook lets a forge repository (github, gitea, gitlab) also
+	// start runs through the generic hook with its hook token; off, only
+	// its forge's verified webhooks do. Repositories of forge git and
+	// generic always accept the generic hook: it is their hook.
+	GenericHook bool
 	// WebhookSecret verifies forge webhook signatures (stored as given:
 	// HMAC verification needs it).
 	WebhookSecret string
@@ -39,13 +52,13 @@ type Repo struct {
 	HasBadgeToken bool
 }
 
-const repoCols = `id, name, forge, clone_url, webhook_secret, default_branch, cancel_previous, private,
-	status_api_url, status_token, created_at, hook_token_hash <> '', badge_token_hash <> ''`
+const repoCols = `id, name, forge, clone_url, forge_url, generic_hook, webhook_secret, default_branch, cancel_previous,
+	private, status_api_url, status_token, created_at, hook_token_hash <> '', badge_token_hash <> ''`
 
 func scanRepo(row interface{ Scan(...any) error }) (*Repo, error) {
 	var r Repo
 	var created sql.NullInt64
-	if err := row.Scan(&r.ID, &r.Name, &r.Forge, &r.CloneURL, &r.WebhookSecret, &r.DefaultBranch,
+	if err := row.Scan(&r.ID, &r.Name, &r.Forge, &r.CloneURL, &r.ForgeURL, &r.GenericHook, &r.WebhookSecret, &r.DefaultBranch,
 		&r.CancelPrevious, &r.Private, &r.StatusAPIURL, &r.StatusToken, &created,
 		&r.HasHookToken, &r.HasBadgeToken); err != nil {
 		return nil, err
@@ -66,9 +79,10 @@ func (s *Store) CreateRepo(ctx context.Context, r Repo) (*Repo, error) {
 	}
 	var id int64
 	err := s.w.QueryRowContext(ctx, s.rebind(`INSERT INTO repos
-		(name, forge, clone_url, webhook_secret, default_branch, cancel_previous, private, status_api_url, status_token, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		r.Name, r.Forge, r.CloneURL, r.WebhookSecret, r.DefaultBranch, r.CancelPrevious, r.Private,
+		(name, forge, clone_url, forge_url, generic_hook, webhook_secret, default_branch, cancel_previous, private,
+		status_api_url, status_token, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		r.Name, r.Forge, r.CloneURL, r.ForgeURL, r.GenericHook, r.WebhookSecret, r.DefaultBranch, r.CancelPrevious, r.Private,
 		r.StatusAPIURL, r.StatusToken, s.now().UnixMicro()).Scan(&id)
 	if err != nil {
 		if isUnique(err) {
@@ -80,12 +94,12 @@ func (s *Store) CreateRepo(ctx context.Context, r Repo) (*Repo, error) {
 }
 
 // UpdateRepo stores the settings of r, found by r.ID: forge, clone URL,
-// webhook secret, default branch, cancel-previous, private, status report
+// forge URL, generic hook, webhook secret, default branch, cancel-previous, private, status report
 // settings. Name and tokens are not changed here.
 func (s *Store) UpdateRepo(ctx context.Context, r Repo) error {
-	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE repos SET forge = ?, clone_url = ?, webhook_secret = ?,
-		default_branch = ?, cancel_previous = ?, private = ?, status_api_url = ?, status_token = ? WHERE id = ?`),
-		r.Forge, r.CloneURL, r.WebhookSecret, r.DefaultBranch, r.CancelPrevious, r.Private,
+	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE repos SET forge = ?, clone_url = ?, forge_url = ?, generic_hook = ?,
+		webhook_secret = ?, default_branch = ?, cancel_previous = ?, private = ?, status_api_url = ?, status_token = ? WHERE id = ?`),
+		r.Forge, r.CloneURL, r.ForgeURL, r.GenericHook, r.WebhookSecret, r.DefaultBranch, r.CancelPrevious, r.Private,
 		r.StatusAPIURL, r.StatusToken, r.ID)
 	if err != nil {
 		return fmt.Errorf("update repo %d: %w", r.ID, err)
@@ -209,6 +223,21 @@ func (s *Store) CheckRepoToken(ctx context.Context, repoID int64, k RepoToken, p
 		return false, nil
 	}
 	return subtle.ConstantTimeCompare([]byte(stored), []byte(hashToken(plaintext))) == 1, nil
+}
+
+// RepoByHookToken returns the repo whose hook token plaintext is, or
+// ErrNotFound: the generic hook authenticates with it before reading any
+// of the request's body. The lookup is by hash, so the plaintext is never
+// compared byte by byte.
+func (s *Store) RepoByHookToken(ctx context.Context, plaintext string) (*Repo, error) {
+	if plaintext == "" {
+		return nil, fmt.Errorf("repo by hook token: %w", ErrNotFound)
+	}
+	r, err := scanRepo(s.queryRow(ctx, s.r, `SELECT `+repoCols+` FROM repos WHERE hook_token_hash = ?`, hashToken(plaintext)))
+	if err != nil {
+		return nil, fmt.Errorf("repo by hook token: %w", notFound(err))
+	}
+	return r, nil
 }
 
 // hashToken is the stored form of a token: hex SHA-256.

@@ -17,11 +17,16 @@ type Run struct {
 	Repo   string // the repo's name
 	Number int64  // per-repo sequence, from 1
 	// Event is the pipeline event kind (pipeline.EventPush, ...).
-	Event      string
-	Ref        string
-	Branch     string
-	Tag        string
-	Commit     string
+	Event  string
+	Ref    string
+	Branch string
+	Tag    string
+	Commit string
+	// SourceURL is where the run's code was resolved from once, at
+	// trigger: a clone URL or the absolute path of a bare repository on
+	// the server's host; "" for runs from before it was stored. Dispatch
+	// and reruns use it with Commit and Ref.
+	SourceURL  string
 	Message    string
 	Author     string
 	CommitTime time.Time
@@ -50,6 +55,11 @@ type NewRun struct {
 	CommitTime time.Time
 	Trigger    string // Trigger* constant
 	ParentID   int64  // for re-runs
+	// SourceURL is the resolved source (see Run.SourceURL).
+	SourceURL string
+	// DeliveryID, when not 0, is the deliveries row this run is made
+	// for: the same transaction marks it DeliveryProcessed (see CreateRun).
+	DeliveryID int64
 	// Plan may be nil: the run is created pending and SetPlan adds the
 	// plan later, or the run is finished at once (e.g. Status error with
 	// ReasonPipelineInvalid).
@@ -64,8 +74,8 @@ type NewRun struct {
 const (
 	qNextRunNumber = `UPDATE repos SET last_run_number = last_run_number + 1 WHERE id = ? RETURNING last_run_number`
 	qInsertRun     = `INSERT INTO runs (repo_id, number, event, ref, branch, tag, commit_sha,
-			commit_message, commit_time, author, inputs, plan, status, reason, trigger_kind, parent_id, created_at, finished_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+			commit_message, commit_time, author, inputs, plan, status, reason, trigger_kind, parent_id, created_at, finished_at, source_url)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 	qInsertStage = `INSERT INTO stages (run_id, stage_key, name, position, status, needs,
 			environment, concurrency, approval) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 	qInsertStep = `INSERT INTO steps (stage_id, name, position, status, allow_failure)
@@ -76,7 +86,7 @@ const (
 // stages and steps of its plan, in one transaction. It returns the run
 // with its stages and steps.
 //
-// When ctx carries a delivery (ContextWithDelivery), the same transaction
+// When nr.DeliveryID is set (or ctx carries a delivery), the same transaction
 // marks that delivery DeliveryProcessed with this run, and fails with
 // ErrConflict (creating nothing) if the delivery is no longer
 // DeliveryReceived: a delivery starts at most one run, even when it is
@@ -121,11 +131,11 @@ func (s *Store) CreateRun(ctx context.Context, nr NewRun) (*Run, error) {
 		}
 		err = ins.QueryRowContext(ctx,
 			nr.RepoID, number, ev.Kind, ev.Ref, ev.Branch, ev.Tag, ev.Commit, ev.Message, ts(nr.CommitTime), ev.Author,
-			string(inputs), plan, nr.Status, nr.Reason, nr.Trigger, nullID(nr.ParentID), now, finished).Scan(&id)
+			string(inputs), plan, nr.Status, nr.Reason, nr.Trigger, nullID(nr.ParentID), now, finished, nr.SourceURL).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("create run %d of repo %d: %w", number, nr.RepoID, err)
 		}
-		if err := s.linkDelivery(ctx, tx, id, now); err != nil {
+		if err := s.linkDelivery(ctx, tx, nr.DeliveryID, id, now); err != nil {
 			return err
 		}
 		return s.insertStages(ctx, tx, id, nr.Plan)
@@ -227,7 +237,7 @@ func exists(ctx context.Context, q querier, query string, args ...any) error {
 
 const runCols = `r.id, r.repo_id, p.name, r.number, r.event, r.ref, r.branch, r.tag, r.commit_sha, r.commit_message,
 	r.commit_time, r.author, r.inputs, r.status, r.reason, r.pending_reason, r.trigger_kind, r.parent_id,
-	r.created_at, r.queued_at, r.started_at, r.finished_at`
+	r.created_at, r.queued_at, r.started_at, r.finished_at, r.source_url`
 
 const runFrom = ` FROM runs r JOIN repos p ON p.id = r.repo_id`
 
@@ -237,7 +247,7 @@ func scanRun(row interface{ Scan(...any) error }, extra ...any) (*Run, error) {
 	var parent, commitTime, created, queued, started, finished sql.NullInt64
 	dest := []any{&r.ID, &r.RepoID, &r.Repo, &r.Number, &r.Event, &r.Ref, &r.Branch, &r.Tag, &r.Commit, &r.Message,
 		&commitTime, &r.Author, &inputs, &r.Status, &r.Reason, &r.PendingReason, &r.Trigger, &parent,
-		&created, &queued, &started, &finished}
+		&created, &queued, &started, &finished, &r.SourceURL}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}

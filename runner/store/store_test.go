@@ -74,7 +74,11 @@ func TestRepos(t *testing.T) {
 		if _, err := s.CreateRepo(ctx, Repo{Name: "acme/web", Forge: ForgeGit}); !errors.Is(err, ErrDuplicate) {
 			t.Errorf("duplicate name: got %v, want ErrDuplicate", err)
 		}
+		if r.GenericHook || r.ForgeURL != "" {
+			t.Errorf("new repo: generic hook %v, forge URL %q, want off and empty", r.GenericHook, r.ForgeURL)
+		}
 		r.CancelPrevious, r.Private, r.StatusAPIURL = true, true, "https://api.github.com"
+		r.GenericHook, r.ForgeURL = true, "https://github.com"
 		if err := s.UpdateRepo(ctx, *r); err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +86,8 @@ func TestRepos(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !got.CancelPrevious || !got.Private || got.StatusAPIURL != "https://api.github.com" {
+		if !got.CancelPrevious || !got.Private || got.StatusAPIURL != "https://api.github.com" ||
+			!got.GenericHook || got.ForgeURL != "https://github.com" {
 			t.Errorf("after update: got %+v", got)
 		}
 		if _, err := s.Repo(ctx, "nope"); !errors.Is(err, ErrNotFound) {
@@ -128,6 +133,20 @@ func TestRepos(t *testing.T) {
 		if !got.HasHookToken || !got.HasBadgeToken {
 			t.Errorf("Has*Token after rotation: got %+v", got)
 		}
+
+		// The generic hook finds its repo by the hook token alone.
+		hook, err := s.RotateRepoToken(ctx, r.ID, HookToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if byTok, err := s.RepoByHookToken(ctx, hook); err != nil || byTok.ID != r.ID {
+			t.Errorf("RepoByHookToken: got %+v %v, want repo %d", byTok, err, r.ID)
+		}
+		for _, bad := range []string{"", hook + "x", hashToken(hook)} {
+			if _, err := s.RepoByHookToken(ctx, bad); !errors.Is(err, ErrNotFound) {
+				t.Errorf("RepoByHookToken(%q): got %v, want ErrNotFound", bad, err)
+			}
+		}
 	})
 }
 
@@ -162,26 +181,41 @@ func TestTokens(t *testing.T) {
 func TestDeliveryDedup(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := ctxT(t)
-		id1, dup, err := s.InsertDelivery(ctx, "github", "d-1", "push", []byte(`{"a":1}`))
+		repo := mustRepo(t, s, "acme/web")
+		other := mustRepo(t, s, "acme/other")
+		nd := func(repoID int64, source, id, payload string) NewDelivery {
+			return NewDelivery{RepoID: repoID, Source: source, DeliveryID: id, Event: "push", Payload: []byte(payload)}
+		}
+		id1, dup, err := s.InsertDelivery(ctx, nd(repo.ID, "github", "d-1", `{"a":1}`))
 		if err != nil || dup {
 			t.Fatalf("first insert: got dup=%v err=%v, want new", dup, err)
 		}
-		id2, dup, err := s.InsertDelivery(ctx, "github", "d-1", "push", []byte(`{"a":2}`))
+		id2, dup, err := s.InsertDelivery(ctx, nd(repo.ID, "github", "d-1", `{"a":2}`))
 		if err != nil || !dup || id2 != id1 {
 			t.Fatalf("second insert: got id=%d dup=%v err=%v, want id=%d dup=true", id2, dup, err, id1)
 		}
 		// Same delivery id from another source is a different delivery.
-		if _, dup, err := s.InsertDelivery(ctx, "gitea", "d-1", "push", nil); err != nil || dup {
+		if _, dup, err := s.InsertDelivery(ctx, nd(repo.ID, "gitea", "d-1", "")); err != nil || dup {
 			t.Errorf("other source: got dup=%v err=%v, want new", dup, err)
 		}
+		// Deduplication is per repository: another repository's hook may
+		// choose the same delivery id (the generic hook's are the sender's).
+		if _, dup, err := s.InsertDelivery(ctx, nd(other.ID, "github", "d-1", "")); err != nil || dup {
+			t.Errorf("other repository: got dup=%v err=%v, want new", dup, err)
+		}
+		if _, _, err := s.InsertDelivery(ctx, nd(0, "github", "d-2", "")); err == nil {
+			t.Errorf("delivery without a repository: got no error")
+		}
 		pending, err := s.PendingDeliveries(ctx, 0)
-		if err != nil || len(pending) != 2 {
-			t.Fatalf("PendingDeliveries: got %d %v, want 2", len(pending), err)
+		if err != nil || len(pending) != 3 {
+			t.Fatalf("PendingDeliveries: got %d %v, want 3", len(pending), err)
+		}
+		if pending[0].RepoID != repo.ID || pending[2].RepoID != other.ID {
+			t.Errorf("repos of deliveries: got %d, %d, want %d, %d", pending[0].RepoID, pending[2].RepoID, repo.ID, other.ID)
 		}
 		if string(pending[0].Payload) != `{"a":1}` {
 			t.Errorf("payload: got %s, want the first one", pending[0].Payload)
 		}
-		repo := mustRepo(t, s, "acme/web")
 		run := mustRun(t, s, repo.ID, "main", nil)
 		if err := s.FinishDelivery(ctx, id1, DeliveryProcessed, run.ID, ""); err != nil {
 			t.Fatal(err)
@@ -190,8 +224,8 @@ func TestDeliveryDedup(t *testing.T) {
 		if err != nil || d.State != DeliveryProcessed || d.RunID != run.ID || d.ProcessedAt.IsZero() {
 			t.Errorf("after FinishDelivery: got %+v %v", d, err)
 		}
-		if pending, _ := s.PendingDeliveries(ctx, 0); len(pending) != 1 {
-			t.Errorf("pending after finish: got %d, want 1", len(pending))
+		if pending, _ := s.PendingDeliveries(ctx, 0); len(pending) != 2 {
+			t.Errorf("pending after finish: got %d, want 2", len(pending))
 		}
 
 		// Concurrent redeliveries: exactly one wins.
@@ -202,7 +236,7 @@ func TestDeliveryDedup(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, dup, err := s.InsertDelivery(ctx, "github", "d-race", "push", nil)
+				_, dup, err := s.InsertDelivery(ctx, nd(repo.ID, "github", "d-race", ""))
 				if err != nil {
 					t.Errorf("concurrent insert: %v", err)
 					return

@@ -113,10 +113,7 @@ func newEnv(t *testing.T) *env {
 	// viewer reads and follows logs through it with its session.
 	api := httpapi.New(httpapi.Config{Store: e.store, Runner: e.runner, Logs: e.logs, Logger: log, Session: e.ui.SessionToken})
 	e.srv = httptest.NewServer(e.ui.Wrap(api.Handler()))
-	t.Cleanup(func() {
-		e.srv.Close()
-		api.Drain(context.Background())
-	})
+	t.Cleanup(e.srv.Close)
 	e.token, _, err = e.store.CreateToken(ctx, "alice", true)
 	if err != nil {
 		t.Fatal(err)

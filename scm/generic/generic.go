@@ -40,14 +40,6 @@ type Payload struct {
 	Manual bool `json:"manual,omitempty"`
 }
 
-// Hook parses generic hook requests. The zero value is ready to use.
-type Hook struct{}
-
-var _ scm.Hook = Hook{}
-
-// Parse implements scm.Hook; see Parse.
-func (Hook) Parse(r *http.Request, secret []byte) (*scm.Event, error) { return Parse(r, secret) }
-
 // HashToken returns the "sha256:<hex>" form of token, usable as the secret
 // of Parse instead of the token itself.
 func HashToken(token string) string {
@@ -57,8 +49,8 @@ func HashToken(token string) string {
 
 // Parse authenticates r's bearer token against secret (the token, or
 // HashToken of it) before reading the body, then decodes the Payload into
-// an Event. For a per-repository token chosen by the payload's repo, use
-// ParseFunc.
+// an Event. A server with per-repository tokens finds the repository by
+// Token and decodes the body with ParseBody.
 func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
 	if err := authorize(r, secret); err != nil {
 		return nil, err
@@ -74,31 +66,20 @@ func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
 	return p.event(delivery(r))
 }
 
-// ParseFunc is Parse for per-repository tokens: it decodes the body, asks
-// secret for the secret of the payload's repo (a nil secret or an error
-// rejects the request with ErrSignature), then authenticates. The body is
-// decoded before authentication because it names the repository.
-func ParseFunc(r *http.Request, secret func(repo string) ([]byte, error)) (*scm.Event, error) {
-	if bearer(r) == "" {
-		return nil, fmt.Errorf("generic hook: missing bearer token: %w", scm.ErrSignature)
-	}
-	body, err := scm.ReadBody(r, MaxBodySize)
-	if err != nil {
-		return nil, fmt.Errorf("generic hook: %w", err)
-	}
+// ParseBody decodes body, the body of r, into an Event, with the
+// delivery id of r's headers. It authenticates nothing: a server that
+// found the repository by r's bearer token (Token) calls it after that,
+// and must check that the Event names that repository.
+func ParseBody(r *http.Request, body []byte) (*scm.Event, error) {
 	p, err := Decode(body)
 	if err != nil {
 		return nil, err
 	}
-	s, err := secret(p.Repo)
-	if err != nil {
-		return nil, fmt.Errorf("generic hook: secret of %q: %v: %w", p.Repo, err, scm.ErrSignature)
-	}
-	if err := authorize(r, s); err != nil {
-		return nil, err
-	}
 	return p.event(delivery(r))
 }
+
+// Token returns r's bearer token, or "".
+func Token(r *http.Request) string { return bearer(r) }
 
 // Decode parses a generic hook body strictly (unknown fields are errors).
 func Decode(body []byte) (*Payload, error) {
