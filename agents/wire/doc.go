@@ -133,7 +133,8 @@
 // What a token reaches: artifacts: lookup of a stage in the job stage's
 // Receive, upload and commit of the job's own stage (Name = its ID);
 // caches: the entries of the run's repository, read by every run, written
-// only by runs that may write caches (not a pull request from a fork);
+// only by runs that may write caches (not pull requests, for a fork's
+// could poison them);
 // fetched files: any, by SHA-256 (the content is checked against its
 // name, so sharing them is safe).
 //

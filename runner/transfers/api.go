@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -41,6 +42,9 @@ func fail(code int, format string, args ...any) error {
 // its body (at most 64 KiB of JSON) and writes fn's answer.
 func (s *Service) jobHandler(fn func(ctx context.Context, j *job, body []byte) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// The body is small and unauthenticated until the token checks
+		// out: bound the time it may take.
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(30 * time.Second)) //nolint:errcheck // best effort
 		j, err := s.job(r.Context(), r.PathValue("token"))
 		var out any
 		if err == nil {
@@ -55,7 +59,8 @@ func (s *Service) jobHandler(fn func(ctx context.Context, j *job, body []byte) (
 		case errors.As(err, &he):
 			writeJSON(w, he.code, map[string]string{"error": he.msg})
 		case err != nil:
-			s.log.Error("transfer API", "path", r.URL.Path[:min(len(r.URL.Path), 40)], "err", err)
+			// The path holds the token: log the operation only.
+			s.log.Error("transfer API", "op", path.Base(r.URL.Path), "err", err)
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
 		case out == nil:
 			w.WriteHeader(http.StatusNoContent)

@@ -14,7 +14,7 @@
 //
 // Keys in the store: runs/<run>/<stage>/<attempt>.tar (artifacts),
 // cache/<repo id>/<key>/<sha256 prefix>.tar (caches, per repository; runs
-// that may not write caches, pull requests from forks, only read them),
+// that may not write caches, pull requests, only read them),
 // fetch/sha256/<hex> (fetched files, shared by everyone: the content is
 // checked against its name).
 package transfers
