@@ -1,16 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -18,7 +12,7 @@ import (
 func init() { commands = append(commands, (*app).repoCommand) }
 
 type repoFlags struct {
-	server, token                         string
+	client                                clientFlags
 	cloneURL, forge, secret, bare, branch string
 	forgeURL, statusToken, statusAPIURL   string
 	cancelPrevious, private, genericHook  bool
@@ -48,8 +42,7 @@ webhooks unless --generic-hook. A private repository also gets a badge token.`,
 		},
 	}
 	fl := add.Flags()
-	fl.StringVar(&f.server, "server", a.envDefault("RUNNEL_SERVER", "http://localhost:8080"), "server URL ($RUNNEL_SERVER)")
-	fl.StringVar(&f.token, "token", a.envDefault("RUNNEL_TOKEN", ""), "API token ($RUNNEL_TOKEN)")
+	a.addClientFlags(add, &f.client)
 	fl.StringVar(&f.cloneURL, "clone-url", "", "clone URL of the repository")
 	fl.StringVar(&f.forge, "forge", "", "github, gitea, gitlab, generic or git (default: git with --bare, else generic)")
 	fl.StringVar(&f.secret, "secret", "", "webhook secret of the forge")
@@ -61,13 +54,14 @@ webhooks unless --generic-hook. A private repository also gets a badge token.`,
 	fl.BoolVar(&f.private, "private", false, "badges need the badge token")
 	fl.StringVar(&f.statusToken, "status-token", a.envDefault("RUNNEL_STATUS_TOKEN", ""), "forge API token for commit statuses (github, gitea) ($RUNNEL_STATUS_TOKEN)")
 	fl.StringVar(&f.statusAPIURL, "status-api-url", "", "forge API base URL for statuses (empty: github.com)")
-	cmd.AddCommand(add)
+	cmd.AddCommand(add, a.repoListCommand(), a.repoUpdateCommand(), a.repoRemoveCommand())
 	return cmd
 }
 
 func (a *app) repoAdd(ctx context.Context, name string, f repoFlags) error {
-	if f.token == "" {
-		return usageError(errors.New("--token (or RUNNEL_TOKEN) is required"))
+	c, err := a.client(f.client)
+	if err != nil {
+		return err
 	}
 	if f.bare != "" {
 		abs, err := filepath.Abs(f.bare)
@@ -91,54 +85,12 @@ func (a *app) repoAdd(ctx context.Context, name string, f repoFlags) error {
 		HookToken  string `json:"hook_token"`
 		BadgeToken string `json:"badge_token"`
 	}
-	if err := apiCall(ctx, http.MethodPost, f.server, "/api/v1/repos", f.token, body, &out); err != nil {
+	if err := c.call(ctx, http.MethodPost, "/api/v1/repos", body, &out); err != nil {
 		return fmt.Errorf("add repo %s: %w", name, err)
 	}
 	fmt.Fprintf(a.stdout, "repo %s added\nhook token (shown once): %s\n", out.Name, out.HookToken)
 	if out.BadgeToken != "" {
 		fmt.Fprintf(a.stdout, "badge token (shown once): %s\n", out.BadgeToken)
-	}
-	return nil
-}
-
-// apiCall sends a JSON request to the server's API and decodes the answer.
-func apiCall(ctx context.Context, method, server, path, token string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(server, "/")+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 10<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
-		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
 	}
 	return nil
 }

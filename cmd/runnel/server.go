@@ -22,6 +22,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine/local"
 	"github.com/runnel-ci/runnel/internal/install"
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
@@ -329,7 +330,7 @@ func (a *app) ensureAdminToken(ctx context.Context, st *store.Store) error {
 	if len(toks) > 0 {
 		return nil
 	}
-	plain, _, err := st.CreateToken(ctx, "admin", true)
+	plain, _, err := st.CreateToken(ctx, "admin", access.Admin)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/runnel-ci/runnel/internal/gittest"
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/runnertest"
@@ -87,7 +88,7 @@ func newEnvWith(t *testing.T, cfg func(*Config), qcfg func(*deliveryq.Config)) *
 		e.q.Drain(context.Background())
 		rn.Close()
 	})
-	if e.token, _, err = st.CreateToken(ctx, "alice", true); err != nil {
+	if e.token, _, err = st.CreateToken(ctx, "alice", access.Admin); err != nil {
 		t.Fatal(err)
 	}
 	e.bare = filepath.Join(dir, "r.git")

@@ -153,13 +153,20 @@ func (req *RepoRequest) check() error {
 // RepoPatch is the body of PATCH /api/v1/repos/{repo}: the settings to
 // change (absent fields stay).
 type RepoPatch struct {
-	CloneURL    *string `json:"clone_url"`
-	ForgeURL    *string `json:"forge_url"`
-	GenericHook *bool   `json:"generic_hook"`
+	CloneURL       *string `json:"clone_url"`
+	ForgeURL       *string `json:"forge_url"`
+	GenericHook    *bool   `json:"generic_hook"`
+	Secret         *string `json:"secret"`
+	DefaultBranch  *string `json:"default_branch"`
+	CancelPrevious *bool   `json:"cancel_previous"`
+	Private        *bool   `json:"private"`
+	StatusToken    *string `json:"status_token"`
+	StatusAPIURL   *string `json:"status_api_url"`
 }
 
-// patchRepo changes where a repository's code is fetched from and which
-// hooks it takes, with the checks of createRepo.
+// patchRepo changes a repository's settings (where its code is fetched
+// from, which hooks it takes, its secret, default branch, status
+// reporting...), with the checks of createRepo.
 func (s *Server) patchRepo(w http.ResponseWriter, r *http.Request) {
 	repo, err := s.cfg.Store.Repo(r.Context(), r.PathValue("name"))
 	if err != nil {
@@ -175,25 +182,36 @@ func (s *Server) patchRepo(w http.ResponseWriter, r *http.Request) {
 	}
 	req := RepoRequest{Name: repo.Name, Forge: repo.Forge, CloneURL: repo.CloneURL, ForgeURL: repo.ForgeURL,
 		GenericHook: repo.GenericHook, DefaultBranch: repo.DefaultBranch}
-	if p.CloneURL != nil {
-		req.CloneURL = *p.CloneURL
-	}
-	if p.ForgeURL != nil {
-		req.ForgeURL = *p.ForgeURL
-	}
-	if p.GenericHook != nil {
-		req.GenericHook = *p.GenericHook
+	set(&req.CloneURL, p.CloneURL)
+	set(&req.ForgeURL, p.ForgeURL)
+	set(&req.GenericHook, p.GenericHook)
+	set(&req.DefaultBranch, p.DefaultBranch)
+	if p.DefaultBranch != nil && strings.TrimSpace(*p.DefaultBranch) == "" {
+		writeError(w, http.StatusBadRequest, "default_branch must not be empty")
+		return
 	}
 	if err := req.check(); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	repo.CloneURL, repo.ForgeURL, repo.GenericHook = req.CloneURL, req.ForgeURL, req.GenericHook
+	repo.CloneURL, repo.ForgeURL, repo.GenericHook, repo.DefaultBranch = req.CloneURL, req.ForgeURL, req.GenericHook, req.DefaultBranch
+	set(&repo.WebhookSecret, p.Secret)
+	set(&repo.CancelPrevious, p.CancelPrevious)
+	set(&repo.Private, p.Private)
+	set(&repo.StatusToken, p.StatusToken)
+	set(&repo.StatusAPIURL, p.StatusAPIURL)
 	if err := s.cfg.Store.UpdateRepo(r.Context(), *repo); err != nil {
 		s.storeError(w, err)
 		return
 	}
+	s.log.Info("repo updated", "repo", repo.Name, "by", user(r))
 	writeJSON(w, http.StatusOK, repoView(repo))
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
 }
 
 // TriggerRequest is the body of POST /api/v1/repos/{repo}/trigger.
@@ -203,15 +221,8 @@ type TriggerRequest struct {
 	Inputs map[string]string `json:"inputs"`
 }
 
-// repoAction handles POST /api/v1/repos/{repo...}/trigger (repo names
-// contain slashes, so the action is the last path element).
-func (s *Server) repoAction(w http.ResponseWriter, r *http.Request) {
-	rest := r.PathValue("rest")
-	name, action, ok := cutLast(rest)
-	if !ok || action != "trigger" {
-		writeError(w, http.StatusNotFound, "unknown repo action")
-		return
-	}
+// trigger handles POST /api/v1/repos/{repo...}/trigger.
+func (s *Server) trigger(w http.ResponseWriter, r *http.Request, name string) {
 	repo, err := s.cfg.Store.Repo(r.Context(), name)
 	if err != nil {
 		s.storeError(w, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/metrics"
@@ -114,29 +116,37 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /hooks/{forge}/{repo...}", s.hook)
 	m.HandleFunc("GET /badges/{rest...}", s.badge)
 
-	api := func(pattern string, h http.HandlerFunc) { m.Handle(pattern, s.auth(h)) }
-	api("GET /api/v1/runs", s.listRuns)
-	api("GET /api/v1/runs/{id}", s.getRun)
-	api("GET /api/v1/runs/{id}/stages/{stage}/steps/{step}/log", s.stepLog)
-	api("POST /api/v1/runs/{id}/cancel", s.cancelRun)
-	api("POST /api/v1/runs/{id}/rerun", s.rerun)
-	api("POST /api/v1/runs/{id}/stages/{stage}/approve", s.approve(true))
-	api("POST /api/v1/runs/{id}/stages/{stage}/reject", s.approve(false))
-	api("GET /api/v1/repos", s.listRepos)
-	api("POST /api/v1/repos", s.invalidating(s.createRepo))
-	api("POST /api/v1/repos/{rest...}", s.invalidating(s.repoAction))
-	api("PATCH /api/v1/repos/{name...}", s.invalidating(s.patchRepo))
-	api("PUT /api/v1/repos/{rest...}", s.putEnvironment)
-	api("GET /api/v1/repos/{rest...}", s.listEnvironments)
-	api("GET /api/v1/agents", s.listAgents)
-	api("GET /api/v1/deployments", s.listDeployments)
+	// Every API route names the permission its token's role needs
+	// (runner/access); handlers that serve several actions check more.
+	api := func(p access.Permission, pattern string, h http.HandlerFunc) {
+		m.Handle(pattern, s.auth(s.allow(p, h)))
+	}
+	api(access.View, "GET /api/v1/runs", s.listRuns)
+	api(access.View, "GET /api/v1/runs/{id}", s.getRun)
+	api(access.View, "GET /api/v1/runs/{id}/stages/{stage}/steps/{step}/log", s.stepLog)
+	api(access.Operate, "POST /api/v1/runs/{id}/cancel", s.cancelRun)
+	api(access.Operate, "POST /api/v1/runs/{id}/rerun", s.rerun)
+	api(access.Operate, "POST /api/v1/runs/{id}/stages/{stage}/approve", s.approve(true))
+	api(access.Operate, "POST /api/v1/runs/{id}/stages/{stage}/reject", s.approve(false))
+	api(access.View, "GET /api/v1/repos", s.listRepos)
+	api(access.Administer, "POST /api/v1/repos", s.invalidating(s.createRepo))
+	api(access.Operate, "POST /api/v1/repos/{rest...}", s.invalidating(s.repoAction))
+	api(access.Administer, "PUT /api/v1/repos/{rest...}", s.putEnvironment)
+	api(access.View, "GET /api/v1/repos/{rest...}", s.repoGet)
+	api(access.Administer, "PATCH /api/v1/repos/{name...}", s.invalidating(s.patchRepo))
+	api(access.Administer, "DELETE /api/v1/repos/{rest...}", s.invalidating(s.repoDelete))
+	api(access.View, "GET /api/v1/agents", s.listAgents)
+	api(access.View, "GET /api/v1/deployments", s.listDeployments)
+	api(access.Administer, "GET /api/v1/tokens", s.listTokens)
+	api(access.Administer, "POST /api/v1/tokens", s.createToken)
+	api(access.Administer, "DELETE /api/v1/tokens/{id}", s.deleteToken)
 	if s.cfg.Transfers != nil {
 		m.Handle("/api/v1/transfer/", s.cfg.Transfers)
 		m.Handle("/api/v1/blobs/", s.cfg.Transfers)
 	}
 	if s.cfg.Artifacts != nil {
-		api("GET /api/v1/runs/{id}/artifacts", s.cfg.Artifacts)
-		api("GET /api/v1/runs/{id}/artifacts/{stage}", s.cfg.Artifacts)
+		api(access.View, "GET /api/v1/runs/{id}/artifacts", s.cfg.Artifacts)
+		api(access.View, "GET /api/v1/runs/{id}/artifacts/{stage}", s.cfg.Artifacts)
 	}
 }
 
@@ -180,6 +190,30 @@ func (s *Server) auth(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)))
 	})
+}
+
+// allow answers 403 unless the request's token has permission p.
+func (s *Server) allow(p access.Permission, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.permitted(w, r, p) {
+			h(w, r)
+		}
+	}
+}
+
+// permitted reports whether the request's token has permission p; when
+// not, it has answered 403 naming the role needed.
+func (s *Server) permitted(w http.ResponseWriter, r *http.Request, p access.Permission) bool {
+	t, _ := r.Context().Value(ctxKey{}).(*store.Token)
+	if t != nil && access.Allows(t.Role, p) {
+		return true
+	}
+	role := access.Role("")
+	if t != nil {
+		role = t.Role
+	}
+	writeError(w, http.StatusForbidden, fmt.Sprintf("token role %q may not do this; it needs %s", role, p))
+	return false
 }
 
 func user(r *http.Request) string {

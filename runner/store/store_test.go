@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/runner/access"
 )
 
 func mustRepo(t *testing.T, s *Store, name string) *Repo {
@@ -153,7 +154,7 @@ func TestRepos(t *testing.T) {
 func TestTokens(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := ctxT(t)
-		plain, tok, err := s.CreateToken(ctx, "ci", true)
+		plain, tok, err := s.CreateToken(ctx, "ci", access.Admin)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +162,7 @@ func TestTokens(t *testing.T) {
 		if err != nil {
 			t.Fatalf("CheckToken(valid): %v", err)
 		}
-		if got.ID != tok.ID || got.Name != "ci" || !got.Admin {
+		if got.ID != tok.ID || got.Name != "ci" || got.Role != access.Admin {
 			t.Errorf("CheckToken: got %+v, want %+v", got, tok)
 		}
 		for _, bad := range []string{"", "rnl_x", plain[:len(plain)-1]} {
@@ -174,6 +175,18 @@ func TestTokens(t *testing.T) {
 		}
 		if _, err := s.CheckToken(ctx, plain); !errors.Is(err, ErrNotFound) {
 			t.Errorf("revoked token: got %v, want ErrNotFound", err)
+		}
+		for _, role := range access.Roles {
+			plain, _, err := s.CreateToken(ctx, "t-"+string(role), role)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.CheckToken(ctx, plain); err != nil || got.Role != role {
+				t.Errorf("token with role %s: got %+v, %v", role, got, err)
+			}
+		}
+		if _, _, err := s.CreateToken(ctx, "bad", "root"); err == nil {
+			t.Error("CreateToken with role root: no error")
 		}
 	})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/runnel-ci/runnel/artifact/fs"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/store"
@@ -114,7 +115,7 @@ func newEnv(t *testing.T) *env {
 	api := httpapi.New(httpapi.Config{Store: e.store, Runner: e.runner, Logs: e.logs, Logger: log, Session: e.ui.SessionToken})
 	e.srv = httptest.NewServer(e.ui.Wrap(api.Handler()))
 	t.Cleanup(e.srv.Close)
-	e.token, _, err = e.store.CreateToken(ctx, "alice", true)
+	e.token, _, err = e.store.CreateToken(ctx, "alice", access.Admin)
 	if err != nil {
 		t.Fatal(err)
 	}
