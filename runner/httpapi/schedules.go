@@ -40,13 +40,15 @@ type TickView struct {
 	RunID    int64     `json:"run_id,omitempty"`
 	Attempts int       `json:"attempts,omitempty"`
 	Error    string    `json:"error,omitempty"`
+	// ClaimedBy is the install id of the server that claimed it last.
+	ClaimedBy string `json:"claimed_by,omitempty"`
 }
 
 func tickView(t *store.Tick) *TickView {
 	if t == nil {
 		return nil
 	}
-	return &TickView{At: t.At, State: t.State, RunID: t.RunID, Attempts: t.Attempts, Error: t.Error}
+	return &TickView{At: t.At, State: t.State, RunID: t.RunID, Attempts: t.Attempts, Error: t.Error, ClaimedBy: t.ClaimedBy}
 }
 
 func scheduleView(sc *store.Schedule) ScheduleView {
