@@ -274,6 +274,8 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		ln.Close()
 		return err
 	}
+	sched, stopSched := startScheduler(bg, st, rn, inst, log)
+	defer stopSched()
 	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
 	// /deployments, /login, /logout and /static/; everything else goes to the API.
 	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log, Artifacts: tsvc,
@@ -286,7 +288,8 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log, Deliveries: deliveries,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
-		Agents:         rn.Agents, Session: web.SessionToken, Transfers: tsvc.Handler(), Artifacts: tsvc.RunArtifacts})
+		Agents:         rn.Agents, Session: web.SessionToken, ScheduleAdded: sched.Kick,
+		Transfers: tsvc.Handler(), Artifacts: tsvc.RunArtifacts})
 	// Headers are bounded in size and time for every request; webhook
 	// bodies get their own deadline and budget (httpapi.Config).
 	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second,
@@ -307,6 +310,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	log.Info("shutting down: no new webhooks; draining running stages", "deadline", f.drainTimeout)
 	api.StopHooks()
+	stopSched()
 	dctx, cancel := context.WithTimeout(bg, f.drainTimeout)
 	defer cancel()
 	deliveries.Drain(dctx)

@@ -62,6 +62,9 @@ type Config struct {
 	// are let in with it, so the UI reads the same endpoints as the CLI
 	// (the log stream above all); anything else needs a bearer token.
 	Session func(r *http.Request) *store.Token
+	// ScheduleAdded is called after a schedule or one-off run was added
+	// (the scheduler's Kick), so that it looks at once; nil is fine.
+	ScheduleAdded func()
 }
 
 // Server is the HTTP API. Create it with New; its Handler serves
