@@ -46,6 +46,10 @@ func (p *Pipeline) plan(ev Event, envs []Environment) (*Plan, error) {
 	if !p.when.match(ev) {
 		return nil, ErrSkipped
 	}
+	ev, err := p.withInputs(ev)
+	if err != nil {
+		return nil, err
+	}
 	base := eventEnv(ev)
 	ids := map[string][]string{} // stage name -> IDs of its expansions
 	var order []*Stage
@@ -201,6 +205,9 @@ func eventEnv(ev Event) map[string]string {
 		"RUNNEL_COMMIT_AUTHOR":  ev.Author,
 		"RUNNEL_REPO":           ev.Repo,
 		"RUNNEL_REF":            ev.Ref,
+	}
+	if ev.Schedule != "" {
+		env["RUNNEL_SCHEDULE"] = ev.Schedule
 	}
 	// Sorted, so that when two input names sanitise to the same variable
 	// the result does not depend on map order: the last name wins.

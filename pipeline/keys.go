@@ -4,7 +4,7 @@ package pipeline
 // must list exactly these (schema_test.go checks), so a key is added here,
 // in the parser, in the schema and in docs/pipeline.md together.
 var (
-	pipelineKeys  = []string{"version", "env", "when", "stages"}
+	pipelineKeys  = []string{"version", "env", "when", "inputs", "stages"}
 	whenKeys      = []string{"event", "branch", "branches", "tag", "tags", "paths", "paths_ignore"}
 	stageWhenKeys = append(append([]string(nil), whenKeys...), "status")
 	stageKeys     = []string{"image", "needs", "labels", "services", "matrix", "when", "concurrency", "approval", "environment", "timeout", "env", "steps", "artifacts", "artifacts_from", "fetch", "cache"}

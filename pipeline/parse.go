@@ -50,7 +50,10 @@ type Pipeline struct {
 
 	env    map[string]string
 	when   filter
-	stages []*stageDef
+	inputs []Input
+	// inputPos is where each input is declared ("": the inputs key).
+	inputPos map[string][2]int
+	stages   []*stageDef
 }
 
 // StageNames returns the stage keys in file order.
@@ -275,6 +278,8 @@ func (ps *parser) parse(src []byte) *Pipeline {
 			p.env = ps.env(e.val, "env")
 		case "when":
 			p.when, _, _ = ps.when(e.val, false)
+		case "inputs":
+			p.inputs = ps.inputs(p, e.key, e.val)
 		case "stages":
 			stagesSeen = true
 			p.stages = ps.stages(e.val)

@@ -23,6 +23,9 @@ type Event struct {
 	// Inputs are values of a manual trigger; they reach steps as
 	// RUNNEL_INPUT_<NAME> environment variables.
 	Inputs map[string]string `json:"inputs,omitempty"`
+	// Schedule names the schedule that started a cron or one-off run; it
+	// reaches steps as RUNNEL_SCHEDULE.
+	Schedule string `json:"schedule,omitempty"`
 }
 
 // Event kinds.

@@ -50,6 +50,9 @@ type Config struct {
 	// redelivers a lost agent's job), so only a stage that nobody runs
 	// any more falls silent this long.
 	LeaseTimeout time.Duration
+	// Transfers grants jobs access to the artifact store
+	// (runner/transfers); nil means jobs get none.
+	Transfers Granter
 }
 
 // Runner owns the run lifecycle. Create it with New, call Start, and

@@ -170,6 +170,12 @@ func (r *Runner) groupFree(ctx context.Context, run *store.Run, st *store.Stage)
 	return true, nil
 }
 
+// Granter hands a job of st (run as attempt) its access to the artifact
+// store, or nil when the stage moves no files (Config.Transfers).
+type Granter interface {
+	Grant(run *store.Run, st *pipeline.Stage, attempt int) *wire.Transfer
+}
+
 // dispatch queues st with a new attempt and hands the job to the bus.
 // Called with r.mu held.
 func (r *Runner) dispatch(ctx context.Context, run *store.Run, st *store.Stage) error {
@@ -203,6 +209,9 @@ func (r *Runner) dispatch(ctx context.Context, run *store.Run, st *store.Stage) 
 	job := &wire.Job{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: attempt, Stage: withInputs(ps, run.Inputs)}
 	if repo.CloneURL != "" {
 		job.Workspace = wire.Workspace{Kind: "git", URL: repo.CloneURL, Commit: run.Commit, Ref: run.Ref, Depth: 1}
+	}
+	if r.cfg.Transfers != nil {
+		job.Transfer = r.cfg.Transfers.Grant(run, ps, attempt)
 	}
 	// Report before handing the job over: an agent may start it (and
 	// report "running") before the bus call returns.

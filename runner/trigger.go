@@ -192,6 +192,6 @@ func (r *Runner) Rerun(ctx context.Context, runID int64) (*store.Run, error) {
 		return nil, fmt.Errorf("rerun %d: %w", runID, err)
 	}
 	ev := &scm.Event{Kind: old.Event, Repo: repo.Name, Ref: old.Ref, Branch: old.Branch, Tag: old.Tag, Commit: old.Commit,
-		Message: old.Message, Author: old.Author, Timestamp: old.CommitTime, Inputs: old.Inputs}
+		Message: old.Message, Author: old.Author, Timestamp: old.CommitTime, Inputs: old.Inputs, Schedule: old.Schedule}
 	return r.Trigger(ctx, repo, ev, store.TriggerRerun, old.ID)
 }

@@ -107,19 +107,22 @@ type Event struct {
 	Deleted bool `json:"deleted,omitempty"`
 	// Inputs are values of a manual trigger (generic hook "inputs").
 	Inputs map[string]string `json:"inputs,omitempty"`
+	// Schedule names the schedule of a cron or one-off run.
+	Schedule string `json:"schedule,omitempty"`
 }
 
 // PipelineEvent converts e to the event pipeline compilation takes.
 func (e *Event) PipelineEvent() pipeline.Event {
 	pe := pipeline.Event{
-		Kind:    e.Kind,
-		Branch:  e.Branch,
-		Tag:     e.Tag,
-		Commit:  e.Commit,
-		Message: e.Message,
-		Author:  e.Author,
-		Repo:    e.Repo,
-		Ref:     e.Ref,
+		Kind:     e.Kind,
+		Branch:   e.Branch,
+		Tag:      e.Tag,
+		Commit:   e.Commit,
+		Message:  e.Message,
+		Author:   e.Author,
+		Repo:     e.Repo,
+		Ref:      e.Ref,
+		Schedule: e.Schedule,
 	}
 	if e.Changed != nil {
 		pe.Changed = append([]string{}, e.Changed...)

@@ -79,7 +79,7 @@ func (t *Transfer) uploadArtifacts(ctx context.Context, s *engine.Spec, a *pipel
 		logf(out, "artifacts: no files; nothing uploaded")
 		return nil
 	}
-	if err := t.Remote.Put(ctx, KindArtifact, s.Stage.ID, arch.f, arch.size, arch.sum); err != nil {
+	if err := t.Remote.Put(ctx, KindArtifact, s.Stage.ID, arch.f, arch.size, arch.sum); err != nil && !errors.Is(err, ErrExists) {
 		return fmt.Errorf("artifacts: upload: %w", err)
 	}
 	logf(out, "artifacts: uploaded %s, %s (sha256 %s)", count(arch.files, "file"), size(arch.size), short(arch.sum))
@@ -110,7 +110,11 @@ func (t *Transfer) saveCache(ctx context.Context, s *engine.Spec, c pipeline.Cac
 		logf(out, "cache %s: not saved: %v match nothing", key, c.Paths)
 		return
 	}
-	if err := t.Remote.Put(ctx, KindCache, key, arch.f, arch.size, arch.sum); err != nil {
+	switch err := t.Remote.Put(ctx, KindCache, key, arch.f, arch.size, arch.sum); {
+	case errors.Is(err, ErrExists):
+		logf(out, "cache %s: saved already by another stage", key)
+		return
+	case err != nil:
 		logf(out, "cache %s: not saved: %v", key, err)
 		return
 	}

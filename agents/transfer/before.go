@@ -24,6 +24,7 @@ type part struct {
 	dest  string // for a file
 	size  int64  // for a file
 	done  string // logged once it is in the workspace
+	temp  string // a downloaded temporary file to remove afterwards
 }
 
 // Before implements stage.Transfer: the caches (restored first, so that
@@ -38,7 +39,11 @@ func (t *Transfer) Before(ctx context.Context, s *engine.Spec, out io.Writer) er
 		return errors.New("this engine cannot move files into a workspace")
 	}
 	caches, r := t.caches(ctx, s, out)
-	t.keep(s, r)
+	defer func() {
+		for _, p := range caches {
+			os.Remove(p.temp) // whether or not it was used
+		}
+	}()
 	arts, err := t.artifacts(ctx, s, out)
 	if err != nil {
 		return err
@@ -48,12 +53,13 @@ func (t *Transfer) Before(ctx context.Context, s *engine.Spec, out io.Writer) er
 		return err
 	}
 	parts := append(append(caches, arts...), fetches...)
-	if len(parts) == 0 {
-		return nil
+	if len(parts) > 0 {
+		if err := t.copyIn(ctx, s, parts); err != nil {
+			return err
+		}
 	}
-	if err := t.copyIn(ctx, s, parts); err != nil {
-		return err
-	}
+	// After runs only when Before succeeded: only then is there state.
+	t.keep(s, r)
 	for _, p := range parts {
 		logf(out, "%s", p.done)
 	}

@@ -51,7 +51,7 @@ func (t *Transfer) caches(ctx context.Context, s *engine.Spec, out io.Writer) ([
 		if !exact {
 			done = fmt.Sprintf("cache %s: miss; fallback restored %s (%s)", key, o.Name, size(o.Size))
 		}
-		parts = append(parts, part{label: "cache " + key, tar: true, open: openTemp(path), done: done})
+		parts = append(parts, part{label: "cache " + key, tar: true, open: openFile(path), done: done, temp: path})
 	}
 	return parts, r
 }
@@ -78,26 +78,6 @@ func (t *Transfer) download(ctx context.Context, o Object) (string, error) {
 		return "", err
 	}
 	return f.Name(), nil
-}
-
-// openTemp opens a downloaded temporary file and removes it on Close.
-func openTemp(path string) func(context.Context) (io.ReadCloser, error) {
-	return func(context.Context) (io.ReadCloser, error) {
-		f, err := os.Open(path)
-		if err != nil {
-			os.Remove(path)
-			return nil, err
-		}
-		return removeOnClose{f}, nil
-	}
-}
-
-type removeOnClose struct{ *os.File }
-
-func (r removeOnClose) Close() error {
-	err := r.File.Close()
-	os.Remove(r.Name())
-	return err
 }
 
 // fetches makes every fetch of the stage a verified file on this machine:

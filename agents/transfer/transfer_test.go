@@ -335,6 +335,10 @@ func TestCache(t *testing.T) {
 	if _, found, _, _ := r.remote.Cache(context.Background(), "failing", nil); found {
 		t.Error("a failed stage saved its cache")
 	}
+	// Downloads and archives are temporary.
+	if left, _ := os.ReadDir(r.tr.TempDir); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
 }
 
 type readOnly struct{ *transfer.Local }

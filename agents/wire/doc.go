@@ -115,6 +115,38 @@
 // published to JetStream with message id LogMsgID so a publish retry is
 // not stored twice; the server orders by Seq.
 //
+// # Transfers
+//
+// A job whose stage moves files (its artifacts, the artifacts it
+// receives, fetches, caches) carries Transfer: the URL of its transfer API
+// on the server, <base>/api/v1/transfer/<token>, and when the token
+// expires. Agents hold no store credentials. The token is signed by the
+// server and names the run, the stage, the attempt and whether the run may
+// write caches; it works only while that stage is unfinished at that
+// attempt or a later one (the server checks on every call). The API
+// speaks JSON; errors are {"error": "..."}:
+//
+//	POST <url>/lookup  LookupRequest  200 Object | 404 no such object
+//	POST <url>/upload  UploadRequest  200 Upload | 403 may not write | 409 exists already
+//	POST <url>/commit  UploadRequest  204 recorded | 409 the stored content differs
+//
+// What a token reaches: artifacts: lookup of a stage in the job stage's
+// Receive, upload and commit of the job's own stage (Name = its ID);
+// caches: the entries of the run's repository, read by every run, written
+// only by runs that may write caches (not pull requests, for a fork's
+// could poison them);
+// fetched files: any, by SHA-256 (the content is checked against its
+// name, so sharing them is safe).
+//
+// Object.URL and Upload.URL are short-lived: a presigned S3 URL, or a
+// signed URL of the server's blob API (<base>/api/v1/blobs/...) for the
+// filesystem store. A reader checks size and SHA-256 of what it GETs
+// against the Object. An upload is one PUT of exactly Size bytes with the
+// Upload's headers; the store refuses content whose SHA-256 is not the
+// declared one (S3 by the signed checksum header, the server's blob API
+// itself), and commit records the object only after checking what is
+// stored.
+//
 // # Presence
 //
 // An agent publishes a Presence of kind "hello" when it connects, then

@@ -74,6 +74,10 @@ type Job struct {
 	// cleans up only resources carrying it. "" (an older server) means the
 	// agent's own install id.
 	Install string `json:"install,omitempty"`
+	// Transfer is the job's access to the server's artifact store, set
+	// when the stage has artifacts, receives some, fetches or caches; nil
+	// means no store (see Transfers in the package doc).
+	Transfer *Transfer `json:"transfer,omitempty"`
 }
 
 // Kind is the kind of an Update.

@@ -26,9 +26,6 @@ type StageRunner struct {
 	Logger  *slog.Logger
 	// Fetcher keeps the files stages fetch on this agent.
 	Fetcher *artifact.Fetcher
-	// Remote returns where a job's artifacts and caches are kept, from the
-	// URLs the job carries; nil (or a nil result) means no store.
-	Remote func(job *wire.Job) transfer.Remote
 }
 
 var _ agent.StageRunner = (*StageRunner)(nil)
@@ -72,8 +69,8 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 func (r *StageRunner) transfer(job *wire.Job, log *slog.Logger) *transfer.Transfer {
 	files, _ := r.Engine.(engine.Files)
 	t := &transfer.Transfer{Files: files, Fetcher: r.Fetcher, TempDir: r.WorkDir, Logger: log}
-	if r.Remote != nil {
-		t.Remote = r.Remote(job)
+	if job.Transfer != nil {
+		t.Remote = transfer.NewHTTP(*job.Transfer, nil)
 	}
 	return t
 }

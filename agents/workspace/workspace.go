@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Source says where a stage's code comes from.
@@ -278,6 +279,13 @@ func gitEnv(src Source) []string {
 func git(ctx context.Context, env []string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Env = env
+	// When ctx ends, kill git's whole process group: a fetch runs
+	// git-remote-http(s) as a child that holds the output pipes, and
+	// killing git alone leaves it (and Wait) hanging on a forge that does
+	// not answer.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -496,6 +496,40 @@ func (s *Store) Presign(ctx context.Context, key string, ttl time.Duration) (str
 	return req.URL, nil
 }
 
+// PresignPut returns a URL and the headers with which a PUT stores exactly
+// size bytes whose SHA-256 is sum (lowercase hex) under key, without
+// credentials, until ttl has passed. The server checks the content against
+// the signed checksum (BadDigest otherwise) and records sum as the store
+// does, so Get and Stat work on the object as on one Put made. One PUT
+// takes at most 5 GiB.
+func (s *Store) PresignPut(ctx context.Context, key string, size int64, sum string, ttl time.Duration) (string, http.Header, error) {
+	if _, err := artifact.CleanKey(key); err != nil {
+		return "", nil, fmt.Errorf("presign put: %w", err)
+	}
+	raw, err := hex.DecodeString(sum)
+	if err != nil || len(raw) != sha256.Size {
+		return "", nil, fmt.Errorf("presign put %s: %w: %q is not a hex sha256", key, artifact.ErrChecksum, sum)
+	}
+	req, err := s.presign.PresignPutObject(ctx, &awss3.PutObjectInput{
+		Bucket:         &s.bucket,
+		Key:            aws.String(s.prefix + key),
+		ContentLength:  aws.Int64(size),
+		ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(raw)),
+		Metadata:       map[string]string{metaSHA256: sum},
+	}, awss3.WithPresignExpires(ttl))
+	if err != nil {
+		return "", nil, fmt.Errorf("presign put %s: %w", key, err)
+	}
+	h := http.Header{}
+	for k, vs := range req.SignedHeader {
+		if strings.EqualFold(k, "Host") {
+			continue // the URL carries it
+		}
+		h[k] = vs
+	}
+	return req.URL, h, nil
+}
+
 // classify adds artifact.ErrNotFound to S3's "no such key" answers.
 func classify(err error) error {
 	var nsk *types.NoSuchKey

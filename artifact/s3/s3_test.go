@@ -267,3 +267,53 @@ func TestCorruptOnServerDisk(t *testing.T) {
 		t.Errorf("read corrupted object: %d bytes, error %v; want ErrChecksum", len(got), err)
 	}
 }
+
+// TestPresignPut: a PUT to the presigned URL with its headers stores an
+// object the store reads and verifies like its own; other content, or
+// another length, is refused by the server.
+func TestPresignPut(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	data := bytes.Repeat([]byte("presigned upload "), 1000)
+	sum := sha256.Sum256(data)
+	hexSum := hex.EncodeToString(sum[:])
+	put := func(body []byte) int {
+		t.Helper()
+		url, h, err := s.PresignPut(ctx, "up/file", int64(len(data)), hexSum, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = h.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return -1 // a length mismatch may end the connection
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	tampered := bytes.Clone(data)
+	tampered[100] ^= 1
+	if code := put(tampered); code == http.StatusOK {
+		t.Fatalf("PUT of other content: %d, want refused", code)
+	}
+	if _, err := s.Stat(ctx, "up/file"); !errors.Is(err, artifact.ErrNotFound) {
+		t.Fatalf("Stat after a refused PUT: %v, want ErrNotFound", err)
+	}
+	if code := put(data); code != http.StatusOK {
+		t.Fatalf("PUT: %d, want 200", code)
+	}
+	rc, info, err := s.Get(ctx, "up/file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) || info.SHA256 != hexSum {
+		t.Fatalf("Get = %d bytes, %v, sha %s; want the upload with sha %s", len(got), err, info.SHA256, hexSum)
+	}
+}

@@ -35,6 +35,24 @@ func serverFlagProblems(f serverFlags) []string {
 	}
 	p = append(p, backendProblem(f.backend)...)
 	p = append(p, drainProblem(f.drainTimeout)...)
+	p = append(p, artifactProblems(f.artifacts)...)
+	return p
+}
+
+// artifactProblems checks the artifact store's durations and S3 options.
+func artifactProblems(f artifactFlags) []string {
+	var p []string
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--artifact-expiry", f.artifactExpiry}, {"--cache-expiry", f.cacheExpiry}, {"--fetch-expiry", f.fetchExpiry}, {"--artifact-sweep", f.sweepInterval}} {
+		if d.v <= 0 {
+			p = append(p, fmt.Sprintf("%s %v: want a positive duration such as 168h", d.flag, d.v))
+		}
+	}
+	if !strings.HasPrefix(f.store, "s3://") && (f.s3Endpoint != "" || f.s3PathStyle || f.s3Region != "") {
+		p = append(p, "--s3-endpoint, --s3-region and --s3-path-style need --artifact-store s3://BUCKET/PREFIX")
+	}
 	return p
 }
 

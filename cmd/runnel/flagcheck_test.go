@@ -11,7 +11,8 @@ import (
 )
 
 func TestServerFlagProblems(t *testing.T) {
-	ok := serverFlags{leaseTimeout: 45 * time.Second, agentCapacity: 2, natsPort: 4222, backend: "docker", drainTimeout: 2 * time.Minute}
+	ok := serverFlags{leaseTimeout: 45 * time.Second, agentCapacity: 2, natsPort: 4222, backend: "docker", drainTimeout: 2 * time.Minute,
+		artifacts: artifactFlags{artifactExpiry: time.Hour, cacheExpiry: time.Hour, fetchExpiry: time.Hour, sweepInterval: time.Minute}}
 	for _, c := range []struct {
 		name string
 		edit func(*serverFlags)
@@ -28,6 +29,10 @@ func TestServerFlagProblems(t *testing.T) {
 		{"NATS port too big", func(f *serverFlags) { f.natsPort = 70000 }, []string{"--nats-port 70000", "-1 for a free one"}},
 		{"unknown backend", func(f *serverFlags) { f.backend = "podman" }, []string{`--backend "podman": want docker or local`}},
 		{"negative drain", func(f *serverFlags) { f.drainTimeout = -time.Second }, []string{"--drain-timeout -1s is negative", "use 0"}},
+		{"no sweep", func(f *serverFlags) { f.artifacts.sweepInterval = 0 }, []string{"--artifact-sweep 0s: want a positive duration"}},
+		{"negative cache expiry", func(f *serverFlags) { f.artifacts.cacheExpiry = -time.Hour }, []string{"--cache-expiry -1h0m0s"}},
+		{"S3 options without S3", func(f *serverFlags) { f.artifacts.s3Endpoint = "http://minio:9000" }, []string{"need --artifact-store s3://"}},
+		{"S3", func(f *serverFlags) { f.artifacts.store, f.artifacts.s3Endpoint = "s3://b/p", "http://minio:9000" }, nil},
 		{"everything at once", func(f *serverFlags) { f.leaseTimeout, f.agentCapacity, f.backend = time.Second, -1, "" },
 			[]string{"--lease-timeout 1s", "--agent-capacity -1", `--backend ""`}},
 	} {

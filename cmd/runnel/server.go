@@ -44,6 +44,7 @@ type serverFlags struct {
 	db            string
 	natsURL       string
 	baseURL       string
+	artifacts     artifactFlags
 	noAgent       bool
 	agentLabels   string
 	agentCapacity int
@@ -137,6 +138,7 @@ for up to --drain-timeout; a second one exits at once.`,
 	fl.StringVar(&f.backend, "backend", a.envDefault("RUNNEL_BACKEND", "docker"), "built-in agent executor: docker or local ($RUNNEL_BACKEND)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages ($RUNNEL_DRAIN_TIMEOUT)")
 	fl.DurationVar(&f.leaseTimeout, "lease-timeout", a.envDuration("RUNNEL_LEASE_TIMEOUT", 45*time.Second), "silence after which a running stage's agent counts as lost ($RUNNEL_LEASE_TIMEOUT)")
+	a.addArtifactFlags(fl, &f.artifacts)
 	fl.StringVar(&f.logLevel, "log-level", a.envDefault("RUNNEL_LOG_LEVEL", "info"), "debug, info, warn or error ($RUNNEL_LOG_LEVEL)")
 	return cmd
 }
@@ -224,6 +226,12 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		ln.Close()
 		return usageError(fmt.Errorf("--nats-url %q: want \"embedded\" or nats://... (the built-in agent always talks to the server over NATS)", f.natsURL))
 	}
+	tsvc, stopSweep, err := newTransfers(bg, f.artifacts, data, st, baseURL, reg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopSweep()
 	var agentEng engine.Engine
 	if !f.noAgent {
 		eng, closer, err := serverEngine(bg, f.backend, inst, log)
@@ -241,7 +249,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	defer nb.close()
 	rn, err := runner.New(runner.Config{Store: st, Bus: nb.d, Logs: logs, Statuses: statuses, Metrics: mets, Logger: log,
-		BaseURL: baseURL, CacheDir: filepath.Join(data, "cache"), LeaseTimeout: f.leaseTimeout})
+		BaseURL: baseURL, CacheDir: filepath.Join(data, "cache"), LeaseTimeout: f.leaseTimeout, Transfers: tsvc})
 	if err != nil {
 		ln.Close()
 		return err
@@ -266,9 +274,11 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		ln.Close()
 		return err
 	}
+	sched, stopSched := startScheduler(bg, st, rn, inst, log)
+	defer stopSched()
 	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
 	// /deployments, /login, /logout and /static/; everything else goes to the API.
-	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log,
+	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log, Artifacts: tsvc,
 		SecureCookie: strings.HasPrefix(baseURL, "https://")})
 	if err != nil {
 		ln.Close()
@@ -278,7 +288,8 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log, Deliveries: deliveries,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
-		Agents:         rn.Agents, Session: web.SessionToken})
+		Agents:         rn.Agents, Session: web.SessionToken, ScheduleAdded: sched.Kick,
+		Transfers: tsvc.Handler(), Artifacts: tsvc.RunArtifacts})
 	// Headers are bounded in size and time for every request; webhook
 	// bodies get their own deadline and budget (httpapi.Config).
 	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second,
@@ -299,6 +310,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	log.Info("shutting down: no new webhooks; draining running stages", "deadline", f.drainTimeout)
 	api.StopHooks()
+	stopSched()
 	dctx, cancel := context.WithTimeout(bg, f.drainTimeout)
 	defer cancel()
 	deliveries.Drain(dctx)

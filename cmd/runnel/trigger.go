@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -19,6 +20,7 @@ type triggerFlags struct {
 	branch, commit string
 	inputs         []string
 	follow         bool
+	at             string
 }
 
 func (a *app) triggerCommand() *cobra.Command {
@@ -50,6 +52,7 @@ defaults before the run starts.`,
 	fl.StringVar(&f.commit, "commit", "", "full commit SHA to run (default: the branch's head)")
 	fl.StringArrayVar(&f.inputs, "input", nil, "input NAME=VALUE (repeatable)")
 	fl.BoolVarP(&f.follow, "follow", "f", false, "follow the run's logs until it ends")
+	fl.StringVar(&f.at, "at", "", "run once at this time instead of now: RFC 3339 (2026-12-24T03:00:00+01:00), or +DURATION (+5m)")
 	return cmd
 }
 
@@ -71,22 +74,56 @@ func parseInputs(args []string) (map[string]string, error) {
 
 func (a *app) trigger(ctx context.Context, c *apiClient, repo string, inputs map[string]string, f triggerFlags) error {
 	body := map[string]any{"branch": f.branch, "commit": f.commit, "inputs": inputs}
-	var r runView
-	err := c.call(ctx, "POST", repoPath(repo)+"/trigger", body, &r)
-	var ae *apiError
-	if errors.As(err, &ae) && len(ae.body) > 0 {
-		if fields := inputErrors(ae.body); fields != "" {
-			return fmt.Errorf("%w\n%s", err, fields)
+	if f.at != "" {
+		at, err := parseAt(f.at, time.Now())
+		if err != nil {
+			return usageError(err)
 		}
+		body["at"] = at
+		var sc scheduleView
+		if err := c.call(ctx, "POST", repoPath(repo)+"/trigger", body, &sc); err != nil {
+			return withInputErrors(err)
+		}
+		fmt.Fprintf(a.stdout, "one-off run %s of %s scheduled at %s (runnel schedule rm %s %s to cancel)\n",
+			sc.Name, repo, sc.NextAt.Local().Format(time.RFC3339), repo, sc.Name)
+		return nil
 	}
-	if err != nil {
-		return err
+	var r runView
+	if err := c.call(ctx, "POST", repoPath(repo)+"/trigger", body, &r); err != nil {
+		return withInputErrors(err)
 	}
 	fmt.Fprintf(a.stdout, "run %d started (%s #%d, %s at %.7s): %s\n", r.ID, r.Repo, r.Number, r.Branch, r.Commit, describeRun(r, ""))
 	if !f.follow || terminalStatus(r.Status) {
 		return nil
 	}
 	return a.logs(ctx, c, r.ID, "", "", true)
+}
+
+// withInputErrors adds the per-input errors of a refused trigger to err.
+func withInputErrors(err error) error {
+	var ae *apiError
+	if errors.As(err, &ae) && len(ae.body) > 0 {
+		if fields := inputErrors(ae.body); fields != "" {
+			return fmt.Errorf("%w\n%s", err, fields)
+		}
+	}
+	return err
+}
+
+// parseAt reads --at: an RFC 3339 time or +DURATION from now.
+func parseAt(s string, now time.Time) (time.Time, error) {
+	if d, ok := strings.CutPrefix(s, "+"); ok {
+		dur, err := time.ParseDuration(d)
+		if err != nil || dur <= 0 {
+			return time.Time{}, fmt.Errorf("--at %q: want +DURATION such as +5m", s)
+		}
+		return now.Add(dur), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--at %q: want an RFC 3339 time such as 2026-12-24T03:00:00Z, or +5m", s)
+	}
+	return t, nil
 }
 
 // inputErrors formats the per-input errors of a refused trigger, one line

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/badge"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
@@ -214,20 +215,19 @@ func set[T any](dst *T, v *T) {
 	}
 }
 
-// TriggerRequest is the body of POST /api/v1/repos/{repo}/trigger.
+// TriggerRequest is the body of POST /api/v1/repos/{repo}/trigger. With
+// At the run is a one-off run at that time (answered 202 with the
+// schedule; Name optionally names it).
 type TriggerRequest struct {
 	Branch string            `json:"branch"`
 	Commit string            `json:"commit"`
 	Inputs map[string]string `json:"inputs"`
+	At     time.Time         `json:"at"`
+	Name   string            `json:"name"`
 }
 
 // trigger handles POST /api/v1/repos/{repo...}/trigger.
 func (s *Server) trigger(w http.ResponseWriter, r *http.Request, name string) {
-	repo, err := s.cfg.Store.Repo(r.Context(), name)
-	if err != nil {
-		s.storeError(w, err)
-		return
-	}
 	var req TriggerRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
@@ -235,30 +235,44 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request, name string) {
 		writeError(w, http.StatusBadRequest, "decode body: "+err.Error())
 		return
 	}
-	if req.Branch == "" {
-		req.Branch = repo.DefaultBranch
+	if !req.At.IsZero() {
+		s.addSchedule(w, r, name, ScheduleRequest{Name: req.Name, At: req.At, Branch: req.Branch, Commit: req.Commit, Inputs: req.Inputs})
+		return
 	}
-	ref := "refs/heads/" + req.Branch
-	if req.Commit == "" {
-		sha, err := workspace.ResolveRef(r.Context(), repo.CloneURL, ref)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("resolve branch %q: %v", req.Branch, err))
-			return
-		}
-		req.Commit = sha
+	if req.Name != "" {
+		writeError(w, http.StatusBadRequest, "name is for one-off runs (with at)")
+		return
 	}
-	ev := &scm.Event{Forge: repo.Forge, Kind: scm.KindManual, Repo: repo.Name, CloneURL: repo.CloneURL, Ref: ref, Branch: req.Branch,
-		Commit: req.Commit, Author: user(r), Inputs: req.Inputs}
-	run, err := s.cfg.Runner.Trigger(r.Context(), repo, ev, store.TriggerManual, 0)
+	if err := checkInputs(req.Inputs); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	repo, err := s.cfg.Store.Repo(r.Context(), name)
 	if err != nil {
-		if errors.Is(err, workspace.ErrUnsafe) {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
 		s.storeError(w, err)
 		return
 	}
+	run, err := s.cfg.Runner.Manual(r.Context(), runner.ManualRequest{Repo: repo, Branch: req.Branch, Commit: req.Commit,
+		Inputs: req.Inputs, User: user(r)})
+	if err != nil {
+		s.manualError(w, err)
+		return
+	}
 	writeJSON(w, http.StatusCreated, s.view(run))
+}
+
+// manualError answers an error of runner.Manual or CheckManual: 400 with
+// the fields of an InputError or an unsafe source, else as storeError.
+func (s *Server) manualError(w http.ResponseWriter, err error) {
+	var ie *runner.InputError
+	switch {
+	case errors.As(err, &ie):
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": ie.Error(), "fields": ie.Fields})
+	case errors.Is(err, workspace.ErrUnsafe):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		s.storeError(w, err)
+	}
 }
 
 func cutLast(p string) (string, string, bool) {

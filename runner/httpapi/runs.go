@@ -26,6 +26,7 @@ type RunView struct {
 	Message       string                `json:"message,omitempty"`
 	Author        string                `json:"author,omitempty"`
 	Inputs        map[string]string     `json:"inputs,omitempty"`
+	Schedule      string                `json:"schedule,omitempty"`
 	Status        store.Status          `json:"status"`
 	Reason        string                `json:"reason,omitempty"`
 	PendingReason string                `json:"pending_reason,omitempty"`
@@ -74,7 +75,7 @@ type StepView struct {
 
 func (s *Server) view(run *store.Run) RunView {
 	v := RunView{ID: run.ID, Number: run.Number, Repo: run.Repo, Event: run.Event, Ref: run.Ref, Branch: run.Branch, Tag: run.Tag,
-		Commit: run.Commit, Message: run.Message, Author: run.Author, Inputs: run.Inputs, Status: run.Status, Reason: run.Reason,
+		Commit: run.Commit, Message: run.Message, Author: run.Author, Inputs: run.Inputs, Schedule: run.Schedule, Status: run.Status, Reason: run.Reason,
 		PendingReason: run.PendingReason, Trigger: run.Trigger, ParentID: run.ParentID, CreatedAt: run.CreatedAt,
 		QueuedAt: run.QueuedAt, StartedAt: run.StartedAt, FinishedAt: run.FinishedAt}
 	for _, st := range run.Stages {

@@ -49,11 +49,22 @@ type Config struct {
 	// RepoCacheTTL is how long webhook repo lookups are cached (default
 	// 2 s; negative disables). API repo changes invalidate the cache.
 	RepoCacheTTL time.Duration
+	// Transfers serves the transfer and blob APIs of agents
+	// (/api/v1/transfer/, /api/v1/blobs/; runner/transfers), which
+	// authenticate by the signatures in their URLs; nil means 404.
+	Transfers http.Handler
+	// Artifacts serves GET /api/v1/runs/{id}/artifacts and
+	// /api/v1/runs/{id}/artifacts/{stage} behind the API's authentication;
+	// nil means 404.
+	Artifacts http.HandlerFunc
 	// Session returns the API token behind the web UI session a request
 	// carries (its cookie), or nil. GET requests without a bearer token
 	// are let in with it, so the UI reads the same endpoints as the CLI
 	// (the log stream above all); anything else needs a bearer token.
 	Session func(r *http.Request) *store.Token
+	// ScheduleAdded is called after a schedule or one-off run was added
+	// (the scheduler's Kick), so that it looks at once; nil is fine.
+	ScheduleAdded func()
 }
 
 // Server is the HTTP API. Create it with New; its Handler serves
@@ -132,6 +143,14 @@ func (s *Server) routes() {
 	api(access.Administer, "GET /api/v1/tokens", s.listTokens)
 	api(access.Administer, "POST /api/v1/tokens", s.createToken)
 	api(access.Administer, "DELETE /api/v1/tokens/{id}", s.deleteToken)
+	if s.cfg.Transfers != nil {
+		m.Handle("/api/v1/transfer/", s.cfg.Transfers)
+		m.Handle("/api/v1/blobs/", s.cfg.Transfers)
+	}
+	if s.cfg.Artifacts != nil {
+		api(access.View, "GET /api/v1/runs/{id}/artifacts", s.cfg.Artifacts)
+		api(access.View, "GET /api/v1/runs/{id}/artifacts/{stage}", s.cfg.Artifacts)
+	}
 }
 
 // invalidating wraps a handler that may change repos: cached repo

@@ -31,6 +31,7 @@ type Run struct {
 	Author     string
 	CommitTime time.Time
 	Inputs     map[string]string
+	Schedule   string // the schedule that started the run, if one did
 	// Plan is the compiled plan; nil when the run has none (yet), and
 	// in lists (ListRuns, ActiveRuns): load it with Run.
 	Plan          *pipeline.Plan
@@ -51,7 +52,7 @@ type Run struct {
 // NewRun is the input of CreateRun.
 type NewRun struct {
 	RepoID     int64
-	Event      pipeline.Event // Kind, Ref, Branch, Tag, Commit, Message, Author, Inputs are stored
+	Event      pipeline.Event // Kind, Ref, Branch, Tag, Commit, Message, Author, Inputs, Schedule are stored
 	CommitTime time.Time
 	Trigger    string // Trigger* constant
 	ParentID   int64  // for re-runs
@@ -60,6 +61,10 @@ type NewRun struct {
 	// DeliveryID, when not 0, is the deliveries row this run is made
 	// for: the same transaction marks it DeliveryProcessed (see CreateRun).
 	DeliveryID int64
+	// TickID, when not 0, is the schedule tick this run is made for: the
+	// same transaction marks it started, or fails with ErrConflict
+	// (creating nothing) when the tick has its run already.
+	TickID int64
 	// Plan may be nil: the run is created pending and SetPlan adds the
 	// plan later, or the run is finished at once (e.g. Status error with
 	// ReasonPipelineInvalid).
@@ -74,8 +79,8 @@ type NewRun struct {
 const (
 	qNextRunNumber = `UPDATE repos SET last_run_number = last_run_number + 1 WHERE id = ? RETURNING last_run_number`
 	qInsertRun     = `INSERT INTO runs (repo_id, number, event, ref, branch, tag, commit_sha,
-			commit_message, commit_time, author, inputs, plan, status, reason, trigger_kind, parent_id, created_at, finished_at, source_url)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+			commit_message, commit_time, author, inputs, plan, status, reason, trigger_kind, parent_id, created_at, finished_at, source_url,
+			schedule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 	qInsertStage = `INSERT INTO stages (run_id, stage_key, name, position, status, needs,
 			environment, concurrency, approval) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 	qInsertStep = `INSERT INTO steps (stage_id, name, position, status, allow_failure)
@@ -131,11 +136,15 @@ func (s *Store) CreateRun(ctx context.Context, nr NewRun) (*Run, error) {
 		}
 		err = ins.QueryRowContext(ctx,
 			nr.RepoID, number, ev.Kind, ev.Ref, ev.Branch, ev.Tag, ev.Commit, ev.Message, ts(nr.CommitTime), ev.Author,
-			string(inputs), plan, nr.Status, nr.Reason, nr.Trigger, nullID(nr.ParentID), now, finished, nr.SourceURL).Scan(&id)
+			string(inputs), plan, nr.Status, nr.Reason, nr.Trigger, nullID(nr.ParentID), now, finished, nr.SourceURL,
+			ev.Schedule).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("create run %d of repo %d: %w", number, nr.RepoID, err)
 		}
 		if err := s.linkDelivery(ctx, tx, nr.DeliveryID, id, now); err != nil {
+			return err
+		}
+		if err := s.linkTick(ctx, tx, nr.TickID, id); err != nil {
 			return err
 		}
 		return s.insertStages(ctx, tx, id, nr.Plan)
@@ -237,7 +246,7 @@ func exists(ctx context.Context, q querier, query string, args ...any) error {
 
 const runCols = `r.id, r.repo_id, p.name, r.number, r.event, r.ref, r.branch, r.tag, r.commit_sha, r.commit_message,
 	r.commit_time, r.author, r.inputs, r.status, r.reason, r.pending_reason, r.trigger_kind, r.parent_id,
-	r.created_at, r.queued_at, r.started_at, r.finished_at, r.source_url`
+	r.created_at, r.queued_at, r.started_at, r.finished_at, r.source_url, r.schedule`
 
 const runFrom = ` FROM runs r JOIN repos p ON p.id = r.repo_id`
 
@@ -247,7 +256,7 @@ func scanRun(row interface{ Scan(...any) error }, extra ...any) (*Run, error) {
 	var parent, commitTime, created, queued, started, finished sql.NullInt64
 	dest := []any{&r.ID, &r.RepoID, &r.Repo, &r.Number, &r.Event, &r.Ref, &r.Branch, &r.Tag, &r.Commit, &r.Message,
 		&commitTime, &r.Author, &inputs, &r.Status, &r.Reason, &r.PendingReason, &r.Trigger, &parent,
-		&created, &queued, &started, &finished, &r.SourceURL}
+		&created, &queued, &started, &finished, &r.SourceURL, &r.Schedule}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}

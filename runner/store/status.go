@@ -99,7 +99,8 @@ const (
 	TriggerGitHook = "githook"
 	TriggerManual  = "manual"
 	TriggerRerun   = "rerun"
-	TriggerCron    = "cron"
+	TriggerCron    = "cron" // a tick of a cron schedule
+	TriggerAt      = "at"   // a one-off run at a time
 )
 
 // Forge kinds (Repo.Forge).

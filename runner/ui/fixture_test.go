@@ -12,18 +12,21 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/artifact/fs"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/runner/transfers"
 )
 
 // Hostile strings that reach the UI from commits, branches and logs.
@@ -63,6 +66,9 @@ type env struct {
 	token  string
 	repo   *store.Repo
 	run    *store.Run // seeded: build running, test pending, deploy waiting for approval
+	// objects and transfers are the artifact store the run page shows.
+	objects   *fs.Store
+	transfers *transfers.Service
 }
 
 func newEnv(t *testing.T) *env {
@@ -90,8 +96,17 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.objects, err = fs.New(filepath.Join(dir, "artifacts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.transfers, err = transfers.New(transfers.Config{DB: e.store, Store: e.objects, BaseURL: "http://127.0.0.1:1",
+		Key: []byte(strings.Repeat("k", 32))})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.ui, err = New(Config{Store: e.store, Logs: e.logs, Actions: e.runner, Agents: e.runner.Agents, Logger: log,
-		RefreshInterval: 300 * time.Millisecond})
+		RefreshInterval: 300 * time.Millisecond, Artifacts: e.transfers})
 	if err != nil {
 		t.Fatal(err)
 	}

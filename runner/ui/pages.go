@@ -2,6 +2,7 @@ package ui
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"html/template"
 	"maps"
@@ -15,6 +16,7 @@ import (
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/runner/transfers"
 )
 
 var funcs = template.FuncMap{
@@ -25,6 +27,8 @@ var funcs = template.FuncMap{
 	"dur":       duration,
 	"refLabel":  refLabel,
 	"runURL":    func(id int64) string { return "/runs/" + strconv.FormatInt(id, 10) },
+	"pathEsc":   url.PathEscape,
+	"size":      humanSize,
 }
 
 // parsePages parses each page template together with the layout.
@@ -85,6 +89,19 @@ func firstLine(s string) string {
 		s = strings.ToValidUTF8(s[:120], "") + "…"
 	}
 	return s
+}
+
+// humanSize formats a byte count: "512 B", "4.5 KiB", "200.0 MiB".
+func humanSize(n int64) string {
+	if n < 1024 {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	f, unit := float64(n)/1024, 0
+	for f >= 1024 && unit < 4 {
+		f /= 1024
+		unit++
+	}
+	return strconv.FormatFloat(f, 'f', 1, 64) + " " + []string{"KiB", "MiB", "GiB", "TiB", "PiB"}[unit]
 }
 
 func formatTime(t time.Time) string {
@@ -289,8 +306,21 @@ func (h *Handler) runPage(w http.ResponseWriter, r *http.Request) {
 		diags = h.cfg.Actions.Diagnostics(run.ID)
 	}
 	data := map[string]any{"Run": run, "Stages": stages, "Diagnostics": diags, "Flash": flash(r.URL.Query().Get("done")),
-		"Refresh": h.cfg.RefreshInterval.Milliseconds()}
+		"Refresh": h.cfg.RefreshInterval.Milliseconds(), "Artifacts": h.artifacts(r.Context(), run.ID)}
 	h.render(w, r, http.StatusOK, "run", fmt.Sprintf("%s #%d", run.Repo, run.Number), data)
+}
+
+// artifacts lists a run's artifacts for its page; a failure shows none
+// (and is logged) rather than failing the page.
+func (h *Handler) artifacts(ctx context.Context, runID int64) []transfers.Artifact {
+	if h.cfg.Artifacts == nil {
+		return nil
+	}
+	list, err := h.cfg.Artifacts.List(ctx, runID)
+	if err != nil {
+		h.log.Error("list artifacts", "run", runID, "err", err)
+	}
+	return list
 }
 
 // flash turns the fixed "done" query values set by action redirects into

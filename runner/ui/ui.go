@@ -15,6 +15,7 @@ import (
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/logview"
 	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/runner/transfers"
 )
 
 //go:embed templates/*.html
@@ -70,6 +71,16 @@ type Config struct {
 	// scrolled; the rest are paged out and fetched again when scrolled
 	// to (default 5,000).
 	LogMaxLines int
+	// Artifacts lists and serves runs' artifacts (runner/transfers); nil
+	// shows none.
+	Artifacts Artifacts
+}
+
+// Artifacts is what the run page needs of the artifact store.
+type Artifacts interface {
+	List(ctx context.Context, runID int64) ([]transfers.Artifact, error)
+	// RunArtifacts serves GET .../runs/{id}/artifacts/{stage}.
+	RunArtifacts(w http.ResponseWriter, r *http.Request)
 }
 
 // Handler serves the UI. Create it with New.
@@ -160,6 +171,9 @@ func (h *Handler) routes() {
 	m.Handle("POST /runs/{id}/stages/{stage}/reject", h.mutate(h.decide(false)))
 	m.Handle("GET /agents", h.view(h.agentsPage))
 	m.Handle("GET /deployments", h.view(h.deploymentsPage))
+	if h.cfg.Artifacts != nil {
+		m.Handle("GET /runs/{id}/artifacts/{stage}", h.view(h.cfg.Artifacts.RunArtifacts))
+	}
 }
 
 // csp allows only the UI's own script, style and connections; no inline
