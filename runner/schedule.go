@@ -223,8 +223,7 @@ func (r *Runner) planStage(ctx context.Context, run *store.Run, st *store.Stage)
 // publish hands the job of st's current attempt to the bus and records
 // that the bus has it. The job is made from the stored run alone, so a
 // publish repeated after a crash (Start) sends the same job, and the bus
-// drops the copy (wire.JobMsgID); a copy that gets through anyway loses
-// its claim (wire rule 3).
+// drops the copy (wire.JobMsgID).
 func (r *Runner) publish(ctx context.Context, run *store.Run, st *store.Stage, ps *pipeline.Stage) error {
 	repo, err := r.cfg.Store.RepoByID(ctx, run.RepoID)
 	if err != nil {
