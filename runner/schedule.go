@@ -197,9 +197,14 @@ func (r *Runner) dispatch(ctx context.Context, run *store.Run, st *store.Stage) 
 	if ps == nil {
 		return fmt.Errorf("stage %s is not in the run's plan", st.Key)
 	}
-	repo, err := r.cfg.Store.RepoByID(ctx, run.RepoID)
-	if err != nil {
-		return fmt.Errorf("dispatch %s: %w", st.Key, err)
+	src := run.SourceURL
+	if src == "" {
+		// A run from before sources were stored with runs.
+		repo, err := r.cfg.Store.RepoByID(ctx, run.RepoID)
+		if err != nil {
+			return fmt.Errorf("dispatch %s: %w", st.Key, err)
+		}
+		src = repo.CloneURL
 	}
 	attempt, err := r.cfg.Store.QueueStage(ctx, st.ID)
 	if err != nil {
@@ -207,8 +212,8 @@ func (r *Runner) dispatch(ctx context.Context, run *store.Run, st *store.Stage) 
 	}
 	st.Status, st.Attempt = store.StatusQueued, attempt
 	job := &wire.Job{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: attempt, Stage: withInputs(ps, run.Inputs)}
-	if repo.CloneURL != "" {
-		job.Workspace = wire.Workspace{Kind: "git", URL: repo.CloneURL, Commit: run.Commit, Ref: run.Ref, Depth: 1}
+	if src != "" {
+		job.Workspace = wire.Workspace{Kind: "git", URL: src, Commit: run.Commit, Ref: run.Ref, Depth: 1}
 	}
 	if r.cfg.Transfers != nil {
 		job.Transfer = r.cfg.Transfers.Grant(run, ps, attempt)

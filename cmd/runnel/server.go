@@ -267,9 +267,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	defer rn.Close()
 	deliveries, err := deliveryq.New(deliveryq.Config{Store: st, Logger: log,
-		Trigger: func(ctx context.Context, d *deliveryq.Delivery) (*store.Run, error) {
-			return rn.Trigger(store.ContextWithDelivery(ctx, d.ID), d.Repo, d.Event, d.Trigger(), 0)
-		}})
+		Trigger: rn.TriggerDelivery})
 	if err != nil {
 		ln.Close()
 		return err
