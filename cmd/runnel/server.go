@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine/docker"
 	"github.com/runnel-ci/runnel/agents/engine/local"
 	"github.com/runnel-ci/runnel/internal/install"
+	"github.com/runnel-ci/runnel/internal/private"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/deliveryq"
@@ -177,8 +177,8 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(data, 0o750); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	if err := private.MkdirAll(data); err != nil {
+		return fmt.Errorf("data dir: %w", err)
 	}
 	inst, err := install.Load(data)
 	if err != nil {
