@@ -48,12 +48,13 @@ type Server struct {
 	nextID   int64
 	failures []int // answers to give the next POSTs instead of handling them
 	requests int
+	changed  chan struct{} // closed and replaced when a status changes
 }
 
 // New starts a fake GitLab that accepts token and knows the projects
 // (paths with namespace), and closes it when the test ends.
 func New(t testing.TB, token string, projects ...string) *Server {
-	s := &Server{token: token, projects: map[string]int64{}, nextID: 1000}
+	s := &Server{token: token, projects: map[string]int64{}, nextID: 1000, changed: make(chan struct{})}
 	for i, p := range projects {
 		s.projects[p] = int64(i + 1)
 	}
@@ -75,6 +76,27 @@ func (s *Server) Requests() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.requests
+}
+
+// WaitFor waits until cond, called without the fake's lock held, is
+// true after some status change, or d has passed; it reports whether cond
+// held.
+func (s *Server) WaitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		if cond() {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return cond()
+		}
+	}
 }
 
 // Statuses returns copies of the statuses of project at sha named name,
@@ -234,6 +256,8 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, id, commit string)
 	}
 	st.Status = to
 	st.History = append(st.History, to)
+	close(s.changed)
+	s.changed = make(chan struct{})
 	if v, ok := p["description"]; ok {
 		st.Description = v
 	}
