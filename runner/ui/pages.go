@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/runnel-ci/runnel/pipeline"
-	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/runner/transfers"
@@ -291,11 +289,8 @@ func (h *Handler) runPage(w http.ResponseWriter, r *http.Request) {
 		}
 		stages = append(stages, sv)
 	}
-	var diags []pipeline.Diagnostic
-	if run.Reason == store.ReasonPipelineInvalid || run.Reason == runner.ReasonPipelineMissing {
-		diags = h.cfg.Actions.Diagnostics(run.ID)
-	}
-	data := map[string]any{"Run": run, "Stages": stages, "Graph": layoutDAG(run.Stages), "Diagnostics": diags, "Flash": flash(r.URL.Query().Get("done")),
+	data := map[string]any{"Run": run, "Stages": stages, "Graph": layoutDAG(run.Stages), "Diagnostics": h.cfg.Actions.Diagnostics(run),
+		"Flash":   flash(r.URL.Query().Get("done")),
 		"Refresh": h.cfg.RefreshInterval.Milliseconds(), "Artifacts": h.artifacts(r.Context(), run.ID)}
 	h.render(w, r, http.StatusOK, "run", fmt.Sprintf("%s #%d", run.Repo, run.Number), data)
 }

@@ -40,7 +40,7 @@ type Actions interface {
 	Reject(ctx context.Context, runID int64, stageKey, user string) error
 	// Diagnostics returns the pipeline diagnostics of a run that ended
 	// pipeline_invalid (nil if none are kept).
-	Diagnostics(runID int64) []pipeline.Diagnostic
+	Diagnostics(run *store.Run) []pipeline.Diagnostic
 	// Inputs returns the head commit of a repository's branch ("" means
 	// its default branch) and the inputs its pipeline declares.
 	Inputs(ctx context.Context, repo *store.Repo, branch string) (string, []pipeline.Input, error)
