@@ -697,6 +697,33 @@ func TestEventCloneURLNeverLocal(t *testing.T) {
 	}
 }
 
+// TestPullRequestOrigin: a run records whether its pull request came from
+// the repository itself, and a rerun keeps it.
+func TestPullRequestOrigin(t *testing.T) {
+	f := newFixture(t, false, 0)
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - run: echo hi\n"})
+	ctx := context.Background()
+	for _, tt := range []struct {
+		head string
+		want bool
+	}{{"https://example.com/acme/app.git", true}, {"https://example.com/alice/app.git", false}} {
+		e := *ev
+		e.Kind, e.CloneURL = scm.KindPullRequest, "https://example.com/acme/app.git"
+		e.PullRequest = &scm.PullRequest{Number: 1, HeadCloneURL: tt.head, HeadSHA: ev.Commit, BaseRef: "main"}
+		run, err := f.runner.Trigger(ctx, f.repo, &e, store.TriggerWebhook, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := f.runner.Rerun(ctx, run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run.SameRepo != tt.want || again.SameRepo != tt.want {
+			t.Errorf("head %s: SameRepo = %v, rerun %v; want %v", tt.head, run.SameRepo, again.SameRepo, tt.want)
+		}
+	}
+}
+
 func TestNetworkURL(t *testing.T) {
 	for _, tc := range []struct {
 		url  string

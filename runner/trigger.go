@@ -23,10 +23,15 @@ import (
 // pipeline that does not compile yields a run ended error with reason
 // pipeline_invalid; its diagnostics are kept (see Diagnostics).
 func (r *Runner) Trigger(ctx context.Context, repo *store.Repo, ev *scm.Event, trigger string, parent int64) (*store.Run, error) {
+	return r.trigger(ctx, repo, ev, store.NewRun{Trigger: trigger, ParentID: parent, SameRepo: ev.SameRepo()})
+}
+
+// trigger is Trigger with the run's Trigger, ParentID and SameRepo in nr.
+func (r *Runner) trigger(ctx context.Context, repo *store.Repo, ev *scm.Event, nr store.NewRun) (*store.Run, error) {
 	log := r.log.With("repo", repo.Name, "commit", ev.Commit)
 	pev := ev.PipelineEvent()
 	pev.Repo = repo.Name
-	nr := store.NewRun{RepoID: repo.ID, Event: pev, CommitTime: ev.Timestamp, Trigger: trigger, ParentID: parent}
+	nr.RepoID, nr.Event, nr.CommitTime = repo.ID, pev, ev.Timestamp
 
 	src, err := r.readPipeline(ctx, repo, ev)
 	var diags []pipeline.Diagnostic
@@ -193,5 +198,7 @@ func (r *Runner) Rerun(ctx context.Context, runID int64) (*store.Run, error) {
 	}
 	ev := &scm.Event{Kind: old.Event, Repo: repo.Name, Ref: old.Ref, Branch: old.Branch, Tag: old.Tag, Commit: old.Commit,
 		Message: old.Message, Author: old.Author, Timestamp: old.CommitTime, Inputs: old.Inputs, Schedule: old.Schedule}
-	return r.Trigger(ctx, repo, ev, store.TriggerRerun, old.ID)
+	// The event is rebuilt from the run, so its pull request origin is the
+	// run's.
+	return r.trigger(ctx, repo, ev, store.NewRun{Trigger: store.TriggerRerun, ParentID: old.ID, SameRepo: old.SameRepo})
 }

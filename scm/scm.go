@@ -136,6 +136,14 @@ func (e *Event) PipelineEvent() pipeline.Event {
 	return pe
 }
 
+// SameRepo reports whether e is a pull request whose head repository is
+// its base repository: the head clone URL the forge's payload gave is
+// exactly the repository's. A pull request from a fork, or one whose head
+// repository is not known, is not; neither is any other event.
+func (e *Event) SameRepo() bool {
+	return e.Kind == KindPullRequest && e.PullRequest != nil && e.CloneURL != "" && e.PullRequest.HeadCloneURL == e.CloneURL
+}
+
 // Hook turns a forge's webhook request into an Event. Parse reads and
 // closes nothing but r.Body (at most MaxBodySize bytes), verifies the
 // request against secret on the raw body before decoding it, and returns:

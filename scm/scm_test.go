@@ -79,3 +79,26 @@ func TestHelpers(t *testing.T) {
 		t.Error("ValidSHA wrong")
 	}
 }
+
+func TestSameRepo(t *testing.T) {
+	const base, fork = "https://github.com/o/r.git", "https://github.com/alice/r.git"
+	pr := func(head string) *PullRequest { return &PullRequest{Number: 1, HeadCloneURL: head} }
+	for _, tt := range []struct {
+		name string
+		ev   Event
+		want bool
+	}{
+		{"same repository", Event{Kind: KindPullRequest, CloneURL: base, PullRequest: pr(base)}, true},
+		{"fork", Event{Kind: KindPullRequest, CloneURL: base, PullRequest: pr(fork)}, false},
+		{"head repository unknown", Event{Kind: KindPullRequest, CloneURL: base, PullRequest: pr("")}, false},
+		{"no clone URLs", Event{Kind: KindPullRequest, PullRequest: pr("")}, false},
+		{"no pull request details", Event{Kind: KindPullRequest, CloneURL: base}, false},
+		{"case differs", Event{Kind: KindPullRequest, CloneURL: base, PullRequest: pr("https://github.com/O/r.git")}, false},
+		{"push", Event{Kind: KindPush, CloneURL: base}, false},
+		{"push with pull request details", Event{Kind: KindPush, CloneURL: base, PullRequest: pr(base)}, false},
+	} {
+		if got := tt.ev.SameRepo(); got != tt.want {
+			t.Errorf("%s: SameRepo() = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
