@@ -81,24 +81,28 @@ func TestHelpers(t *testing.T) {
 }
 
 func TestSameRepo(t *testing.T) {
-	const base, fork = "https://github.com/o/r.git", "https://github.com/alice/r.git"
-	pr := func(head string) *PullRequest { return &PullRequest{Number: 1, HeadCloneURL: head} }
-	for _, tt := range []struct {
-		name string
-		ev   Event
-		want bool
+	tests := []struct {
+		name               string
+		headID, baseID     int64
+		headName, baseName string
+		want               bool
 	}{
-		{"same repository", Event{Kind: KindPullRequest, CloneURL: base, PullRequest: pr(base)}, true},
-		{"fork", Event{Kind: KindPullRequest, CloneURL: base, PullRequest: pr(fork)}, false},
-		{"head repository unknown", Event{Kind: KindPullRequest, CloneURL: base, PullRequest: pr("")}, false},
-		{"no clone URLs", Event{Kind: KindPullRequest, PullRequest: pr("")}, false},
-		{"no pull request details", Event{Kind: KindPullRequest, CloneURL: base}, false},
-		{"case differs", Event{Kind: KindPullRequest, CloneURL: base, PullRequest: pr("https://github.com/O/r.git")}, false},
-		{"push", Event{Kind: KindPush, CloneURL: base}, false},
-		{"push with pull request details", Event{Kind: KindPush, CloneURL: base, PullRequest: pr(base)}, false},
-	} {
-		if got := tt.ev.SameRepo(); got != tt.want {
-			t.Errorf("%s: SameRepo() = %v, want %v", tt.name, got, tt.want)
-		}
+		{"same id", 7, 7, "a/b", "a/b", true},
+		{"same id, renamed", 7, 7, "a/old", "a/b", true},
+		{"fork by id", 8, 7, "fork/b", "a/b", false},
+		{"fork by id, same name", 8, 7, "a/b", "a/b", false},
+		{"no ids, same name", 0, 0, "a/b", "a/b", true},
+		{"no ids, name case differs", 0, 0, "A/B", "a/b", true},
+		{"one id missing, names decide", 0, 7, "fork/b", "a/b", false},
+		{"no ids, fork name", 0, 0, "fork/b", "a/b", false},
+		{"deleted head repository", 0, 7, "", "a/b", false},
+		{"nothing known", 0, 0, "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := SameRepo(tt.headID, tt.baseID, tt.headName, tt.baseName); got != tt.want {
+				t.Errorf("SameRepo(%d, %d, %q, %q) = %v, want %v", tt.headID, tt.baseID, tt.headName, tt.baseName, got, tt.want)
+			}
+		})
 	}
 }
