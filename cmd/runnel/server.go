@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -267,9 +268,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	defer rn.Close()
 	deliveries, err := deliveryq.New(deliveryq.Config{Store: st, Logger: log,
-		Trigger: func(ctx context.Context, d *deliveryq.Delivery) (*store.Run, error) {
-			return rn.Trigger(store.ContextWithDelivery(ctx, d.ID), d.Repo, d.Event, d.Trigger(), 0)
-		}})
+		Trigger: rn.TriggerDelivery})
 	if err != nil {
 		ln.Close()
 		return err
@@ -389,8 +388,9 @@ func repoForge(st *store.Store, name string) string {
 	return repo.Forge
 }
 
-// statusReporter reports statuses of GitHub and Gitea repos that have a
-// status token; other repos have none.
+// statusReporter reports statuses of GitHub, Gitea and GitLab repos that
+// have a status token; other repos have none. A Gitea or GitLab repo
+// without a status API URL reports to its forge URL.
 func statusReporter(st *store.Store) statusq.Reporter {
 	return statusq.ReporterFunc(func(ctx context.Context, s scm.Status) error {
 		repo, err := st.Repo(ctx, s.Repo)
@@ -405,7 +405,9 @@ func statusReporter(st *store.Store) statusq.Reporter {
 		case store.ForgeGitHub:
 			rep, err = github.NewStatusReporter(repo.StatusAPIURL, repo.StatusToken, nil)
 		case store.ForgeGitea:
-			rep, err = gitea.NewStatusReporter(repo.StatusAPIURL, repo.StatusToken, nil)
+			rep, err = gitea.NewStatusReporter(cmp.Or(repo.StatusAPIURL, repo.ForgeURL), repo.StatusToken, nil)
+		case store.ForgeGitLab:
+			rep, err = gitlab.NewStatusReporter(cmp.Or(repo.StatusAPIURL, repo.ForgeURL), repo.StatusToken, nil)
 		default:
 			return nil
 		}

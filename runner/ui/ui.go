@@ -39,7 +39,7 @@ type Actions interface {
 	Reject(ctx context.Context, runID int64, stageKey, user string) error
 	// Diagnostics returns the pipeline diagnostics of a run that ended
 	// pipeline_invalid (nil if none are kept).
-	Diagnostics(runID int64) []pipeline.Diagnostic
+	Diagnostics(run *store.Run) []pipeline.Diagnostic
 }
 
 var _ Actions = (*runner.Runner)(nil)

@@ -603,8 +603,8 @@ func TestDiagnosticsAndRerun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, err := e.runner.Trigger(ctx, repo, &scm.Event{Forge: scm.ForgeGeneric, Kind: scm.KindPush, Repo: repo.Name,
-		Ref: "refs/heads/main", Branch: "main", Commit: sha}, store.TriggerGitHook, 0)
+	run, err := e.runner.Trigger(ctx, runner.TriggerRequest{Repo: repo, Event: &scm.Event{Forge: scm.ForgeGeneric, Kind: scm.KindPush,
+		Repo: repo.Name, Ref: "refs/heads/main", Branch: "main", Commit: sha}, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
