@@ -1,6 +1,9 @@
 # The test command the README gives and .ci/run calls.
 GO ?= go
-TESTFLAGS ?= -count=1 -timeout 30m
+# Files tests keep (t.ArtifactDir: the UI's browser screenshots) go to
+# test-artifacts/_artifacts/.
+ARTIFACTS ?= $(CURDIR)/test-artifacts
+TESTFLAGS ?= -count=1 -timeout 30m -artifacts -outputdir $(ARTIFACTS)
 
 .PHONY: build test test-images vet bench lint-pipeline
 
@@ -16,6 +19,7 @@ vet:
 # test: vet, then every package's tests against the real Docker engine,
 # NATS, SQLite, git and (when RUNNEL_TEST_POSTGRES is set) PostgreSQL.
 test: test-images vet
+	mkdir -p $(ARTIFACTS)
 	$(GO) test $(TESTFLAGS) ./...
 
 bench:

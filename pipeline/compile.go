@@ -187,6 +187,10 @@ func (sd *stageDef) expand(pipelineEnv, eventEnv map[string]string) []*Stage {
 			st.Steps = append(st.Steps, &cp)
 		}
 		sd.copyTransfers(st)
+		if sd.deploy != nil {
+			st.Deploy = sd.deploy.compile(st.Env)
+			st.Steps = append(st.Steps, &Step{Name: DeployStep, Deploy: true})
+		}
 		out = append(out, st)
 	}
 	return out

@@ -101,6 +101,7 @@ type stageDef struct {
 	fromSet   bool
 	fetch     []Fetch
 	cache     []Cache
+	deploy    *deployDef
 }
 
 var (
@@ -293,6 +294,7 @@ func (ps *parser) parse(src []byte) *Pipeline {
 	}
 	ps.checkNeeds(p.stages)
 	ps.checkArtifactsFrom(p.stages)
+	ps.checkDeployRefs(p)
 	return p
 }
 
@@ -763,10 +765,19 @@ func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 			s.fetch = ps.fetches(e.val)
 		case "cache":
 			s.cache = ps.caches(e.val)
+		case "deploy":
+			s.deploy = ps.deploy(e.key, e.val)
 		}
 	}
-	if !stepsSeen {
+	if !stepsSeen && s.deploy == nil {
 		ps.errorf(key, CodeMissingField, "stage %s has no steps", s.name)
+	}
+	if s.deploy != nil {
+		for _, st := range s.steps {
+			if st.Name == DeployStep {
+				ps.errorf(key, CodeReservedName, "stage %s deploys: its steps may not be named %q", s.name, DeployStep)
+			}
+		}
 	}
 	// Check step timeouts again now that the stage timeout is known
 	// regardless of key order.

@@ -71,6 +71,9 @@ type Stage struct {
 	Receive   []string   `json:"receive,omitempty"`
 	Fetch     []Fetch    `json:"fetch,omitempty"`
 	Cache     []Cache    `json:"cache,omitempty"`
+	// Deploy, when set, is released after the steps by the last step,
+	// named DeployStep, whose Deploy field is true.
+	Deploy *Deploy `json:"deploy,omitempty"`
 }
 
 // RunOn says which outcome of a stage's needs lets it run.
@@ -92,6 +95,9 @@ type Step struct {
 	Timeout      Duration          `json:"timeout,omitempty"`
 	Retry        Retry             `json:"retry,omitempty"`
 	AllowFailure bool              `json:"allow_failure,omitempty"`
+	// Deploy marks the step that releases the stage's Deploy; it has no
+	// Run script.
+	Deploy bool `json:"deploy,omitempty"`
 }
 
 // Retry says how often a failed step is run again.

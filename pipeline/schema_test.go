@@ -62,6 +62,9 @@ func TestSchemaMatchesParser(t *testing.T) {
 		{"fetch", keysOf(schema.Defs["fetch"].Properties), fetchKeys},
 		{"cache", keysOf(schema.Defs["cache"].Properties), cacheKeys},
 		{"cacheKey", keysOf(schema.Defs["cacheKey"].Properties), cacheKeyKeys},
+		{"deploy", keysOf(schema.Defs["deploy"].Properties), deployKeys},
+		{"strategy", keysOf(schema.Defs["strategy"].Properties), strategyKeys},
+		{"deployHealth", keysOf(schema.Defs["deployHealth"].Properties), healthKeys},
 	}
 	for _, tt := range tests {
 		want := slices.Sorted(slices.Values(tt.want))

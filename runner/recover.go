@@ -12,8 +12,10 @@ import (
 
 // Start reconciles runs left unfinished by a previous server process and
 // starts the lease watchdog. Stages that were queued stay so: their jobs
-// wait in the bus's durable queue. Stages that were running get one lease
-// period to report before they count as lost.
+// wait in the bus's durable queue, and a job the previous process may
+// have died before handing to the bus (Published below Attempt) is
+// published again. Stages that were running get one lease period to
+// report before they count as lost.
 func (r *Runner) Start(ctx context.Context) error {
 	runs, err := r.cfg.Store.UnfinishedRuns(ctx)
 	if err != nil {
@@ -37,6 +39,7 @@ func (r *Runner) Start(ctx context.Context) error {
 				r.touch(run.ID, st.Key, st.Attempt, st.Agent, now)
 			}
 		}
+		r.republish(ctx, run)
 		if err := r.schedule(ctx, run.ID); err != nil {
 			r.log.Error("recovery: schedule failed", "run", run.ID, "err", err)
 		}
@@ -47,6 +50,31 @@ func (r *Runner) Start(ctx context.Context) error {
 		r.watchdog()
 	}()
 	return nil
+}
+
+// republish publishes again the job of every queued stage of run whose
+// publish was not recorded: the previous process may have stored the
+// stage as queued and died before the bus had its job.
+func (r *Runner) republish(ctx context.Context, run *store.Run) {
+	for _, st := range run.Stages {
+		if st.Status != store.StatusQueued || st.Published >= st.Attempt {
+			continue
+		}
+		log := r.log.With("run", run.ID, "stage", st.Key, "attempt", st.Attempt)
+		ps, err := r.planStage(ctx, run, st)
+		if err == nil {
+			err = r.publish(ctx, run, st, ps)
+		}
+		if err != nil {
+			// Not stuck: the stage ends, and the run with it.
+			log.Error("recovery: publish queued job", "err", err)
+			if err := r.endStage(ctx, run, st, st.Attempt, store.StatusError, ReasonDispatchFailed); err != nil {
+				log.Error("recovery: end stage", "err", err)
+			}
+			continue
+		}
+		log.Info("recovery: job published again")
+	}
 }
 
 // countRunning sets the running-stage gauges from the store's unfinished

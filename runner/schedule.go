@@ -179,50 +179,72 @@ type Granter interface {
 // dispatch queues st with a new attempt and hands the job to the bus.
 // Called with r.mu held.
 func (r *Runner) dispatch(ctx context.Context, run *store.Run, st *store.Stage) error {
-	if run.Plan == nil {
-		full, err := r.cfg.Store.Run(ctx, run.ID)
-		if err != nil {
-			return err
-		}
-		run.Plan = full.Plan
-	}
-	var ps *pipeline.Stage
-	if run.Plan != nil {
-		for _, s := range run.Plan.Stages {
-			if s.ID == st.Key {
-				ps = s
-			}
-		}
-	}
-	if ps == nil {
-		return fmt.Errorf("stage %s is not in the run's plan", st.Key)
-	}
-	repo, err := r.cfg.Store.RepoByID(ctx, run.RepoID)
+	ps, err := r.planStage(ctx, run, st)
 	if err != nil {
-		return fmt.Errorf("dispatch %s: %w", st.Key, err)
+		return err
 	}
 	attempt, err := r.cfg.Store.QueueStage(ctx, st.ID)
 	if err != nil {
 		return err
 	}
 	st.Status, st.Attempt = store.StatusQueued, attempt
-	job := &wire.Job{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: attempt, Stage: withInputs(ps, run.Inputs)}
-	if repo.CloneURL != "" {
-		job.Workspace = wire.Workspace{Kind: "git", URL: repo.CloneURL, Commit: run.Commit, Ref: run.Ref, Depth: 1}
-	}
-	if r.cfg.Transfers != nil {
-		job.Transfer = r.cfg.Transfers.Grant(run, ps, attempt)
-	}
 	// Report before handing the job over: an agent may start it (and
 	// report "running") before the bus call returns.
 	r.report(run, "runnel/"+st.Key, "pending", "Queued")
-	if err := r.cfg.Bus.Publish(ctx, job); err != nil {
-		return fmt.Errorf("dispatch %s attempt %d: %w", st.Key, attempt, err)
+	if err := r.publish(ctx, run, st, ps); err != nil {
+		return err
 	}
 	r.log.Info("stage queued", "run", run.ID, "stage", st.Key, "attempt", attempt)
 	if why := r.agentReason(ps.Labels); why != "" {
 		r.setPending(ctx, st, why)
 	}
+	return nil
+}
+
+// planStage returns the plan's stage of st.
+func (r *Runner) planStage(ctx context.Context, run *store.Run, st *store.Stage) (*pipeline.Stage, error) {
+	if run.Plan == nil {
+		full, err := r.cfg.Store.Run(ctx, run.ID)
+		if err != nil {
+			return nil, err
+		}
+		run.Plan = full.Plan
+	}
+	if run.Plan != nil {
+		for _, s := range run.Plan.Stages {
+			if s.ID == st.Key {
+				return s, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("stage %s is not in the run's plan", st.Key)
+}
+
+// publish hands the job of st's current attempt to the bus and records
+// that the bus has it. The job is made from the stored run alone, so a
+// publish repeated after a crash (Start) sends the same job, and the bus
+// drops the copy (wire.JobMsgID).
+func (r *Runner) publish(ctx context.Context, run *store.Run, st *store.Stage, ps *pipeline.Stage) error {
+	repo, err := r.cfg.Store.RepoByID(ctx, run.RepoID)
+	if err != nil {
+		return fmt.Errorf("dispatch %s: %w", st.Key, err)
+	}
+	job := &wire.Job{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: st.Attempt, Stage: withInputs(ps, run.Inputs)}
+	if repo.CloneURL != "" {
+		job.Workspace = wire.Workspace{Kind: "git", URL: repo.CloneURL, Commit: run.Commit, Ref: run.Ref, Depth: 1}
+	}
+	if r.cfg.Transfers != nil {
+		job.Transfer = r.cfg.Transfers.Grant(run, ps, st.Attempt)
+	}
+	if err := r.cfg.Bus.Publish(ctx, job); err != nil {
+		return fmt.Errorf("dispatch %s attempt %d: %w", st.Key, st.Attempt, err)
+	}
+	if err := r.cfg.Store.MarkPublished(ctx, st.ID, st.Attempt); err != nil {
+		// Harmless: the next start publishes the job again, and the bus
+		// or the claim drops the copy.
+		r.log.Warn("record publish", "run", run.ID, "stage", st.Key, "err", err)
+	}
+	st.Published = st.Attempt
 	return nil
 }
 

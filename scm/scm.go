@@ -74,6 +74,25 @@ type PullRequest struct {
 	// HeadCloneURL is the clone URL of the head repository, which differs
 	// from Event.CloneURL for a pull request from a fork.
 	HeadCloneURL string `json:"head_clone_url,omitempty"`
+	// HeadRepo is the full name of the head repository; "" when the forge
+	// no longer knows it (a deleted fork).
+	HeadRepo string `json:"head_repo,omitempty"`
+	// SameRepo is true only when the forge's verified payload says the
+	// head and base repositories are one (see SameRepo); a pull request
+	// from a fork, or one whose head repository is unknown, has false and
+	// is untrusted. Commit metadata never decides it.
+	SameRepo bool `json:"same_repo,omitempty"`
+}
+
+// SameRepo decides whether a pull request's head repository is its base
+// repository, from the ids the forge gives them (0 when absent) or else
+// their full names. Anything unknown counts as a different repository,
+// so the answer fails closed.
+func SameRepo(headID, baseID int64, headName, baseName string) bool {
+	if headID != 0 && baseID != 0 {
+		return headID == baseID
+	}
+	return headName != "" && baseName != "" && strings.EqualFold(headName, baseName)
 }
 
 // Event is what a trigger produced: one run's worth of "what happened".

@@ -79,3 +79,30 @@ func TestHelpers(t *testing.T) {
 		t.Error("ValidSHA wrong")
 	}
 }
+
+func TestSameRepo(t *testing.T) {
+	tests := []struct {
+		name               string
+		headID, baseID     int64
+		headName, baseName string
+		want               bool
+	}{
+		{"same id", 7, 7, "a/b", "a/b", true},
+		{"same id, renamed", 7, 7, "a/old", "a/b", true},
+		{"fork by id", 8, 7, "fork/b", "a/b", false},
+		{"fork by id, same name", 8, 7, "a/b", "a/b", false},
+		{"no ids, same name", 0, 0, "a/b", "a/b", true},
+		{"no ids, name case differs", 0, 0, "A/B", "a/b", true},
+		{"one id missing, names decide", 0, 7, "fork/b", "a/b", false},
+		{"no ids, fork name", 0, 0, "fork/b", "a/b", false},
+		{"deleted head repository", 0, 7, "", "a/b", false},
+		{"nothing known", 0, 0, "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := SameRepo(tt.headID, tt.baseID, tt.headName, tt.baseName); got != tt.want {
+				t.Errorf("SameRepo(%d, %d, %q, %q) = %v, want %v", tt.headID, tt.baseID, tt.headName, tt.baseName, got, tt.want)
+			}
+		})
+	}
+}

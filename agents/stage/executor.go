@@ -50,7 +50,24 @@ type Executor struct {
 	// Transfer moves files into the workspace before the first step and
 	// out of it after the last; nil means none.
 	Transfer Transfer
+	// Deployer releases the stage's Deploy as its deploy step (the step
+	// with Deploy set); nil makes such a step end in StatusError.
+	Deployer Deployer
 }
+
+// Deployer runs the release a stage's deploy block describes
+// (pipeline.Stage.Deploy), writing its progress to out, the deploy step's
+// log. nil means the new version serves all traffic. An error that wraps
+// ErrContent (the new version was rolled back or never became healthy)
+// fails the step; any other error (a provider that cannot be reached, a
+// setting the agent cannot honour) makes it StatusError.
+type Deployer interface {
+	Deploy(ctx context.Context, spec *engine.Spec, out io.Writer) error
+}
+
+// ErrNoDeployer is the reason of a deploy step on an executor without a
+// Deployer.
+var ErrNoDeployer = errors.New("this agent cannot deploy: it has no deploy providers")
 
 // Transfer moves a stage's files (artifacts, fetches, caches; see
 // agents/transfer) around its steps. One Transfer may serve many stages at
@@ -296,11 +313,20 @@ func (x *Executor) attempt(runCtx, stageCtx context.Context, spec *engine.Spec, 
 		x.Reporter.StepStarted(spec.Stage, step, n)
 	}
 	out := x.output(spec.Stage, step, n)
-	code, err := x.Engine.Run(stepCtx, spec, step, out)
+	var code int
+	var err error
+	if step.Deploy {
+		code, err = x.deploy(stepCtx, spec, out)
+	} else {
+		code, err = x.Engine.Run(stepCtx, spec, step, out)
+	}
 	if c, ok := out.(io.Closer); ok {
 		if cerr := c.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close step output: %w", cerr)
 		}
+	}
+	if err != nil && errors.Is(err, ErrContent) && stepCtx.Err() == nil {
+		return StatusFailure, code, err.Error()
 	}
 	if err != nil {
 		status, reason := classify(runCtx, stageCtx, stepCtx, spec.Stage, step, err)
@@ -310,6 +336,25 @@ func (x *Executor) attempt(runCtx, stageCtx context.Context, spec *engine.Spec, 
 		return StatusFailure, code, fmt.Sprintf("exit code %d", code)
 	}
 	return StatusSuccess, 0, ""
+}
+
+// deploy runs the stage's Deploy; its exit code is 0 on success, 1 when
+// the release failed, ExitUnknown otherwise.
+func (x *Executor) deploy(ctx context.Context, spec *engine.Spec, out io.Writer) (int, error) {
+	switch {
+	case x.Deployer == nil:
+		return engine.ExitUnknown, ErrNoDeployer
+	case spec.Stage.Deploy == nil:
+		return engine.ExitUnknown, errors.New("deploy step without a deploy block")
+	}
+	err := x.Deployer.Deploy(ctx, spec, out)
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.Is(err, ErrContent):
+		return 1, err
+	}
+	return engine.ExitUnknown, err
 }
 
 // classify turns an engine error into a status and reason by asking which

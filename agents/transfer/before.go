@@ -147,6 +147,14 @@ func writePart(ctx context.Context, tw *tar.Writer, p part) error {
 		if err == io.EOF {
 			break
 		}
+		if errors.Is(err, tar.ErrHeader) {
+			// A corrupt object garbles headers too: report the
+			// checksum when that is what it is.
+			if _, derr := io.Copy(io.Discard, rc); derr != nil {
+				return derr
+			}
+			return fmt.Errorf("%w: %v", artifact.ErrArchive, err)
+		}
 		if err != nil {
 			return err
 		}

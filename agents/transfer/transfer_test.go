@@ -121,25 +121,29 @@ func TestExtractRefusesTraversal(t *testing.T) {
 	attacks := []struct {
 		name    string
 		entries []ent
+		raw     []byte // the archive itself, instead of entries
 	}{
-		{"dot-dot", []ent{{name: "../evil", typ: tar.TypeReg}}},
-		{"deep dot-dot", []ent{{name: "a/../../../evil", typ: tar.TypeReg}}},
-		{"absolute", []ent{{name: "/tmp/runnel-evil-abs", typ: tar.TypeReg}}},
-		{"backslash", []ent{{name: `..\..\evil`, typ: tar.TypeReg}}},
-		{"absolute link", []ent{{name: "l", link: "/", typ: tar.TypeSymlink}, {name: "l/tmp/runnel-evil-link", typ: tar.TypeReg}}},
-		{"relative link out", []ent{{name: "l", link: "../..", typ: tar.TypeSymlink}, {name: "l/evil", typ: tar.TypeReg}}},
-		{"link then file through it", []ent{{name: "d/l", link: "..", typ: tar.TypeSymlink}, {name: "d/l/../evil", typ: tar.TypeReg}}},
-		{"write below a link", []ent{{name: "l", link: ".", typ: tar.TypeSymlink}, {name: "l/evil", typ: tar.TypeReg}}},
-		{"hard link", []ent{{name: "h", link: "/etc/passwd", typ: tar.TypeLink}}},
-		{"device", []ent{{name: "dev", typ: tar.TypeChar}}},
-		{"control character", []ent{{name: "a\x1b[2J", typ: tar.TypeReg}}},
-		{"empty segment", []ent{{name: "a//../evil", typ: tar.TypeReg}}},
+		{name: "dot-dot", entries: []ent{{name: "../evil", typ: tar.TypeReg}}},
+		{name: "deep dot-dot", entries: []ent{{name: "a/../../../evil", typ: tar.TypeReg}}},
+		{name: "absolute", entries: []ent{{name: "/tmp/runnel-evil-abs", typ: tar.TypeReg}}},
+		{name: "backslash", entries: []ent{{name: `..\..\evil`, typ: tar.TypeReg}}},
+		{name: "absolute link", entries: []ent{{name: "l", link: "/", typ: tar.TypeSymlink}, {name: "l/tmp/runnel-evil-link", typ: tar.TypeReg}}},
+		{name: "relative link out", entries: []ent{{name: "l", link: "../..", typ: tar.TypeSymlink}, {name: "l/evil", typ: tar.TypeReg}}},
+		{name: "link then file through it", entries: []ent{{name: "d/l", link: "..", typ: tar.TypeSymlink}, {name: "d/l/../evil", typ: tar.TypeReg}}},
+		{name: "write below a link", entries: []ent{{name: "l", link: ".", typ: tar.TypeSymlink}, {name: "l/evil", typ: tar.TypeReg}}},
+		{name: "hard link", entries: []ent{{name: "h", link: "/etc/passwd", typ: tar.TypeLink}}},
+		{name: "device", entries: []ent{{name: "dev", typ: tar.TypeChar}}},
+		{name: "control character", entries: []ent{{name: "a\x1b[2J", typ: tar.TypeReg}}},
+		{name: "empty segment", entries: []ent{{name: "a//../evil", typ: tar.TypeReg}}},
+		{name: "long name with dot-dot", entries: []ent{{name: strings.Repeat("d/", 60) + strings.Repeat("../", 62) + "evil", typ: tar.TypeReg}}},
+		{name: "pax path with dot-dot", raw: paxPath(t, "../evil")},
+		{name: "pax path with NUL", raw: paxPath(t, "x\x00/evil")},
 	}
 	for _, tt := range attacks {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t)
-			var buf bytes.Buffer
-			tw := tar.NewWriter(&buf)
+			buf := bytes.NewBuffer(tt.raw)
+			tw := tar.NewWriter(buf)
 			for _, e := range tt.entries {
 				h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: 0o644}
 				body := []byte("evil\n")
@@ -153,8 +157,10 @@ func TestExtractRefusesTraversal(t *testing.T) {
 					tw.Write(body)
 				}
 			}
-			tw.Close()
-			if _, err := r.store.Put(context.Background(), transfer.ArtifactKey("run1", "evil"), &buf, int64(buf.Len())); err != nil {
+			if tt.raw == nil {
+				tw.Close()
+			}
+			if _, err := r.store.Put(context.Background(), transfer.ArtifactKey("run1", "evil"), buf, int64(buf.Len())); err != nil {
 				t.Fatal(err)
 			}
 			parent := filepath.Dir(r.src)
@@ -179,6 +185,26 @@ func TestExtractRefusesTraversal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// paxPath returns an archive of one file whose ustar header names it
+// "innocent" and whose pax record names it path: tar readers go by the
+// record.
+func paxPath(t *testing.T, path string) []byte {
+	filler := strings.Repeat("a", len(path)-3) // "comment=" is 3 bytes longer than "path="
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	h := &tar.Header{Name: "innocent", Typeflag: tar.TypeReg, Mode: 0o644, Size: 5, Format: tar.FormatPAX, PAXRecords: map[string]string{"comment": filler}}
+	if err := tw.WriteHeader(h); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte("evil\n"))
+	tw.Close()
+	b := bytes.Replace(buf.Bytes(), []byte("comment="+filler), []byte("path="+path), 1)
+	if bytes.Equal(b, buf.Bytes()) {
+		t.Fatal("no pax record to replace")
+	}
+	return b
 }
 
 // listTree lists the paths below dir except the engine's workspaces and

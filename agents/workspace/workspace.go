@@ -124,7 +124,7 @@ type Cache struct {
 
 // NewCache returns a Cache keeping mirrors below dir.
 func NewCache(dir string) (*Cache, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create git cache %s: %w", dir, err)
 	}
 	return &Cache{dir: dir}, nil

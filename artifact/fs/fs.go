@@ -34,7 +34,7 @@ var _ artifact.Store = (*Store)(nil)
 // New returns a store under dir, creating the directory if needed.
 func New(dir string) (*Store, error) {
 	for _, d := range []string{filepath.Join(dir, "objects"), filepath.Join(dir, "tmp")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("artifact store in %s: %w", dir, err)
 		}
 	}
@@ -103,7 +103,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (a
 	// than serving unverified bytes. A concurrent Delete may prune the
 	// parent directory between MkdirAll and Rename, hence one retry.
 	for attempt := 0; ; attempt++ {
-		if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(base), 0o700); err != nil {
 			return artifact.Info{}, fmt.Errorf("put %s: %w", key, err)
 		}
 		err := os.Rename(tmp.Name(), base+objSuffix)

@@ -1,7 +1,9 @@
 package fs_test
 
 import (
+	iofs "io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -53,5 +55,38 @@ func TestKeyAndChildCoexist(t *testing.T) {
 	}
 	if got, want := len(infos), 7; got != want {
 		t.Errorf("List returned %d objects, want %d: %+v", got, want, infos)
+	}
+}
+
+// Artifacts and caches are the repositories' data: only the server's user
+// reads them.
+func TestPrivate(t *testing.T) {
+	root := t.TempDir()
+	s, err := fs.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(t.Context(), "runs/1/build/out.tar", strings.NewReader("data"), 4); err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(root, func(p string, d iofs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := os.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %v, want %v", p, got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/workspace"
 	"github.com/runnel-ci/runnel/artifact"
 	"github.com/runnel-ci/runnel/internal/install"
+	"github.com/runnel-ci/runnel/internal/private"
 )
 
 func init() { commands = append(commands, (*app).agentCommand) }
@@ -109,7 +110,7 @@ func addAgentCredential(data, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(data, 0o750); err != nil {
+	if err := private.MkdirAll(data); err != nil {
 		return "", err
 	}
 	tmp := filepath.Join(data, agentCredsFile+".tmp")
@@ -191,7 +192,7 @@ func (a *app) runAgent(ctx context.Context, f agentFlags) error {
 // newNATSAgent builds an agent loop running stages with the workspace
 // StageRunner on eng.
 func newNATSAgent(name string, labels map[string]string, capacity int, eng engine.Engine, workDir string, log *slog.Logger) (*agent.Agent, error) {
-	if err := os.MkdirAll(workDir, 0o750); err != nil {
+	if err := private.MkdirAll(workDir); err != nil {
 		return nil, err
 	}
 	cache, err := workspace.NewCache(filepath.Join(workDir, "git"))

@@ -52,8 +52,8 @@ webhooks unless --generic-hook. A private repository also gets a badge token.`,
 	fl.StringVar(&f.branch, "default-branch", "main", "default branch (badges, manual triggers)")
 	fl.BoolVar(&f.cancelPrevious, "cancel-previous", false, "cancel older unfinished runs of a branch when a new one starts")
 	fl.BoolVar(&f.private, "private", false, "badges need the badge token")
-	fl.StringVar(&f.statusToken, "status-token", a.envDefault("RUNNEL_STATUS_TOKEN", ""), "forge API token for commit statuses (github, gitea) ($RUNNEL_STATUS_TOKEN)")
-	fl.StringVar(&f.statusAPIURL, "status-api-url", "", "forge API base URL for statuses (empty: github.com)")
+	fl.StringVar(&f.statusToken, "status-token", a.envDefault("RUNNEL_STATUS_TOKEN", ""), "forge API token for commit statuses (github, gitea, gitlab) ($RUNNEL_STATUS_TOKEN)")
+	fl.StringVar(&f.statusAPIURL, "status-api-url", "", "forge API base URL for statuses (empty: github.com; gitea, gitlab: --forge-url)")
 	cmd.AddCommand(add, a.repoListCommand(), a.repoUpdateCommand(), a.repoRemoveCommand())
 	return cmd
 }

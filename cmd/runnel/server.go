@@ -1,12 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +21,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine/docker"
 	"github.com/runnel-ci/runnel/agents/engine/local"
 	"github.com/runnel-ci/runnel/internal/install"
+	"github.com/runnel-ci/runnel/internal/private"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/deliveryq"
@@ -177,8 +178,8 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(data, 0o750); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	if err := private.MkdirAll(data); err != nil {
+		return fmt.Errorf("data dir: %w", err)
 	}
 	inst, err := install.Load(data)
 	if err != nil {
@@ -394,8 +395,9 @@ func repoForge(st *store.Store, name string) string {
 	return repo.Forge
 }
 
-// statusReporter reports statuses of GitHub and Gitea repos that have a
-// status token; other repos have none.
+// statusReporter reports statuses of GitHub, Gitea and GitLab repos that
+// have a status token; other repos have none. A Gitea or GitLab repo
+// without a status API URL reports to its forge URL.
 func statusReporter(st *store.Store) statusq.Reporter {
 	return statusq.ReporterFunc(func(ctx context.Context, s scm.Status) error {
 		repo, err := st.Repo(ctx, s.Repo)
@@ -410,7 +412,9 @@ func statusReporter(st *store.Store) statusq.Reporter {
 		case store.ForgeGitHub:
 			rep, err = github.NewStatusReporter(repo.StatusAPIURL, repo.StatusToken, nil)
 		case store.ForgeGitea:
-			rep, err = gitea.NewStatusReporter(repo.StatusAPIURL, repo.StatusToken, nil)
+			rep, err = gitea.NewStatusReporter(cmp.Or(repo.StatusAPIURL, repo.ForgeURL), repo.StatusToken, nil)
+		case store.ForgeGitLab:
+			rep, err = gitlab.NewStatusReporter(cmp.Or(repo.StatusAPIURL, repo.ForgeURL), repo.StatusToken, nil)
 		default:
 			return nil
 		}

@@ -59,7 +59,7 @@ func Load(dir string) (string, error) {
 	if id, err := read(path); !errors.Is(err, fs.ErrNotExist) {
 		return id, err
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("install id: %w", err)
 	}
 	tmp, err := os.CreateTemp(dir, File+".*")

@@ -53,7 +53,7 @@ type entry struct {
 
 // New returns a Store keeping logs below dir, creating it if needed.
 func New(dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create log dir %s: %w", dir, err)
 	}
 	return &Store{dir: dir, open: make(map[Key]*entry), finished: make(map[Key]struct{})}, nil
@@ -90,10 +90,10 @@ func (s *Store) entryLocked(k Key) (*entry, error) {
 		return e, nil
 	}
 	p := s.Path(k)
-	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return nil, fmt.Errorf("create log dir for %s: %w", k, err)
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", k, err)
 	}

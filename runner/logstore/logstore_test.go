@@ -248,3 +248,37 @@ func TestAppendAfterFinishDropped(t *testing.T) {
 		t.Errorf("got %q, want %q", b, "a")
 	}
 }
+
+// Logs can hold anything a step printed: only the server's user reads
+// them.
+func TestFilesPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "logs")
+	s, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Key{Run: "1", Stage: "build", Attempt: 1, Step: "compile"}
+	if err := s.Append(k, 0, []byte("hello\n")); err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := os.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %v, want %v", p, got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

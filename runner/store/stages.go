@@ -21,7 +21,14 @@ type Stage struct {
 	PendingReason string
 	// Attempt is the fencing token: 0 until first queued, raised by every
 	// QueueStage. Agents echo it; updates with another attempt get ErrStale.
-	Attempt     int
+	Attempt int
+	// Published is the highest attempt whose job the bus accepted
+	// (MarkPublished); below Attempt while the current job may not have
+	// reached the bus.
+	Published int
+	// Claim is the token of the agent delivery that claimed the current
+	// attempt (ClaimStage), "" while nobody did.
+	Claim       string
 	Agent       string
 	Needs       []string // keys of the stages it needs
 	Environment string
@@ -53,14 +60,14 @@ type Step struct {
 }
 
 const stageCols = `g.id, g.run_id, g.stage_key, g.name, g.position, g.status, g.reason, g.pending_reason, g.attempt,
-	g.agent, g.needs, g.environment, g.concurrency, g.approval, g.approved_by, g.queued_at, g.started_at, g.finished_at`
+	g.published, g.claim, g.agent, g.needs, g.environment, g.concurrency, g.approval, g.approved_by, g.queued_at, g.started_at, g.finished_at`
 
 func scanStage(row interface{ Scan(...any) error }) (*Stage, error) {
 	var g Stage
 	var needs string
 	var queued, started, finished sql.NullInt64
 	if err := row.Scan(&g.ID, &g.RunID, &g.Key, &g.Name, &g.Position, &g.Status, &g.Reason, &g.PendingReason, &g.Attempt,
-		&g.Agent, &needs, &g.Environment, &g.Concurrency, &g.Approval, &g.ApprovedBy, &queued, &started, &finished); err != nil {
+		&g.Published, &g.Claim, &g.Agent, &needs, &g.Environment, &g.Concurrency, &g.Approval, &g.ApprovedBy, &queued, &started, &finished); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(needs), &g.Needs); err != nil {
@@ -180,7 +187,7 @@ func (s *Store) Stage(ctx context.Context, id int64) (*Stage, error) {
 // ErrConflict when not allowed.
 func (s *Store) QueueStage(ctx context.Context, id int64) (attempt int, err error) {
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, s.rebind(`UPDATE stages SET status = ?, attempt = attempt + 1, agent = '',
+		err := tx.QueryRowContext(ctx, s.rebind(`UPDATE stages SET status = ?, attempt = attempt + 1, agent = '', claim = '',
 			queued_at = ?, started_at = NULL, pending_reason = ''
 			WHERE id = ? AND status IN (?, ?, ?) AND approval <> ? RETURNING attempt`),
 			StatusQueued, s.now().UnixMicro(), id, StatusPending, StatusQueued, StatusRunning, ApprovalWaiting).Scan(&attempt)

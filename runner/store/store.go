@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -106,6 +107,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		}
 		if strings.Contains(path, "?") {
 			return nil, fmt.Errorf("open sqlite %q: options in the DSN are not supported", path)
+		}
+		if err := createPrivate(path); err != nil {
+			return nil, err
 		}
 		const pragmas = "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)" +
 			"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
@@ -378,4 +382,16 @@ func page(q string, args []any, idCol string, before int64, limit int) (string, 
 		limit = 1000
 	}
 	return q + ` ORDER BY ` + idCol + ` DESC LIMIT ?`, append(args, limit)
+}
+
+// createPrivate creates the SQLite database file readable by its owner
+// only, before SQLite does: SQLite creates it with the umask's mode
+// (usually 0644), and gives its -wal and -shm files the mode of the
+// database file. The database holds webhook secrets and token hashes.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	return f.Close()
 }

@@ -200,7 +200,6 @@ var allStatuses = []store.Status{store.StatusPending, store.StatusWaiting, store
 // stageView is a stage on the run page.
 type stageView struct {
 	*store.Stage
-	Level     int  // depth in the needs DAG, from 0
 	CanDecide bool // waiting for an approval decision
 	Path      string
 	Steps     []stepView
@@ -252,20 +251,6 @@ func dagOrder(stages []*store.Stage) []*store.Stage {
 	return out
 }
 
-func levels(stages []*store.Stage) map[string]int {
-	lv := map[string]int{}
-	for _, s := range stages { // stages are in DAG order
-		l := 0
-		for _, n := range s.Needs {
-			if d, ok := lv[n]; ok && d+1 > l {
-				l = d + 1
-			}
-		}
-		lv[s.Key] = l
-	}
-	return lv
-}
-
 func stagePath(runID int64, key string) string {
 	return "/runs/" + strconv.FormatInt(runID, 10) + "/stages/" + url.PathEscape(key)
 }
@@ -284,17 +269,17 @@ func (h *Handler) loadRun(w http.ResponseWriter, r *http.Request) (*store.Run, b
 	return run, true
 }
 
-// runPage shows one run: its stages in DAG order with their steps.
+// runPage shows one run: its stage graph, then its stages in DAG order
+// with their steps.
 func (h *Handler) runPage(w http.ResponseWriter, r *http.Request) {
 	run, ok := h.loadRun(w, r)
 	if !ok {
 		return
 	}
 	ordered := dagOrder(run.Stages)
-	lv := levels(ordered)
 	var stages []stageView
 	for _, st := range ordered {
-		sv := stageView{Stage: st, Level: lv[st.Key], Path: stagePath(run.ID, st.Key),
+		sv := stageView{Stage: st, Path: stagePath(run.ID, st.Key),
 			CanDecide: st.Approval == store.ApprovalWaiting && !st.Status.Terminal()}
 		for _, step := range st.Steps {
 			sv.Steps = append(sv.Steps, stepView{Step: step, LogURL: sv.Path + "/steps/" + strconv.Itoa(step.Position) + "/log"})
@@ -305,7 +290,7 @@ func (h *Handler) runPage(w http.ResponseWriter, r *http.Request) {
 	if run.Reason == store.ReasonPipelineInvalid || run.Reason == runner.ReasonPipelineMissing {
 		diags = h.cfg.Actions.Diagnostics(run.ID)
 	}
-	data := map[string]any{"Run": run, "Stages": stages, "Diagnostics": diags, "Flash": flash(r.URL.Query().Get("done")),
+	data := map[string]any{"Run": run, "Stages": stages, "Graph": layoutDAG(run.Stages), "Diagnostics": diags, "Flash": flash(r.URL.Query().Get("done")),
 		"Refresh": h.cfg.RefreshInterval.Milliseconds(), "Artifacts": h.artifacts(r.Context(), run.ID)}
 	h.render(w, r, http.StatusOK, "run", fmt.Sprintf("%s #%d", run.Repo, run.Number), data)
 }

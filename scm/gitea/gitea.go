@@ -29,6 +29,7 @@ type user struct {
 	Name     string `json:"name"`
 	Email    string `json:"email"`
 	Username string `json:"username"`
+	Login    string `json:"login"` // set in user objects (pull request authors), not commit authors
 }
 
 type commit struct {
@@ -69,8 +70,9 @@ func header(r *http.Request, name string) string {
 }
 
 // Parse reads a Gitea or Forgejo webhook, verifies its signature on the
-// raw body, and converts a push (branch or tag) into an Event. Other
-// events and deletions give scm.ErrIgnored.
+// raw body, and converts a push (branch or tag) or a pull_request
+// (opened, synchronized, reopened) into an Event. Other events and
+// actions, and deletions, give scm.ErrIgnored.
 func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
 	body, err := scm.ReadBody(r, scm.MaxBodySize)
 	if err != nil {
@@ -96,9 +98,23 @@ func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
 	if delivery == "" {
 		return nil, fmt.Errorf("gitea webhook: missing X-Gitea-Delivery header: %w", scm.ErrBadRequest)
 	}
-	if ev := header(r, "Event"); ev != "push" {
-		return nil, fmt.Errorf("gitea webhook: event %q: %w", ev, scm.ErrIgnored)
+	var ev *scm.Event
+	switch kind := header(r, "Event"); kind {
+	case "push":
+		ev, err = fromPush(body)
+	case "pull_request":
+		ev, err = fromPullRequest(body)
+	default:
+		return nil, fmt.Errorf("gitea webhook: event %q: %w", kind, scm.ErrIgnored)
 	}
+	if err != nil {
+		return nil, err
+	}
+	ev.Forge, ev.Delivery = scm.ForgeGitea, delivery
+	return ev, nil
+}
+
+func fromPush(body []byte) (*scm.Event, error) {
 	var p pushPayload
 	if err := json.Unmarshal(body, &p); err != nil {
 		return nil, fmt.Errorf("gitea webhook: decode push payload: %v: %w", err, scm.ErrBadRequest)
@@ -107,8 +123,6 @@ func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
 		return nil, fmt.Errorf("gitea webhook: push deletes %q: %w", p.Ref, scm.ErrIgnored)
 	}
 	ev := &scm.Event{
-		Forge:    scm.ForgeGitea,
-		Delivery: delivery,
 		Repo:     p.Repository.FullName,
 		CloneURL: p.Repository.CloneURL,
 		Ref:      p.Ref,

@@ -185,12 +185,21 @@ func TestStatusReporter(t *testing.T) {
 }
 
 func FuzzGiteaHook(f *testing.F) {
-	f.Add(fixture(f))
-	f.Add([]byte(`{"ref":"refs/tags/x","after":"bffeb74224043ba2feb48d137756c8a9331c449a","repository":{"full_name":"a/b"},"head_commit":{"timestamp":"x"}}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		ev, err := Parse(request(body, nil), secret)
-		if err == nil && (ev.Commit == "" || ev.Repo == "" || ev.Kind == "") {
+	f.Add("push", fixture(f))
+	f.Add("push", []byte(`{"ref":"refs/tags/x","after":"bffeb74224043ba2feb48d137756c8a9331c449a","repository":{"full_name":"a/b"},"head_commit":{"timestamp":"x"}}`))
+	f.Add("pull_request", prFixture(f))
+	f.Add("pull_request", []byte(`{"action":"synchronized","pull_request":{"head":{"sha":"bffeb74224043ba2feb48d137756c8a9331c449a","repo":null},"base":{"ref":"main"}},"repository":{"full_name":"a/b"}}`))
+	f.Fuzz(func(t *testing.T, event string, body []byte) {
+		// Validly signed, so every body reaches the decoders.
+		ev, err := Parse(request(body, map[string]string{"X-Gitea-Event": event}), secret)
+		if err != nil {
+			return
+		}
+		if ev.Commit == "" || ev.Repo == "" || ev.Kind == "" {
 			t.Fatalf("got %+v without commit, repo or kind", ev)
+		}
+		if (ev.Kind == scm.KindPullRequest) != (ev.PullRequest != nil) {
+			t.Fatalf("got kind %s with pull request %+v", ev.Kind, ev.PullRequest)
 		}
 	})
 }

@@ -202,6 +202,9 @@ func fromPullRequest(p *gh.PullRequestEvent) (*scm.Event, error) {
 			BaseRef:      pr.GetBase().GetRef(),
 			BaseSHA:      pr.GetBase().GetSHA(),
 			HeadCloneURL: pr.GetHead().GetRepo().GetCloneURL(),
+			HeadRepo:     pr.GetHead().GetRepo().GetFullName(),
+			SameRepo: scm.SameRepo(pr.GetHead().GetRepo().GetID(), pr.GetBase().GetRepo().GetID(),
+				pr.GetHead().GetRepo().GetFullName(), pr.GetBase().GetRepo().GetFullName()),
 		},
 	}
 	if ts := pr.GetUpdatedAt(); !ts.IsZero() {

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/runnel-ci/runnel/scm"
+	"github.com/runnel-ci/runnel/scm/scmtest"
 )
 
 var secret = []byte("It's a Secret to Everybody")
@@ -88,7 +89,7 @@ func TestParseEvents(t *testing.T) {
 			PullRequest: &scm.PullRequest{Number: 2, Title: "Update the README with new information.",
 				HeadRef: "changes", HeadSHA: "ec26c3e57ca3a959ca5aad62de7213c562f8c821",
 				BaseRef: "master", BaseSHA: "f95f852bd8fca8fcc58a9a2d6c842781e32a215e",
-				HeadCloneURL: "https://github.com/Codertocat/Hello-World.git"},
+				HeadCloneURL: "https://github.com/Codertocat/Hello-World.git", HeadRepo: "Codertocat/Hello-World", SameRepo: true},
 		}},
 	}
 	for _, tt := range tests {
@@ -117,6 +118,24 @@ func TestParseSynchronize(t *testing.T) {
 	}
 	if got.Kind != scm.KindPullRequest || got.PullRequest == nil || got.Commit != got.PullRequest.HeadSHA || got.Branch != got.PullRequest.BaseRef {
 		t.Errorf("got %+v, want a pull_request event building the head SHA on the base branch", got)
+	}
+}
+
+func TestParseFork(t *testing.T) {
+	body := scmtest.Edit(t, fixture(t, "pull_request.opened.json"), func(m map[string]any) {
+		repo := scmtest.Obj(m, "pull_request", "head", "repo")
+		repo["id"], repo["full_name"], repo["clone_url"] = 9999, "mallory/Hello-World", "https://github.com/mallory/Hello-World.git"
+	})
+	got, err := Parse(request("pull_request", body, nil), secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := got.PullRequest
+	if pr.SameRepo || pr.HeadRepo != "mallory/Hello-World" || pr.HeadCloneURL != "https://github.com/mallory/Hello-World.git" {
+		t.Errorf("got %+v, want the fork mallory/Hello-World and SameRepo false", pr)
+	}
+	if got.Repo != "Codertocat/Hello-World" {
+		t.Errorf("got repo %q, want the base repository", got.Repo)
 	}
 }
 

@@ -53,8 +53,9 @@ type payload struct {
 }
 
 // Parse reads a GitLab webhook, checks X-Gitlab-Token against secret
-// before reading the body, and converts a "Push Hook" or "Tag Push Hook"
-// into an Event. Other events and deletions give scm.ErrIgnored.
+// before reading the body, and converts a "Push Hook", "Tag Push Hook" or
+// "Merge Request Hook" (open, reopen, update with new commits) into an
+// Event. Other events and actions, and deletions, give scm.ErrIgnored.
 func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
 	if len(secret) == 0 {
 		return nil, fmt.Errorf("gitlab webhook: no secret configured: %w", scm.ErrSignature)
@@ -73,15 +74,25 @@ func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
 	if delivery == "" {
 		delivery = r.Header.Get("Idempotency-Key")
 	}
-	var wantKind, kind string
+	var ev *scm.Event
 	switch e := r.Header.Get("X-Gitlab-Event"); e {
 	case "Push Hook":
-		wantKind, kind = "push", scm.KindPush
+		ev, err = fromPush(body, "push", scm.KindPush)
 	case "Tag Push Hook":
-		wantKind, kind = "tag_push", scm.KindTag
+		ev, err = fromPush(body, "tag_push", scm.KindTag)
+	case "Merge Request Hook":
+		ev, err = fromMergeRequest(body)
 	default:
 		return nil, fmt.Errorf("gitlab webhook: event %q: %w", e, scm.ErrIgnored)
 	}
+	if err != nil {
+		return nil, err
+	}
+	ev.Forge, ev.Delivery = scm.ForgeGitLab, delivery
+	return ev, nil
+}
+
+func fromPush(body []byte, wantKind, kind string) (*scm.Event, error) {
 	var p payload
 	if err := json.Unmarshal(body, &p); err != nil {
 		return nil, fmt.Errorf("gitlab webhook: decode payload: %v: %w", err, scm.ErrBadRequest)
@@ -99,8 +110,6 @@ func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
 		sha = *p.CheckoutSHA
 	}
 	ev := &scm.Event{
-		Forge:    scm.ForgeGitLab,
-		Delivery: delivery,
 		Kind:     kind,
 		Repo:     p.Project.PathWithNamespace,
 		CloneURL: p.Project.GitHTTPURL,

@@ -94,7 +94,7 @@ func TestParseRejectsAndIgnores(t *testing.T) {
 		{"missing token", "Push Hook", push, map[string]string{"X-Gitlab-Token": ""}, secret, scm.ErrSignature},
 		{"token prefix", "Push Hook", push, map[string]string{"X-Gitlab-Token": "gl-secre"}, secret, scm.ErrSignature},
 		{"no secret configured", "Push Hook", push, nil, nil, scm.ErrSignature},
-		{"unknown event", "Merge Request Hook", push, nil, secret, scm.ErrIgnored},
+		{"unknown event", "Issue Hook", push, nil, secret, scm.ErrIgnored},
 		{"branch deletion", "Push Hook", deleted, nil, secret, scm.ErrIgnored},
 		{"kind mismatch", "Tag Push Hook", push, nil, secret, scm.ErrBadRequest},
 		{"bad json", "Push Hook", []byte("{"), nil, secret, scm.ErrBadRequest},
@@ -112,10 +112,18 @@ func TestParseRejectsAndIgnores(t *testing.T) {
 func FuzzGitLabHook(f *testing.F) {
 	f.Add("Push Hook", fixture(f, "push.json"))
 	f.Add("Tag Push Hook", fixture(f, "tag_push.json"))
+	f.Add("Merge Request Hook", fixture(f, "merge_request.json"))
+	f.Add("Merge Request Hook", []byte(`{"object_kind":"merge_request","project":{"path_with_namespace":"a/b"},"object_attributes":{"iid":1,"action":"update","oldrev":"x","target_branch":"m","source":null,"last_commit":{"id":"da1560886d4f094c3e6c9ef40349f7d38b5d27d7"}}}`))
 	f.Fuzz(func(t *testing.T, event string, body []byte) {
 		ev, err := Parse(request(event, body, nil), secret)
-		if err == nil && (ev.Commit == "" || ev.Repo == "" || ev.Kind == "") {
+		if err != nil {
+			return
+		}
+		if ev.Commit == "" || ev.Repo == "" || ev.Kind == "" {
 			t.Fatalf("got %+v without commit, repo or kind", ev)
+		}
+		if (ev.Kind == scm.KindPullRequest) != (ev.PullRequest != nil) {
+			t.Fatalf("got kind %s with pull request %+v", ev.Kind, ev.PullRequest)
 		}
 	})
 }

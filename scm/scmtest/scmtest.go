@@ -4,6 +4,7 @@ package scmtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -53,4 +54,29 @@ func StatusRejections(t *testing.T, newReporter NewReporter) {
 			}
 		})
 	}
+}
+
+// Edit decodes the JSON object body, lets edit change it and encodes it
+// again: tests derive payload variants from one real payload this way.
+func Edit(t testing.TB, body []byte, edit func(m map[string]any)) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Obj returns the object at path below m; it panics when there is none,
+// which in a test means the payload lost its shape.
+func Obj(m map[string]any, path ...string) map[string]any {
+	for _, k := range path {
+		m = m[k].(map[string]any)
+	}
+	return m
 }

@@ -1,0 +1,509 @@
+package pipeline
+
+import (
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Deploy is a stage's release of a new version of an app with a provider
+// (see docs/deploy.md). It runs on the agent after the stage's steps, as
+// a last step named DeployStep.
+type Deploy struct {
+	// Provider is one of DeployProviders.
+	Provider string `json:"provider"`
+	// App names the service; providers name and label resources by it.
+	App string `json:"app"`
+	// Version is recorded on the platform; default the commit SHA.
+	Version string `json:"version"`
+	// Image is the container image of the new version.
+	Image   string            `json:"image"`
+	Command []string          `json:"command,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+	// Port is the container port that serves traffic.
+	Port      int               `json:"port"`
+	Strategy  Strategy          `json:"strategy"`
+	Health    DeployHealth      `json:"health,omitempty"`
+	Bake      Duration          `json:"bake,omitempty"`
+	OnFailure string            `json:"on_failure"`
+	Docker    *DockerTarget     `json:"docker,omitempty"`
+	ECS       *ECSTarget        `json:"ecs,omitempty"`
+	Region    string            `json:"region,omitempty"`
+	Endpoints map[string]string `json:"endpoints,omitempty"`
+}
+
+// DeployStep is the name of the step a deploy runs as.
+const DeployStep = "deploy"
+
+// Providers, strategies and failure policies of a deploy.
+const (
+	ProviderDocker = "docker"
+	ProviderECS    = "ecs"
+
+	StrategyAllAtOnce = "all_at_once"
+	StrategyCanary    = "canary"
+	StrategyLinear    = "linear"
+
+	OnFailureRollback = "rollback"
+	OnFailureStop     = "stop"
+)
+
+// DeployProviders are the provider names a deploy block accepts.
+var DeployProviders = []string{ProviderDocker, ProviderECS}
+
+// deployProvidersPlanned are rejected with CodeUnsupported.
+var deployProvidersPlanned = []string{"codedeploy", "ecs-service"}
+
+// Strategy says how traffic moves to the new version: all at once;
+// canary: Percent % for Interval, then the rest; linear: Percent % more
+// every Interval.
+type Strategy struct {
+	Type     string   `json:"type"`
+	Percent  int      `json:"percent,omitempty"`
+	Interval Duration `json:"interval,omitempty"`
+}
+
+// Steps returns the traffic percentages of the strategy, ending at 100.
+func (s Strategy) Steps() []int {
+	switch s.Type {
+	case StrategyCanary:
+		if s.Percent < 100 {
+			return []int{s.Percent, 100}
+		}
+	case StrategyLinear:
+		var out []int
+		for w := s.Percent; w < 100 && s.Percent > 0; w += s.Percent {
+			out = append(out, w)
+		}
+		return append(out, 100)
+	}
+	return []int{100}
+}
+
+// DeployHealth is how the new version is probed. Zero durations and
+// counts mean the provider's defaults.
+type DeployHealth struct {
+	Path         string   `json:"path,omitempty"`
+	Command      []string `json:"command,omitempty"`
+	Interval     Duration `json:"interval,omitempty"`
+	Timeout      Duration `json:"timeout,omitempty"`
+	StartTimeout Duration `json:"start_timeout,omitempty"`
+	Failures     int      `json:"failures,omitempty"`
+}
+
+// DockerTarget is where the docker provider runs the app: a network on
+// the agent's Docker host and the control address of the app's
+// `runnel proxy`.
+type DockerTarget struct {
+	Network string `json:"network"`
+	Proxy   string `json:"proxy"`
+}
+
+// ECSTarget is the service the ecs provider releases with task sets
+// (deploymentController EXTERNAL) behind an ELBv2 listener or rule.
+type ECSTarget struct {
+	Cluster        string    `json:"cluster"`
+	Service        string    `json:"service"`
+	Listener       string    `json:"listener,omitempty"`
+	Rule           string    `json:"rule,omitempty"`
+	TargetGroups   [2]string `json:"target_groups"`
+	Subnets        []string  `json:"subnets,omitempty"`
+	SecurityGroups []string  `json:"security_groups,omitempty"`
+	AssignPublicIP bool      `json:"assign_public_ip,omitempty"`
+	CPU            int       `json:"cpu,omitempty"`
+	Memory         int       `json:"memory,omitempty"`
+}
+
+var (
+	deployKeys   = []string{"provider", "app", "version", "image", "command", "env", "port", "strategy", "health", "bake", "on_failure", "region", "endpoints", "docker", "ecs"}
+	strategyKeys = []string{"type", "percent", "interval"}
+	healthKeys   = []string{"path", "command", "interval", "timeout", "start_timeout", "failures"}
+	dockerKeys   = []string{"network", "proxy"}
+	ecsKeys      = []string{"cluster", "service", "listener", "rule", "target_groups", "subnets", "security_groups", "assign_public_ip", "cpu", "memory"}
+	// endpointKeys are the AWS services whose endpoint may be overridden.
+	endpointKeys = []string{"ecs", "elbv2"}
+
+	appNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
+	varRefRE  = regexp.MustCompile(`\$\{([^}]*)\}`)
+)
+
+// deployRef is a ${NAME} reference in a deploy field, checked once the
+// whole file is read.
+type deployRef struct {
+	name string
+	node *yaml.Node
+}
+
+// deployDef is a parsed deploy block with what the checks after parsing
+// need.
+type deployDef struct {
+	d    *Deploy
+	refs []deployRef
+}
+
+func (ps *parser) deploy(key, n *yaml.Node) *deployDef {
+	n = ps.mapping(n, "deploy")
+	if n == nil {
+		return nil
+	}
+	dd := &deployDef{d: &Deploy{Version: "${RUNNEL_COMMIT}", Strategy: Strategy{Type: StrategyAllAtOnce}, OnFailure: OnFailureRollback}}
+	d := dd.d
+	es := ps.entries(n, 0)
+	ps.checkKeys(es, "deploy", deployKeys, nil)
+	var providerNode, portNode *yaml.Node
+	expand := func(v *yaml.Node, what string) string {
+		s, ok := ps.str(v, what)
+		if ok {
+			dd.refs = append(dd.refs, ps.refs(ps.resolve(v), s, what)...)
+		}
+		return s
+	}
+	for _, e := range es {
+		switch e.key.Value {
+		case "provider":
+			providerNode = ps.resolve(e.val)
+			d.Provider, _ = ps.str(e.val, "deploy.provider")
+		case "app":
+			if s, ok := ps.str(e.val, "deploy.app"); ok {
+				if !appNameRE.MatchString(s) {
+					ps.errorf(ps.resolve(e.val), CodeBadName, "deploy.app %q must be 1-40 lowercase letters, digits and inner dashes", s)
+				}
+				d.App = s
+			}
+		case "version":
+			d.Version = expand(e.val, "deploy.version")
+		case "image":
+			d.Image = expand(e.val, "deploy.image")
+		case "command":
+			d.Command = ps.command(e.val, "deploy.command")
+		case "env":
+			d.Env = ps.env(e.val, "deploy.env")
+		case "port":
+			if v := ps.resolve(e.val); v != nil {
+				portNode = v
+				d.Port, _ = ps.integer(v, "deploy.port", 1, 65535)
+			}
+		case "strategy":
+			d.Strategy = ps.strategy(e.val)
+		case "health":
+			d.Health = ps.deployHealth(e.val)
+		case "bake":
+			d.Bake = ps.duration(e.val, "deploy.bake")
+		case "on_failure":
+			if s, ok := ps.str(e.val, "deploy.on_failure"); ok {
+				if s != OnFailureRollback && s != OnFailureStop {
+					ps.errorf(ps.resolve(e.val), CodeBadValue, "deploy.on_failure must be %s or %s, got %q", OnFailureRollback, OnFailureStop, s)
+				}
+				d.OnFailure = s
+			}
+		case "region":
+			d.Region = expand(e.val, "deploy.region")
+		case "endpoints":
+			d.Endpoints = ps.endpoints(e.val)
+		case "docker":
+			d.Docker = ps.dockerTarget(e.val)
+		case "ecs":
+			d.ECS = ps.ecsTarget(e.val)
+		}
+	}
+	switch {
+	case providerNode == nil:
+		ps.errorf(key, CodeMissingField, "deploy needs a provider (%s)", strings.Join(DeployProviders, ", "))
+	case slices.Contains(deployProvidersPlanned, d.Provider):
+		ps.errorf(providerNode, CodeUnsupported, "deploy provider %q is not supported yet", d.Provider)
+	case d.Provider != "" && !slices.Contains(DeployProviders, d.Provider):
+		ps.errorf(providerNode, CodeBadValue, "deploy.provider must be one of %s, got %q", strings.Join(DeployProviders, ", "), d.Provider)
+	}
+	if d.App == "" {
+		ps.errorf(key, CodeMissingField, "deploy needs an app")
+	}
+	if d.Image == "" {
+		ps.errorf(key, CodeMissingField, "deploy needs an image")
+	}
+	if d.Port == 0 && portNode == nil {
+		ps.errorf(key, CodeMissingField, "deploy needs the port the app serves on")
+	}
+	ps.checkProviderSettings(key, d)
+	return dd
+}
+
+// checkProviderSettings reports settings missing for, or foreign to, the
+// chosen provider.
+func (ps *parser) checkProviderSettings(key *yaml.Node, d *Deploy) {
+	switch d.Provider {
+	case ProviderDocker:
+		if d.Docker == nil {
+			ps.errorf(key, CodeMissingField, "deploy with provider docker needs docker: {network, proxy}")
+		}
+		if d.ECS != nil || d.Region != "" || d.Endpoints != nil {
+			ps.errorf(key, CodeBadValue, "deploy with provider docker takes no ecs, region or endpoints")
+		}
+	case ProviderECS:
+		if d.ECS == nil {
+			ps.errorf(key, CodeMissingField, "deploy with provider ecs needs ecs: {cluster, service, listener or rule, target_groups}")
+		}
+		if d.Docker != nil {
+			ps.errorf(key, CodeBadValue, "deploy with provider ecs takes no docker settings")
+		}
+		if d.Health.Path != "" || d.Health.Command != nil {
+			ps.errorf(key, CodeBadValue, "deploy with provider ecs probes the target group's health: health.path and health.command do not apply")
+		}
+	}
+}
+
+// refs returns the ${NAME} references of s, reporting malformed ones.
+func (ps *parser) refs(n *yaml.Node, s, what string) []deployRef {
+	var out []deployRef
+	for _, m := range varRefRE.FindAllStringSubmatch(s, -1) {
+		if !envNameRE.MatchString(m[1]) {
+			ps.errorf(n, CodeBadValue, "%s: ${%s} is not a variable reference; use ${NAME}", what, m[1])
+			continue
+		}
+		out = append(out, deployRef{name: m[1], node: n})
+	}
+	if rest := varRefRE.ReplaceAllString(s, ""); strings.Contains(rest, "${") {
+		ps.errorf(n, CodeBadValue, "%s has an unterminated ${", what)
+	}
+	return out
+}
+
+// checkDeployRefs reports ${NAME} references in deploy blocks that name
+// no variable of the stage: not a RUNNEL_* or CI variable, not in the
+// pipeline's or the stage's env, not a matrix axis.
+func (ps *parser) checkDeployRefs(p *Pipeline) {
+	for _, sd := range p.stages {
+		if sd.deploy == nil {
+			continue
+		}
+		for _, r := range sd.deploy.refs {
+			if r.name == "CI" || strings.HasPrefix(r.name, "RUNNEL_") {
+				continue
+			}
+			if _, ok := sd.env[r.name]; ok {
+				continue
+			}
+			if _, ok := p.env[r.name]; ok {
+				continue
+			}
+			if slices.ContainsFunc(sd.axes, func(a string) bool {
+				up := strings.ToUpper(a)
+				return r.name == up || r.name == "MATRIX_"+up
+			}) {
+				continue
+			}
+			ps.errorf(r.node, CodeBadValue, "${%s} names no variable of stage %s (RUNNEL_*, env, or a matrix axis)", r.name, sd.name)
+		}
+	}
+}
+
+func (ps *parser) strategy(n *yaml.Node) Strategy {
+	s := Strategy{Type: StrategyAllAtOnce}
+	n = ps.mapping(n, "deploy.strategy")
+	if n == nil {
+		return s
+	}
+	es := ps.entries(n, 0)
+	ps.checkKeys(es, "deploy.strategy", strategyKeys, nil)
+	var percentNode, intervalNode *yaml.Node
+	for _, e := range es {
+		switch e.key.Value {
+		case "type":
+			if t, ok := ps.str(e.val, "deploy.strategy.type"); ok {
+				if t != StrategyAllAtOnce && t != StrategyCanary && t != StrategyLinear {
+					ps.errorf(ps.resolve(e.val), CodeBadValue, "deploy.strategy.type must be %s, %s or %s, got %q", StrategyAllAtOnce, StrategyCanary, StrategyLinear, t)
+				}
+				s.Type = t
+			}
+		case "percent":
+			if v := ps.resolve(e.val); v != nil {
+				percentNode = v
+				s.Percent, _ = ps.integer(v, "deploy.strategy.percent", 1, 99)
+			}
+		case "interval":
+			intervalNode = ps.resolve(e.val)
+			s.Interval = ps.duration(e.val, "deploy.strategy.interval")
+		}
+	}
+	switch s.Type {
+	case StrategyCanary, StrategyLinear:
+		if percentNode == nil {
+			ps.errorf(n, CodeMissingField, "deploy.strategy %s needs a percent", s.Type)
+		}
+		if intervalNode == nil {
+			ps.errorf(n, CodeMissingField, "deploy.strategy %s needs an interval", s.Type)
+		}
+	case StrategyAllAtOnce:
+		if percentNode != nil || intervalNode != nil {
+			ps.errorf(n, CodeBadValue, "deploy.strategy %s takes no percent or interval", s.Type)
+		}
+	}
+	return s
+}
+
+func (ps *parser) deployHealth(n *yaml.Node) DeployHealth {
+	var h DeployHealth
+	n = ps.mapping(n, "deploy.health")
+	if n == nil {
+		return h
+	}
+	es := ps.entries(n, 0)
+	ps.checkKeys(es, "deploy.health", healthKeys, nil)
+	for _, e := range es {
+		switch e.key.Value {
+		case "path":
+			if s, ok := ps.str(e.val, "deploy.health.path"); ok {
+				if !strings.HasPrefix(s, "/") {
+					ps.errorf(ps.resolve(e.val), CodeBadValue, "deploy.health.path %q must start with /", s)
+				}
+				h.Path = s
+			}
+		case "command":
+			h.Command = ps.command(e.val, "deploy.health.command")
+		case "interval":
+			h.Interval = ps.duration(e.val, "deploy.health.interval")
+		case "timeout":
+			h.Timeout = ps.duration(e.val, "deploy.health.timeout")
+		case "start_timeout":
+			h.StartTimeout = ps.duration(e.val, "deploy.health.start_timeout")
+		case "failures":
+			if v := ps.resolve(e.val); v != nil {
+				h.Failures, _ = ps.integer(v, "deploy.health.failures", 1, 100)
+			}
+		}
+	}
+	if h.Path != "" && h.Command != nil {
+		ps.errorf(n, CodeBadValue, "deploy.health takes path or command, not both")
+	}
+	return h
+}
+
+func (ps *parser) dockerTarget(n *yaml.Node) *DockerTarget {
+	n = ps.mapping(n, "deploy.docker")
+	if n == nil {
+		return nil
+	}
+	t := &DockerTarget{}
+	es := ps.entries(n, 0)
+	ps.checkKeys(es, "deploy.docker", dockerKeys, nil)
+	for _, e := range es {
+		switch e.key.Value {
+		case "network":
+			t.Network, _ = ps.str(e.val, "deploy.docker.network")
+		case "proxy":
+			t.Proxy, _ = ps.str(e.val, "deploy.docker.proxy")
+		}
+	}
+	if t.Network == "" {
+		ps.errorf(n, CodeMissingField, "deploy.docker needs a network")
+	}
+	if t.Proxy == "" {
+		ps.errorf(n, CodeMissingField, "deploy.docker needs proxy: the control address of the app's runnel proxy")
+	}
+	return t
+}
+
+func (ps *parser) ecsTarget(n *yaml.Node) *ECSTarget {
+	n = ps.mapping(n, "deploy.ecs")
+	if n == nil {
+		return nil
+	}
+	t := &ECSTarget{}
+	es := ps.entries(n, 0)
+	ps.checkKeys(es, "deploy.ecs", ecsKeys, nil)
+	for _, e := range es {
+		switch e.key.Value {
+		case "cluster":
+			t.Cluster, _ = ps.str(e.val, "deploy.ecs.cluster")
+		case "service":
+			t.Service, _ = ps.str(e.val, "deploy.ecs.service")
+		case "listener":
+			t.Listener, _ = ps.str(e.val, "deploy.ecs.listener")
+		case "rule":
+			t.Rule, _ = ps.str(e.val, "deploy.ecs.rule")
+		case "target_groups":
+			tgs, _ := ps.strList(e.val, "deploy.ecs.target_groups")
+			if len(tgs) != 2 {
+				ps.errorf(ps.resolve(e.val), CodeBadValue, "deploy.ecs.target_groups must list exactly two target groups, got %d", len(tgs))
+			} else {
+				t.TargetGroups = [2]string{tgs[0], tgs[1]}
+			}
+		case "subnets":
+			t.Subnets, _ = ps.strList(e.val, "deploy.ecs.subnets")
+		case "security_groups":
+			t.SecurityGroups, _ = ps.strList(e.val, "deploy.ecs.security_groups")
+		case "assign_public_ip":
+			t.AssignPublicIP = ps.boolean(e.val, "deploy.ecs.assign_public_ip")
+		case "cpu":
+			if v := ps.resolve(e.val); v != nil {
+				t.CPU, _ = ps.integer(v, "deploy.ecs.cpu", 128, 16384)
+			}
+		case "memory":
+			if v := ps.resolve(e.val); v != nil {
+				t.Memory, _ = ps.integer(v, "deploy.ecs.memory", 128, 122880)
+			}
+		}
+	}
+	for _, f := range []struct{ v, name string }{{t.Cluster, "cluster"}, {t.Service, "service"}} {
+		if f.v == "" {
+			ps.errorf(n, CodeMissingField, "deploy.ecs needs a %s", f.name)
+		}
+	}
+	if (t.Listener == "") == (t.Rule == "") {
+		ps.errorf(n, CodeMissingField, "deploy.ecs needs a listener or a rule (one of them)")
+	}
+	if t.TargetGroups[0] == "" {
+		ps.errorf(n, CodeMissingField, "deploy.ecs needs target_groups: the two target groups blue and green alternate on")
+	}
+	return t
+}
+
+func (ps *parser) endpoints(n *yaml.Node) map[string]string {
+	n = ps.mapping(n, "deploy.endpoints")
+	if n == nil {
+		return nil
+	}
+	out := map[string]string{}
+	es := ps.entries(n, 0)
+	ps.checkKeys(es, "deploy.endpoints", endpointKeys, nil)
+	for _, e := range es {
+		if s, ok := ps.str(e.val, "deploy.endpoints."+e.key.Value); ok {
+			if !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
+				ps.errorf(ps.resolve(e.val), CodeBadValue, "deploy.endpoints.%s %q must be an http or https URL", e.key.Value, s)
+			}
+			out[e.key.Value] = s
+		}
+	}
+	return out
+}
+
+// expandRefs replaces the ${NAME} references of s with env's values.
+func expandRefs(s string, env map[string]string) string {
+	return varRefRE.ReplaceAllStringFunc(s, func(m string) string { return env[m[2:len(m)-1]] })
+}
+
+// compile returns the stage's copy of the deploy with its references
+// expanded against the stage's environment.
+func (dd *deployDef) compile(env map[string]string) *Deploy {
+	d := *dd.d
+	d.Version = expandRefs(d.Version, env)
+	d.Image = expandRefs(d.Image, env)
+	d.Region = expandRefs(d.Region, env)
+	d.Command = slices.Clone(d.Command)
+	d.Health.Command = slices.Clone(d.Health.Command)
+	d.Env = maps.Clone(d.Env)
+	d.Endpoints = maps.Clone(d.Endpoints)
+	if d.Docker != nil {
+		t := *d.Docker
+		d.Docker = &t
+	}
+	if d.ECS != nil {
+		t := *d.ECS
+		t.Subnets = slices.Clone(t.Subnets)
+		t.SecurityGroups = slices.Clone(t.SecurityGroups)
+		d.ECS = &t
+	}
+	return &d
+}
