@@ -24,6 +24,23 @@ func (s Severity) String() string {
 	return "error"
 }
 
+// MarshalText encodes s as its String.
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalJSON reads "error" or "warning", and the numbers that
+// diagnostics stored before severities were named hold.
+func (s *Severity) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case `"error"`, "0":
+		*s = SeverityError
+	case `"warning"`, "1":
+		*s = SeverityWarning
+	default:
+		return fmt.Errorf("severity %s: want \"error\" or \"warning\"", b)
+	}
+	return nil
+}
+
 // Diagnostic codes. They are stable: tools and tests may match on them.
 // docs/pipeline.md lists them with examples.
 const (
@@ -63,12 +80,12 @@ const (
 // Diagnostic is one problem found in a pipeline file, with the position of
 // the offending node. Line and Col are 1-based.
 type Diagnostic struct {
-	File     string
-	Line     int
-	Col      int
-	Code     string
-	Severity Severity
-	Message  string
+	File     string   `json:"file"`
+	Line     int      `json:"line"`
+	Col      int      `json:"col"`
+	Code     string   `json:"code"`
+	Severity Severity `json:"severity"`
+	Message  string   `json:"message"`
 }
 
 // String formats d as "file:line:col: code: message"; warnings get a

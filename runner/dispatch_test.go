@@ -45,7 +45,7 @@ func TestQueuedJobPublishedAgainAtStart(t *testing.T) {
 	}
 	triggered := make(chan *store.Run, 1)
 	go func() {
-		run, err := dead.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+		run, err := dead.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 		if err != nil {
 			t.Error(err)
 		}

@@ -55,7 +55,7 @@ func (r *Runner) Manual(ctx context.Context, req ManualRequest) (*store.Run, err
 	if err != nil {
 		return nil, err
 	}
-	return r.Trigger(ctx, req.Repo, req.event(scm.KindManual), store.TriggerManual, 0)
+	return r.Trigger(ctx, TriggerRequest{Repo: req.Repo, Event: req.event(scm.KindManual), Trigger: store.TriggerManual})
 }
 
 // CheckManual resolves req's branch and commit and checks its inputs
@@ -94,7 +94,7 @@ func (r *Runner) Inputs(ctx context.Context, repo *store.Repo, branch string) (s
 // pipelineAt reads and parses the pipeline file at commit; nil (and no
 // error) when it is missing or does not parse.
 func (r *Runner) pipelineAt(ctx context.Context, repo *store.Repo, branch, commit string) (*pipeline.Pipeline, error) {
-	src, err := r.readPipeline(ctx, repo, &scm.Event{CloneURL: repo.CloneURL, Commit: commit, Ref: "refs/heads/" + branch})
+	src, err := r.readPipeline(ctx, repo.CloneURL, commit, "refs/heads/"+branch)
 	if errors.Is(err, gitrepo.ErrNoFile) {
 		return nil, nil
 	}
@@ -127,7 +127,7 @@ func (r *Runner) Scheduled(ctx context.Context, sc *store.Schedule, tickID int64
 	}
 	ev := req.event(kind)
 	ev.Schedule = sc.Name
-	return r.Trigger(store.ContextWithTick(ctx, tickID), repo, ev, trigger, 0)
+	return r.Trigger(ctx, TriggerRequest{Repo: repo, Event: ev, Trigger: trigger, Tick: tickID})
 }
 
 // InputError is a manual request that cannot run as asked: a bad

@@ -19,7 +19,6 @@ import (
 
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
-	"github.com/runnel-ci/runnel/agents/workspace"
 	"github.com/runnel-ci/runnel/internal/gittest"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/runnertest"
@@ -225,13 +224,13 @@ func TestRunOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, true, 0)
 			ev := f.push(map[string]string{".pipeline.yml": strings.Replace(dagPipeline, "%s", tt.unit, 1)})
-			run, err := f.runner.Trigger(context.Background(), f.repo, ev, store.TriggerGitHook, 0)
+			run, err := f.runner.Trigger(context.Background(), TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 			if err != nil {
 				t.Fatal(err)
 			}
 			run = f.wait(run.ID, 30*time.Second)
 			if run.Status != tt.wantRun {
-				t.Fatalf("run status = %s (%s, %+v), want %s", run.Status, run.Reason, f.runner.Diagnostics(run.ID), tt.wantRun)
+				t.Fatalf("run status = %s (%s, %+v), want %s", run.Status, run.Reason, f.runner.Diagnostics(run), tt.wantRun)
 			}
 			for key, want := range tt.wantStages {
 				st := stageByKey(run, key)
@@ -257,14 +256,14 @@ func TestRunOutcomes(t *testing.T) {
 func TestInvalidPipeline(t *testing.T) {
 	f := newFixture(t, true, 0)
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    stepz: []\n"})
-	run, err := f.runner.Trigger(context.Background(), f.repo, ev, store.TriggerGitHook, 0)
+	run, err := f.runner.Trigger(context.Background(), TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if run.Status != store.StatusError || run.Reason != store.ReasonPipelineInvalid {
 		t.Errorf("run = %s/%s, want error/%s", run.Status, run.Reason, store.ReasonPipelineInvalid)
 	}
-	ds := f.runner.Diagnostics(run.ID)
+	ds := f.runner.Diagnostics(run)
 	if len(ds) == 0 || ds[0].Line == 0 {
 		t.Errorf("diagnostics = %+v, want positioned diagnostics", ds)
 	}
@@ -274,7 +273,7 @@ func TestApproval(t *testing.T) {
 	f := newFixture(t, true, 0)
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  deploy:\n    approval: true\n    steps:\n      - name: go\n        run: echo deployed\n"})
 	ctx := context.Background()
-	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +298,7 @@ func TestAgentLost(t *testing.T) {
 	cancels := f.cancels()
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: sleep 100\n"})
 	ctx := context.Background()
-	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +333,7 @@ func TestRedeliveryAfterAgentDeath(t *testing.T) {
 	script := "if [ -e " + mark + " ]; then echo resumed; else touch " + mark + "; sleep 60; fi"
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: '" + script + "'\n"})
 	ctx := context.Background()
-	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +371,7 @@ func TestAttemptFencing(t *testing.T) {
 	f := newFixture(t, false, time.Minute)
 	cancels := f.cancels()
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s1\n        run: echo\n"})
-	run, err := f.runner.Trigger(context.Background(), f.repo, ev, store.TriggerGitHook, 0)
+	run, err := f.runner.Trigger(context.Background(), TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +441,7 @@ func TestForeignAgentIgnored(t *testing.T) {
 	cancels := f.cancels()
 	ctx := context.Background()
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s1\n        run: echo\n"})
-	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -546,7 +545,7 @@ func TestStageEnd(t *testing.T) {
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo\n"})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			run, err := f.runner.Trigger(context.Background(), f.repo, ev, store.TriggerManual, 0)
+			run, err := f.runner.Trigger(context.Background(), TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerManual})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -564,7 +563,7 @@ func TestCancel(t *testing.T) {
 	f := newFixture(t, true, 0)
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: sleep 30\n"})
 	ctx := context.Background()
-	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,11 +581,11 @@ func TestConcurrencyGroupInRunOrder(t *testing.T) {
 	f := newFixture(t, false, time.Minute)
 	ctx := context.Background()
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  deploy:\n    concurrency: prod\n    steps:\n      - name: s\n        run: echo\n"})
-	first, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	first, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerManual, 0)
+	second, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerManual})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -615,11 +614,11 @@ func TestCancelPreviousAndReject(t *testing.T) {
 	repo := *f.repo
 	repo.CancelPrevious = true
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  build:\n    steps:\n      - name: s\n        run: echo\n  ship:\n    needs: [build]\n    approval: true\n    steps:\n      - name: s\n        run: echo\n"})
-	old, err := f.runner.Trigger(ctx, &repo, ev, store.TriggerGitHook, 0)
+	old, err := f.runner.Trigger(ctx, TriggerRequest{Repo: &repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur, err := f.runner.Trigger(ctx, &repo, ev, store.TriggerGitHook, 0)
+	cur, err := f.runner.Trigger(ctx, TriggerRequest{Repo: &repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -659,7 +658,7 @@ stages:
         run: |
           if [ -f tried ]; then echo ok; else touch tried; exit 1; fi
 `})
-	run, err := f.runner.Trigger(context.Background(), f.repo, ev, store.TriggerGitHook, 0)
+	run, err := f.runner.Trigger(context.Background(), TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -678,46 +677,68 @@ stages:
 
 // TestEventCloneURLNeverLocal: for a repo registered without a clone URL,
 // the payload's clone URL must not make the server read a repository on
-// its own host (a path or file:// URL), even one that exists.
+// its own host (a path or file:// URL), even one that exists: the run
+// ends error/source_refused, saying why, and nothing was read.
 func TestEventCloneURLNeverLocal(t *testing.T) {
 	f := newFixture(t, false, 0)
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - run: echo hi\n"})
 	ctx := context.Background()
-	repo, err := f.store.CreateRepo(ctx, store.Repo{Name: "acme/nourl", Forge: store.ForgeGeneric, DefaultBranch: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, url := range []string{f.bare, "file://" + f.bare, "FILE://" + f.bare} {
-		e := *ev
-		e.CloneURL = url
-		run, err := f.runner.Trigger(ctx, repo, &e, store.TriggerWebhook, 0)
-		if !errors.Is(err, workspace.ErrUnsafe) {
-			t.Errorf("clone URL %q: got run %v, err %v; want workspace.ErrUnsafe", url, run, err)
+	for _, forge := range []string{store.ForgeGeneric, store.ForgeGitHub} {
+		repo, err := f.store.CreateRepo(ctx, store.Repo{Name: "acme/nourl-" + forge, Forge: forge, DefaultBranch: "main"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, url := range []string{f.bare, "file://" + f.bare, "FILE://" + f.bare} {
+			e := *ev
+			e.CloneURL = url
+			run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: repo, Event: &e, Trigger: store.TriggerWebhook})
+			if err != nil || run.Status != store.StatusError || run.Reason != ReasonSourceRefused || run.SourceURL != "" || run.Plan != nil {
+				t.Errorf("%s repo, clone URL %q: got run %+v, err %v; want error/%s without source or plan", forge, url, run, err, ReasonSourceRefused)
+				continue
+			}
+			if d := f.runner.Diagnostics(run); len(d) != 1 || !strings.Contains(d[0].Message, "no clone URL") {
+				t.Errorf("%s repo, clone URL %q: diagnostics %+v, want why", forge, url, d)
+			}
 		}
 	}
 }
 
-func TestNetworkURL(t *testing.T) {
+// TestResolveSource is the rule of where a run's code is fetched from.
+func TestResolveSource(t *testing.T) {
+	gh := &store.Repo{Name: "acme/web", Forge: store.ForgeGitHub}
+	ghe := &store.Repo{Name: "acme/web", Forge: store.ForgeGitHub, ForgeURL: "https://git.example.com/ghe"}
+	gitea := &store.Repo{Name: "acme/web", Forge: store.ForgeGitea}
+	registered := &store.Repo{Name: "acme/web", Forge: store.ForgeGitHub, CloneURL: "https://github.com/acme/web.git"}
+	bare := &store.Repo{Name: "web", Forge: store.ForgeGit, CloneURL: "/srv/git/web.git"}
+	generic := &store.Repo{Name: "web", Forge: store.ForgeGeneric}
 	for _, tc := range []struct {
-		url  string
-		want bool
+		name  string
+		repo  *store.Repo
+		event string // the event's clone URL
+		want  string // "" when refused
 	}{
-		{"https://example.com/a/b.git", true},
-		{"HTTP://example.com/a.git", true},
-		{"ssh://git@example.com/a.git", true},
-		{"git://example.com/a.git", true},
-		{"git@example.com:a/b.git", true},
-		{"", false},
-		{"/srv/git/a.git", false},
-		{"file:///srv/git/a.git", false},
-		{"http:///srv/a.git", false},
-		{"a/b.git", false},
-		{"./x:y", false},
-		{"ftp://example.com/a.git", false},
+		{"registered clone URL wins over the event's", registered, "https://evil.example/x.git", "https://github.com/acme/web.git"},
+		{"bare repository path", bare, "", "/srv/git/web.git"},
+		{"github event on github.com", gh, "https://github.com/acme/web.git", "https://github.com/acme/web.git"},
+		{"github event on another host", gh, "https://evil.example/acme/web.git", ""},
+		{"loopback", gh, "http://127.0.0.1:8080/acme/web.git", ""},
+		{"host suffix trick", gh, "https://github.com.evil/acme/web.git", ""},
+		{"user info trick", gh, "https://github.com@evil/acme/web.git", ""},
+		{"plain http to an https forge", gh, "http://github.com/acme/web.git", ""},
+		{"local path", gh, "/srv/git/web.git", ""},
+		{"file URL", gh, "file:///srv/git/web.git", ""},
+		{"no clone URL at all", gh, "", ""},
+		{"forge URL with a path", ghe, "https://git.example.com/ghe/acme/web.git", "https://git.example.com/ghe/acme/web.git"},
+		{"outside the forge URL's path", ghe, "https://git.example.com/other/web.git", ""},
+		{"gitea without forge URL", gitea, "https://gitea.example/acme/web.git", ""},
+		{"generic repo without clone URL", generic, "https://github.com/acme/web.git", ""},
 	} {
-		if got := networkURL(tc.url); got != tc.want {
-			t.Errorf("networkURL(%q) = %v, want %v", tc.url, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ResolveSource(tc.repo, &scm.Event{CloneURL: tc.event})
+			if got != tc.want || (tc.want == "") != errors.Is(err, scm.ErrForeignSource) {
+				t.Errorf("ResolveSource = %q, %v; want %q (refused: %v)", got, err, tc.want, tc.want == "")
+			}
+		})
 	}
 }
 
@@ -740,7 +761,7 @@ func TestTriggerSurvivesCallerCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	f.runner.cfg.Statuses = cancelOnQueued{cancel}
-	if _, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerManual, 0); err != nil {
+	if _, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerManual}); err != nil {
 		t.Errorf("trigger: %v", err)
 	}
 	// The fixture's store is new: the run is number 1.
@@ -763,7 +784,7 @@ func TestSilentStageOfBusyAgentLost(t *testing.T) {
 		"  busy:\n    steps:\n      - name: s\n        run: sleep 60\n" +
 		"  silent:\n    labels: {gpu: nvidia}\n    steps:\n      - name: s\n        run: echo\n"})
 	ctx := context.Background()
-	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -828,7 +849,7 @@ func TestSilentStageOfBusyAgentLost(t *testing.T) {
 func TestStageEndAppliedWhenCallerGoesAway(t *testing.T) {
 	f := newFixture(t, false, time.Minute)
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo\n"})
-	run, err := f.runner.Trigger(context.Background(), f.repo, ev, store.TriggerGitHook, 0)
+	run, err := f.runner.Trigger(context.Background(), TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -858,7 +879,7 @@ func TestStageEndRedeliveryCompletesRun(t *testing.T) {
 	f := newFixture(t, false, time.Minute)
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo\n"})
 	ctx := context.Background()
-	run, err := f.runner.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -935,7 +956,7 @@ func TestStepEndFailureLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	run, err := r.Trigger(ctx, f.repo, ev, store.TriggerGitHook, 0)
+	run, err := r.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}

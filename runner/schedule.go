@@ -225,13 +225,18 @@ func (r *Runner) planStage(ctx context.Context, run *store.Run, st *store.Stage)
 // publish repeated after a crash (Start) sends the same job, and the bus
 // drops the copy (wire.JobMsgID).
 func (r *Runner) publish(ctx context.Context, run *store.Run, st *store.Stage, ps *pipeline.Stage) error {
-	repo, err := r.cfg.Store.RepoByID(ctx, run.RepoID)
-	if err != nil {
-		return fmt.Errorf("dispatch %s: %w", st.Key, err)
+	src := run.SourceURL
+	if src == "" {
+		// A run from before sources were stored with runs.
+		repo, err := r.cfg.Store.RepoByID(ctx, run.RepoID)
+		if err != nil {
+			return fmt.Errorf("dispatch %s: %w", st.Key, err)
+		}
+		src = repo.CloneURL
 	}
 	job := &wire.Job{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: st.Attempt, Stage: withInputs(ps, run.Inputs)}
-	if repo.CloneURL != "" {
-		job.Workspace = wire.Workspace{Kind: "git", URL: repo.CloneURL, Commit: run.Commit, Ref: run.Ref, Depth: 1}
+	if src != "" {
+		job.Workspace = wire.Workspace{Kind: "git", URL: src, Commit: run.Commit, Ref: run.Ref, Depth: 1}
 	}
 	if r.cfg.Transfers != nil {
 		job.Transfer = r.cfg.Transfers.Grant(run, ps, st.Attempt)

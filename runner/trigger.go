@@ -8,59 +8,61 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/runnel-ci/runnel/agents/workspace"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
 	"github.com/runnel-ci/runnel/scm/gitrepo"
 )
 
-// Trigger starts a run for ev in repo: it reads and compiles the pipeline
-// file at ev.Commit, stores the run and schedules its first stages. A
-// pipeline that does not compile yields a run ended error with reason
-// pipeline_invalid; its diagnostics are kept (see Diagnostics).
-func (r *Runner) Trigger(ctx context.Context, repo *store.Repo, ev *scm.Event, trigger string, parent int64) (*store.Run, error) {
-	log := r.log.With("repo", repo.Name, "commit", ev.Commit)
+// TriggerRequest asks for one run of an event in a repository.
+type TriggerRequest struct {
+	Repo    *store.Repo
+	Event   *scm.Event
+	Trigger string // store.Trigger* constant
+	Parent  int64  // the run this one re-runs, or 0
+	// Source is where the code is fetched from (a clone URL or the path
+	// of a bare repository on this host); "" resolves it from Repo and
+	// Event (see ResolveSource). A rerun passes its run's.
+	Source string
+	// Delivery and Tick, when not 0, are the deliveries row or schedule
+	// tick the run is made for: they are linked in the transaction that
+	// creates it (store.NewRun).
+	Delivery, Tick int64
+	// Final is set when no retry follows a failure: a cause that could
+	// pass (the forge unreachable) then ends in a run ended error with
+	// reason fetch_failed instead of an error.
+	Final bool
+}
+
+// ErrTransient wraps a trigger failure that may pass (the forge
+// unreachable or slow): no run was made, and the caller may retry.
+var ErrTransient = errors.New("transient trigger failure")
+
+// Trigger starts a run for req: it reads and compiles the pipeline file
+// at the event's commit, stores the run with its resolved source and
+// schedules its first stages.
+//
+// A pipeline whose when filters leave nothing to run makes no run: the
+// error wraps pipeline.ErrSkipped and scm.ErrIgnored. Whatever else stops
+// the pipeline from being read or compiled gives a run ended error that
+// says why (reason pipeline_missing, pipeline_invalid with positioned
+// diagnostics, source_refused, or fetch_failed for a Final request),
+// except a failure that may pass (ErrTransient), which makes no run.
+func (r *Runner) Trigger(ctx context.Context, req TriggerRequest) (*store.Run, error) {
+	repo, ev := req.Repo, req.Event
 	pev := ev.PipelineEvent()
 	pev.Repo = repo.Name
-	nr := store.NewRun{RepoID: repo.ID, Event: pev, CommitTime: ev.Timestamp, Trigger: trigger, ParentID: parent}
-
-	src, err := r.readPipeline(ctx, repo, ev)
-	var diags []pipeline.Diagnostic
-	switch {
-	case errors.Is(err, gitrepo.ErrNoFile):
-		nr.Status, nr.Reason = store.StatusError, ReasonPipelineMissing
-		diags = []pipeline.Diagnostic{{Message: "no " + PipelineFile + " in commit " + ev.Commit}}
-	case err != nil:
+	nr := store.NewRun{RepoID: repo.ID, Event: pev, CommitTime: ev.Timestamp, Trigger: req.Trigger, ParentID: req.Parent,
+		SourceURL: req.Source, DeliveryID: req.Delivery, TickID: req.Tick}
+	diags, err := r.plan(ctx, req, &nr)
+	if err != nil {
 		return nil, fmt.Errorf("trigger %s at %s: %w", repo.Name, ev.Commit, err)
-	default:
-		p, perr := pipeline.Parse(PipelineFile, src)
-		var plan *pipeline.Plan
-		if perr == nil {
-			var envs []pipeline.Environment
-			if envs, err = r.environments(ctx, repo.ID); err != nil {
-				return nil, fmt.Errorf("trigger %s at %s: %w", repo.Name, ev.Commit, err)
-			}
-			plan, perr = p.PlanFor(pev, envs)
-		}
-		if perr != nil {
-			nr.Status, nr.Reason = store.StatusError, store.ReasonPipelineInvalid
-			var ds pipeline.Diagnostics
-			if errors.As(perr, &ds) {
-				diags = ds
-			} else {
-				diags = []pipeline.Diagnostic{{Message: perr.Error()}}
-			}
-		} else {
-			nr.Plan = plan
-			if len(plan.Stages) == 0 {
-				nr.Status, nr.Reason = store.StatusSkipped, ReasonNoStages
-			}
-		}
 	}
+	nr.Diagnostics = diags
 	// From here on the run is created and scheduled as one piece of work:
 	// a caller going away (an HTTP client disconnecting) must not leave it
 	// half done, such as a stage marked queued whose job was never
@@ -70,12 +72,7 @@ func (r *Runner) Trigger(ctx context.Context, repo *store.Repo, ev *scm.Event, t
 	if err != nil {
 		return nil, fmt.Errorf("trigger %s at %s: %w", repo.Name, ev.Commit, err)
 	}
-	log = log.With("run", run.ID)
-	if diags != nil {
-		if err := r.saveDiagnostics(run.ID, diags); err != nil {
-			log.Error("save diagnostics", "err", err)
-		}
-	}
+	log := r.log.With("repo", repo.Name, "commit", ev.Commit, "run", run.ID)
 	log.Info("run created", "number", run.Number, "status", run.Status, "reason", run.Reason)
 	if run.Status.Terminal() {
 		r.report(run, "runnel", string(run.Status), "Pipeline: "+run.Reason)
@@ -84,17 +81,7 @@ func (r *Runner) Trigger(ctx context.Context, repo *store.Repo, ev *scm.Event, t
 	}
 	r.report(run, "runnel", "pending", "Run queued")
 	if repo.CancelPrevious && run.Branch != "" {
-		older, err := r.cfg.Store.ActiveRuns(ctx, repo.ID, run.Branch)
-		if err != nil {
-			log.Error("cancel previous: list runs", "err", err)
-		}
-		for _, o := range older {
-			if o.ID < run.ID {
-				if err := r.cancel(ctx, o.ID, store.ReasonSuperseded); err != nil {
-					log.Error("cancel previous run", "previous", o.ID, "err", err)
-				}
-			}
-		}
+		r.cancelPrevious(ctx, repo.ID, run)
 	}
 	if err := r.schedule(ctx, run.ID); err != nil {
 		return run, err
@@ -102,24 +89,117 @@ func (r *Runner) Trigger(ctx context.Context, repo *store.Repo, ev *scm.Event, t
 	return r.cfg.Store.Run(ctx, run.ID)
 }
 
-func (r *Runner) readPipeline(ctx context.Context, repo *store.Repo, ev *scm.Event) ([]byte, error) {
-	url := repo.CloneURL
-	if url == "" {
-		// The payload's clone URL is the sender's word, not the
-		// operator's: never a path or file:// URL on this host, or a
-		// hook could make the server read another repository here.
-		if !networkURL(ev.CloneURL) {
-			return nil, fmt.Errorf("repo %s has no clone URL and the event's %q is not a network URL: %w", repo.Name, ev.CloneURL, workspace.ErrUnsafe)
+// TriggerDelivery makes the run of a verified webhook delivery; it is
+// the server's deliveryq.TriggerFunc.
+func (r *Runner) TriggerDelivery(ctx context.Context, d *deliveryq.Delivery) (*store.Run, error) {
+	return r.Trigger(ctx, TriggerRequest{Repo: d.Repo, Event: d.Event, Trigger: d.Trigger(), Delivery: d.ID, Final: d.Last})
+}
+
+// plan resolves the source of req, reads and compiles its pipeline and
+// fills in nr: the plan, or a terminal status with the diagnostics that
+// say why. An error means no run is to be made.
+func (r *Runner) plan(ctx context.Context, req TriggerRequest, nr *store.NewRun) ([]pipeline.Diagnostic, error) {
+	failed := func(reason string, d pipeline.Diagnostic) ([]pipeline.Diagnostic, error) {
+		nr.Status, nr.Reason = store.StatusError, reason
+		if d.File == "" {
+			d.File = PipelineFile
 		}
-		url = ev.CloneURL
+		return []pipeline.Diagnostic{d}, nil
 	}
-	src := workspace.Source{URL: url, Commit: ev.Commit, Ref: ev.Ref}
+	if nr.SourceURL == "" {
+		src, err := ResolveSource(req.Repo, req.Event)
+		if err != nil {
+			return failed(ReasonSourceRefused, pipeline.Diagnostic{Message: err.Error()})
+		}
+		nr.SourceURL = src
+	}
+	src, err := r.readPipeline(ctx, nr.SourceURL, req.Event.Commit, req.Event.Ref)
+	switch {
+	case errors.Is(err, gitrepo.ErrNoFile):
+		return failed(ReasonPipelineMissing, pipeline.Diagnostic{Message: "no " + PipelineFile + " in commit " + req.Event.Commit})
+	case errors.Is(err, gitrepo.ErrTooLarge):
+		return failed(store.ReasonPipelineInvalid, pipeline.Diagnostic{Code: "file-too-large", Message: err.Error()})
+	case errors.Is(err, workspace.ErrUnsafe):
+		return failed(ReasonSourceRefused, pipeline.Diagnostic{Message: err.Error()})
+	case err != nil && req.Final:
+		return failed(ReasonFetchFailed, pipeline.Diagnostic{Message: err.Error()})
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrTransient, err)
+	}
+	p, err := pipeline.Parse(PipelineFile, src)
+	if err == nil {
+		var envs []pipeline.Environment
+		if envs, err = r.environments(ctx, req.Repo.ID); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrTransient, err)
+		}
+		nr.Plan, err = p.PlanFor(nr.Event, envs)
+	}
+	var ds pipeline.Diagnostics
+	switch {
+	case errors.Is(err, pipeline.ErrSkipped):
+		return nil, fmt.Errorf("%w: %w", scm.ErrIgnored, err)
+	case errors.As(err, &ds):
+		nr.Status, nr.Reason, nr.Plan = store.StatusError, store.ReasonPipelineInvalid, nil
+		return ds, nil
+	case err != nil:
+		nr.Plan = nil
+		return failed(store.ReasonPipelineInvalid, pipeline.Diagnostic{Message: err.Error()})
+	}
+	return nil, nil
+}
+
+// ResolveSource is the one rule of where the server fetches a run's code
+// from: the repository's registered clone URL (or bare repository path);
+// without one, for a forge repository only, the clone URL its event
+// names when that is on the forge instance named when the repository was
+// added (Repo.ForgeURL, else the forge's public default). Anything else
+// is refused with an error wrapping scm.ErrForeignSource.
+func ResolveSource(repo *store.Repo, ev *scm.Event) (string, error) {
+	if repo.CloneURL != "" {
+		return repo.CloneURL, nil
+	}
+	forge := repo.ForgeURL
+	if forge == "" {
+		forge = scm.DefaultForgeURL(repo.Forge)
+	}
+	switch repo.Forge {
+	case store.ForgeGitHub, store.ForgeGitea, store.ForgeGitLab:
+	default:
+		return "", fmt.Errorf("repo %s (%s) has no clone URL: %w", repo.Name, repo.Forge, scm.ErrForeignSource)
+	}
+	if err := scm.OnForge(ev.CloneURL, forge); err != nil {
+		return "", fmt.Errorf("repo %s has no clone URL: %w", repo.Name, err)
+	}
+	return ev.CloneURL, nil
+}
+
+// cancelPrevious cancels the unfinished runs of run's branch older than
+// run (cancel_previous).
+func (r *Runner) cancelPrevious(ctx context.Context, repoID int64, run *store.Run) {
+	older, err := r.cfg.Store.ActiveRuns(ctx, repoID, run.Branch)
+	if err != nil {
+		r.log.Error("cancel previous: list runs", "run", run.ID, "err", err)
+	}
+	for _, o := range older {
+		if o.ID < run.ID {
+			if err := r.cancel(ctx, o.ID, store.ReasonSuperseded); err != nil {
+				r.log.Error("cancel previous run", "run", run.ID, "previous", o.ID, "err", err)
+			}
+		}
+	}
+}
+
+// readPipeline reads the pipeline file at commit from the source url: a
+// bare repository on this host directly, anything else through the
+// mirror cache.
+func (r *Runner) readPipeline(ctx context.Context, url, commit, ref string) ([]byte, error) {
+	src := workspace.Source{URL: url, Commit: commit, Ref: ref}
 	if err := src.Validate(); err != nil {
 		return nil, err
 	}
 	if fi, err := os.Stat(url); err == nil && fi.IsDir() && filepath.IsAbs(url) {
 		// A bare repository on this host (git hook repos): read its objects.
-		return gitrepo.ReadFile(ctx, url, ev.Commit, PipelineFile)
+		return gitrepo.ReadFile(ctx, url, commit, PipelineFile)
 	}
 	if r.cache == nil {
 		return nil, errors.New("no cache directory configured for forge repositories")
@@ -130,46 +210,17 @@ func (r *Runner) readPipeline(ctx context.Context, repo *store.Repo, ev *scm.Eve
 	if err != nil {
 		return nil, err
 	}
-	return gitrepo.ReadFile(ctx, mirror, ev.Commit, PipelineFile)
+	return gitrepo.ReadFile(ctx, mirror, commit, PipelineFile)
 }
 
-// networkURL reports whether u names a remote git repository: an
-// http(s), ssh or git URL, or scp-like "host:path". Local paths, file://
-// and other schemes are not.
-func networkURL(u string) bool {
-	if scheme, rest, ok := strings.Cut(u, "://"); ok {
-		switch strings.ToLower(scheme) {
-		case "http", "https", "ssh", "git":
-			return rest != "" && !strings.HasPrefix(rest, "/")
-		}
-		return false
+// Diagnostics returns why run ended error before it started: the
+// diagnostics stored with it, or for a run from before they were (store
+// migration 0009) those kept next to its logs; nil when there are none.
+func (r *Runner) Diagnostics(run *store.Run) []pipeline.Diagnostic {
+	if run.Diagnostics != nil || run.Status != store.StatusError {
+		return run.Diagnostics
 	}
-	// scp-like syntax: a colon before any slash (git's rule).
-	colon := strings.IndexByte(u, ':')
-	slash := strings.IndexByte(u, '/')
-	return colon > 0 && (slash < 0 || colon < slash)
-}
-
-func (r *Runner) diagKey(runID int64) logstore.Key {
-	return logstore.Key{Run: strconv.FormatInt(runID, 10), Stage: "_pipeline", Attempt: 0, Step: "diagnostics"}
-}
-
-func (r *Runner) saveDiagnostics(runID int64, diags []pipeline.Diagnostic) error {
-	b, err := json.Marshal(diags)
-	if err != nil {
-		return err
-	}
-	k := r.diagKey(runID)
-	if err := r.cfg.Logs.Append(k, 0, b); err != nil {
-		return err
-	}
-	return r.cfg.Logs.Finish(k)
-}
-
-// Diagnostics returns the pipeline diagnostics kept for a run that did
-// not compile, or nil.
-func (r *Runner) Diagnostics(runID int64) []pipeline.Diagnostic {
-	f, err := r.cfg.Logs.Open(r.diagKey(runID))
+	f, err := r.cfg.Logs.Open(logstore.Key{Run: strconv.FormatInt(run.ID, 10), Stage: "_pipeline", Attempt: 0, Step: "diagnostics"})
 	if err != nil {
 		return nil
 	}
@@ -181,7 +232,8 @@ func (r *Runner) Diagnostics(runID int64) []pipeline.Diagnostic {
 	return ds
 }
 
-// Rerun starts a new run of the same event as runID.
+// Rerun starts a new run of the same event as runID, from the source it
+// was resolved from.
 func (r *Runner) Rerun(ctx context.Context, runID int64) (*store.Run, error) {
 	old, err := r.cfg.Store.Run(ctx, runID)
 	if err != nil {
@@ -193,5 +245,5 @@ func (r *Runner) Rerun(ctx context.Context, runID int64) (*store.Run, error) {
 	}
 	ev := &scm.Event{Kind: old.Event, Repo: repo.Name, Ref: old.Ref, Branch: old.Branch, Tag: old.Tag, Commit: old.Commit,
 		Message: old.Message, Author: old.Author, Timestamp: old.CommitTime, Inputs: old.Inputs, Schedule: old.Schedule}
-	return r.Trigger(ctx, repo, ev, store.TriggerRerun, old.ID)
+	return r.Trigger(ctx, TriggerRequest{Repo: repo, Event: ev, Trigger: store.TriggerRerun, Parent: old.ID, Source: old.SourceURL})
 }

@@ -262,9 +262,7 @@ func runnel(t testing.TB, dsn string) *target {
 	deliveries, err := deliveryq.New(deliveryq.Config{Store: st, Logger: log,
 		// 0: deliveryq's defaults, what `runnel server` uses.
 		Workers: envInt("RUNNEL_BENCH_WEBHOOK_TRIGGERS", 0), PerRepo: envInt("RUNNEL_BENCH_WEBHOOK_PER_REPO", 0),
-		Trigger: func(ctx context.Context, d *deliveryq.Delivery) (*store.Run, error) {
-			return rn.Trigger(store.ContextWithDelivery(ctx, d.ID), d.Repo, d.Event, d.Trigger(), 0)
-		}})
+		Trigger: rn.TriggerDelivery})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -268,9 +268,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	defer rn.Close()
 	deliveries, err := deliveryq.New(deliveryq.Config{Store: st, Logger: log,
-		Trigger: func(ctx context.Context, d *deliveryq.Delivery) (*store.Run, error) {
-			return rn.Trigger(store.ContextWithDelivery(ctx, d.ID), d.Repo, d.Event, d.Trigger(), 0)
-		}})
+		Trigger: rn.TriggerDelivery})
 	if err != nil {
 		ln.Close()
 		return err
@@ -280,7 +278,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
 	// /deployments, /login, /logout and /static/; everything else goes to the API.
 	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log, Artifacts: tsvc,
-		SecureCookie: strings.HasPrefix(baseURL, "https://")})
+		SecureCookie: strings.HasPrefix(baseURL, "https://"), BaseURL: f.baseURL})
 	if err != nil {
 		ln.Close()
 		return err

@@ -46,8 +46,9 @@ type Options struct {
 	// is created (labelled) when missing. The host must be able to reach
 	// the network's addresses (true for a local bridge network).
 	Network string
-	// Proxy is the app's traffic switch. Required.
-	Proxy *Proxy
+	// Proxy is the app's traffic switch: a *Proxy in this process, or a
+	// *Client of a `runnel proxy` that outlives this process. Required.
+	Proxy Router
 	// Drain is how long a replaced container keeps running after it
 	// stopped receiving new requests, so requests in flight finish
 	// (zero: 1 s; negative: none).
@@ -156,9 +157,13 @@ func (b *backend) Prepare(ctx context.Context, rel deploy.Release) (string, erro
 	if err != nil {
 		return "", err
 	}
-	// The serving container is the one the proxy routes to as blue; after
-	// a restart (empty proxy), the oldest running one.
-	pblue, _, _ := b.p.o.Proxy.Routes()
+	// The serving container is the one the proxy routes to as blue; with
+	// an empty proxy, the oldest running one.
+	routes, err := b.p.o.Proxy.GetRoutes(ctx)
+	if err != nil {
+		return "", err
+	}
+	pblue := routes.Blue
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Created < cs[j].Created })
 	var serving *container.Summary
 	if pblue != nil {
@@ -177,26 +182,36 @@ func (b *backend) Prepare(ctx context.Context, rel deploy.Release) (string, erro
 			serving = &cs[i]
 		}
 	}
+	// Route everything to the serving container first, then remove the
+	// leftovers (an interrupted release's green may still take traffic:
+	// it is drained like any replaced container).
+	var version string
+	var blueURL *url.URL
+	if serving != nil {
+		u, err := b.p.address(ctx, serving.ID, rel.Port)
+		if err != nil {
+			return "", err
+		}
+		b.blue = &instance{id: serving.ID, color: serving.Labels[LabelColor], version: serving.Labels[LabelVersion], url: u}
+		version, blueURL = b.blue.version, u
+	}
+	if err := b.p.o.Proxy.SetRoutes(ctx, Routes{Blue: blueURL}); err != nil {
+		return "", err
+	}
 	for _, c := range cs {
 		if serving != nil && c.ID == serving.ID {
 			continue
 		}
 		b.p.log.Info("deploy: removing leftover container", "container", c.ID[:12], "version", c.Labels[LabelVersion])
-		if err := b.p.remove(ctx, c.ID, 0); err != nil {
+		drain := time.Duration(0)
+		if routes.Green != nil || routes.Blue != nil {
+			drain = b.p.o.Drain
+		}
+		if err := b.p.remove(ctx, c.ID, drain); err != nil {
 			return "", err
 		}
 	}
-	if serving == nil {
-		b.p.o.Proxy.Set(nil, nil, 0)
-		return "", nil
-	}
-	u, err := b.p.address(ctx, serving.ID, rel.Port)
-	if err != nil {
-		return "", err
-	}
-	b.blue = &instance{id: serving.ID, color: serving.Labels[LabelColor], version: serving.Labels[LabelVersion], url: u}
-	b.p.o.Proxy.Set(u, nil, 0)
-	return b.blue.version, nil
+	return version, nil
 }
 
 func (b *backend) CreateGreen(ctx context.Context, rel deploy.Release) error {
@@ -262,17 +277,18 @@ func (b *backend) Probe(ctx context.Context, rel deploy.Release, _ int) error {
 	return nil
 }
 
-func (b *backend) Shift(_ context.Context, _ deploy.Release, weight int) error {
+func (b *backend) Shift(ctx context.Context, _ deploy.Release, weight int) error {
 	var blue *url.URL
 	if b.blue != nil {
 		blue = b.blue.url
 	}
-	b.p.o.Proxy.Set(blue, b.green.url, weight)
-	return nil
+	return b.p.o.Proxy.SetRoutes(ctx, Routes{Blue: blue, Green: b.green.url, Weight: weight})
 }
 
 func (b *backend) Promote(ctx context.Context, _ deploy.Release) error {
-	b.p.o.Proxy.Set(b.green.url, nil, 0)
+	if err := b.p.o.Proxy.SetRoutes(ctx, Routes{Blue: b.green.url}); err != nil {
+		return err
+	}
 	if b.blue == nil {
 		return nil
 	}
@@ -288,7 +304,9 @@ func (b *backend) Rollback(ctx context.Context, rel deploy.Release) error {
 	if b.blue != nil {
 		blue = b.blue.url
 	}
-	b.p.o.Proxy.Set(blue, nil, 0)
+	if err := b.p.o.Proxy.SetRoutes(ctx, Routes{Blue: blue}); err != nil {
+		return err
+	}
 	// Remove every container of the app but blue: also a green whose
 	// creation failed half way.
 	cs, err := b.p.containers(ctx)

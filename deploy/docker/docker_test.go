@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -65,8 +66,16 @@ func newEnv(t testing.TB) *env {
 	_, _ = rand.Read(b)
 	app := "dt" + hex.EncodeToString(b)
 	netName := "runnel-deploy-test-" + app
+	// The provider drives the proxy through its control API, as an agent
+	// drives a runnel proxy process.
 	proxy := docker.NewProxy(nil)
-	prov, err := docker.New(cli, docker.Options{App: app, Network: netName, Proxy: proxy, Drain: 100 * time.Millisecond, StopTimeout: time.Second})
+	control := httptest.NewServer(&docker.Control{Proxy: proxy})
+	t.Cleanup(control.Close)
+	router, err := docker.NewClient(control.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov, err := docker.New(cli, docker.Options{App: app, Network: netName, Proxy: router, Drain: 100 * time.Millisecond, StopTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

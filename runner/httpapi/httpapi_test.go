@@ -36,6 +36,7 @@ type env struct {
 	srv   *httptest.Server
 	api   *Server
 	q     *deliveryq.Queue
+	stats *statusRecorder // the commit statuses the runner reported
 	token string
 	bare  string
 	work  string
@@ -66,7 +67,9 @@ func newEnvWith(t *testing.T, cfg func(*Config), qcfg func(*deliveryq.Config)) *
 	}
 	log := slog.New(slog.DiscardHandler)
 	bus := runnertest.Start(t, runnertest.Options{Logger: log})
-	rn, err := runner.New(runner.Config{Store: st, Bus: bus.Dispatcher, Logs: logs, Logger: log, CacheDir: filepath.Join(dir, "cache")})
+	stats := &statusRecorder{}
+	rn, err := runner.New(runner.Config{Store: st, Bus: bus.Dispatcher, Logs: logs, Logger: log, CacheDir: filepath.Join(dir, "cache"),
+		Statuses: stats})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +77,7 @@ func newEnvWith(t *testing.T, cfg func(*Config), qcfg func(*deliveryq.Config)) *
 	if err := rn.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, st: st, rn: rn}
+	e := &env{t: t, st: st, rn: rn, stats: stats}
 	e.q = e.newQueue(qcfg)
 	c := Config{Store: st, Runner: rn, Logs: logs, Logger: log, Hooks: map[string]scm.Hook{"github": github.Hook{}},
 		Agents: rn.Agents, Deliveries: e.q}
@@ -103,9 +106,7 @@ func newEnvWith(t *testing.T, cfg func(*Config), qcfg func(*deliveryq.Config)) *
 // queue of a restarted process); qcfg changes its Config.
 func (e *env) newQueue(qcfg func(*deliveryq.Config)) *deliveryq.Queue {
 	e.t.Helper()
-	c := deliveryq.Config{Store: e.st, Trigger: func(ctx context.Context, d *deliveryq.Delivery) (*store.Run, error) {
-		return e.rn.Trigger(store.ContextWithDelivery(ctx, d.ID), d.Repo, d.Event, d.Trigger(), 0)
-	}}
+	c := deliveryq.Config{Store: e.st, Trigger: e.rn.TriggerDelivery}
 	if qcfg != nil {
 		qcfg(&c)
 	}

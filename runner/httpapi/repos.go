@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/badge"
 	"github.com/runnel-ci/runnel/runner/store"
@@ -262,14 +263,19 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request, name string) {
 }
 
 // manualError answers an error of runner.Manual or CheckManual: 400 with
-// the fields of an InputError or an unsafe source, else as storeError.
+// the fields of an InputError, for an unsafe source or a pipeline whose
+// when filters skip the run; 503 when the repository could not be
+// reached; else as storeError.
 func (s *Server) manualError(w http.ResponseWriter, err error) {
 	var ie *runner.InputError
 	switch {
 	case errors.As(err, &ie):
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": ie.Error(), "fields": ie.Fields})
-	case errors.Is(err, workspace.ErrUnsafe):
+	case errors.Is(err, workspace.ErrUnsafe), errors.Is(err, pipeline.ErrSkipped):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, runner.ErrTransient):
+		w.Header().Set("Retry-After", "30")
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 	default:
 		s.storeError(w, err)
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/pipeline"
-	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
@@ -23,6 +22,7 @@ type RunView struct {
 	Branch        string                `json:"branch,omitempty"`
 	Tag           string                `json:"tag,omitempty"`
 	Commit        string                `json:"commit"`
+	SourceURL     string                `json:"source_url,omitempty"`
 	Message       string                `json:"message,omitempty"`
 	Author        string                `json:"author,omitempty"`
 	Inputs        map[string]string     `json:"inputs,omitempty"`
@@ -75,7 +75,7 @@ type StepView struct {
 
 func (s *Server) view(run *store.Run) RunView {
 	v := RunView{ID: run.ID, Number: run.Number, Repo: run.Repo, Event: run.Event, Ref: run.Ref, Branch: run.Branch, Tag: run.Tag,
-		Commit: run.Commit, Message: run.Message, Author: run.Author, Inputs: run.Inputs, Schedule: run.Schedule, Status: run.Status, Reason: run.Reason,
+		Commit: run.Commit, SourceURL: run.SourceURL, Message: run.Message, Author: run.Author, Inputs: run.Inputs, Schedule: run.Schedule, Status: run.Status, Reason: run.Reason,
 		PendingReason: run.PendingReason, Trigger: run.Trigger, ParentID: run.ParentID, CreatedAt: run.CreatedAt,
 		QueuedAt: run.QueuedAt, StartedAt: run.StartedAt, FinishedAt: run.FinishedAt}
 	for _, st := range run.Stages {
@@ -90,9 +90,7 @@ func (s *Server) view(run *store.Run) RunView {
 		}
 		v.Stages = append(v.Stages, sv)
 	}
-	if run.Reason == store.ReasonPipelineInvalid || run.Reason == runner.ReasonPipelineMissing {
-		v.Diagnostics = s.cfg.Runner.Diagnostics(run.ID)
-	}
+	v.Diagnostics = s.cfg.Runner.Diagnostics(run)
 	return v
 }
 

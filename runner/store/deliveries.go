@@ -122,25 +122,11 @@ func (s *Store) Delivery(ctx context.Context, id int64) (*Delivery, error) {
 	return d, nil
 }
 
-type deliveryKey struct{}
-
-// ContextWithDelivery returns a context under which CreateRun links the
-// new run to the delivery with row id id, as NewRun.DeliveryID does.
-//
-// Deprecated: set NewRun.DeliveryID; this goes once runner.Trigger takes
-// the delivery as a parameter.
-func ContextWithDelivery(ctx context.Context, id int64) context.Context {
-	return context.WithValue(ctx, deliveryKey{}, id)
-}
-
 const qLinkDelivery = `UPDATE deliveries SET state = ?, run_id = ?, error = '', processed_at = ? WHERE id = ? AND state = ?`
 
 // linkDelivery marks delivery id (if not 0) processed with run runID
 // inside tx; ErrConflict if it was handled already.
 func (s *Store) linkDelivery(ctx context.Context, tx *sql.Tx, id, runID, now int64) error {
-	if id == 0 {
-		id, _ = ctx.Value(deliveryKey{}).(int64)
-	}
 	if id == 0 {
 		return nil
 	}

@@ -34,7 +34,11 @@ type Run struct {
 	Schedule   string // the schedule that started the run, if one did
 	// Plan is the compiled plan; nil when the run has none (yet), and
 	// in lists (ListRuns, ActiveRuns): load it with Run.
-	Plan          *pipeline.Plan
+	Plan *pipeline.Plan
+	// Diagnostics say why a run ended error before it started (a
+	// pipeline that did not compile, a source that could not be read);
+	// loaded by Run only.
+	Diagnostics   []pipeline.Diagnostic
 	Status        Status
 	Reason        string
 	PendingReason string
@@ -65,10 +69,10 @@ type NewRun struct {
 	// same transaction marks it started, or fails with ErrConflict
 	// (creating nothing) when the tick has its run already.
 	TickID int64
-	// Plan may be nil: the run is created pending and SetPlan adds the
-	// plan later, or the run is finished at once (e.g. Status error with
-	// ReasonPipelineInvalid).
-	Plan *pipeline.Plan
+	// Plan may be nil: the run is finished at once (e.g. Status error
+	// with ReasonPipelineInvalid, saying why in Diagnostics).
+	Plan        *pipeline.Plan
+	Diagnostics []pipeline.Diagnostic
 	// Status is the initial status, StatusPending when empty. A terminal
 	// status also sets FinishedAt.
 	Status Status
@@ -80,7 +84,7 @@ const (
 	qNextRunNumber = `UPDATE repos SET last_run_number = last_run_number + 1 WHERE id = ? RETURNING last_run_number`
 	qInsertRun     = `INSERT INTO runs (repo_id, number, event, ref, branch, tag, commit_sha,
 			commit_message, commit_time, author, inputs, plan, status, reason, trigger_kind, parent_id, created_at, finished_at, source_url,
-			schedule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+			schedule, diagnostics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 	qInsertStage = `INSERT INTO stages (run_id, stage_key, name, position, status, needs,
 			environment, concurrency, approval) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 	qInsertStep = `INSERT INTO steps (stage_id, name, position, status, allow_failure)
@@ -91,7 +95,7 @@ const (
 // stages and steps of its plan, in one transaction. It returns the run
 // with its stages and steps.
 //
-// When nr.DeliveryID is set (or ctx carries a delivery), the same transaction
+// When nr.DeliveryID is set, the same transaction
 // marks that delivery DeliveryProcessed with this run, and fails with
 // ErrConflict (creating nothing) if the delivery is no longer
 // DeliveryReceived: a delivery starts at most one run, even when it is
@@ -113,6 +117,12 @@ func (s *Store) CreateRun(ctx context.Context, nr NewRun) (*Run, error) {
 	plan, err := encodePlan(nr.Plan)
 	if err != nil {
 		return nil, err
+	}
+	var diags []byte
+	if nr.Diagnostics != nil {
+		if diags, err = json.Marshal(nr.Diagnostics); err != nil {
+			return nil, fmt.Errorf("create run: diagnostics: %w", err)
+		}
 	}
 	now := s.now().UnixMicro()
 	var finished any
@@ -137,7 +147,7 @@ func (s *Store) CreateRun(ctx context.Context, nr NewRun) (*Run, error) {
 		err = ins.QueryRowContext(ctx,
 			nr.RepoID, number, ev.Kind, ev.Ref, ev.Branch, ev.Tag, ev.Commit, ev.Message, ts(nr.CommitTime), ev.Author,
 			string(inputs), plan, nr.Status, nr.Reason, nr.Trigger, nullID(nr.ParentID), now, finished, nr.SourceURL,
-			ev.Schedule).Scan(&id)
+			ev.Schedule, string(diags)).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("create run %d of repo %d: %w", number, nr.RepoID, err)
 		}
@@ -153,33 +163,6 @@ func (s *Store) CreateRun(ctx context.Context, nr NewRun) (*Run, error) {
 		return nil, err
 	}
 	return s.Run(ctx, id)
-}
-
-// SetPlan stores the plan of a pending run that has none yet and creates
-// its stages and steps. ErrConflict if the run is not pending or already
-// has a plan.
-func (s *Store) SetPlan(ctx context.Context, runID int64, p *pipeline.Plan) error {
-	if p == nil {
-		return fmt.Errorf("set plan of run %d: nil plan", runID)
-	}
-	plan, err := encodePlan(p)
-	if err != nil {
-		return err
-	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.rebind(`UPDATE runs SET plan = ? WHERE id = ? AND plan = '' AND status = ?`),
-			plan, runID, StatusPending)
-		if err != nil {
-			return fmt.Errorf("set plan of run %d: %w", runID, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			if err := exists(ctx, tx, s.rebind(`SELECT 1 FROM runs WHERE id = ?`), runID); err != nil {
-				return fmt.Errorf("set plan of run %d: %w", runID, err)
-			}
-			return fmt.Errorf("set plan of run %d: %w", runID, ErrConflict)
-		}
-		return s.insertStages(ctx, tx, runID, p)
-	})
 }
 
 func encodePlan(p *pipeline.Plan) (string, error) {
@@ -271,10 +254,15 @@ func scanRun(row interface{ Scan(...any) error }, extra ...any) (*Run, error) {
 
 // Run returns a run with its plan, stages and steps, or ErrNotFound.
 func (s *Store) Run(ctx context.Context, id int64) (*Run, error) {
-	var plan string
-	r, err := scanRun(s.queryRow(ctx, s.r, `SELECT `+runCols+`, r.plan`+runFrom+` WHERE r.id = ?`, id), &plan)
+	var plan, diags string
+	r, err := scanRun(s.queryRow(ctx, s.r, `SELECT `+runCols+`, r.plan, r.diagnostics`+runFrom+` WHERE r.id = ?`, id), &plan, &diags)
 	if err != nil {
 		return nil, fmt.Errorf("get run %d: %w", id, notFound(err))
+	}
+	if diags != "" {
+		if err := json.Unmarshal([]byte(diags), &r.Diagnostics); err != nil {
+			return nil, fmt.Errorf("get run %d: diagnostics: %w", id, err)
+		}
 	}
 	if plan != "" {
 		r.Plan = new(pipeline.Plan)

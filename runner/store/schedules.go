@@ -258,9 +258,6 @@ func (s *Store) FailTick(ctx context.Context, id int64, msg string, final bool, 
 // transaction; ErrConflict when the tick already has its run (or failed).
 func (s *Store) linkTick(ctx context.Context, tx *sql.Tx, id, runID int64) error {
 	if id == 0 {
-		id, _ = ctx.Value(tickKey{}).(int64)
-	}
-	if id == 0 {
 		return nil
 	}
 	res, err := tx.ExecContext(ctx, s.rebind(`UPDATE schedule_ticks SET state = ?, run_id = ?, error = '' WHERE id = ? AND state = ?`),
@@ -272,15 +269,6 @@ func (s *Store) linkTick(ctx context.Context, tx *sql.Tx, id, runID int64) error
 		return fmt.Errorf("link run to tick %d: not claimed: %w", id, ErrConflict)
 	}
 	return nil
-}
-
-type tickKey struct{}
-
-// ContextWithTick makes the run CreateRun creates under ctx the run of
-// schedule tick id (see linkTick). Until runner.Trigger takes a request
-// with NewRun fields, the scheduler passes the tick this way.
-func ContextWithTick(ctx context.Context, id int64) context.Context {
-	return context.WithValue(ctx, tickKey{}, id)
 }
 
 // Ticks lists a schedule's claimed ticks, newest first (at most limit).

@@ -46,7 +46,7 @@ func TestScheduleTicks(t *testing.T) {
 		if _, err := s.CreateRun(ctx, nr); !errors.Is(err, ErrConflict) {
 			t.Errorf("a second run for the tick: %v, want ErrConflict", err)
 		}
-		if _, err := s.CreateRun(ContextWithTick(ctx, id), NewRun{RepoID: repo.ID, Event: pipeline.Event{Kind: "cron"}, Trigger: TriggerCron}); !errors.Is(err, ErrConflict) {
+		if _, err := s.CreateRun(ctx, NewRun{RepoID: repo.ID, Event: pipeline.Event{Kind: "cron"}, Trigger: TriggerCron, TickID: id}); !errors.Is(err, ErrConflict) {
 			t.Errorf("a second run for the tick through the context: %v, want ErrConflict", err)
 		}
 		runs, _ := s.ListRuns(ctx, RunFilter{RepoID: repo.ID})
@@ -82,7 +82,7 @@ func TestScheduleTicks(t *testing.T) {
 		if err := s.FailTick(ctx, id2, "no such branch", true, 0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.CreateRun(ContextWithTick(ctx, id2), NewRun{RepoID: repo.ID, Event: pipeline.Event{Kind: "cron"}, Trigger: TriggerCron}); !errors.Is(err, ErrConflict) {
+		if _, err := s.CreateRun(ctx, NewRun{RepoID: repo.ID, Event: pipeline.Event{Kind: "cron"}, Trigger: TriggerCron, TickID: id2}); !errors.Is(err, ErrConflict) {
 			t.Errorf("a run for a failed tick: %v, want ErrConflict", err)
 		}
 		if err := s.DeleteSchedule(ctx, repo.ID, "nightly"); err != nil {

@@ -303,26 +303,14 @@ func TestCreateRun(t *testing.T) {
 			t.Errorf("deploy stage: got %+v", r.Stages[2])
 		}
 
-		// A run without a plan gets it later, once.
-		r2 := mustRun(t, s, repo.ID, "main", nil)
-		if r2.Number != 2 || len(r2.Stages) != 0 {
-			t.Errorf("planless run: got number %d, %d stages", r2.Number, len(r2.Stages))
-		}
-		if err := s.SetPlan(ctx, r2.ID, testPlan()); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.SetPlan(ctx, r2.ID, testPlan()); !errors.Is(err, ErrConflict) {
-			t.Errorf("second SetPlan: got %v, want ErrConflict", err)
-		}
-		got, err := s.RunByNumber(ctx, repo.ID, 2)
-		if err != nil || len(got.Stages) != 3 {
-			t.Errorf("after SetPlan: got %v stages, err %v", got, err)
-		}
-
 		// An invalid pipeline: the run is finished at once.
+		// An invalid pipeline: the run is finished at once, with its
+		// diagnostics.
+		diags := []pipeline.Diagnostic{{File: ".pipeline.yml", Line: 3, Col: 5, Code: "missing-field", Message: "m"}}
 		bad, err := s.CreateRun(ctx, NewRun{RepoID: repo.ID, Event: pipeline.Event{Kind: pipeline.EventPush, Branch: "main"},
-			Trigger: TriggerWebhook, Status: StatusError, Reason: ReasonPipelineInvalid})
-		if err != nil || bad.Status != StatusError || bad.FinishedAt.IsZero() || bad.Reason != ReasonPipelineInvalid {
+			Trigger: TriggerWebhook, Status: StatusError, Reason: ReasonPipelineInvalid, Diagnostics: diags})
+		if err != nil || bad.Status != StatusError || bad.FinishedAt.IsZero() || bad.Reason != ReasonPipelineInvalid ||
+			len(bad.Diagnostics) != 1 || bad.Diagnostics[0] != diags[0] {
 			t.Errorf("invalid-pipeline run: got %+v %v", bad, err)
 		}
 		if _, err := s.CreateRun(ctx, NewRun{RepoID: 999, Event: pipeline.Event{Kind: pipeline.EventPush}}); !errors.Is(err, ErrNotFound) {

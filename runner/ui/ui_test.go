@@ -34,6 +34,14 @@ func TestLoginRequired(t *testing.T) {
 		{"GET", runPath(e.run.ID), http.StatusSeeOther, "/login?next=%2Fruns%2F1"},
 		{"GET", "/agents", http.StatusSeeOther, "/login?next=%2Fagents"},
 		{"GET", "/deployments", http.StatusSeeOther, "/login?next=%2Fdeployments"},
+		{"GET", "/repos", http.StatusSeeOther, "/login?next=%2Frepos"},
+		{"GET", "/repos/acme/web", http.StatusSeeOther, "/login?next=%2Frepos%2Facme%2Fweb"},
+		{"GET", "/trigger?repo=acme/web", http.StatusSeeOther, ""},
+		{"GET", "/tokens", http.StatusSeeOther, "/login?next=%2Ftokens"},
+		{"POST", "/tokens", http.StatusForbidden, ""},
+		{"POST", "/tokens/1/revoke", http.StatusForbidden, ""},
+		{"POST", "/trigger", http.StatusForbidden, ""},
+		{"POST", "/repos/acme/web", http.StatusForbidden, ""},
 		{"GET", runPath(e.run.ID) + "/stages/build/steps/0/log", http.StatusSeeOther, ""},
 		{"GET", runPath(e.run.ID) + "/stages/build/steps/0/log.txt", http.StatusSeeOther, ""},
 		{"GET", "/api/v1" + runPath(e.run.ID) + "/stages/build/steps/1/log", http.StatusUnauthorized, ""},
@@ -603,8 +611,8 @@ func TestDiagnosticsAndRerun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, err := e.runner.Trigger(ctx, repo, &scm.Event{Forge: scm.ForgeGeneric, Kind: scm.KindPush, Repo: repo.Name,
-		Ref: "refs/heads/main", Branch: "main", Commit: sha}, store.TriggerGitHook, 0)
+	run, err := e.runner.Trigger(ctx, runner.TriggerRequest{Repo: repo, Event: &scm.Event{Forge: scm.ForgeGeneric, Kind: scm.KindPush,
+		Repo: repo.Name, Ref: "refs/heads/main", Branch: "main", Commit: sha}, Trigger: store.TriggerGitHook})
 	if err != nil {
 		t.Fatal(err)
 	}
