@@ -160,6 +160,7 @@ func (sd *stageDef) expand(pipelineEnv, eventEnv, unset map[string]string) []*St
 			Environment: sd.environment,
 			Timeout:     sd.timeout,
 			Env:         map[string]string{},
+			Container:   sd.container,
 		}
 		vars := maps.Clone(unset)
 		if c != nil {
