@@ -157,6 +157,7 @@ func (sd *stageDef) expand(pipelineEnv, eventEnv map[string]string) []*Stage {
 			Environment: sd.environment,
 			Timeout:     sd.timeout,
 			Env:         map[string]string{},
+			Container:   sd.container,
 		}
 		maps.Copy(st.Env, pipelineEnv)
 		maps.Copy(st.Env, sd.env)

@@ -278,7 +278,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
 	// /deployments, /login, /logout and /static/; everything else goes to the API.
 	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log, Artifacts: tsvc,
-		SecureCookie: strings.HasPrefix(baseURL, "https://")})
+		SecureCookie: strings.HasPrefix(baseURL, "https://"), BaseURL: f.baseURL})
 	if err != nil {
 		ln.Close()
 		return err

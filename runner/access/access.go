@@ -1,6 +1,10 @@
 package access
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+	"unicode"
+)
 
 // Role is what a token may do.
 type Role string
@@ -69,4 +73,17 @@ func Parse(s string) (Role, error) {
 		}
 	}
 	return "", fmt.Errorf("role %q: want admin, operator or read", s)
+}
+
+// CheckTokenName returns why name cannot name an API token, or "".
+func CheckTokenName(name string) string {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return "name is required"
+	case len(name) > 100:
+		return "name is longer than 100 bytes"
+	case strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
+		return "name has control characters"
+	}
+	return ""
 }

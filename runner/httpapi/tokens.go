@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
-	"unicode"
 
 	"github.com/runnel-ci/runnel/runner/access"
 )
@@ -49,7 +47,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "decode body: "+err.Error())
 		return
 	}
-	if err := checkTokenName(req.Name); err != "" {
+	if err := access.CheckTokenName(req.Name); err != "" {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
@@ -81,17 +79,4 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("api token revoked", "id", id, "by", user(r))
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// checkTokenName returns why name cannot name a token, or "".
-func checkTokenName(name string) string {
-	switch {
-	case strings.TrimSpace(name) == "":
-		return "name is required"
-	case len(name) > 100:
-		return "name is longer than 100 bytes"
-	case strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
-		return "name has control characters"
-	}
-	return ""
 }

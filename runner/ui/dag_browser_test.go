@@ -72,8 +72,10 @@ func matrixDiamond() *pipeline.Plan {
 // and variant coloured by its status. The screenshot is kept as a test
 // artifact (go test -artifacts) and, with -screenshot, as docs/img/dag.png.
 func TestBrowserDAG(t *testing.T) {
-	b := newBrowser(t, 2*time.Minute)
 	e := newEnv(t)
+	// The browser closes first (cleanups run last-in first-out), so a
+	// background refresh never finds the server gone.
+	b := newBrowser(t, 2*time.Minute)
 	run := e.seedStatuses(matrixDiamond(), map[string]store.Status{
 		"build": store.StatusSuccess, "lint": store.StatusSuccess,
 		"test[go=1.22]": store.StatusSuccess, "test[go=1.23]": store.StatusRunning,

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/runner/transfers"
 )
@@ -36,7 +37,7 @@ func parsePages() (map[string]*template.Template, error) {
 		return nil, fmt.Errorf("parse ui layout: %w", err)
 	}
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"runs", "run", "log", "agents", "deployments", "login", "error"} {
+	for _, name := range []string{"runs", "run", "log", "repos", "repo", "trigger", "tokens", "agents", "deployments", "login", "error"} {
 		t, err := template.Must(layout.Clone()).ParseFS(templateFS, "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("parse ui page %s: %w", name, err)
@@ -52,7 +53,10 @@ type page struct {
 	Nav   string
 	User  string
 	CSRF  string
-	Data  any
+	// CanOperate and CanAdmin say what the session's role may do; pages
+	// show only the buttons it may use (the handlers check again).
+	CanOperate, CanAdmin bool
+	Data                 any
 }
 
 // render executes a page into a buffer first, so a template error never
@@ -61,6 +65,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, code int, name,
 	p := page{Title: title, Nav: name, Data: data}
 	if s := sessionOf(r); s != nil {
 		p.User, p.CSRF = s.user, s.csrf
+		p.CanOperate, p.CanAdmin = access.Allows(s.role, access.Operate), access.Allows(s.role, access.Administer)
 	}
 	var buf bytes.Buffer
 	if err := h.pages[name].ExecuteTemplate(&buf, "layout.html", p); err != nil {
@@ -307,10 +312,11 @@ func (h *Handler) artifacts(ctx context.Context, runID int64) []transfers.Artifa
 // messages; anything else shows nothing.
 func flash(done string) string {
 	return map[string]string{
-		"canceled": "Cancel requested.",
-		"approved": "Stage approved.",
-		"rejected": "Stage rejected.",
-		"rerun":    "This run was started as a rerun.",
+		"canceled":  "Cancel requested.",
+		"approved":  "Stage approved.",
+		"rejected":  "Stage rejected.",
+		"rerun":     "This run was started as a rerun.",
+		"triggered": "Run started.",
 	}[done]
 }
 

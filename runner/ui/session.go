@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
@@ -27,6 +28,7 @@ const maxSessions = 10000
 type session struct {
 	user    string
 	tokenID int64
+	role    access.Role // the token's role (a token's role never changes)
 	csrf    string
 	expires time.Time
 }
@@ -52,7 +54,7 @@ func randomString() (string, error) {
 }
 
 // create starts a session and returns its id.
-func (s *sessions) create(user string, tokenID int64, now time.Time) (string, *session, error) {
+func (s *sessions) create(user string, tokenID int64, role access.Role, now time.Time) (string, *session, error) {
 	id, err := randomString()
 	if err != nil {
 		return "", nil, err
@@ -61,7 +63,7 @@ func (s *sessions) create(user string, tokenID int64, now time.Time) (string, *s
 	if err != nil {
 		return "", nil, err
 	}
-	sess := &session{user: user, tokenID: tokenID, csrf: csrf, expires: now.Add(s.ttl)}
+	sess := &session{user: user, tokenID: tokenID, role: role, csrf: csrf, expires: now.Add(s.ttl)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.m) >= maxSessions {
@@ -152,9 +154,9 @@ func (h *Handler) SessionToken(r *http.Request) *store.Token {
 	return t
 }
 
-// view requires a session for a page; without one it redirects to the
-// login form, which returns here afterwards.
-func (h *Handler) view(next http.HandlerFunc) http.Handler {
+// view requires a session with permission p for a page; without a
+// session it redirects to the login form, which returns here afterwards.
+func (h *Handler) view(p access.Permission, next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sess, _ := h.current(r)
 		if sess == nil {
@@ -162,13 +164,19 @@ func (h *Handler) view(next http.HandlerFunc) http.Handler {
 			return
 		}
 		w.Header().Set("Cache-Control", "no-store")
-		next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
+		r = r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess))
+		if !access.Allows(sess.role, p) {
+			h.errorPage(w, r, http.StatusForbidden, "your token's role ("+string(sess.role)+") may not do this; it needs "+p.String())
+			return
+		}
+		next(w, r)
 	})
 }
 
-// mutate requires a session, a matching CSRF token in the form field
-// "csrf" and, when the browser sends one, an Origin of this host.
-func (h *Handler) mutate(next http.HandlerFunc) http.Handler {
+// mutate requires a session with permission p, a matching CSRF token in
+// the form field "csrf" and, when the browser sends one, an Origin of
+// this host.
+func (h *Handler) mutate(p access.Permission, next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sess, _ := h.current(r)
 		if sess == nil {
@@ -185,7 +193,12 @@ func (h *Handler) mutate(next http.HandlerFunc) http.Handler {
 			h.errorPage(w, r, http.StatusForbidden, "invalid or missing CSRF token; reload the page and try again")
 			return
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
+		r = r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess))
+		if !access.Allows(sess.role, p) {
+			h.errorPage(w, r, http.StatusForbidden, "your token's role ("+string(sess.role)+") may not do this; it needs "+p.String())
+			return
+		}
+		next(w, r)
 	})
 }
 
@@ -251,7 +264,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(cookieName); err == nil {
 		h.sessions.remove(c.Value) // no session fixation: always a new id
 	}
-	id, _, err := h.sessions.create(t.Name, t.ID, time.Now())
+	id, _, err := h.sessions.create(t.Name, t.ID, t.Role, time.Now())
 	if err != nil {
 		h.log.Error("ui login: new session", "err", err)
 		fail(http.StatusInternalServerError, "Could not start a session; try again.")

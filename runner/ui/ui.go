@@ -12,6 +12,7 @@ import (
 
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/logview"
 	"github.com/runnel-ci/runnel/runner/store"
@@ -40,6 +41,12 @@ type Actions interface {
 	// Diagnostics returns the pipeline diagnostics of a run that ended
 	// pipeline_invalid (nil if none are kept).
 	Diagnostics(run *store.Run) []pipeline.Diagnostic
+	// Inputs returns the head commit of a repository's branch ("" means
+	// its default branch) and the inputs its pipeline declares.
+	Inputs(ctx context.Context, repo *store.Repo, branch string) (string, []pipeline.Input, error)
+	// Manual starts a manual run; inputs it refuses give a
+	// *runner.InputError (with Fields by input) and start nothing.
+	Manual(ctx context.Context, req runner.ManualRequest) (*store.Run, error)
 }
 
 var _ Actions = (*runner.Runner)(nil)
@@ -74,6 +81,10 @@ type Config struct {
 	// Artifacts lists and serves runs' artifacts (runner/transfers); nil
 	// shows none.
 	Artifacts Artifacts
+	// BaseURL is the server's public URL (runnel server --base-url), for
+	// the badge snippet on a repository's page; empty means the URL the
+	// request came to.
+	BaseURL string
 }
 
 // Artifacts is what the run page needs of the artifact store.
@@ -126,7 +137,8 @@ func New(cfg Config) (*Handler, error) {
 
 // Paths are the URL patterns the UI serves; Wrap sends everything else
 // to the next handler.
-var Paths = []string{"/{$}", "/ui/", "/runs/", "/agents", "/deployments", "/login", "/logout", "/static/"}
+var Paths = []string{"/{$}", "/ui/", "/runs/", "/repos", "/repos/", "/trigger", "/tokens", "/tokens/", "/agents", "/deployments",
+	"/login", "/logout", "/static/"}
 
 // ServeHTTP serves the UI's own paths (see Paths) and 404 for others.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -158,21 +170,29 @@ func (h *Handler) routes() {
 	}))
 	m.HandleFunc("GET /login", h.loginPage)
 	m.HandleFunc("POST /login", h.login)
-	m.Handle("POST /logout", h.mutate(h.logout))
+	m.Handle("POST /logout", h.mutate(access.View, h.logout))
 
-	m.Handle("GET /{$}", h.view(h.runsPage))
-	m.Handle("GET /ui/{$}", h.view(h.runsPage))
-	m.Handle("GET /runs/{id}", h.view(h.runPage))
-	m.Handle("GET /runs/{id}/stages/{stage}/steps/{step}/log", h.view(h.logPage))
-	m.Handle("GET /runs/{id}/stages/{stage}/steps/{step}/log.txt", h.view(h.logText))
-	m.Handle("POST /runs/{id}/cancel", h.mutate(h.cancel))
-	m.Handle("POST /runs/{id}/rerun", h.mutate(h.rerun))
-	m.Handle("POST /runs/{id}/stages/{stage}/approve", h.mutate(h.decide(true)))
-	m.Handle("POST /runs/{id}/stages/{stage}/reject", h.mutate(h.decide(false)))
-	m.Handle("GET /agents", h.view(h.agentsPage))
-	m.Handle("GET /deployments", h.view(h.deploymentsPage))
+	m.Handle("GET /{$}", h.view(access.View, h.runsPage))
+	m.Handle("GET /ui/{$}", h.view(access.View, h.runsPage))
+	m.Handle("GET /runs/{id}", h.view(access.View, h.runPage))
+	m.Handle("GET /runs/{id}/stages/{stage}/steps/{step}/log", h.view(access.View, h.logPage))
+	m.Handle("GET /runs/{id}/stages/{stage}/steps/{step}/log.txt", h.view(access.View, h.logText))
+	m.Handle("POST /runs/{id}/cancel", h.mutate(access.Operate, h.cancel))
+	m.Handle("POST /runs/{id}/rerun", h.mutate(access.Operate, h.rerun))
+	m.Handle("POST /runs/{id}/stages/{stage}/approve", h.mutate(access.Operate, h.decide(true)))
+	m.Handle("POST /runs/{id}/stages/{stage}/reject", h.mutate(access.Operate, h.decide(false)))
+	m.Handle("GET /repos", h.view(access.View, h.reposPage))
+	m.Handle("GET /repos/{name...}", h.view(access.View, h.repoPage))
+	m.Handle("POST /repos/{name...}", h.mutate(access.Administer, h.repoSettings))
+	m.Handle("GET /trigger", h.view(access.Operate, h.triggerPage))
+	m.Handle("POST /trigger", h.mutate(access.Operate, h.trigger))
+	m.Handle("GET /tokens", h.view(access.Administer, h.tokensPage))
+	m.Handle("POST /tokens", h.mutate(access.Administer, h.createToken))
+	m.Handle("POST /tokens/{id}/revoke", h.mutate(access.Administer, h.revokeToken))
+	m.Handle("GET /agents", h.view(access.View, h.agentsPage))
+	m.Handle("GET /deployments", h.view(access.View, h.deploymentsPage))
 	if h.cfg.Artifacts != nil {
-		m.Handle("GET /runs/{id}/artifacts/{stage}", h.view(h.cfg.Artifacts.RunArtifacts))
+		m.Handle("GET /runs/{id}/artifacts/{stage}", h.view(access.View, h.cfg.Artifacts.RunArtifacts))
 	}
 }
 
