@@ -51,7 +51,7 @@ func TestReleaseResult(t *testing.T) {
 		{store.DeploySuccess, "succeeded", store.DeploySuccess},
 		{store.DeployFailure, "rolled_back", store.DeployRolledBack},
 		{store.DeployFailure, "failed", store.DeployFailure},
-		{store.DeployFailure, "", store.DeployFailure},              // lost before any report of its end
+		{store.DeployFailure, "", store.DeployFailure},               // lost before any report of its end
 		{store.DeploySuccess, "rolled_back", store.DeployRolledBack}, // another variant's release rolled back
 		{store.DeployFailure, "succeeded", store.DeployFailure},      // released, but a later step failed
 	}
