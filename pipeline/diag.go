@@ -66,6 +66,9 @@ const (
 	CodeUnsupported       = "unsupported"
 	CodeBadPath           = "bad-path"
 	CodeNotANeed          = "not-a-need"
+	// CodeNotAllowed is reported by CheckPolicy, not Parse: container
+	// permissions are granted on the server.
+	CodeNotAllowed = "not-allowed"
 	// CodeUndeclaredEnvironment is reported by PlanFor, not Parse: the
 	// environments are declared on the server.
 	CodeUndeclaredEnvironment = "undeclared-environment"
@@ -74,6 +77,7 @@ const (
 	CodeDuplicateNeed       = "duplicate-need"
 	CodeTimeoutExceedsStage = "timeout-exceeds-stage"
 	CodeStatusWithoutNeeds  = "status-without-needs"
+	CodeUnexpanded          = "unexpanded-variable"
 )
 
 // Diagnostic is one problem found in a pipeline file, with the position of

@@ -7,9 +7,10 @@ var (
 	pipelineKeys  = []string{"version", "env", "when", "inputs", "stages"}
 	whenKeys      = []string{"event", "branch", "branches", "tag", "tags", "paths", "paths_ignore"}
 	stageWhenKeys = append(append([]string(nil), whenKeys...), "status")
-	stageKeys     = []string{"image", "needs", "labels", "services", "matrix", "when", "concurrency", "approval", "environment", "timeout", "env", "steps", "artifacts", "artifacts_from", "fetch", "cache", "deploy"}
-	stepKeys      = []string{"name", "run", "image", "env", "timeout", "retry", "allow_failure"}
-	serviceKeys   = []string{"name", "image", "command", "env", "ready"}
+	stageKeys     = []string{"image", "needs", "labels", "services", "matrix", "when", "concurrency", "approval", "environment", "timeout", "env", "steps", "artifacts", "artifacts_from", "fetch", "cache", "deploy", "container"}
+	stepKeys      = []string{"name", "run", "image", "env", "timeout", "retry", "allow_failure", "container"}
+	serviceKeys   = []string{"name", "image", "command", "env", "ready", "container"}
+	containerKeys = []string{"user", "privileged", "volumes", "network", "pid", "devices", "cap_add"}
 	readyKeys     = []string{"port", "command", "timeout"}
 	retryKeys     = []string{"limit", "exit_codes"}
 	artifactsKeys = []string{"paths", "when", "expire_in"}

@@ -102,6 +102,11 @@ type stageDef struct {
 	fetch     []Fetch
 	cache     []Cache
 	deploy    *deployDef
+	// container is the stage's container settings; requests are the
+	// container requests of the stage, its steps and services, for
+	// CheckPolicy.
+	container *Container
+	requests  []request
 }
 
 var (
@@ -157,9 +162,16 @@ type parser struct {
 	seen         map[Diagnostic]bool
 	dropped      int
 	stepTimeouts map[*Step]*yaml.Node
-	aliases      int
-	nodes        int
-	tooComplex   bool
+	// stageDef is the stage being parsed (nil outside stages); envUses
+	// are the env values seen, for checkEnvRefs.
+	stageDef *stageDef
+	envUses  []envUse
+	envSeen  map[envUseKey]bool
+	aliases  int
+	nodes    int
+	// reqs collects the container requests of the stage being parsed.
+	reqs       []request
+	tooComplex bool
 }
 
 func (ps *parser) add(sev Severity, n *yaml.Node, code, format string, args ...any) {
@@ -295,6 +307,7 @@ func (ps *parser) parse(src []byte) *Pipeline {
 	ps.checkNeeds(p.stages)
 	ps.checkArtifactsFrom(p.stages)
 	ps.checkDeployRefs(p)
+	ps.checkEnvRefs(p)
 	return p
 }
 
@@ -618,6 +631,7 @@ func (ps *parser) env(n *yaml.Node, what string) map[string]string {
 		}
 		if v, ok := ps.scalarText(e.val, fmt.Sprintf("%s value %s", what, k)); ok {
 			out[k] = v
+			ps.useEnv(e.val, v)
 		}
 	}
 	return out
@@ -718,6 +732,8 @@ func (ps *parser) stages(n *yaml.Node) []*stageDef {
 
 func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 	s := &stageDef{name: key.Value, line: key.Line, col: key.Column, runOn: RunOnSuccess, timeout: Duration(DefaultStageTimeout)}
+	ps.stageDef = s
+	defer func() { ps.stageDef = nil }()
 	n = ps.mapping(n, "stage "+s.name)
 	if n == nil {
 		// Keep the stage so that needs on it are not reported as unknown.
@@ -725,6 +741,8 @@ func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 	}
 	es := ps.entries(n, 0)
 	ps.checkKeys(es, "stage", stageKeys, stageReserved)
+	ps.reqs = nil
+	defer func() { s.requests, ps.reqs = ps.reqs, nil }()
 	stepsSeen := false
 	for _, e := range es {
 		switch e.key.Value {
@@ -767,6 +785,8 @@ func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 			s.cache = ps.caches(e.val)
 		case "deploy":
 			s.deploy = ps.deploy(e.key, e.val)
+		case "container":
+			s.container = ps.container(e.val, "stage "+s.name, &ps.reqs)
 		}
 	}
 	if !stepsSeen && s.deploy == nil {
@@ -848,6 +868,10 @@ func (ps *parser) step(n *yaml.Node) *Step {
 			st.Retry = ps.retry(e.val)
 		case "allow_failure":
 			st.AllowFailure = ps.boolean(e.val, "allow_failure")
+		case "container":
+			var reqs []request
+			st.Container = ps.container(e.val, "", &reqs)
+			defer func() { ps.addRequests(reqs, "step "+st.Name) }()
 		}
 	}
 	if !nameSeen {
@@ -953,8 +977,7 @@ func (ps *parser) services(n *yaml.Node) []Service {
 			if m == nil {
 				continue
 			}
-			svc, _ := ps.service(m, false)
-			svc.Name = e.key.Value
+			svc, _ := ps.service(m, e.key.Value)
 			addSvc(svc, e.key)
 		}
 	case yaml.SequenceNode:
@@ -966,7 +989,7 @@ func (ps *parser) services(n *yaml.Node) []Service {
 				}
 				continue
 			}
-			svc, at := ps.service(m, true)
+			svc, at := ps.service(m, "")
 			addSvc(svc, at)
 		}
 	default:
@@ -975,8 +998,11 @@ func (ps *parser) services(n *yaml.Node) []Service {
 	return out
 }
 
-func (ps *parser) service(n *yaml.Node, listForm bool) (Service, *yaml.Node) {
-	var svc Service
+// service reads a service of the list form (key "") or of the mapping
+// form (key is its name).
+func (ps *parser) service(n *yaml.Node, key string) (Service, *yaml.Node) {
+	svc := Service{Name: key}
+	listForm := key == ""
 	at := n
 	es := ps.entries(n, 0)
 	allowed := serviceKeys
@@ -1002,6 +1028,10 @@ func (ps *parser) service(n *yaml.Node, listForm bool) (Service, *yaml.Node) {
 			svc.Env = ps.env(e.val, "service env")
 		case "ready":
 			svc.Ready = ps.ready(e.val)
+		case "container":
+			var reqs []request
+			svc.Container = ps.container(e.val, "", &reqs)
+			defer func() { ps.addRequests(reqs, "service "+svc.Name) }()
 		}
 	}
 	if listForm && !nameSeen {
@@ -1278,5 +1308,14 @@ func (ps *parser) checkNeeds(stages []*stageDef) {
 		if color[s.name] == white {
 			visit(s)
 		}
+	}
+}
+
+// addRequests adds the container requests of a step or service, named
+// once its name is known.
+func (ps *parser) addRequests(reqs []request, where string) {
+	for _, r := range reqs {
+		r.where = where
+		ps.reqs = append(ps.reqs, r)
 	}
 }

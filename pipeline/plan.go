@@ -71,6 +71,8 @@ type Stage struct {
 	Receive   []string   `json:"receive,omitempty"`
 	Fetch     []Fetch    `json:"fetch,omitempty"`
 	Cache     []Cache    `json:"cache,omitempty"`
+	// Container applies to every step's container (see StepContainer).
+	Container *Container `json:"container,omitempty"`
 	// Deploy, when set, is released after the steps by the last step,
 	// named DeployStep, whose Deploy field is true.
 	Deploy *Deploy `json:"deploy,omitempty"`
@@ -95,6 +97,7 @@ type Step struct {
 	Timeout      Duration          `json:"timeout,omitempty"`
 	Retry        Retry             `json:"retry,omitempty"`
 	AllowFailure bool              `json:"allow_failure,omitempty"`
+	Container    *Container        `json:"container,omitempty"` // over the stage's; see StepContainer
 	// Deploy marks the step that releases the stage's Deploy; it has no
 	// Run script.
 	Deploy bool `json:"deploy,omitempty"`
@@ -116,6 +119,8 @@ type Service struct {
 	Command []string          `json:"command,omitempty"`
 	Env     map[string]string `json:"env,omitempty"`
 	Ready   Readiness         `json:"ready,omitempty"`
+	// Container is the service container's (the stage's does not apply).
+	Container *Container `json:"container,omitempty"`
 }
 
 // Readiness says when a service is ready. With neither Port nor Command set

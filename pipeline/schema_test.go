@@ -65,6 +65,7 @@ func TestSchemaMatchesParser(t *testing.T) {
 		{"deploy", keysOf(schema.Defs["deploy"].Properties), deployKeys},
 		{"strategy", keysOf(schema.Defs["strategy"].Properties), strategyKeys},
 		{"deployHealth", keysOf(schema.Defs["deployHealth"].Properties), healthKeys},
+		{"container", keysOf(schema.Defs["container"].Properties), containerKeys},
 	}
 	for _, tt := range tests {
 		want := slices.Sorted(slices.Values(tt.want))

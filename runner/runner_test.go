@@ -703,6 +703,31 @@ func TestEventCloneURLNeverLocal(t *testing.T) {
 	}
 }
 
+// TestPullRequestOrigin: a run records whether its pull request came from
+// the repository itself (as the forge's payload said), and a rerun keeps
+// it.
+func TestPullRequestOrigin(t *testing.T) {
+	f := newFixture(t, false, 0)
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - run: echo hi\n"})
+	ctx := context.Background()
+	for _, same := range []bool{true, false} {
+		e := *ev
+		e.Kind = scm.KindPullRequest
+		e.PullRequest = &scm.PullRequest{Number: 1, HeadSHA: ev.Commit, BaseRef: "main", SameRepo: same}
+		run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: &e, Trigger: store.TriggerWebhook})
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := f.runner.Rerun(ctx, run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run.SameRepo != same || again.SameRepo != same {
+			t.Errorf("pull request with SameRepo %v: run %v, rerun %v", same, run.SameRepo, again.SameRepo)
+		}
+	}
+}
+
 // TestResolveSource is the rule of where a run's code is fetched from.
 func TestResolveSource(t *testing.T) {
 	gh := &store.Repo{Name: "acme/web", Forge: store.ForgeGitHub}

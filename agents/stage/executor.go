@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/runnel-ci/runnel/agents/engine"
@@ -53,6 +54,11 @@ type Executor struct {
 	// Deployer releases the stage's Deploy as its deploy step (the step
 	// with Deploy set); nil makes such a step end in StatusError.
 	Deployer Deployer
+	// AllowContainer are the container permissions this executor grants
+	// (an agent's --allow-container). A stage whose steps or services ask
+	// for any other is refused before anything is set up, whatever the
+	// server decided: the job may not have come from it.
+	AllowContainer []pipeline.Permission
 }
 
 // Deployer runs the release a stage's deploy block describes
@@ -162,6 +168,13 @@ func (x *Executor) teardownTimeout() time.Duration {
 // and returns the stage status and reason.
 func (x *Executor) runSteps(runCtx, stageCtx context.Context, spec *engine.Spec, res *Result) (Status, string) {
 	st := spec.Stage
+	if refused := pipeline.CheckContainers(st, x.AllowContainer); len(refused) > 0 {
+		msgs := make([]string, len(refused))
+		for i, r := range refused {
+			msgs[i] = r.String()
+		}
+		return StatusError, "refused by this agent's container policy: " + strings.Join(msgs, "; ")
+	}
 	if err := x.Engine.Setup(stageCtx, spec); err != nil {
 		status, _ := classify(runCtx, stageCtx, nil, st, nil, err)
 		return status, fmt.Sprintf("setup: %v", err)

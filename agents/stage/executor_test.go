@@ -358,3 +358,45 @@ func TestExecutorStageTimeoutBetweenSteps(t *testing.T) {
 		t.Errorf("step b: got %s attempts=%d, want skipped attempts=0", got.Status, got.Attempts)
 	}
 }
+
+// TestExecutorContainerPolicy: a stage asking for a container permission
+// the executor does not grant is refused before Setup, so none of its
+// steps runs; granted, it runs.
+func TestExecutorContainerPolicy(t *testing.T) {
+	st := &pipeline.Stage{ID: "build", Name: "build", Timeout: dur(time.Minute),
+		Container: &pipeline.Container{Volumes: []string{"/var/run/docker.sock:/var/run/docker.sock"}},
+		Steps:     []*pipeline.Step{{Name: "a", Run: "echo ran"}, {Name: "b", Run: "true", Container: &pipeline.Container{Privileged: true}}}}
+	tests := []struct {
+		name    string
+		allowed []pipeline.Permission
+		status  stage.Status
+		reason  string
+	}{
+		{"nothing granted", nil, stage.StatusError,
+			`refused by this agent's container policy: step a: volume "/var/run/docker.sock:/var/run/docker.sock" needs the container permission docker-socket; ` +
+				`step b: privileged: true needs the container permission privileged; step b: volume "/var/run/docker.sock:/var/run/docker.sock" needs the container permission docker-socket`},
+		{"socket only", []pipeline.Permission{pipeline.PermDockerSocket}, stage.StatusError,
+			"refused by this agent's container policy: step b: privileged: true needs the container permission privileged"},
+		{"both", []pipeline.Permission{pipeline.PermDockerSocket, pipeline.PermPrivileged}, stage.StatusSuccess, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			x := &stage.Executor{Engine: newLocal(t), Output: rec.output, Reporter: rec, AllowContainer: tt.allowed}
+			res := x.Run(t.Context(), &engine.Spec{RunID: "1", Attempt: 1, Stage: st})
+			if res.Status != tt.status || res.Reason != tt.reason {
+				t.Fatalf("got %s %q, want %s %q", res.Status, res.Reason, tt.status, tt.reason)
+			}
+			if tt.status != stage.StatusSuccess {
+				for _, s := range res.Steps {
+					if s.Status != stage.StatusSkipped {
+						t.Errorf("step %s: %s, want skipped (nothing may run)", s.Name, s.Status)
+					}
+				}
+				if len(rec.out) != 0 {
+					t.Errorf("output of a refused stage: %v", rec.out)
+				}
+			}
+		})
+	}
+}

@@ -93,6 +93,24 @@ func TestLint(t *testing.T) {
 			},
 		},
 		{
+			name:     "container requests without permission",
+			args:     []string{"lint", "testdata/container.pipeline.yml"},
+			wantCode: 1,
+			wantOut: []string{
+				`testdata/container.pipeline.yml:6:7: not-allowed: stage build: privileged: true needs the container permission privileged, which this repository does not have (an admin grants it with runnel repo set REPO --allow-container privileged)`,
+				`testdata/container.pipeline.yml:7:16: not-allowed: stage build: network: host needs the container permission host-network, which this repository does not have (an admin grants it with runnel repo set REPO --allow-container host-network)`,
+				`testdata/container.pipeline.yml:12:21: not-allowed: step docker: volume "/var/run/docker.sock:/var/run/docker.sock" needs the container permission docker-socket, which this repository does not have (an admin grants it with runnel repo set REPO --allow-container docker-socket)`,
+				`testdata/container.pipeline.yml:12:64: not-allowed: step docker: volume "/home:/home" needs the container permission host-mounts, which this repository does not have (an admin grants it with runnel repo set REPO --allow-container host-mounts)`,
+			},
+		},
+		{
+			name:     "container requests granted",
+			args:     []string{"lint", "--allow-container", "privileged,host-network", "--allow-container", "docker-socket,host-mounts", "testdata/container.pipeline.yml"},
+			wantCode: 0,
+			wantOut:  []string{},
+		},
+		{name: "unknown container permission", args: []string{"lint", "--allow-container", "root", "testdata/container.pipeline.yml"}, wantCode: 2},
+		{
 			name:     "several files",
 			args:     []string{"lint", "../../examples/demo/.pipeline.yml", "testdata/warn.pipeline.yml", "testdata/bad.pipeline.yml"},
 			wantCode: 1,

@@ -37,6 +37,7 @@ type runFlags struct {
 	summaryJSON string
 	verbose     bool
 	cacheDir    string
+	allow       []string
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -69,6 +70,7 @@ summary. Exit status: 0 if the run succeeded (allowed failures included),
 	fl.StringVar(&f.summaryJSON, "summary-json", "", "also write the run's result as JSON to this file")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log engine operations to stderr (warnings are always logged)")
 	fl.StringVar(&f.cacheDir, "cache-dir", a.userCacheDir(), "artifacts, caches and fetched files of runs on this machine")
+	fl.StringSliceVar(&f.allow, "allow-container", nil, "container permissions granted to the pipeline: "+permissionNames())
 	return cmd
 }
 
@@ -81,6 +83,10 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 	if err != nil {
 		return usageError(err)
 	}
+	allowed, err := pipeline.ParsePermissions(f.allow)
+	if err != nil {
+		return usageError(fmt.Errorf("--allow-container: %w", err))
+	}
 	dir, err := filepath.Abs(f.dir)
 	if err != nil {
 		return usageError(fmt.Errorf("--dir: %w", err))
@@ -91,7 +97,7 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 	if !slices.Contains(eventKinds, f.event) {
 		return usageError(fmt.Errorf("--event %q: want one of %s", f.event, strings.Join(eventKinds, ", ")))
 	}
-	plan, err := a.loadPlan(ctx, dir, f)
+	plan, err := a.loadPlan(ctx, dir, f, allowed)
 	if err != nil || plan == nil {
 		return err
 	}
@@ -120,7 +126,7 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 		return err
 	}
 	con := newConsole(a.stdout, a.env)
-	x := &stage.Executor{Engine: eng, Output: con.stepOutput, Reporter: con, Logger: logger}
+	x := &stage.Executor{Engine: eng, Output: con.stepOutput, Reporter: con, Logger: logger, AllowContainer: allowed}
 	if usesTransfers(plan) {
 		tr, done, err := localTransfer(ctx, f.cacheDir, dir, runID, eng, logger)
 		if err != nil {
@@ -165,7 +171,7 @@ var eventKinds = []string{pipeline.EventPush, pipeline.EventPullRequest, pipelin
 // loadPlan parses the pipeline file of dir, compiles it for the event the
 // flags and git describe, and keeps the selected stages. A nil plan with a
 // nil error means there is nothing to run (it has said so).
-func (a *app) loadPlan(ctx context.Context, dir string, f runFlags) (*pipeline.Plan, error) {
+func (a *app) loadPlan(ctx context.Context, dir string, f runFlags, allowed []pipeline.Permission) (*pipeline.Plan, error) {
 	file := f.file
 	if !filepath.IsAbs(file) {
 		file = filepath.Join(dir, file)
@@ -185,8 +191,12 @@ func (a *app) loadPlan(ctx context.Context, dir string, f runFlags) (*pipeline.P
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w", f.file, err)
 	}
-	for _, d := range p.Warnings {
+	ds = p.Lint(allowed)
+	for _, d := range ds {
 		fmt.Fprintln(a.stderr, d.String())
+	}
+	if ds.HasErrors() {
+		return nil, &exitError{code: exitFailure, err: fmt.Errorf("%s asks for container permissions that --allow-container does not grant; nothing was run", f.file)}
 	}
 
 	ev := a.event(ctx, dir, f)

@@ -313,6 +313,11 @@ func TestCreateRun(t *testing.T) {
 			len(bad.Diagnostics) != 1 || bad.Diagnostics[0] != diags[0] {
 			t.Errorf("invalid-pipeline run: got %+v %v", bad, err)
 		}
+		// A pull request from the repository itself is recorded as such.
+		pr, err := s.CreateRun(ctx, NewRun{RepoID: repo.ID, Event: pipeline.Event{Kind: pipeline.EventPullRequest, Branch: "main"}, SameRepo: true})
+		if err != nil || !pr.SameRepo || r.SameRepo {
+			t.Errorf("same-repo pull request: got SameRepo %v (push: %v), %v", pr != nil && pr.SameRepo, r.SameRepo, err)
+		}
 		if _, err := s.CreateRun(ctx, NewRun{RepoID: 999, Event: pipeline.Event{Kind: pipeline.EventPush}}); !errors.Is(err, ErrNotFound) {
 			t.Errorf("run of missing repo: got %v, want ErrNotFound", err)
 		}
