@@ -28,6 +28,7 @@ import (
 	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/metrics"
+	"github.com/runnel-ci/runnel/runner/secretbox"
 	"github.com/runnel-ci/runnel/runner/statusq"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/runner/ui"
@@ -191,7 +192,11 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	// The store outlives the first signal: draining stages still write.
 	bg := context.WithoutCancel(ctx)
-	st, err := store.Open(bg, dsn, store.WithLogger(log))
+	box, err := secretbox.Load(data, func(k string) string { return a.env[k] })
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(bg, dsn, store.WithLogger(log), store.WithSealer(box))
 	if err != nil {
 		return err
 	}
