@@ -216,6 +216,8 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 	case wire.KindFinished:
 		status, reason := stageStatus(u.Status, u.Reason)
 		return r.endStage(ctx, run, st, u.Attempt, status, reason)
+	case wire.KindDeploy:
+		return r.deployProgress(ctx, run, st, u.Deploy)
 	default:
 		log.Warn("update of unknown kind ignored")
 	}

@@ -41,6 +41,8 @@ type EventSink interface {
 	// Log returns the writer for a step's output. Close sends what is
 	// buffered and the end-of-log mark; call it when the step ends.
 	Log(step string) io.WriteCloser
+	// Deploying reports the progress of a deploy step.
+	Deploying(step string, p wire.DeployProgress)
 }
 
 // StageRunner runs one stage attempt to completion. job.Attempt is the
@@ -423,6 +425,10 @@ func (r *reporter) StepStarted(step string) {
 
 func (r *reporter) StepFinished(step string, status wire.Status, exitCode, attempts int, reason string) {
 	r.send(wire.Update{Kind: wire.KindStepFinished, Step: step, Status: status, ExitCode: exitCode, Attempts: attempts, Reason: reason})
+}
+
+func (r *reporter) Deploying(step string, p wire.DeployProgress) {
+	r.send(wire.Update{Kind: wire.KindDeploy, Step: step, Deploy: &p})
 }
 
 func (r *reporter) Log(step string) io.WriteCloser {
