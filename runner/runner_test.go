@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/internal/gittest"
 	"github.com/runnel-ci/runnel/runner/logstore"
+	"github.com/runnel-ci/runnel/runner/metrics"
 	"github.com/runnel-ci/runnel/runner/runnertest"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
@@ -36,6 +38,7 @@ type fixture struct {
 	bus    *runnertest.Harness
 	runner *Runner
 	repo   *store.Repo
+	reg    *prometheus.Registry // the runner's metrics
 }
 
 // git runs git in dir (internal/gittest).
@@ -77,7 +80,13 @@ func newFixtureOpts(t *testing.T, o runnertest.Options, lease time.Duration) *fi
 	}
 	o.Logger = log
 	f.bus = runnertest.Start(t, o)
-	f.runner, err = New(Config{Store: f.store, Bus: f.bus.Dispatcher, Logs: f.logs, Logger: log, CacheDir: filepath.Join(f.dir, "cache"), LeaseTimeout: lease})
+	f.reg = prometheus.NewRegistry()
+	mets, err := metrics.New(f.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.runner, err = New(Config{Store: f.store, Bus: f.bus.Dispatcher, Logs: f.logs, Logger: log, CacheDir: filepath.Join(f.dir, "cache"),
+		LeaseTimeout: lease, Metrics: mets})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -556,24 +565,6 @@ func TestStageEnd(t *testing.T) {
 				t.Errorf("got stage %s/%q, want %s/%q", st.Status, st.Reason, tt.wantStatus, tt.wantReason)
 			}
 		})
-	}
-}
-
-func TestCancel(t *testing.T) {
-	f := newFixture(t, true, 0)
-	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: sleep 30\n"})
-	ctx := context.Background()
-	run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond)
-	if err := f.runner.Cancel(ctx, run.ID); err != nil {
-		t.Fatal(err)
-	}
-	run = f.wait(run.ID, 5*time.Second)
-	if run.Status != store.StatusCanceled || run.Reason != store.ReasonCanceledByUser {
-		t.Errorf("run = %s/%s, want canceled/%s", run.Status, run.Reason, store.ReasonCanceledByUser)
 	}
 }
 
