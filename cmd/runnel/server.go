@@ -139,7 +139,7 @@ for up to --drain-timeout; a second one exits at once.`,
 	fl.IntVar(&f.agentCapacity, "agent-capacity", a.envInt("RUNNEL_AGENT_CAPACITY", 2), "stages the built-in agent runs at once ($RUNNEL_AGENT_CAPACITY)")
 	fl.StringVar(&f.backend, "backend", a.envDefault("RUNNEL_BACKEND", "docker"), "built-in agent executor: docker or local ($RUNNEL_BACKEND)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages ($RUNNEL_DRAIN_TIMEOUT)")
-	fl.DurationVar(&f.leaseTimeout, "lease-timeout", a.envDuration("RUNNEL_LEASE_TIMEOUT", 45*time.Second), "silence after which a running stage's agent counts as lost ($RUNNEL_LEASE_TIMEOUT)")
+	fl.DurationVar(&f.leaseTimeout, "lease-timeout", a.envDuration("RUNNEL_LEASE_TIMEOUT", 45*time.Second), "silence of a running stage after which it runs again as a new attempt: the time from an agent's death to the retry ($RUNNEL_LEASE_TIMEOUT)")
 	a.addArtifactFlags(fl, &f.artifacts)
 	fl.StringVar(&f.logLevel, "log-level", a.envDefault("RUNNEL_LOG_LEVEL", "info"), "debug, info, warn or error ($RUNNEL_LOG_LEVEL)")
 	return cmd
