@@ -301,6 +301,7 @@ func (r *Runner) maybeFinishRun(ctx context.Context, runID int64) error {
 			}
 		}
 	}
+	r.recoverDeployments(ctx, run)
 	if err := r.cfg.Store.UpdateRun(ctx, run.ID, result, ""); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil
