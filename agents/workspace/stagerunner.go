@@ -26,6 +26,9 @@ type StageRunner struct {
 	Logger  *slog.Logger
 	// Fetcher keeps the files stages fetch on this agent.
 	Fetcher *artifact.Fetcher
+	// AllowContainer are the container permissions the agent grants
+	// (stage.Executor.AllowContainer).
+	AllowContainer []pipeline.Permission
 }
 
 var _ agent.StageRunner = (*StageRunner)(nil)
@@ -53,7 +56,7 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 	}
 	r.reapEarlierAttempts(ctx, job, log)
 	sr := &sinkReporter{sink: sink, logs: map[*pipeline.Step]io.WriteCloser{}}
-	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output, Transfer: r.transfer(job, log)}
+	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output, Transfer: r.transfer(job, log), AllowContainer: r.AllowContainer}
 	res := x.Run(ctx, &engine.Spec{Install: job.Install, RunID: job.RunID, Attempt: job.Attempt, Stage: job.Stage, Source: src})
 	sr.closeAll()
 	out := agent.Result{Status: WireStatus(res.Status), Reason: res.Reason}

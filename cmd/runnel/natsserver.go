@@ -16,6 +16,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/agent"
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 )
 
@@ -110,7 +111,7 @@ func (n *natsSetup) reloadAgents() error {
 
 // run starts consuming agents' events into rn and the built-in agent.
 // With the embedded NATS, SIGHUP reloads the agent credentials.
-func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, eng engine.Engine, labels map[string]string, workDir string, log *slog.Logger) error {
+func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, eng engine.Engine, labels map[string]string, allowed []pipeline.Permission, workDir string, log *slog.Logger) error {
 	ctx, n.cancel = context.WithCancel(ctx)
 	if n.srv != nil {
 		hup := make(chan os.Signal, 1)
@@ -143,7 +144,7 @@ func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, e
 	if eng == nil {
 		return nil
 	}
-	ag, err := newNATSAgent(n.agentC.User, labels, f.agentCapacity, eng, workDir, log)
+	ag, err := newNATSAgent(n.agentC.User, labels, f.agentCapacity, eng, allowed, workDir, log)
 	if err != nil {
 		return err
 	}

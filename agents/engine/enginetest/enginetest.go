@@ -217,7 +217,9 @@ func testStop(t *testing.T, c Config, cancelIt bool) {
 		ctx, cancel = context.WithCancel(context.Background())
 		want = context.Canceled
 	} else {
-		ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+		// Long enough for creating and starting a container on a loaded
+		// machine: the deadline must end the step, not its start.
+		ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
 		want = context.DeadlineExceeded
 	}
 	defer cancel()
