@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel/artifact/fs"
 	"github.com/runnel-ci/runnel/internal/s3test"
 )
 
@@ -205,6 +206,19 @@ func tarNames(t *testing.T, b []byte) []string {
 func TestArtifactsAcrossAgentsFilesystem(t *testing.T) {
 	r := newArtifactRig(t)
 	testArtifactsAcrossAgents(t, r)
+	st, err := fs.New(filepath.Join(r.c.dir, "data", "artifacts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testBigArtifactAndCorruption(t, r, func(key string) string {
+		p, err := st.ObjectPath(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	})
+	// Through the filesystem store the bytes pass the server's blob API.
+	wantStreamed(t, "the server", r.c.srv.cmd.Process.Pid)
 	// The filesystem store is under the data directory, private.
 	fi, err := os.Stat(filepath.Join(r.c.dir, "data", "transfer.key"))
 	if err != nil || fi.Mode().Perm() != 0o600 {
@@ -223,7 +237,9 @@ func TestArtifactsAcrossAgentsS3(t *testing.T) {
 	}
 	r := newArtifactRig(t, "--artifact-store", "s3://runnel-e2e/ci", "--s3-endpoint", g.Endpoint, "--s3-path-style")
 	testArtifactsAcrossAgents(t, r)
-	testBigArtifactAndCorruption(t, r, g)
+	testBigArtifactAndCorruption(t, r, func(key string) string {
+		return filepath.Join(g.Dir, "runnel-e2e", "ci", filepath.FromSlash(key))
+	})
 }
 
 const bigPipeline = `version: 1
@@ -251,11 +267,12 @@ stages:
     steps: [{name: check, run: sha256sum -c out/big.sha256}]
 `
 
-// testBigArtifactAndCorruption: a 200 MiB artifact crosses agents through
-// versitygw with its SHA-256 intact; then one byte of the stored object
-// is flipped in versitygw's directory, and the next download (a stage
-// approved afterwards) fails with a checksum error naming the key.
-func testBigArtifactAndCorruption(t *testing.T, r *artifactRig, g *s3test.Gateway) {
+// testBigArtifactAndCorruption: a 200 MiB artifact crosses agents with
+// its SHA-256 intact, and neither agent holds it in memory; then one byte
+// of the stored object (objectPath: the file behind a key) is flipped, and
+// the next download (a stage approved afterwards) fails with a checksum
+// error naming the key.
+func testBigArtifactAndCorruption(t *testing.T, r *artifactRig, objectPath func(key string) string) {
 	sha := commit(t, r.work, bigPipeline)
 	git(t, r.work, "push", "-q", "origin", "main")
 	code, b := r.c.srv.do("POST", "/api/v1/repos/app/trigger", strings.NewReader(`{"branch":"main","commit":"`+sha+`"}`),
@@ -276,12 +293,13 @@ func testBigArtifactAndCorruption(t *testing.T, r *artifactRig, g *s3test.Gatewa
 		t.Fatalf("verify = %s %s\nlog:\n%s", d.stage("verify").Status, d.stage("verify").Reason, r.stepLog(d, "verify"))
 	}
 	wantLog(t, "verify", r.stepLog(d, "verify"), "out/big: OK")
+	wantStreamed(t, "agent ag-build", r.c.agents["ag-build"].cmd.Process.Pid)
+	wantStreamed(t, "agent ag-test", r.c.agents["ag-test"].cmd.Process.Pid)
 
 	key := fmt.Sprintf("runs/%d/big/1.tar", created.ID)
-	obj := filepath.Join(g.Dir, "runnel-e2e", "ci", filepath.FromSlash(key))
-	f, err := os.OpenFile(obj, os.O_RDWR, 0)
+	f, err := os.OpenFile(objectPath(key), os.O_RDWR, 0)
 	if err != nil {
-		t.Fatalf("open the stored object in versitygw's directory: %v", err)
+		t.Fatalf("open the stored object: %v", err)
 	}
 	one := make([]byte, 1)
 	f.ReadAt(one, 100<<20)
@@ -297,5 +315,31 @@ func testBigArtifactAndCorruption(t *testing.T, r *artifactRig, g *s3test.Gatewa
 	later := d.stage("later")
 	if later.Status != "failure" || !strings.Contains(later.Reason, key) || !strings.Contains(later.Reason, "checksum") {
 		t.Fatalf("later = %s %q; want a checksum failure naming %s", later.Status, later.Reason, key)
+	}
+}
+
+// maxStreamingRSS bounds the peak resident memory of a process that moved
+// the 200 MiB artifact: well below its size, so it was streamed.
+const maxStreamingRSS = 100 << 20
+
+// wantStreamed checks the peak resident memory (VmHWM) of process pid.
+func wantStreamed(t *testing.T, what string, pid int) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kb int64
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb)
+		}
+	}
+	if kb == 0 {
+		t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	}
+	t.Logf("%s: peak resident memory %d MiB", what, kb>>10)
+	if kb<<10 > maxStreamingRSS {
+		t.Errorf("%s peaked at %d MiB of resident memory moving a 200 MiB artifact, want at most %d MiB", what, kb>>10, maxStreamingRSS>>20)
 	}
 }

@@ -45,3 +45,19 @@ func TestDeploymentResult(t *testing.T) {
 		})
 	}
 }
+
+func TestReleaseResult(t *testing.T) {
+	tests := []struct{ result, outcome, want string }{
+		{store.DeploySuccess, "succeeded", store.DeploySuccess},
+		{store.DeployFailure, "rolled_back", store.DeployRolledBack},
+		{store.DeployFailure, "failed", store.DeployFailure},
+		{store.DeployFailure, "", store.DeployFailure},               // lost before any report of its end
+		{store.DeploySuccess, "rolled_back", store.DeployRolledBack}, // another variant's release rolled back
+		{store.DeployFailure, "succeeded", store.DeployFailure},      // released, but a later step failed
+	}
+	for _, tt := range tests {
+		if got := releaseResult(tt.result, tt.outcome); got != tt.want {
+			t.Errorf("releaseResult(%q, %q) = %q, want %q", tt.result, tt.outcome, got, tt.want)
+		}
+	}
+}

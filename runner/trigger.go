@@ -57,7 +57,8 @@ func (r *Runner) Trigger(ctx context.Context, req TriggerRequest) (*store.Run, e
 	pev := ev.PipelineEvent()
 	pev.Repo = repo.Name
 	nr := store.NewRun{RepoID: repo.ID, Event: pev, CommitTime: ev.Timestamp, Trigger: req.Trigger, ParentID: req.Parent,
-		SourceURL: req.Source, DeliveryID: req.Delivery, TickID: req.Tick}
+		SourceURL: req.Source, DeliveryID: req.Delivery, TickID: req.Tick,
+		SameRepo: ev.Kind == scm.KindPullRequest && ev.PullRequest != nil && ev.PullRequest.SameRepo}
 	diags, err := r.plan(ctx, req, &nr)
 	if err != nil {
 		return nil, fmt.Errorf("trigger %s at %s: %w", repo.Name, ev.Commit, err)
@@ -245,5 +246,9 @@ func (r *Runner) Rerun(ctx context.Context, runID int64) (*store.Run, error) {
 	}
 	ev := &scm.Event{Kind: old.Event, Repo: repo.Name, Ref: old.Ref, Branch: old.Branch, Tag: old.Tag, Commit: old.Commit,
 		Message: old.Message, Author: old.Author, Timestamp: old.CommitTime, Inputs: old.Inputs, Schedule: old.Schedule}
+	if old.Event == scm.KindPullRequest {
+		// The pull request's origin is the run's.
+		ev.PullRequest = &scm.PullRequest{SameRepo: old.SameRepo}
+	}
 	return r.Trigger(ctx, TriggerRequest{Repo: repo, Event: ev, Trigger: store.TriggerRerun, Parent: old.ID, Source: old.SourceURL})
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/runnel-ci/runnel/agents/agent"
+	"github.com/runnel-ci/runnel/agents/deployer"
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/agents/transfer"
@@ -29,6 +30,8 @@ type StageRunner struct {
 	// AllowContainer are the container permissions the agent grants
 	// (stage.Executor.AllowContainer).
 	AllowContainer []pipeline.Permission
+	// Deployer runs deploy steps; nil: they end in error.
+	Deployer *deployer.Deployer
 }
 
 var _ agent.StageRunner = (*StageRunner)(nil)
@@ -57,6 +60,9 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 	r.reapEarlierAttempts(ctx, job, log)
 	sr := &sinkReporter{sink: sink, logs: map[*pipeline.Step]io.WriteCloser{}}
 	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output, Transfer: r.transfer(job, log), AllowContainer: r.AllowContainer}
+	if r.Deployer != nil {
+		x.Deployer = r.Deployer.Job(func(p wire.DeployProgress) { sink.Deploying(pipeline.DeployStep, p) })
+	}
 	res := x.Run(ctx, &engine.Spec{Install: job.Install, RunID: job.RunID, Attempt: job.Attempt, Stage: job.Stage, Source: src})
 	sr.closeAll()
 	out := agent.Result{Status: WireStatus(res.Status), Reason: res.Reason}

@@ -21,8 +21,8 @@ func TestServerFlagProblems(t *testing.T) {
 		{"defaults", func(*serverFlags) {}, nil},
 		{"lease at the minimum", func(f *serverFlags) { f.leaseTimeout = 35 * time.Second }, nil},
 		{"lease below AckWait", func(f *serverFlags) { f.leaseTimeout = 8 * time.Second },
-			[]string{"--lease-timeout 8s is shorter than JetStream's redelivery (AckWait 30s) plus one lease extension (5s)", "use at least 35s"}},
-		{"lease just short", func(f *serverFlags) { f.leaseTimeout = 34 * time.Second }, []string{"--lease-timeout 34s", "use at least 35s"}},
+			[]string{"--lease-timeout 8s is shorter than three agent heartbeats (5s each)", "use at least 15s"}},
+		{"lease just short", func(f *serverFlags) { f.leaseTimeout = 14 * time.Second }, []string{"--lease-timeout 14s", "use at least 15s"}},
 		{"no capacity", func(f *serverFlags) { f.agentCapacity = 0 }, []string{"--agent-capacity 0", "or --no-agent"}},
 		{"no capacity without an agent", func(f *serverFlags) { f.agentCapacity, f.noAgent = 0, true }, nil},
 		{"random NATS port", func(f *serverFlags) { f.natsPort = -1 }, nil},
@@ -98,7 +98,7 @@ func TestServerRefusesBadFlags(t *testing.T) {
 	if code != exitUsage {
 		t.Errorf("exit code %d, want %d; stderr:\n%s", code, exitUsage, errb.String())
 	}
-	for _, want := range []string{`$RUNNEL_AGENT_CAPACITY="two": not an integer`, "--lease-timeout 8s", "use at least 35s"} {
+	for _, want := range []string{`$RUNNEL_AGENT_CAPACITY="two": not an integer`, "--lease-timeout 8s", "use at least 15s"} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/metrics"
+	"github.com/runnel-ci/runnel/runner/secretbox"
 	"github.com/runnel-ci/runnel/runner/statusq"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/runner/ui"
@@ -139,7 +140,7 @@ for up to --drain-timeout; a second one exits at once.`,
 	fl.IntVar(&f.agentCapacity, "agent-capacity", a.envInt("RUNNEL_AGENT_CAPACITY", 2), "stages the built-in agent runs at once ($RUNNEL_AGENT_CAPACITY)")
 	fl.StringVar(&f.backend, "backend", a.envDefault("RUNNEL_BACKEND", "docker"), "built-in agent executor: docker or local ($RUNNEL_BACKEND)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages ($RUNNEL_DRAIN_TIMEOUT)")
-	fl.DurationVar(&f.leaseTimeout, "lease-timeout", a.envDuration("RUNNEL_LEASE_TIMEOUT", 45*time.Second), "silence after which a running stage's agent counts as lost ($RUNNEL_LEASE_TIMEOUT)")
+	fl.DurationVar(&f.leaseTimeout, "lease-timeout", a.envDuration("RUNNEL_LEASE_TIMEOUT", 45*time.Second), "silence of a running stage after which it runs again as a new attempt: the time from an agent's death to the retry ($RUNNEL_LEASE_TIMEOUT)")
 	a.addArtifactFlags(fl, &f.artifacts)
 	a.addContainerFlags(fl, &f.container, "agent-", "RUNNEL_AGENT_")
 	fl.StringVar(&f.logLevel, "log-level", a.envDefault("RUNNEL_LOG_LEVEL", "info"), "debug, info, warn or error ($RUNNEL_LOG_LEVEL)")
@@ -197,14 +198,15 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	// The store outlives the first signal: draining stages still write.
 	bg := context.WithoutCancel(ctx)
-	st, err := store.Open(bg, dsn, store.WithLogger(log))
+	box, err := secretbox.Load(data, func(k string) string { return a.env[k] })
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(bg, dsn, store.WithLogger(log), store.WithSealer(box))
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := a.ensureAdminToken(bg, st); err != nil {
-		return err
-	}
 	logs, err := logstore.New(filepath.Join(data, "logs"))
 	if err != nil {
 		return err
@@ -302,6 +304,12 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	// Webhooks accepted (202) but not triggered before the last stop are
 	// still stored as received: trigger them now, in the background.
 	deliveries.Resume()
+	// The first admin token is made only now that start-up succeeded: a
+	// start that failed earlier stores none, so the next start prints it.
+	if err := a.ensureAdminToken(bg, st); err != nil {
+		ln.Close()
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	defer drainHookSpools(ctx, st, ln.Addr(), log)() // pushes spooled while the server was down

@@ -24,6 +24,7 @@ import (
 	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/runnertest"
+	"github.com/runnel-ci/runnel/runner/secretbox"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
 	"github.com/runnel-ci/runnel/scm/github"
@@ -56,7 +57,11 @@ func newEnvWith(t *testing.T, cfg func(*Config), qcfg func(*deliveryq.Config)) *
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(dir, "db.sqlite"))
+	box, err := secretbox.Load(filepath.Join(dir, "data"), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, filepath.Join(dir, "db.sqlite"), store.WithSealer(box))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,6 +143,9 @@ func (s *Server) routes() {
 	api(access.Administer, "GET /api/v1/tokens", s.listTokens)
 	api(access.Administer, "POST /api/v1/tokens", s.createToken)
 	api(access.Administer, "DELETE /api/v1/tokens/{id}", s.deleteToken)
+	api(access.Administer, "GET /api/v1/secrets", s.listSecrets)
+	api(access.Administer, "PUT /api/v1/secrets/{name}", s.putSecret)
+	api(access.Administer, "DELETE /api/v1/secrets/{name}", s.deleteSecret)
 	if s.cfg.Transfers != nil {
 		m.Handle("/api/v1/transfer/", s.cfg.Transfers)
 		m.Handle("/api/v1/blobs/", s.cfg.Transfers)

@@ -37,6 +37,17 @@ type Store struct {
 	// finished remembers logs finished by this process so that a chunk
 	// redelivered after the end is dropped instead of appended again.
 	finished map[Key]struct{}
+	// waiting holds, per log not open for writing, a channel closed when
+	// it is opened (its first write or its finish) or when its run's logs
+	// are finished: followers of a step that has not written yet wake at
+	// once instead of polling.
+	waiting map[Key]*waiter
+}
+
+// waiter is a wake-up shared by the followers of one log not open yet.
+type waiter struct {
+	ch chan struct{}
+	n  int // followers holding it
 }
 
 // maxFinished bounds the finished set; it is cleared when full.
@@ -56,7 +67,7 @@ func New(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create log dir %s: %w", dir, err)
 	}
-	return &Store{dir: dir, open: make(map[Key]*entry), finished: make(map[Key]struct{})}, nil
+	return &Store{dir: dir, open: make(map[Key]*entry), finished: make(map[Key]struct{}), waiting: make(map[Key]*waiter)}, nil
 }
 
 // component makes an ID safe as one path element: bytes outside
@@ -99,6 +110,7 @@ func (s *Store) entryLocked(k Key) (*entry, error) {
 	}
 	e := &entry{f: f, next: -1, pending: map[int64][]byte{}, notify: make(chan struct{})}
 	s.open[k] = e
+	s.wakeLocked(k)
 	return e, nil
 }
 
@@ -196,13 +208,19 @@ func (s *Store) Finish(k Key) error {
 }
 
 // FinishRun finishes every open log of run (a cancelled or lost stage's
-// steps never send their end).
+// steps never send their end) and wakes the followers of its logs that
+// were never written.
 func (s *Store) FinishRun(run string) error {
 	s.mu.Lock()
 	var keys []Key
 	for k := range s.open {
 		if k.Run == run {
 			keys = append(keys, k)
+		}
+	}
+	for k := range s.waiting {
+		if k.Run == run {
+			s.wakeLocked(k)
 		}
 	}
 	s.mu.Unlock()
@@ -233,23 +251,64 @@ func (s *Store) Live(k Key) bool {
 	return ok
 }
 
-// waitChan returns a channel closed at k's next write or finish, and
-// whether the log is still live.
-func (s *Store) waitChan(k Key) (<-chan struct{}, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.open[k]
-	if !ok {
-		return nil, false
+// wakeLocked wakes the followers waiting for k to be opened.
+func (s *Store) wakeLocked(k Key) {
+	if w, ok := s.waiting[k]; ok {
+		close(w.ch)
+		delete(s.waiting, k)
 	}
-	return e.notify, true
 }
 
+// logState is what a follower learns of a log from wait.
+type logState int
+
+const (
+	stateLive     logState = iota // being written by this process
+	stateFinished                 // finished by this process: complete
+	stateOther                    // not written here (yet, or any more)
+)
+
+// wait returns a channel closed at k's next write or finish, and the
+// log's state. For a log that is not live the channel is closed when it
+// is opened or its run's logs are finished; the caller must call the
+// returned release when it stops waiting.
+func (s *Store) wait(k Key) (<-chan struct{}, logState, func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.open[k]; ok {
+		return e.notify, stateLive, func() {}
+	}
+	state := stateOther
+	if _, ok := s.finished[k]; ok {
+		state = stateFinished
+	}
+	w, ok := s.waiting[k]
+	if !ok {
+		w = &waiter{ch: make(chan struct{})}
+		s.waiting[k] = w
+	}
+	w.n++
+	return w.ch, state, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if w.n--; w.n == 0 && s.waiting[k] == w {
+			delete(s.waiting, k)
+		}
+	}
+}
+
+// orphanPoll is how often a follower of a log that no process here
+// writes (its writer went away with a crashed process) asks done whether
+// it has ended. Logs written here wake their followers at once.
+var orphanPoll = 10 * time.Second
+
 // Follow returns a reader of k's log from byte offset from that replays
-// what is written and then follows new chunks until the log is finished, done reports true (polled
-// every second, for logs whose writer went away with a crashed process),
-// or ctx ends. A log that does not exist yet is waited for. The caller
-// closes the reader.
+// what is written and then follows new chunks until the log is finished,
+// done reports true, or ctx ends. A log that does not exist yet is
+// waited for. Followers wake on every write, on the log's first write or
+// finish, and when its run's logs are finished (FinishRun); done is asked
+// then, and every orphanPoll for a log that this process does not write.
+// The caller closes the reader.
 func (s *Store) Follow(ctx context.Context, k Key, from int64, done func() bool) io.ReadCloser {
 	return &follower{s: s, k: k, ctx: ctx, from: from, done: done}
 }
@@ -280,32 +339,46 @@ func (r *follower) Read(p []byte) (int, error) {
 		}
 		// Take the wait channel before reading so a write between the read
 		// and the wait is not missed.
-		ch, live := r.s.waitChan(r.k)
+		ch, state, release := r.s.wait(r.k)
 		if r.f != nil {
 			n, err := r.f.Read(p)
 			if n > 0 {
+				release()
 				return n, nil
 			}
 			if err != nil && err != io.EOF {
+				release()
 				return 0, fmt.Errorf("follow log %s: %w", r.k, err)
 			}
 		}
-		if !live && r.f != nil && (r.done == nil || r.done()) {
+		if r.f != nil && state == stateFinished || state == stateOther && r.done == nil && r.f != nil ||
+			state == stateOther && r.done != nil && r.done() {
+			release()
 			return 0, io.EOF
 		}
-		if !live && r.done != nil && r.done() {
-			return 0, io.EOF
+		err := r.sleep(ch, state == stateLive)
+		release()
+		if err != nil {
+			return 0, err
 		}
-		t := time.NewTimer(time.Second)
-		select {
-		case <-r.ctx.Done():
-			t.Stop()
-			return 0, r.ctx.Err()
-		case <-ch: // nil when not live: only the timer or ctx wake us
-		case <-t.C:
-		}
-		t.Stop()
 	}
+}
+
+// sleep waits for ch, or ctx; for a log not live here at most orphanPoll.
+func (r *follower) sleep(ch <-chan struct{}, live bool) error {
+	var poll <-chan time.Time
+	if !live {
+		t := time.NewTimer(orphanPoll)
+		defer t.Stop()
+		poll = t.C
+	}
+	select {
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	case <-ch:
+	case <-poll:
+	}
+	return nil
 }
 
 func (r *follower) Close() error {
@@ -325,6 +398,9 @@ func (s *Store) Close() error {
 		errs = append(errs, e.f.Close())
 		close(e.notify)
 		delete(s.open, k)
+	}
+	for k := range s.waiting {
+		s.wakeLocked(k)
 	}
 	return errors.Join(errs...)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -280,5 +281,103 @@ func TestFilesPrivate(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitFollowers waits until n followers wait for k to be opened.
+func waitFollowers(t *testing.T, s *Store, k Key, n int) {
+	t.Helper()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(time.Minute)
+	for {
+		s.mu.Lock()
+		w := s.waiting[k]
+		got := w != nil && w.n == n
+		s.mu.Unlock()
+		if got {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("%d followers never waited for %s", n, k)
+		}
+	}
+}
+
+// TestFollowWakesOnFirstWrite (issue 11, item 7): followers of a step
+// that has not written yet wake on its first write, not on a timer: with
+// the orphan poll out of reach, the first line still arrives, and the
+// wake-up is released when they stop waiting.
+func TestFollowWakesOnFirstWrite(t *testing.T) {
+	defer func(d time.Duration) { orphanPoll = d }(orphanPoll)
+	orphanPoll = time.Hour
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Key{Run: "7", Stage: "build", Attempt: 1, Step: "compile"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	got := make(chan string, 2)
+	for range 2 {
+		r := s.Follow(ctx, k, 0, func() bool { return false })
+		defer r.Close()
+		go func() {
+			b := make([]byte, 64)
+			n, err := r.Read(b)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			got <- string(b[:n])
+		}()
+	}
+	waitFollowers(t, s, k, 2)
+	if err := s.Append(k, 0, []byte("first\n")); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if b := <-got; b != "first\n" {
+			t.Errorf("follower read %q, want the first line", b)
+		}
+	}
+	s.mu.Lock()
+	left := len(s.waiting)
+	s.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d wake-ups left after the followers stopped waiting, want 0", left)
+	}
+}
+
+// TestFollowWakesOnFinishRun: a follower of a step that never wrote (its
+// stage was cancelled) ends when the run's logs are finished, not on a
+// timer.
+func TestFollowWakesOnFinishRun(t *testing.T) {
+	defer func(d time.Duration) { orphanPoll = d }(orphanPoll)
+	orphanPoll = time.Hour
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Key{Run: "7", Stage: "build", Attempt: 1, Step: "never"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var ended atomic.Bool
+	r := s.Follow(ctx, k, 0, ended.Load)
+	defer r.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(r)
+		done <- err
+	}()
+	waitFollowers(t, s, k, 1)
+	ended.Store(true)
+	if err := s.FinishRun("7"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("follower ended with %v, want EOF", err)
 	}
 }

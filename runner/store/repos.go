@@ -32,8 +32,8 @@ type Repo struct {
 	// its forge's verified webhooks do. Repositories of forge git and
 	// generic always accept the generic hook: it is their hook.
 	GenericHook bool
-	// WebhookSecret verifies forge webhook signatures (stored as given:
-	// HMAC verification needs it).
+	// WebhookSecret verifies forge webhook signatures (HMAC verification
+	// needs the value itself: it is sealed at rest, see WithSealer).
 	WebhookSecret string
 	DefaultBranch string
 	// CancelPrevious: a newer push cancels older unfinished runs of the
@@ -42,7 +42,7 @@ type Repo struct {
 	// Private repositories serve badges only with the badge token.
 	Private bool
 	// StatusAPIURL and StatusToken configure commit status reports (forge
-	// API base URL and token); empty means no reports.
+	// API base URL and token, sealed at rest); empty means no reports.
 	StatusAPIURL string
 	StatusToken  string
 	CreatedAt    time.Time
@@ -55,7 +55,7 @@ type Repo struct {
 const repoCols = `id, name, forge, clone_url, forge_url, generic_hook, webhook_secret, default_branch, cancel_previous,
 	private, status_api_url, status_token, created_at, hook_token_hash <> '', badge_token_hash <> ''`
 
-func scanRepo(row interface{ Scan(...any) error }) (*Repo, error) {
+func (s *Store) scanRepo(row interface{ Scan(...any) error }) (*Repo, error) {
 	var r Repo
 	var created sql.NullInt64
 	if err := row.Scan(&r.ID, &r.Name, &r.Forge, &r.CloneURL, &r.ForgeURL, &r.GenericHook, &r.WebhookSecret, &r.DefaultBranch,
@@ -64,6 +64,16 @@ func scanRepo(row interface{ Scan(...any) error }) (*Repo, error) {
 		return nil, err
 	}
 	r.CreatedAt = fromTS(created)
+	for _, f := range []struct {
+		col string
+		v   *string
+	}{{"webhook_secret", &r.WebhookSecret}, {"status_token", &r.StatusToken}} {
+		plain, err := s.openColumn(*f.v, f.col)
+		if err != nil {
+			return nil, fmt.Errorf("repo %s: %w", r.Name, err)
+		}
+		*f.v = plain
+	}
 	return &r, nil
 }
 
@@ -77,13 +87,17 @@ func (s *Store) CreateRepo(ctx context.Context, r Repo) (*Repo, error) {
 	if r.DefaultBranch == "" {
 		r.DefaultBranch = "main"
 	}
+	secret, token, err := s.sealRepo(r)
+	if err != nil {
+		return nil, fmt.Errorf("create repo %q: %w", r.Name, err)
+	}
 	var id int64
-	err := s.w.QueryRowContext(ctx, s.rebind(`INSERT INTO repos
+	err = s.w.QueryRowContext(ctx, s.rebind(`INSERT INTO repos
 		(name, forge, clone_url, forge_url, generic_hook, webhook_secret, default_branch, cancel_previous, private,
 		status_api_url, status_token, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		r.Name, r.Forge, r.CloneURL, r.ForgeURL, r.GenericHook, r.WebhookSecret, r.DefaultBranch, r.CancelPrevious, r.Private,
-		r.StatusAPIURL, r.StatusToken, s.now().UnixMicro()).Scan(&id)
+		r.Name, r.Forge, r.CloneURL, r.ForgeURL, r.GenericHook, secret, r.DefaultBranch, r.CancelPrevious, r.Private,
+		r.StatusAPIURL, token, s.now().UnixMicro()).Scan(&id)
 	if err != nil {
 		if isUnique(err) {
 			return nil, fmt.Errorf("create repo %q: %w", r.Name, ErrDuplicate)
@@ -97,10 +111,14 @@ func (s *Store) CreateRepo(ctx context.Context, r Repo) (*Repo, error) {
 // forge URL, generic hook, webhook secret, default branch, cancel-previous, private, status report
 // settings. Name and tokens are not changed here.
 func (s *Store) UpdateRepo(ctx context.Context, r Repo) error {
+	secret, token, err := s.sealRepo(r)
+	if err != nil {
+		return fmt.Errorf("update repo %d: %w", r.ID, err)
+	}
 	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE repos SET forge = ?, clone_url = ?, forge_url = ?, generic_hook = ?,
 		webhook_secret = ?, default_branch = ?, cancel_previous = ?, private = ?, status_api_url = ?, status_token = ? WHERE id = ?`),
-		r.Forge, r.CloneURL, r.ForgeURL, r.GenericHook, r.WebhookSecret, r.DefaultBranch, r.CancelPrevious, r.Private,
-		r.StatusAPIURL, r.StatusToken, r.ID)
+		r.Forge, r.CloneURL, r.ForgeURL, r.GenericHook, secret, r.DefaultBranch, r.CancelPrevious, r.Private,
+		r.StatusAPIURL, token, r.ID)
 	if err != nil {
 		return fmt.Errorf("update repo %d: %w", r.ID, err)
 	}
@@ -112,7 +130,7 @@ func (s *Store) UpdateRepo(ctx context.Context, r Repo) error {
 
 // Repo returns the repo named name, or ErrNotFound.
 func (s *Store) Repo(ctx context.Context, name string) (*Repo, error) {
-	r, err := scanRepo(s.queryRow(ctx, s.r, `SELECT `+repoCols+` FROM repos WHERE name = ?`, name))
+	r, err := s.scanRepo(s.queryRow(ctx, s.r, `SELECT `+repoCols+` FROM repos WHERE name = ?`, name))
 	if err != nil {
 		return nil, fmt.Errorf("get repo %q: %w", name, notFound(err))
 	}
@@ -121,7 +139,7 @@ func (s *Store) Repo(ctx context.Context, name string) (*Repo, error) {
 
 // RepoByID returns the repo with that id, or ErrNotFound.
 func (s *Store) RepoByID(ctx context.Context, id int64) (*Repo, error) {
-	r, err := scanRepo(s.queryRow(ctx, s.r, `SELECT `+repoCols+` FROM repos WHERE id = ?`, id))
+	r, err := s.scanRepo(s.queryRow(ctx, s.r, `SELECT `+repoCols+` FROM repos WHERE id = ?`, id))
 	if err != nil {
 		return nil, fmt.Errorf("get repo %d: %w", id, notFound(err))
 	}
@@ -137,7 +155,7 @@ func (s *Store) Repos(ctx context.Context) ([]*Repo, error) {
 	defer rows.Close()
 	var out []*Repo
 	for rows.Next() {
-		r, err := scanRepo(rows)
+		r, err := s.scanRepo(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list repos: %w", err)
 		}
@@ -152,12 +170,22 @@ func (s *Store) Repos(ctx context.Context) ([]*Repo, error) {
 // DeleteRepo deletes a repo with its runs, deliveries' run links and
 // deployments.
 func (s *Store) DeleteRepo(ctx context.Context, id int64) error {
-	res, err := s.w.ExecContext(ctx, s.rebind(`DELETE FROM repos WHERE id = ?`), id)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// Its secrets go with it (no foreign key: repo 0 holds the global ones).
+		if _, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM secrets WHERE repo_id = ?`), id); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM repos WHERE id = ?`), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("delete repo %d: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("delete repo %d: %w", id, ErrNotFound)
 	}
 	return nil
 }
@@ -233,7 +261,7 @@ func (s *Store) RepoByHookToken(ctx context.Context, plaintext string) (*Repo, e
 	if plaintext == "" {
 		return nil, fmt.Errorf("repo by hook token: %w", ErrNotFound)
 	}
-	r, err := scanRepo(s.queryRow(ctx, s.r, `SELECT `+repoCols+` FROM repos WHERE hook_token_hash = ?`, hashToken(plaintext)))
+	r, err := s.scanRepo(s.queryRow(ctx, s.r, `SELECT `+repoCols+` FROM repos WHERE hook_token_hash = ?`, hashToken(plaintext)))
 	if err != nil {
 		return nil, fmt.Errorf("repo by hook token: %w", notFound(err))
 	}

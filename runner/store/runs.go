@@ -32,6 +32,11 @@ type Run struct {
 	CommitTime time.Time
 	Inputs     map[string]string
 	Schedule   string // the schedule that started the run, if one did
+	// SameRepo is true for a pull request whose head repository is the
+	// base repository, as the forge's payload said; false for a pull
+	// request from a fork (or not known to be from the base repository)
+	// and for other events.
+	SameRepo bool
 	// Plan is the compiled plan; nil when the run has none (yet), and
 	// in lists (ListRuns, ActiveRuns): load it with Run.
 	Plan *pipeline.Plan
@@ -62,6 +67,8 @@ type NewRun struct {
 	ParentID   int64  // for re-runs
 	// SourceURL is the resolved source (see Run.SourceURL).
 	SourceURL string
+	// SameRepo: see Run.SameRepo.
+	SameRepo bool
 	// DeliveryID, when not 0, is the deliveries row this run is made
 	// for: the same transaction marks it DeliveryProcessed (see CreateRun).
 	DeliveryID int64
@@ -84,7 +91,7 @@ const (
 	qNextRunNumber = `UPDATE repos SET last_run_number = last_run_number + 1 WHERE id = ? RETURNING last_run_number`
 	qInsertRun     = `INSERT INTO runs (repo_id, number, event, ref, branch, tag, commit_sha,
 			commit_message, commit_time, author, inputs, plan, status, reason, trigger_kind, parent_id, created_at, finished_at, source_url,
-			schedule, diagnostics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+			schedule, diagnostics, same_repo) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 	qInsertStage = `INSERT INTO stages (run_id, stage_key, name, position, status, needs,
 			environment, concurrency, approval) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 	qInsertStep = `INSERT INTO steps (stage_id, name, position, status, allow_failure)
@@ -147,7 +154,7 @@ func (s *Store) CreateRun(ctx context.Context, nr NewRun) (*Run, error) {
 		err = ins.QueryRowContext(ctx,
 			nr.RepoID, number, ev.Kind, ev.Ref, ev.Branch, ev.Tag, ev.Commit, ev.Message, ts(nr.CommitTime), ev.Author,
 			string(inputs), plan, nr.Status, nr.Reason, nr.Trigger, nullID(nr.ParentID), now, finished, nr.SourceURL,
-			ev.Schedule, string(diags)).Scan(&id)
+			ev.Schedule, string(diags), nr.SameRepo).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("create run %d of repo %d: %w", number, nr.RepoID, err)
 		}
@@ -229,7 +236,7 @@ func exists(ctx context.Context, q querier, query string, args ...any) error {
 
 const runCols = `r.id, r.repo_id, p.name, r.number, r.event, r.ref, r.branch, r.tag, r.commit_sha, r.commit_message,
 	r.commit_time, r.author, r.inputs, r.status, r.reason, r.pending_reason, r.trigger_kind, r.parent_id,
-	r.created_at, r.queued_at, r.started_at, r.finished_at, r.source_url, r.schedule`
+	r.created_at, r.queued_at, r.started_at, r.finished_at, r.source_url, r.schedule, r.same_repo`
 
 const runFrom = ` FROM runs r JOIN repos p ON p.id = r.repo_id`
 
@@ -239,7 +246,7 @@ func scanRun(row interface{ Scan(...any) error }, extra ...any) (*Run, error) {
 	var parent, commitTime, created, queued, started, finished sql.NullInt64
 	dest := []any{&r.ID, &r.RepoID, &r.Repo, &r.Number, &r.Event, &r.Ref, &r.Branch, &r.Tag, &r.Commit, &r.Message,
 		&commitTime, &r.Author, &inputs, &r.Status, &r.Reason, &r.PendingReason, &r.Trigger, &parent,
-		&created, &queued, &started, &finished, &r.SourceURL, &r.Schedule}
+		&created, &queued, &started, &finished, &r.SourceURL, &r.Schedule, &r.SameRepo}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}

@@ -186,14 +186,29 @@ func (s *Store) Stage(ctx context.Context, id int64) (*Stage, error) {
 // still waiting for approval (Approval == ApprovalWaiting) is refused.
 // ErrConflict when not allowed.
 func (s *Store) QueueStage(ctx context.Context, id int64) (attempt int, err error) {
+	return s.queueStage(ctx, id, AnyAttempt)
+}
+
+// queueStage is QueueStage, conditional on the current attempt unless it
+// is AnyAttempt.
+func (s *Store) queueStage(ctx context.Context, id int64, cur int) (attempt int, err error) {
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, s.rebind(`UPDATE stages SET status = ?, attempt = attempt + 1, agent = '', claim = '',
+		q := `UPDATE stages SET status = ?, attempt = attempt + 1, agent = '', claim = '',
 			queued_at = ?, started_at = NULL, pending_reason = ''
-			WHERE id = ? AND status IN (?, ?, ?) AND approval <> ? RETURNING attempt`),
-			StatusQueued, s.now().UnixMicro(), id, StatusPending, StatusQueued, StatusRunning, ApprovalWaiting).Scan(&attempt)
+			WHERE id = ? AND status IN (?, ?, ?) AND approval <> ?`
+		args := []any{StatusQueued, s.now().UnixMicro(), id, StatusPending, StatusQueued, StatusRunning, ApprovalWaiting}
+		if cur != AnyAttempt {
+			q += ` AND attempt = ?`
+			args = append(args, cur)
+		}
+		err := tx.QueryRowContext(ctx, s.rebind(q+` RETURNING attempt`), args...).Scan(&attempt)
 		if errors.Is(err, sql.ErrNoRows) {
-			if err := exists(ctx, tx, s.rebind(`SELECT 1 FROM stages WHERE id = ?`), id); err != nil {
-				return err
+			var now int
+			if err := tx.QueryRowContext(ctx, s.rebind(`SELECT attempt FROM stages WHERE id = ?`), id).Scan(&now); err != nil {
+				return notFound(err)
+			}
+			if cur != AnyAttempt && now != cur {
+				return ErrStale
 			}
 			return ErrConflict
 		}

@@ -46,6 +46,7 @@ type Store struct {
 	w       *sql.DB // writes and transactions; one connection on SQLite
 	r       *sql.DB // reads; the same as w on PostgreSQL
 	log     *slog.Logger
+	sealer  Sealer // nil: secrets refused, repo credentials in the clear
 	now     func() time.Time
 	// stmts caches prepared statements of hot queries, keyed by handle
 	// and query text (see prepared). database/sql re-prepares a Stmt on
@@ -137,6 +138,14 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	if err := s.prepareTx(ctx); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if s.sealer != nil {
+		if n, err := s.Reseal(ctx); err != nil {
+			s.Close()
+			return nil, err
+		} else if n > 0 {
+			s.log.Info("sealed stored credentials", "count", n)
+		}
 	}
 	return s, nil
 }

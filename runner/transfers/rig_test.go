@@ -89,9 +89,14 @@ func newRig(t *testing.T) *rig {
 // newRun creates a run of plan for event kind.
 func (r *rig) newRun(kind string, stages ...*pipeline.Stage) *store.Run {
 	r.t.Helper()
-	run, err := r.db.CreateRun(context.Background(), store.NewRun{RepoID: r.repo.ID,
-		Event: pipeline.Event{Kind: kind, Branch: "main", Commit: strings.Repeat("a", 40)},
-		Plan:  &pipeline.Plan{Stages: stages}})
+	return r.createRun(store.NewRun{Event: pipeline.Event{Kind: kind}}, stages...)
+}
+
+// createRun stores nr (of the rig's repository, branch main) with stages.
+func (r *rig) createRun(nr store.NewRun, stages ...*pipeline.Stage) *store.Run {
+	r.t.Helper()
+	nr.RepoID, nr.Event.Branch, nr.Event.Commit, nr.Plan = r.repo.ID, "main", strings.Repeat("a", 40), &pipeline.Plan{Stages: stages}
+	run, err := r.db.CreateRun(context.Background(), nr)
 	if err != nil {
 		r.t.Fatal(err)
 	}

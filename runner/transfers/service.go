@@ -58,12 +58,20 @@ type Config struct {
 	// the store presigns).
 	MaxObject int64
 	// CacheWrite reports whether a run may write its repository's caches;
-	// nil means every run but a pull request.
+	// nil means CacheWritable.
 	CacheWrite func(run *store.Run) bool
 	// Registerer receives the metrics; nil means none.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 	Now        func() time.Time
+}
+
+// CacheWritable reports whether run may write its repository's caches:
+// every run but a pull request whose head repository is not the base
+// repository (store.Run.SameRepo), so that a fork cannot poison the caches
+// the default branch restores. Such a pull request reads them.
+func CacheWritable(run *store.Run) bool {
+	return run.Event != pipeline.EventPullRequest || run.SameRepo
 }
 
 // Service is the server side of transfers. Create it with New.
@@ -100,7 +108,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.MaxObject = DefaultMaxObject
 	}
 	if cfg.CacheWrite == nil {
-		cfg.CacheWrite = func(run *store.Run) bool { return run.Event != pipeline.EventPullRequest }
+		cfg.CacheWrite = CacheWritable
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -86,8 +86,9 @@ func tarNames(t *testing.T, b []byte) []string {
 }
 
 // TestForkPullRequestReadsButNeverWritesCaches: a push saves the cache;
-// a pull request restores it, and neither its agent nor a hand-made call
-// with its token can write one.
+// a pull request from a fork restores it, and neither its agent nor a
+// hand-made call with its token can write one; a pull request from the
+// repository itself saves its own.
 func TestForkPullRequestReadsButNeverWritesCaches(t *testing.T) {
 	r := newRig(t)
 	st := stageOf("test", "cat .cache/n 2>/dev/null || echo none; mkdir -p .cache && echo $RANDOM$$ > .cache/n")
@@ -128,6 +129,14 @@ func TestForkPullRequestReadsButNeverWritesCaches(t *testing.T) {
 	if got := counterValue(t, r, "runnel_cache_lookups_total", "fallback"); got != 1 {
 		t.Errorf("fallback lookups = %v, want 1", got)
 	}
+
+	writeFile(t, a.src+"/go.sum", "v3 from a branch\n")
+	same := r.createRun(store.NewRun{Event: pipeline.Event{Kind: pipeline.EventPullRequest}, SameRepo: true}, st)
+	res, log = a.run(same, "test")
+	if res.Status != stage.StatusSuccess {
+		t.Fatalf("pull request from the repository: %s\n%s", res.Reason, log)
+	}
+	mustContain(t, log, ": miss; fallback restored go-", ": saved 1 file")
 }
 
 // call POSTs v as JSON and returns the status and body.
