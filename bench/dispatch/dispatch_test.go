@@ -33,6 +33,11 @@ func (c *counter) Update(_ context.Context, u *wire.Update) error {
 
 func (c *counter) Log(context.Context, *wire.LogChunk) error { return nil }
 
+// Claim grants every claim: each job is published once here.
+func (c *counter) Claim(_ context.Context, cl *wire.Claim) *wire.ClaimReply {
+	return &wire.ClaimReply{Granted: true, Attempt: cl.Attempt}
+}
+
 type env struct {
 	srv  *natsbus.Server
 	d    *natsbus.Dispatcher
