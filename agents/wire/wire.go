@@ -61,8 +61,8 @@ type Job struct {
 	V       int    `json:"v"`
 	RunID   string `json:"run_id"`
 	StageID string `json:"stage_id"`
-	// Attempt is the fencing token the server assigned at publish; a
-	// redelivered message runs as EffectiveAttempt.
+	// Attempt is the fencing token the server assigned at publish; an
+	// agent runs the job only as the attempt its claim was granted.
 	Attempt   int             `json:"attempt"`
 	Stage     *pipeline.Stage `json:"stage"`
 	Workspace Workspace       `json:"workspace"`
@@ -321,15 +321,6 @@ func LogMsgID(c *LogChunk) string {
 // UpdateMsgID is the JetStream message id of an update.
 func UpdateMsgID(u *Update) string {
 	return fmt.Sprintf("upd/%s/%s/%d/%d", u.RunID, u.StageID, u.Attempt, u.Seq)
-}
-
-// EffectiveAttempt is the attempt an agent runs a job as when JetStream
-// delivers it for the numDelivered-th time (1 for the first delivery).
-func EffectiveAttempt(j *Job, numDelivered uint64) int {
-	if numDelivered < 1 {
-		numDelivered = 1
-	}
-	return j.Attempt + int(numDelivered) - 1
 }
 
 // ValidateLabels checks a label set: at most MaxLabels labels, keys
