@@ -138,6 +138,31 @@ func (r *Runner) release(ctx context.Context, runID int64, env string) *store.De
 	return cur
 }
 
+// recoverDeployments records, for a run whose stages have all ended, the
+// deployment of every environment of the run that has no finished one:
+// the server may have died between a stage's end and its record. Callers
+// hold r.mu; recordDeployment finishes an in-progress record.
+func (r *Runner) recoverDeployments(ctx context.Context, run *store.Run) {
+	done := map[string]bool{}
+	for _, st := range run.Stages {
+		env := st.Environment
+		if env == "" || done[env] {
+			continue
+		}
+		done[env] = true
+		d, err := r.cfg.Store.DeploymentOfRun(ctx, run.ID, env)
+		switch {
+		case err == nil && d.Result != "":
+			continue
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			r.log.Error("recover deployment", "run", run.ID, "environment", env, "err", err)
+			continue
+		}
+		r.log.Info("recording a deployment its stage's end did not", "run", run.ID, "environment", env)
+		r.recordDeployment(ctx, run, env)
+	}
+}
+
 // environments returns the environments declared for a repository, as
 // the pipeline package plans with them.
 func (r *Runner) environments(ctx context.Context, repoID int64) ([]pipeline.Environment, error) {

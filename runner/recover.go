@@ -136,8 +136,9 @@ func (r *Runner) forget(runID int64, stage string) {
 	r.seenMu.Unlock()
 }
 
-// watchdog ends or re-queues stages whose agent stopped reporting. It is
-// not a dispatch loop: dispatch happens on events.
+// watchdog ends or re-queues stages whose agent stopped reporting, and
+// keeps the pending reasons of queued stages current. It is not a
+// dispatch loop: dispatch happens on events.
 func (r *Runner) watchdog() {
 	period := r.cfg.LeaseTimeout / 5
 	if period < time.Second {
@@ -145,12 +146,16 @@ func (r *Runner) watchdog() {
 	}
 	t := time.NewTicker(period)
 	defer t.Stop()
+	pt := time.NewTicker(pendingRefresh)
+	defer pt.Stop()
 	for {
 		select {
 		case <-r.stop:
 			return
 		case <-t.C:
 			r.checkLeases(context.Background())
+		case <-pt.C:
+			r.refreshPending(context.Background())
 		}
 	}
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -105,5 +107,18 @@ func TestServerRefusesBadFlags(t *testing.T) {
 	}
 	if _, err := os.Stat(data); !os.IsNotExist(err) {
 		t.Errorf("data directory: %v, want it not made", err)
+	}
+}
+
+// TestAgentCapacityDefault: the built-in agent runs one stage per CPU
+// unless told otherwise.
+func TestAgentCapacityDefault(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"server", "--help"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("server --help: exit %d\n%s", code, errb.String())
+	}
+	want := fmt.Sprintf("the number of CPUs ($RUNNEL_AGENT_CAPACITY) (default %d)", runtime.NumCPU())
+	if !strings.Contains(out.String()+errb.String(), want) {
+		t.Errorf("server --help lacks %q:\n%s", want, out.String()+errb.String())
 	}
 }

@@ -297,6 +297,20 @@ func (s *Store) SetStagePendingReason(ctx context.Context, id int64, reason stri
 	return s.setPendingReason(ctx, "stages", id, reason)
 }
 
+// SetQueuedStagePendingReason records why attempt of a queued stage still
+// waits for an agent. It changes nothing once that attempt has started or
+// ended (a reason computed a moment before must not stick to a running
+// stage) and reports whether it changed the stage.
+func (s *Store) SetQueuedStagePendingReason(ctx context.Context, id int64, attempt int, reason string) (bool, error) {
+	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE stages SET pending_reason = ? WHERE id = ? AND attempt = ? AND status = ?`),
+		reason, id, attempt, StatusQueued)
+	if err != nil {
+		return false, fmt.Errorf("set pending reason of queued stage %d: %w", id, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
 // DecideApproval approves or rejects a stage whose approval is
 // ApprovalWaiting, recording who decided. Approving moves a stage in
 // StatusWaiting back to pending (ready to queue); rejecting cancels a
