@@ -24,6 +24,9 @@ const cleanupTimeout = 30 * time.Second
 // workspace at /workspace, streams its output to out and removes it.
 func (e *Engine) Run(ctx context.Context, s *engine.Spec, step *pipeline.Step, out io.Writer) (int, error) {
 	code, err := e.run(ctx, s, step, out)
+	if errors.Is(err, engine.ErrOutOfMemory) {
+		return code, fmt.Errorf("run step %s/%s: %w", s.Stage.ID, step.Name, err)
+	}
 	if err != nil {
 		return engine.ExitUnknown, fmt.Errorf("run step %s/%s: %w", s.Stage.ID, step.Name, err)
 	}
@@ -38,7 +41,7 @@ func (e *Engine) run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 	if img == "" {
 		return 0, errors.New("neither the step nor its stage names an image")
 	}
-	id, err := e.create(ctx, &container.Config{
+	cfg := &container.Config{
 		Image: img,
 		// The script is pipeline text, trusted; everything else reaches it
 		// as env through the API.
@@ -49,7 +52,12 @@ func (e *Engine) run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 		Labels:       e.labels(s),
 		AttachStdout: true,
 		AttachStderr: true,
-	}, e.hostConfig(s), nil, "")
+	}
+	hc := e.hostConfig(s)
+	if err := apply(cfg, hc, s.Stage.StepContainer(step)); err != nil {
+		return 0, err
+	}
+	id, err := e.create(ctx, cfg, hc, nil, "")
 	if err != nil {
 		return 0, err
 	}
@@ -122,13 +130,23 @@ func (e *Engine) run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 	if copyErr != nil {
 		return 0, fmt.Errorf("write output: %w", copyErr)
 	}
+	if res.StatusCode != 0 {
+		// The kernel's OOM killer leaves a bare SIGKILL (137); Docker
+		// knows why.
+		ictx, icancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		info, err := e.cli.ContainerInspect(ictx, id)
+		icancel()
+		if err == nil && info.State != nil && info.State.OOMKilled {
+			return int(res.StatusCode), fmt.Errorf("%w (limit %d MiB)", engine.ErrOutOfMemory, e.limits.Memory>>20)
+		}
+	}
 	return int(res.StatusCode), nil
 }
 
 // create creates a container, fetching its image first when it is missing
 // and the pull policy allows (or always, with PullAlways).
 func (e *Engine) create(ctx context.Context, cfg *container.Config, hc *container.HostConfig, nc *network.NetworkingConfig, name string) (string, error) {
-	hc.Privileged = false
+	e.secure(hc)
 	if e.policy == engine.PullAlways {
 		if err := e.ensureImage(ctx, cfg.Image); err != nil {
 			return "", err
