@@ -175,6 +175,9 @@ func (sd *stageDef) expand(pipelineEnv, eventEnv map[string]string) []*Stage {
 		}
 		maps.Copy(st.Env, eventEnv)
 		st.Env["RUNNEL_STAGE"] = st.ID
+		for _, u := range sd.secrets {
+			st.Secrets = append(st.Secrets, u.ref)
+		}
 		for _, svc := range sd.services {
 			svc.Command = slices.Clone(svc.Command)
 			svc.Env = maps.Clone(svc.Env)
