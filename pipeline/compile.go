@@ -51,13 +51,14 @@ func (p *Pipeline) plan(ev Event, envs []Environment) (*Plan, error) {
 		return nil, err
 	}
 	base := eventEnv(ev)
+	unset := p.unsetVars()
 	ids := map[string][]string{} // stage name -> IDs of its expansions
 	var order []*Stage
 	for _, sd := range p.stages {
 		if !sd.when.match(ev) || !allows(envs, sd.environment, ev) {
 			continue
 		}
-		for _, st := range sd.expand(p.env, base) {
+		for _, st := range sd.expand(p.env, base, unset) {
 			ids[sd.name] = append(ids[sd.name], st.ID)
 			order = append(order, st)
 		}
@@ -138,8 +139,10 @@ func (h *intHeap) Pop() any {
 }
 
 // expand returns the compiled stages of sd: one, or one per matrix
-// combination.
-func (sd *stageDef) expand(pipelineEnv, eventEnv map[string]string) []*Stage {
+// combination. Env values are expanded (expandEnv) against the stage's
+// Runnel and matrix variables, with unset's names empty where the run
+// leaves them unset.
+func (sd *stageDef) expand(pipelineEnv, eventEnv, unset map[string]string) []*Stage {
 	combos := sd.combos
 	if len(combos) == 0 {
 		combos = [][]string{nil}
@@ -159,8 +162,7 @@ func (sd *stageDef) expand(pipelineEnv, eventEnv map[string]string) []*Stage {
 			Env:         map[string]string{},
 			Container:   sd.container,
 		}
-		maps.Copy(st.Env, pipelineEnv)
-		maps.Copy(st.Env, sd.env)
+		vars := maps.Clone(unset)
 		if c != nil {
 			st.Matrix = map[string]string{}
 			parts := make([]string, len(c))
@@ -168,31 +170,40 @@ func (sd *stageDef) expand(pipelineEnv, eventEnv map[string]string) []*Stage {
 				st.Matrix[axis] = c[i]
 				parts[i] = axis + "=" + c[i]
 				up := strings.ToUpper(axis)
-				st.Env[up] = c[i]
-				st.Env["MATRIX_"+up] = c[i]
+				vars[up] = c[i]
+				vars["MATRIX_"+up] = c[i]
 			}
 			st.ID = sd.name + "[" + strings.Join(parts, ",") + "]"
 		}
-		maps.Copy(st.Env, eventEnv)
-		st.Env["RUNNEL_STAGE"] = st.ID
+		maps.Copy(vars, eventEnv)
+		vars["RUNNEL_STAGE"] = st.ID
+		maps.Copy(st.Env, expandAll(pipelineEnv, vars))
+		maps.Copy(st.Env, expandAll(sd.env, vars))
+		for k, v := range vars {
+			_, isUnset := unset[k]
+			if _, set := eventEnv[k]; isUnset && !set {
+				continue // expands to "", but is not set
+			}
+			st.Env[k] = v
+		}
 		for _, u := range sd.secrets {
 			st.Secrets = append(st.Secrets, u.ref)
 		}
 		for _, svc := range sd.services {
 			svc.Command = slices.Clone(svc.Command)
-			svc.Env = maps.Clone(svc.Env)
+			svc.Env = expandAll(svc.Env, vars)
 			svc.Ready.Command = slices.Clone(svc.Ready.Command)
 			st.Services = append(st.Services, svc)
 		}
 		for _, step := range sd.steps {
 			cp := *step
-			cp.Env = maps.Clone(step.Env)
+			cp.Env = expandAll(step.Env, vars)
 			cp.Retry.ExitCodes = slices.Clone(step.Retry.ExitCodes)
 			st.Steps = append(st.Steps, &cp)
 		}
 		sd.copyTransfers(st)
 		if sd.deploy != nil {
-			st.Deploy = sd.deploy.compile(st.Env)
+			st.Deploy = sd.deploy.compile(st.Env, vars)
 			st.Steps = append(st.Steps, &Step{Name: DeployStep, Deploy: true})
 		}
 		out = append(out, st)

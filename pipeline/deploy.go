@@ -485,15 +485,16 @@ func expandRefs(s string, env map[string]string) string {
 }
 
 // compile returns the stage's copy of the deploy with its references
-// expanded against the stage's environment.
-func (dd *deployDef) compile(env map[string]string) *Deploy {
+// expanded against the stage's environment, and its env values as every
+// env value is (expandEnv, against vars).
+func (dd *deployDef) compile(env, vars map[string]string) *Deploy {
 	d := *dd.d
 	d.Version = expandRefs(d.Version, env)
 	d.Image = expandRefs(d.Image, env)
 	d.Region = expandRefs(d.Region, env)
 	d.Command = slices.Clone(d.Command)
 	d.Health.Command = slices.Clone(d.Health.Command)
-	d.Env = maps.Clone(d.Env)
+	d.Env = expandAll(d.Env, vars)
 	d.Endpoints = maps.Clone(d.Endpoints)
 	if d.Docker != nil {
 		t := *d.Docker

@@ -80,6 +80,7 @@ const (
 	CodeDuplicateNeed       = "duplicate-need"
 	CodeTimeoutExceedsStage = "timeout-exceeds-stage"
 	CodeStatusWithoutNeeds  = "status-without-needs"
+	CodeUnexpanded          = "unexpanded-variable"
 )
 
 // Diagnostic is one problem found in a pipeline file, with the position of

@@ -164,8 +164,13 @@ type parser struct {
 	seen         map[Diagnostic]bool
 	dropped      int
 	stepTimeouts map[*Step]*yaml.Node
-	aliases      int
-	nodes        int
+	// stageDef is the stage being parsed (nil outside stages); envUses
+	// are the env values seen, for checkEnvRefs.
+	stageDef *stageDef
+	envUses  []envUse
+	envSeen  map[envUseKey]bool
+	aliases  int
+	nodes    int
 	// reqs collects the container requests of the stage being parsed.
 	reqs       []request
 	tooComplex bool
@@ -304,6 +309,7 @@ func (ps *parser) parse(src []byte) *Pipeline {
 	ps.checkNeeds(p.stages)
 	ps.checkArtifactsFrom(p.stages)
 	ps.checkDeployRefs(p)
+	ps.checkEnvRefs(p)
 	return p
 }
 
@@ -627,6 +633,7 @@ func (ps *parser) env(n *yaml.Node, what string) map[string]string {
 		}
 		if v, ok := ps.scalarText(e.val, fmt.Sprintf("%s value %s", what, k)); ok {
 			out[k] = v
+			ps.useEnv(e.val, v)
 		}
 	}
 	return out
@@ -727,6 +734,8 @@ func (ps *parser) stages(n *yaml.Node) []*stageDef {
 
 func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 	s := &stageDef{name: key.Value, line: key.Line, col: key.Column, runOn: RunOnSuccess, timeout: Duration(DefaultStageTimeout)}
+	ps.stageDef = s
+	defer func() { ps.stageDef = nil }()
 	n = ps.mapping(n, "stage "+s.name)
 	if n == nil {
 		// Keep the stage so that needs on it are not reported as unknown.

@@ -336,7 +336,7 @@ func TestEveryCodeCovered(t *testing.T) {
 	all := []string{CodeYAMLSyntax, CodeFileTooLarge, CodeTooComplex, CodeMultipleDocuments, CodeBadVersion,
 		CodeUnknownKey, CodeDuplicateKey, CodeWrongType, CodeMissingField, CodeBadValue, CodeBadName,
 		CodeReservedName, CodeDuplicateName, CodeUnknownNeed, CodeCycle, CodeBadGlob, CodeBadDuration,
-		CodeBadMatrix, CodeMatrixTooLarge, CodeUnsupported, CodeDuplicateNeed, CodeTimeoutExceedsStage, CodeStatusWithoutNeeds}
+		CodeBadMatrix, CodeMatrixTooLarge, CodeUnsupported, CodeDuplicateNeed, CodeTimeoutExceedsStage, CodeStatusWithoutNeeds, CodeUnexpanded}
 	files, _ := filepath.Glob("testdata/*/*")
 	var text strings.Builder
 	for _, f := range files {

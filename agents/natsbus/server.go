@@ -166,6 +166,15 @@ func StartEmbedded(o Options) (*Server, error) {
 		NoSigs:     true,
 		NoLog:      true,
 	}
+	if port > 0 {
+		// nats-server reports a taken port only in its own log, and then
+		// never becomes ready: try the address first to say why.
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return nil, fmt.Errorf("start nats: %w", err)
+		}
+		ln.Close()
+	}
 	base := *sopts // NewServer keeps and changes sopts; SetAgents starts from a copy
 	srv, err := server.NewServer(sopts)
 	if err != nil {

@@ -294,3 +294,39 @@ func TestRunForcedExitThenPrune(t *testing.T) {
 		t.Errorf("left behind after the next run pruned: %v", left)
 	}
 }
+
+// TestRunEnvExpansionDocker: ${VAR} in env values reaches a step's
+// container expanded, per matrix combination; an untrusted value that
+// holds a reference (the branch name here) arrives as written.
+func TestRunEnvExpansionDocker(t *testing.T) {
+	needDocker(t)
+	dir := t.TempDir()
+	src := `version: 1
+stages:
+  build:
+    image: runnel-test/busybox:latest
+    matrix:
+      arch: [amd64, arm64]
+    env:
+      GOARCH: ${MATRIX_ARCH}
+      OUT: bin/app-${ARCH}-${RUNNEL_BRANCH}
+    steps:
+      - name: show
+        run: echo "GOARCH=$GOARCH OUT=$OUT LITERAL=$LITERAL"
+        env:
+          LITERAL: $${MATRIX_ARCH}
+`
+	if err := os.WriteFile(filepath.Join(dir, ".pipeline.yml"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runnel(t, dir, "run", "--pull", "never", "--branch", "feat-${MATRIX_ARCH}")
+	if r.code != 0 {
+		t.Fatalf("exit code: got %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		want := "build[arch=" + arch + "]/show | GOARCH=" + arch + " OUT=bin/app-" + arch + "-feat-${MATRIX_ARCH} LITERAL=${MATRIX_ARCH}\n"
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}

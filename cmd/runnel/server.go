@@ -201,9 +201,6 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		return err
 	}
 	defer st.Close()
-	if err := a.ensureAdminToken(bg, st); err != nil {
-		return err
-	}
 	logs, err := logstore.New(filepath.Join(data, "logs"))
 	if err != nil {
 		return err
@@ -301,6 +298,12 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	// Webhooks accepted (202) but not triggered before the last stop are
 	// still stored as received: trigger them now, in the background.
 	deliveries.Resume()
+	// The first admin token is made only now that start-up succeeded: a
+	// start that failed earlier stores none, so the next start prints it.
+	if err := a.ensureAdminToken(bg, st); err != nil {
+		ln.Close()
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	defer drainHookSpools(ctx, st, ln.Addr(), log)() // pushes spooled while the server was down
