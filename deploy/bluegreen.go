@@ -191,11 +191,15 @@ func (r *release) endStep(st Step, healthy bool) {
 // rollbackOrFail rolls back; the outcome is RolledBack when green has
 // taken traffic and Failed otherwise.
 func (r *release) rollbackOrFail(ctx context.Context, what string, cause error) {
-	if r.weight == 0 {
+	switch {
+	case r.weight == 0:
 		r.fail(ctx, what, cause, true)
-		return
+	case r.rel.StopOnFailure:
+		r.emit(PhaseRollback, fmt.Sprintf("stopped with %d%% on %s: not rolling back (on failure: stop)", r.weight, r.rel.Version))
+		r.fail(ctx, what, fmt.Errorf("stopped with %d%% of traffic on the new version: %w", r.weight, cause), false)
+	default:
+		r.rollback(ctx, what, cause)
 	}
-	r.rollback(ctx, what, cause)
 }
 
 func (r *release) probe(ctx context.Context, h HealthCheck, w int) error {
@@ -224,9 +228,14 @@ func (r *release) waitHealthy(ctx context.Context, h HealthCheck) error {
 	}
 }
 
-// bake holds a step for BakeTime, probing every Interval (at least once).
+// bake holds a step for BakeTime (or Interval below 100 %), probing
+// every health Interval (at least once).
 func (r *release) bake(ctx context.Context, h HealthCheck, w int) error {
-	end := time.Now().Add(r.rel.BakeTime)
+	hold := r.rel.BakeTime
+	if w < 100 && r.rel.Interval > 0 {
+		hold = r.rel.Interval
+	}
+	end := time.Now().Add(hold)
 	failures := 0
 	for {
 		err := r.probe(ctx, h, w)

@@ -59,6 +59,14 @@ type Release struct {
 	// BakeTime is how long each step is held (and probed) before the next
 	// one; zero holds a step for one probe only.
 	BakeTime time.Duration
+	// Interval, when set, is how long each step below 100 % is held
+	// instead of BakeTime (a canary's or a linear step's time); BakeTime
+	// then holds only the final 100 %.
+	Interval time.Duration
+	// StopOnFailure leaves the traffic as it was when the release failed
+	// after green took traffic, for a person to look at, instead of
+	// rolling back (outcome Failed). The next release's Prepare cleans up.
+	StopOnFailure bool
 }
 
 // HealthCheck describes a readiness and liveness probe of the new version.
@@ -189,6 +197,9 @@ func (rel Release) Validate() error {
 	}
 	if _, err := rel.Steps(); err != nil {
 		errs = append(errs, err)
+	}
+	if rel.Interval < 0 {
+		errs = append(errs, fmt.Errorf("interval %s is negative", rel.Interval))
 	}
 	if rel.BakeTime < 0 {
 		errs = append(errs, fmt.Errorf("bake time %s is negative", rel.BakeTime))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,28 +75,33 @@ func TestBlueGreen(t *testing.T) {
 		name    string
 		serving string
 		fail    map[string]error
+		stop    bool
 		outcome deploy.Outcome
 		sentry  error
 		calls   string
 	}{
-		{"success", "v1", nil, deploy.Succeeded, nil,
+		{"success", "v1", nil, false, deploy.Succeeded, nil,
 			"prepare create probe@0 shift@10 probe@10 shift@100 probe@100 promote"},
-		{"already serving", "v2", nil, deploy.Succeeded, nil, "prepare"},
-		{"prepare fails", "v1", map[string]error{"prepare": boom}, deploy.Failed, deploy.ErrFailed, "prepare"},
-		{"create fails", "v1", map[string]error{"create": boom}, deploy.Failed, deploy.ErrFailed, "prepare create rollback"},
-		{"first shift fails", "v1", map[string]error{"shift@10": boom}, deploy.Failed, deploy.ErrFailed,
+		{"already serving", "v2", nil, false, deploy.Succeeded, nil, "prepare"},
+		{"prepare fails", "v1", map[string]error{"prepare": boom}, false, deploy.Failed, deploy.ErrFailed, "prepare"},
+		{"create fails", "v1", map[string]error{"create": boom}, false, deploy.Failed, deploy.ErrFailed, "prepare create rollback"},
+		{"first shift fails", "v1", map[string]error{"shift@10": boom}, false, deploy.Failed, deploy.ErrFailed,
 			"prepare create probe@0 shift@10 rollback"},
-		{"unhealthy under traffic", "v1", map[string]error{"probe@10": boom}, deploy.RolledBack, deploy.ErrRolledBack,
+		{"unhealthy under traffic", "v1", map[string]error{"probe@10": boom}, false, deploy.RolledBack, deploy.ErrRolledBack,
 			"prepare create probe@0 shift@10 probe@10 rollback"},
-		{"rollback fails", "v1", map[string]error{"probe@100": boom, "rollback": boom}, deploy.Failed, deploy.ErrFailed,
+		{"rollback fails", "v1", map[string]error{"probe@100": boom, "rollback": boom}, false, deploy.Failed, deploy.ErrFailed,
 			"prepare create probe@0 shift@10 probe@10 shift@100 probe@100 rollback"},
-		{"promote fails, no rollback", "v1", map[string]error{"promote": boom}, deploy.Failed, deploy.ErrFailed,
+		{"unhealthy under traffic, stop", "v1", map[string]error{"probe@10": boom}, true, deploy.Failed, deploy.ErrFailed,
+			"prepare create probe@0 shift@10 probe@10"},
+		{"create fails, stop still removes green", "v1", map[string]error{"create": boom}, true, deploy.Failed, deploy.ErrFailed,
+			"prepare create rollback"},
+		{"promote fails, no rollback", "v1", map[string]error{"promote": boom}, false, deploy.Failed, deploy.ErrFailed,
 			"prepare create probe@0 shift@10 probe@10 shift@100 probe@100 promote"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := &platform{serving: tt.serving, fail: tt.fail}
-			rel := deploy.Release{App: "web", Version: "v2", TrafficSteps: []int{10},
+			rel := deploy.Release{App: "web", Version: "v2", TrafficSteps: []int{10}, StopOnFailure: tt.stop,
 				Health: deploy.HealthCheck{StartTimeout: time.Millisecond, Interval: time.Millisecond}}
 			var events []deploy.Phase
 			res, err := deploy.BlueGreen(context.Background(), p, rel, func(e deploy.Event) { events = append(events, e.Phase) })
@@ -141,6 +147,27 @@ func TestCancel(t *testing.T) {
 	}
 	if last := p.calls[len(p.calls)-1]; last != "rollback" {
 		t.Errorf("last call: got %s, want rollback", last)
+	}
+}
+
+// TestInterval: Interval holds the partial steps, BakeTime the final
+// 100 %: with a long bake and a short interval, the probes at 10 % are
+// few and the release is still held at 100 % until cancelled.
+func TestInterval(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &platform{serving: "v1"}
+	rel := deploy.Release{App: "web", Version: "v2", TrafficSteps: []int{10}, Interval: time.Millisecond, BakeTime: time.Hour,
+		Health: deploy.HealthCheck{Interval: time.Millisecond}}
+	_, err := deploy.BlueGreen(ctx, p, rel, func(e deploy.Event) {
+		if e.Phase == deploy.PhaseShift && e.Weight == 100 {
+			cancel()
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v: want the release held at 100 %% until cancelled", err)
+	}
+	if !strings.Contains(strings.Join(p.calls, " "), "shift@10 probe@10") || slices.Contains(p.calls, "promote") {
+		t.Errorf("calls %v: want 10 %% held briefly, then 100 %% held, no promote", p.calls)
 	}
 }
 

@@ -85,14 +85,12 @@ stages:
 }
 
 // TestAgentKilledMidStage: SIGKILL the agent running a long stage. The
-// stage runs again on the other agent as a later attempt (or ends
-// agent_lost) within a minute, the run finishes, and the killed attempt's
-// container never runs at the same time as the new attempt: a marker
-// server on the host records when each container really ran.
-// TestAgentKilledMidStage: the server's lease outlasts JetStream's 30 s
-// AckWait (a shorter one is refused at start), so the job of a SIGKILLed
-// agent is redelivered to the other agent.
-func TestAgentKilledMidStage(t *testing.T) { testAgentKilled(t, nil) }
+// server's lease (15 s here) runs out and it queues the stage again as a
+// later attempt, which runs on the other agent within a minute; the run
+// finishes, and the killed attempt's container never runs at the same
+// time as the new attempt: a marker server on the host records when each
+// container really ran.
+func TestAgentKilledMidStage(t *testing.T) { testAgentKilled(t, []string{"--lease-timeout", "15s"}) }
 
 func testAgentKilled(t *testing.T, extra []string) {
 	c := newCluster(t, []string{"kill-1", "kill-2"}, extra...)
@@ -180,24 +178,8 @@ stages:
 			t.Errorf("killed attempt's container still ran at %s, after the new attempt started at %s: the stage ran twice at once",
 				first.last.Format("15:04:05.000"), second.first.Format("15:04:05.000"))
 		}
-	case st.Status != "success" && st.Reason == "agent_lost":
-		if d := st.FinishedAt.Sub(killed); d > time.Minute {
-			t.Errorf("stage ended agent_lost %s after the kill, want < 1m", d)
-		}
-		// The job must not run again once the stage has ended: wait past
-		// JetStream's redelivery (AckWait 30 s after the last lease
-		// extension) and look.
-		time.Sleep(time.Until(killed.Add(40 * time.Second)))
-		ev = m.snapshot()
-		ids := map[string]bool{}
-		for _, e := range ev {
-			ids[e.id] = true
-		}
-		if len(ids) > 1 {
-			t.Errorf("stage ended agent_lost but %d containers ran it: %+v", len(ids), ev)
-		}
 	default:
-		t.Errorf("after the kill: run %s, stage %+v; want success on a later attempt or agent_lost", r.Status, st)
+		t.Errorf("after the kill: run %s, stage %+v; want success on a later attempt", r.Status, st)
 	}
 }
 

@@ -2,9 +2,11 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner/metrics"
 	"github.com/runnel-ci/runnel/runner/store"
@@ -59,7 +61,16 @@ func (r *Runner) recordDeployment(ctx context.Context, run *store.Run, env strin
 		}
 	}
 	result, ok := deploymentResult(group)
-	if !ok {
+	cur := r.release(ctx, run.ID, env)
+	switch {
+	case ok && cur != nil:
+		result = releaseResult(result, cur.Release.Outcome)
+	case ok:
+	case cur != nil && allTerminal(group):
+		// Cancelled (or lost) during its release: the environment got
+		// what the release did.
+		result = releaseResult(store.DeployFailure, cur.Release.Outcome)
+	default:
 		return
 	}
 	d := store.Deployment{RepoID: run.RepoID, Environment: env, RunID: run.ID, StageID: group[len(group)-1].ID,
@@ -69,13 +80,86 @@ func (r *Runner) recordDeployment(ctx context.Context, run *store.Run, env strin
 			d.StartedAt = st.StartedAt
 		}
 	}
-	if _, err := r.cfg.Store.CreateDeployment(ctx, d); err != nil {
-		r.log.Error("record deployment", "run", run.ID, "environment", env, "err", err)
-		return
+	if cur == nil {
+		if _, err := r.cfg.Store.CreateDeployment(ctx, d); err != nil {
+			r.log.Error("record deployment", "run", run.ID, "environment", env, "err", err)
+			return
+		}
+	} else {
+		if !cur.StartedAt.IsZero() && (d.StartedAt.IsZero() || cur.StartedAt.Before(d.StartedAt)) {
+			d.StartedAt = cur.StartedAt
+		}
+		var restored int64
+		if result == store.DeployRolledBack {
+			if last, err := r.cfg.Store.LastDeployments(ctx, run.RepoID); err == nil && last[env] != nil {
+				restored = last[env].ID
+			}
+		}
+		if err := r.cfg.Store.EndDeployment(ctx, cur.ID, result, d.FinishedAt, restored); err != nil {
+			r.log.Error("record deployment", "run", run.ID, "environment", env, "err", err)
+			return
+		}
 	}
 	if r.cfg.Metrics != nil {
 		r.cfg.Metrics.DeploymentFinished(metrics.Deployment{Repo: run.Repo, Environment: env, CommitTime: run.CommitTime,
 			Started: d.StartedAt, Finished: d.FinishedAt, Result: result})
+	}
+}
+
+// releaseResult is the result of a deployment whose stages gave result
+// and whose release ended with outcome: a rolled back release is
+// rolled_back (a change failure that left the old version serving).
+func releaseResult(result, outcome string) string {
+	switch {
+	case outcome == "rolled_back":
+		return store.DeployRolledBack
+	case outcome == "succeeded" && result == store.DeploySuccess:
+		return store.DeploySuccess
+	}
+	return store.DeployFailure
+}
+
+func allTerminal(stages []*store.Stage) bool {
+	for _, st := range stages {
+		if !st.Status.Terminal() {
+			return false
+		}
+	}
+	return true
+}
+
+// release returns the in-progress deployment a deploy stage of the run
+// made for env, nil if there is none.
+func (r *Runner) release(ctx context.Context, runID int64, env string) *store.Deployment {
+	cur, err := r.cfg.Store.DeploymentOfRun(ctx, runID, env)
+	if err != nil || cur.Result != "" {
+		return nil
+	}
+	return cur
+}
+
+// recoverDeployments records, for a run whose stages have all ended, the
+// deployment of every environment of the run that has no finished one:
+// the server may have died between a stage's end and its record. Callers
+// hold r.mu; recordDeployment finishes an in-progress record.
+func (r *Runner) recoverDeployments(ctx context.Context, run *store.Run) {
+	done := map[string]bool{}
+	for _, st := range run.Stages {
+		env := st.Environment
+		if env == "" || done[env] {
+			continue
+		}
+		done[env] = true
+		d, err := r.cfg.Store.DeploymentOfRun(ctx, run.ID, env)
+		switch {
+		case err == nil && d.Result != "":
+			continue
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			r.log.Error("recover deployment", "run", run.ID, "environment", env, "err", err)
+			continue
+		}
+		r.log.Info("recording a deployment its stage's end did not", "run", run.ID, "environment", env)
+		r.recordDeployment(ctx, run, env)
 	}
 }
 
@@ -91,4 +175,24 @@ func (r *Runner) environments(ctx context.Context, repoID int64) ([]pipeline.Env
 		out = append(out, pipeline.Environment{Name: e.Name, Branches: e.Branches, Tags: e.Tags})
 	}
 	return out, nil
+}
+
+// deployProgress records a deploy step's report on the deployment of its
+// run and environment (a stage without environment is no deployment: its
+// release is only in its log).
+func (r *Runner) deployProgress(ctx context.Context, run *store.Run, st *store.Stage, p *wire.DeployProgress) error {
+	if p == nil || st.Environment == "" {
+		return nil
+	}
+	d := store.Deployment{RepoID: run.RepoID, Environment: st.Environment, RunID: run.ID, StageID: st.ID,
+		Commit: run.Commit, CommitTime: run.CommitTime, StartedAt: st.StartedAt,
+		Release: store.Release{Provider: p.Provider, Version: p.Version, From: p.From, Phase: p.Phase, Traffic: p.Weight, Outcome: p.Outcome}}
+	if _, err := r.cfg.Store.DeployProgress(ctx, d); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			r.log.Info("deploy progress after the deployment ended ignored", "run", run.ID, "stage", st.Key)
+			return nil
+		}
+		return fmt.Errorf("deploy progress of run %d stage %s: %w", run.ID, st.Key, err)
+	}
+	return nil
 }

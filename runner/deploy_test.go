@@ -1,8 +1,13 @@
 package runner
 
 import (
+	"context"
+	"errors"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/runnel-ci/runnel/agents/wire"
 
 	"github.com/runnel-ci/runnel/runner/store"
 )
@@ -43,5 +48,64 @@ func TestDeploymentResult(t *testing.T) {
 				t.Errorf("got %q, %v, want %q, %v", got, ok, tt.want, tt.ok)
 			}
 		})
+	}
+}
+
+func TestReleaseResult(t *testing.T) {
+	tests := []struct{ result, outcome, want string }{
+		{store.DeploySuccess, "succeeded", store.DeploySuccess},
+		{store.DeployFailure, "rolled_back", store.DeployRolledBack},
+		{store.DeployFailure, "failed", store.DeployFailure},
+		{store.DeployFailure, "", store.DeployFailure},               // lost before any report of its end
+		{store.DeploySuccess, "rolled_back", store.DeployRolledBack}, // another variant's release rolled back
+		{store.DeployFailure, "succeeded", store.DeployFailure},      // released, but a later step failed
+	}
+	for _, tt := range tests {
+		if got := releaseResult(tt.result, tt.outcome); got != tt.want {
+			t.Errorf("releaseResult(%q, %q) = %q, want %q", tt.result, tt.outcome, got, tt.want)
+		}
+	}
+}
+
+// TestDeploymentRecordedAfterCrash: the server dies after a deploy stage's
+// end is stored and before its deployment is recorded; the next server
+// records it when it finishes the run.
+func TestDeploymentRecordedAfterCrash(t *testing.T) {
+	f := newFixture(t, false, time.Minute)
+	ctx := context.Background()
+	if _, err := f.store.PutEnvironment(ctx, store.Environment{RepoID: f.repo.ID, Name: "production", Branches: []string{"main"}}); err != nil {
+		t.Fatal(err)
+	}
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  deploy:\n    environment: production\n    steps:\n      - name: s\n        run: echo\n"})
+	run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.update(run, wire.Update{Kind: wire.KindStarted, StageID: "deploy", Attempt: 1, Agent: "a"})
+	// What the dying server got done: the stage's end, nothing after it.
+	st := stageByKey(run, "deploy")
+	if err := f.store.UpdateStage(ctx, st.ID, 1, store.StageUpdate{Status: store.StatusSuccess}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.DeploymentOfRun(ctx, run.ID, "production"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deployment before the restart: %v, want none", err)
+	}
+	next, err := New(Config{Store: f.store, Bus: f.bus.Dispatcher, Logs: f.logs, CacheDir: filepath.Join(f.dir, "cache-next")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(next.Close)
+	if run = f.wait(run.ID, time.Minute); run.Status != store.StatusSuccess {
+		t.Fatalf("run %s, want success", run.Status)
+	}
+	d, err := f.store.DeploymentOfRun(ctx, run.ID, "production")
+	if err != nil {
+		t.Fatalf("no deployment recorded after the restart: %v", err)
+	}
+	if d.Result != store.DeploySuccess || d.Commit != run.Commit {
+		t.Errorf("deployment %+v, want success of %s", d, run.Commit)
 	}
 }

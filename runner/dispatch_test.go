@@ -3,11 +3,13 @@ package runner
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/runner/runnertest"
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
@@ -77,5 +79,39 @@ func TestQueuedJobPublishedAgainAtStart(t *testing.T) {
 	run := f.wait(runs[0].ID, 2*time.Minute)
 	if st := stageByKey(run, "a"); run.Status != store.StatusSuccess || st.Attempt != 1 || st.Published != 1 {
 		t.Fatalf("run %s, stage %s attempt %d published %d; want success on attempt 1, published", run.Status, st.Status, st.Attempt, st.Published)
+	}
+}
+
+// TestLostStageWaitsBehindBusyAgent: the agent running a stage dies, and
+// the only agent left is busy for several lease periods. The stage goes
+// back to the queue as a new attempt and runs when a slot frees; a queue
+// wait is never taken for a lost agent (it used to end agent_lost).
+func TestLostStageWaitsBehindBusyAgent(t *testing.T) {
+	const lease = 3 * time.Second
+	f := newFixtureOpts(t, runnertest.Options{Capacity: 1, AckWait: 3 * time.Second}, lease)
+	mark := filepath.Join(t.TempDir(), "first-attempt-ran")
+	script := "if [ -e " + mark + " ]; then echo resumed; else touch " + mark + "; sleep 60; fi"
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n" +
+		"  a:\n    steps:\n      - name: s\n        run: '" + script + "'\n" +
+		"  b:\n    steps:\n      - name: s\n        run: sleep 12\n"})
+	ctx := context.Background()
+	run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.waitStage(run.ID, "a", func(st *store.Stage) bool {
+		_, err := os.Stat(mark)
+		return st.Status == store.StatusRunning && err == nil
+	})
+	f.bus.KillAgent()
+	f.bus.StartAgent() // takes b, the head of the queue, for 12 s
+	run = f.wait(run.ID, 2*time.Minute)
+	a, b := stageByKey(run, "a"), stageByKey(run, "b")
+	if run.Status != store.StatusSuccess || a.Attempt != 2 || b.Attempt != 1 {
+		t.Fatalf("run %s; a %s/%s attempt %d, b %s attempt %d; want success, a on attempt 2, b on 1",
+			run.Status, a.Status, a.Reason, a.Attempt, b.Status, b.Attempt)
+	}
+	if a.StartedAt.Before(b.FinishedAt) {
+		t.Errorf("a's attempt 2 started at %v, before b finished at %v: the agent was not busy, the test proves nothing", a.StartedAt, b.FinishedAt)
 	}
 }

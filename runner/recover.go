@@ -35,7 +35,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	now := time.Now()
 	for _, run := range runs {
 		for _, st := range run.Stages {
-			if st.Status == store.StatusRunning {
+			if leased(st) {
 				r.touch(run.ID, st.Key, st.Attempt, st.Agent, now)
 			}
 		}
@@ -136,8 +136,9 @@ func (r *Runner) forget(runID int64, stage string) {
 	r.seenMu.Unlock()
 }
 
-// watchdog ends or re-queues stages whose agent stopped reporting. It is
-// not a dispatch loop: dispatch happens on events.
+// watchdog ends or re-queues stages whose agent stopped reporting, and
+// keeps the pending reasons of queued stages current. It is not a
+// dispatch loop: dispatch happens on events.
 func (r *Runner) watchdog() {
 	period := r.cfg.LeaseTimeout / 5
 	if period < time.Second {
@@ -145,12 +146,16 @@ func (r *Runner) watchdog() {
 	}
 	t := time.NewTicker(period)
 	defer t.Stop()
+	pt := time.NewTicker(pendingRefresh)
+	defer pt.Stop()
 	for {
 		select {
 		case <-r.stop:
 			return
 		case <-t.C:
 			r.checkLeases(context.Background())
+		case <-pt.C:
+			r.refreshPending(context.Background())
 		}
 	}
 }
@@ -168,7 +173,7 @@ func (r *Runner) checkLeases(ctx context.Context) {
 	running := map[stageRef]bool{}
 	for _, run := range runs {
 		for _, st := range run.Stages {
-			if st.Status != store.StatusRunning {
+			if !leased(st) {
 				continue
 			}
 			ref := stageRef{run.ID, st.Key}
@@ -198,22 +203,63 @@ func (r *Runner) checkLeases(ctx context.Context) {
 	r.seenMu.Unlock()
 }
 
-// agentLost ends a running stage whose agent went silent for a lease
-// period. The bus redelivers the job of a lost agent after its AckWait
-// (below the lease timeout), and the new attempt's "started" keeps the
-// stage alive; so this only fires when no agent took the job over.
+// leased reports whether st has an attempt an agent holds: running, or
+// queued with a granted claim whose "started" is not applied yet.
+func leased(st *store.Stage) bool {
+	return st.Status == store.StatusRunning || st.Status == store.StatusQueued && st.Claim != ""
+}
+
+// MaxAttempts is how many attempts a stage gets whose agents go silent:
+// after the last the stage ends error/agent_lost.
+const MaxAttempts = 5
+
+// agentLost handles a stage whose current attempt went silent for a
+// lease period: it tells the attempt to stop (its agent may only be cut
+// off; it stops on its own before the lease ends) and queues the stage
+// as a new attempt, or, after MaxAttempts, ends it error/agent_lost.
 func (r *Runner) agentLost(ctx context.Context, run *store.Run, st *store.Stage) {
 	log := r.log.With("run", run.ID, "stage", st.Key, "attempt", st.Attempt, "agent", st.Agent)
-	// Tell the old attempt to stop, in case its agent is only cut off.
 	c := wire.Cancel{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: st.Attempt, Reason: store.ReasonAgentLost}
 	if err := r.cfg.Bus.Cancel(ctx, c); err != nil {
 		log.Warn("cancel lost attempt", "err", err)
 	}
 	r.forget(run.ID, st.Key)
 	r.finishStepLogs(run.ID, st)
+	if st.Attempt < MaxAttempts {
+		err := r.retry(ctx, run, st)
+		if err == nil {
+			return
+		}
+		if refused(err) {
+			log.Info("lost attempt not retried: the stage moved on", "err", err)
+			return
+		}
+		log.Error("retry lost attempt", "err", err)
+	}
 	log.Warn("agent lost: ending stage")
-	if err := r.endStage(ctx, run, st, store.AnyAttempt, store.StatusError, store.ReasonAgentLost); err != nil {
+	if err := r.endStage(ctx, run, st, st.Attempt, store.StatusError, store.ReasonAgentLost); err != nil {
 		// The next lease check tries again: the stage is still running.
 		log.Error("end lost stage", "err", err)
 	}
+}
+
+// retry queues st, whose current attempt was lost, as a new attempt and
+// publishes its job; an error after the stage was queued (the publish
+// failed) leaves st at the new attempt, for the caller to end.
+func (r *Runner) retry(ctx context.Context, run *store.Run, st *store.Stage) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ps, err := r.planStage(ctx, run, st)
+	if err != nil {
+		return err
+	}
+	lost := st.Attempt
+	attempt, err := r.cfg.Store.RetryStage(ctx, st.ID, lost)
+	if err != nil {
+		return err
+	}
+	st.Status, st.Attempt, st.Claim, st.Agent = store.StatusQueued, attempt, "", ""
+	r.log.Warn("agent lost: stage queued again", "run", run.ID, "stage", st.Key, "lost_attempt", lost, "attempt", attempt)
+	r.setPending(ctx, st, fmt.Sprintf("attempt %d lost its agent; retrying", lost))
+	return r.publish(ctx, run, st, ps)
 }

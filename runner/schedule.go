@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -57,7 +56,7 @@ func (r *Runner) scheduleLocked(ctx context.Context, runID int64) error {
 			}
 		}
 		if len(waiting) > 0 {
-			r.setPending(ctx, st, "waiting for needs: "+strings.Join(waiting, ", "))
+			r.setPending(ctx, st, PendingReason(Wait{Needs: waiting}, nil))
 			continue
 		}
 		ps := planStage[st.Key]
@@ -94,7 +93,7 @@ func (r *Runner) scheduleLocked(ctx context.Context, runID int64) error {
 				}
 				st.Status = store.StatusWaiting
 			}
-			r.setPending(ctx, st, "waiting for approval")
+			r.setPending(ctx, st, PendingReason(Wait{Approval: true}, nil))
 			continue
 		}
 		if st.Status == store.StatusWaiting {
@@ -106,7 +105,7 @@ func (r *Runner) scheduleLocked(ctx context.Context, runID int64) error {
 				return err
 			}
 			if !free {
-				r.setPending(ctx, st, "waiting for concurrency group "+st.Concurrency)
+				r.setPending(ctx, st, PendingReason(Wait{Concurrency: st.Concurrency}, nil))
 				continue
 			}
 		}
@@ -117,6 +116,7 @@ func (r *Runner) scheduleLocked(ctx context.Context, runID int64) error {
 			}
 		}
 	}
+	r.setRunPending(ctx, run)
 	return r.maybeFinishRun(ctx, run.ID)
 }
 
@@ -195,7 +195,7 @@ func (r *Runner) dispatch(ctx context.Context, run *store.Run, st *store.Stage) 
 		return err
 	}
 	r.log.Info("stage queued", "run", run.ID, "stage", st.Key, "attempt", attempt)
-	if why := r.agentReason(ps.Labels); why != "" {
+	if why := PendingReason(Wait{Queued: true, Labels: ps.Labels}, r.agentLoads()); why != "" {
 		r.setPending(ctx, st, why)
 	}
 	return nil
@@ -282,44 +282,6 @@ func withInputs(ps *pipeline.Stage, inputs map[string]string) *pipeline.Stage {
 	return &cp
 }
 
-// agentReason explains why a job for labels may wait, or "".
-func (r *Runner) agentReason(labels map[string]string) string {
-	capable, busy := 0, 0
-	for _, a := range r.cfg.Bus.Agents() {
-		if a.Lost {
-			continue
-		}
-		ok := true
-		for k, v := range labels {
-			if a.Labels[k] != v {
-				ok = false
-			}
-		}
-		if !ok {
-			continue
-		}
-		capable++
-		if a.Capacity > 0 && a.Running >= a.Capacity {
-			busy++
-		}
-	}
-	switch {
-	case capable == 0:
-		kv := make([]string, 0, len(labels))
-		for k, v := range labels {
-			kv = append(kv, k+"="+v)
-		}
-		sort.Strings(kv)
-		if len(kv) == 0 {
-			return "no agent connected"
-		}
-		return "no agent with labels " + strings.Join(kv, ",")
-	case busy == capable:
-		return "all capable agents busy"
-	}
-	return ""
-}
-
 // maybeFinishRun ends the run when every stage is terminal.
 func (r *Runner) maybeFinishRun(ctx context.Context, runID int64) error {
 	run, err := r.cfg.Store.Run(ctx, runID)
@@ -343,6 +305,7 @@ func (r *Runner) maybeFinishRun(ctx context.Context, runID int64) error {
 			}
 		}
 	}
+	r.recoverDeployments(ctx, run)
 	if err := r.cfg.Store.UpdateRun(ctx, run.ID, result, ""); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil

@@ -27,15 +27,17 @@ type handler struct{ r *Runner }
 
 func (h handler) Update(ctx context.Context, u *wire.Update) error { return h.r.HandleUpdate(ctx, u) }
 func (h handler) Log(ctx context.Context, c *wire.LogChunk) error  { return h.r.HandleLog(ctx, c) }
+func (h handler) Claim(ctx context.Context, c *wire.Claim) *wire.ClaimReply {
+	return h.r.HandleClaim(ctx, c)
+}
 
-// HandleUpdate applies an agent's update. A "started" whose attempt is
-// above the stage's current one makes it current (a redelivered job, wire
-// rule 4); any other update of an attempt that is not the current one is
-// ignored and its attempt told to stop (wire rule 6), as are updates that
+// HandleUpdate applies an agent's update. An update of an attempt that is
+// not the current one is ignored and its attempt told to stop (wire rule
+// 6); attempts are made by the server alone (dispatch and retry), as are updates that
 // the state machine refuses. u.Agent must be the authenticated sender (the
 // dispatcher checks it against the subject): an update of the current
-// attempt from another agent than the one whose "started" was accepted
-// (recorded as the stage's Agent) is ignored, without a cancel, which
+// attempt from another agent than the one whose claim was granted or
+// whose "started" was accepted (the stage's Agent) is ignored, without a cancel, which
 // would stop the rightful agent too; so is anything but a "started" for
 // an attempt nobody started yet. KindLost is the server's own. It returns an error when the store failed
 // (reading, or applying the update), so the bus delivers it again; every
@@ -81,34 +83,6 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		if u.Step != "" && s.Name == u.Step {
 			step = s.Position
 		}
-	}
-	if u.Kind == wire.KindStarted && u.Attempt > st.Attempt && !st.Status.Terminal() && u.Attempt-st.Attempt <= 20 {
-		// A redelivered job runs as a higher attempt (wire rule 4): make
-		// it current so the earlier attempt is fenced off.
-		for st.Attempt < u.Attempt {
-			a, err := r.cfg.Store.QueueStage(ctx, st.ID)
-			if err != nil {
-				if !refused(err) {
-					// Not fenced yet: the redelivery must not be taken
-					// for a stale attempt and cancelled.
-					return fmt.Errorf("raise attempt of stage %s for redelivered job: %w", st.Key, err)
-				}
-				log.Warn("raise attempt for redelivered job", "err", err)
-				break
-			}
-			st.Attempt, st.Agent = a, "" // QueueStage clears the agent
-		}
-	}
-	if u.Kind == wire.KindLost && u.Attempt > st.Attempt && !st.Status.Terminal() {
-		// JetStream gave up on the job after a delivery whose "started"
-		// never arrived: the stage's current attempt is lost with it.
-		u.Attempt = st.Attempt
-	}
-	if u.Kind == wire.KindHeartbeat && u.Attempt > st.Attempt && !st.Status.Terminal() {
-		// Its "started" is on the way (a redelivery makes a higher
-		// attempt current only with it): not stale, just early.
-		log.Debug("heartbeat of an attempt not started yet", "current_attempt", st.Attempt)
-		return nil
 	}
 	if u.Kind != wire.KindLost && u.Attempt == st.Attempt && !ownsAttempt(st, u) {
 		// Another agent speaks for the attempt: forged, or a confused
@@ -216,6 +190,8 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 	case wire.KindFinished:
 		status, reason := stageStatus(u.Status, u.Reason)
 		return r.endStage(ctx, run, st, u.Attempt, status, reason)
+	case wire.KindDeploy:
+		return r.deployProgress(ctx, run, st, u.Deploy)
 	default:
 		log.Warn("update of unknown kind ignored")
 	}

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +43,8 @@ type EventSink interface {
 	// Log returns the writer for a step's output. Close sends what is
 	// buffered and the end-of-log mark; call it when the step ends.
 	Log(step string) io.WriteCloser
+	// Deploying reports the progress of a deploy step.
+	Deploying(step string, p wire.DeployProgress)
 }
 
 // StageRunner runs one stage attempt to completion. job.Attempt is the
@@ -64,6 +68,10 @@ func (f RunnerFunc) RunStage(ctx context.Context, job *wire.Job, sink EventSink)
 // which is also how often a running stage's heartbeat reaches the server.
 const DefaultProgress = 5 * time.Second
 
+// DefaultLease is the server's lease of a claimed attempt when its grant
+// names none (the server's default --lease-timeout).
+const DefaultLease = 45 * time.Second
+
 // Config configure an Agent. Zero durations take the defaults.
 type Config struct {
 	Name     string            // must be wire.ValidName and match the NATS user
@@ -74,9 +82,10 @@ type Config struct {
 	Software string // build version, reported in presence
 
 	Heartbeat time.Duration // presence interval; default 5 s
-	// Progress is the lease extension interval, default 5 s. After each
-	// successful extension the agent also sends a stage heartbeat update
-	// (wire.KindHeartbeat), by which the server knows the stage is alive.
+	// Progress is how often the agent extends the JetStream lease of a
+	// job it is claiming and sends a claimed stage's heartbeat update
+	// (wire.KindHeartbeat), by which the server knows the stage is alive;
+	// default 5 s.
 	Progress      time.Duration
 	LeaseMargin   time.Duration // stop this long before the lease ends; default 10 s
 	FlushInterval time.Duration // log flush delay; default 100 ms
@@ -91,6 +100,7 @@ type Agent struct {
 	cfg Config
 	log *slog.Logger
 
+	nc       *nats.Conn // Run's
 	mu       sync.Mutex
 	intake   *natsbus.Intake
 	draining bool
@@ -145,6 +155,7 @@ func New(cfg Config) (*Agent, error) {
 // credentials. Run may be called once.
 func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 	defer close(a.done)
+	a.nc = nc
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", a.cfg.Name, err)
@@ -245,11 +256,16 @@ func (a *Agent) cancelMatching(match func(*wire.Job) bool, cause error) {
 	}
 }
 
-// handle runs one delivery: see the wire package on leases.
+// handle runs one delivery: see the wire package on leases and claims.
 func (a *Agent) handle(ctx context.Context, js jetstream.JetStream, d *natsbus.Delivery) {
 	job := *d.Job
-	job.Attempt = d.Attempt
-	log := a.log.With("run", job.RunID, "stage", job.StageID, "attempt", job.Attempt)
+	log := a.log.With("run", job.RunID, "stage", job.StageID, "attempt", job.Attempt, "delivered", d.Delivered)
+	grant, ok := a.claim(ctx, d, log)
+	if !ok {
+		return
+	}
+	job.Attempt = grant.Attempt
+	log = log.With("attempt", job.Attempt)
 	rep := &reporter{a: a, js: js, job: &job, log: log}
 
 	// leaseCtx ends when the lease is lost; jobCtx also on cancel/drain.
@@ -259,14 +275,19 @@ func (a *Agent) handle(ctx context.Context, js jetstream.JetStream, d *natsbus.D
 	defer wg.Wait()
 	leaseDone := make(chan struct{})
 	defer close(leaseDone)
-	wg.Go(func() { a.keepLease(leaseCtx, d, loseLease, leaseDone, rep.heartbeat) })
+	fence := grant.Lease.D() - min(a.cfg.LeaseMargin, grant.Lease.D()/3)
+	wg.Go(func() { a.keepAlive(leaseCtx, fence, loseLease, leaseDone, rep.heartbeat) })
 
 	rep.ctx = leaseCtx
+	// "started" is stored while the stage already begins: every later
+	// message of the attempt waits for it (rep.started), so the order holds.
+	rep.started = make(chan struct{})
+	wg.Go(func() {
+		defer close(rep.started)
+		rep.publishUpdate(wire.Update{Kind: wire.KindStarted})
+	})
 	if !job.Deadline.IsZero() && time.Now().After(job.Deadline) {
 		rep.send(wire.Update{Kind: wire.KindFinished, Status: wire.StatusTimeout, Reason: "deadline passed before start"})
-		if err := d.Term("deadline passed"); err != nil {
-			log.Warn("terminate late job", "err", err)
-		}
 		return
 	}
 
@@ -287,16 +308,10 @@ func (a *Agent) handle(ctx context.Context, js jetstream.JetStream, d *natsbus.D
 		a.mu.Unlock()
 	}()
 
-	// "started" is stored while the stage already begins: every later
-	// message of the attempt waits for it (rep.started), so the order holds.
-	rep.started = make(chan struct{})
-	wg.Go(func() {
-		defer close(rep.started)
-		rep.publishUpdate(wire.Update{Kind: wire.KindStarted})
-	})
 	res := a.cfg.Runner.RunStage(jobCtx, &job, rep)
 	if leaseCtx.Err() != nil {
-		// Not ours any more (or a hard stop): JetStream redelivers.
+		// Not ours any more (or a hard stop): the server gives the
+		// stage to a new attempt when its lease ends.
 		log.Warn("stage stopped without lease", "cause", context.Cause(leaseCtx))
 		return
 	}
@@ -306,24 +321,85 @@ func (a *Agent) handle(ctx context.Context, js jetstream.JetStream, d *natsbus.D
 	}
 	rep.finishing.Store(true)
 	rep.send(wire.Update{Kind: wire.KindFinished, Status: res.Status, ExitCode: res.ExitCode, Reason: res.Reason})
-	for leaseCtx.Err() == nil {
-		actx, cancelAck := context.WithTimeout(leaseCtx, 5*time.Second)
-		err := d.Ack(actx)
-		cancelAck()
-		if err == nil {
-			return
-		}
-		log.Warn("ack job", "err", err)
-		sleep(leaseCtx, 200*time.Millisecond)
-	}
 }
 
-// keepLease extends d's lease every Progress, calling beat after each
-// successful extension, and cancels the stage (cause ErrLeaseLost) when
-// the lease would end within LeaseMargin.
-func (a *Agent) keepLease(ctx context.Context, d *natsbus.Delivery, lose context.CancelCauseFunc, done <-chan struct{}, beat func(ctx context.Context)) {
+// claim holds d (its JetStream lease extended at once and then every
+// Progress) while it asks the server for the job's attempt, and settles
+// the message: acked when granted (the server owns the attempt from then
+// on), terminated when refused (a copy, or an attempt that is over). ok
+// is false when the job is not to run here: refused, or the lease or ctx
+// ended first (then JetStream delivers the job again).
+func (a *Agent) claim(ctx context.Context, d *natsbus.Delivery, log *slog.Logger) (grant *wire.ClaimReply, ok bool) {
+	holdCtx, loseHold := context.WithCancelCause(ctx)
+	defer loseHold(nil)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { a.keepLease(holdCtx, d, loseHold, done) })
+	defer wg.Wait()
+	defer close(done)
+
+	c := &wire.Claim{RunID: d.Job.RunID, StageID: d.Job.StageID, Attempt: d.Job.Attempt, Agent: a.cfg.Name, Token: newToken()}
+	req, err := wire.Encode(c)
+	if err != nil {
+		log.Error("encode claim", "err", err)
+		return nil, false
+	}
+	wait := 100 * time.Millisecond
+	for {
+		rctx, cancel := context.WithTimeout(holdCtx, 5*time.Second)
+		m, err := a.nc.RequestWithContext(rctx, wire.ClaimSubject(a.cfg.Name), req)
+		cancel()
+		if err == nil {
+			var rep wire.ClaimReply
+			if err = wire.Decode(m.Data, &rep); err == nil {
+				grant = &rep
+				break
+			}
+		}
+		if holdCtx.Err() != nil {
+			log.Warn("claim not answered; the job comes back", "cause", context.Cause(holdCtx), "err", err)
+			return nil, false
+		}
+		log.Debug("claim, retrying", "err", err)
+		sleep(holdCtx, wait)
+		wait = min(2*wait, time.Second)
+	}
+	if !grant.Granted {
+		log.Info("claim refused; job dropped", "reason", grant.Reason)
+		if err := d.Term("claim refused: " + grant.Reason); err != nil {
+			log.Warn("terminate refused job", "err", err)
+		}
+		return nil, false
+	}
+	if grant.Lease.D() <= 0 {
+		grant.Lease = pipeline.Duration(DefaultLease)
+	}
+	// A lost ack only lets JetStream deliver a copy, whose claim is refused.
+	for range 3 {
+		actx, cancel := context.WithTimeout(holdCtx, 5*time.Second)
+		err = d.Ack(actx)
+		cancel()
+		if err == nil || holdCtx.Err() != nil {
+			break
+		}
+		log.Warn("ack claimed job", "err", err)
+	}
+	return grant, true
+}
+
+// newToken returns a claim token: 128 random bits in hex.
+func newToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+// keepLease extends d's JetStream lease at once and then every Progress,
+// and cancels ctx (cause ErrLeaseLost) when the lease would end within
+// LeaseMargin.
+func (a *Agent) keepLease(ctx context.Context, d *natsbus.Delivery, lose context.CancelCauseFunc, done <-chan struct{}) {
 	last := d.Leased
-	next := time.Now().Add(a.cfg.Progress)
+	next := time.Now()
 	for {
 		deadline := last.Add(d.AckWait - a.cfg.LeaseMargin)
 		wake := next
@@ -354,17 +430,45 @@ func (a *Agent) keepLease(ctx context.Context, d *natsbus.Delivery, lose context
 		cancel()
 		if err == nil {
 			last = now
-			// A heartbeat says "the lease is alive": only after an
-			// extension, and bounded so it never delays the next one.
-			hdl := now.Add(a.cfg.Progress / 2)
-			if deadline.Before(hdl) {
-				hdl = deadline
-			}
-			hctx, cancel := context.WithDeadline(ctx, hdl)
-			beat(hctx)
-			cancel()
 		} else {
 			a.log.Warn("extend lease", "run", d.Job.RunID, "stage", d.Job.StageID, "err", err)
+		}
+	}
+}
+
+// keepAlive sends beat every Progress while a claimed stage runs, and
+// cancels ctx (cause ErrLeaseLost) when no beat was stored for fence: the
+// server would soon give the stage to another attempt.
+func (a *Agent) keepAlive(ctx context.Context, fence time.Duration, lose context.CancelCauseFunc, done <-chan struct{}, beat func(ctx context.Context) error) {
+	last := time.Now() // the grant is the lease's start
+	t := time.NewTicker(a.cfg.Progress)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		deadline := last.Add(fence)
+		now := time.Now()
+		if !now.Before(deadline) {
+			lose(ErrLeaseLost)
+			return
+		}
+		// Bounded so a beat never delays the next one.
+		bdl := now.Add(a.cfg.Progress)
+		if deadline.Before(bdl) {
+			bdl = deadline
+		}
+		bctx, cancel := context.WithDeadline(ctx, bdl)
+		err := beat(bctx)
+		cancel()
+		if err == nil {
+			last = now
+		} else if !errors.Is(err, errFinishing) {
+			a.log.Warn("stage heartbeat", "err", err)
 		}
 	}
 }
@@ -392,29 +496,33 @@ type reporter struct {
 	finishing atomic.Bool
 }
 
+// errFinishing: the stage's "finished" is on its way; no more beats.
+var errFinishing = errors.New("stage finishing")
+
 // heartbeat publishes one KindHeartbeat update of the attempt, once
 // "started" is stored (the server takes an update of an attempt it has
-// not seen start for a stale one) and until "finished" is on its way. It
-// is not retried: the next lease extension sends the next one.
-func (r *reporter) heartbeat(ctx context.Context) {
+// not seen start for a stale one) and until "finished" is on its way.
+// It is not retried: the next one follows. While "started" is not stored
+// it sends nothing and fails, so an agent that cannot reach NATS stops.
+func (r *reporter) heartbeat(ctx context.Context) error {
+	if r.finishing.Load() {
+		return errFinishing
+	}
 	select {
 	case <-r.started:
 	default:
-		return
-	}
-	if r.finishing.Load() {
-		return
+		return errors.New("started not stored yet")
 	}
 	u := wire.Update{Kind: wire.KindHeartbeat}
 	r.stamp(&u)
 	b, err := wire.Encode(&u)
 	if err != nil {
-		r.log.Error("encode heartbeat", "err", err)
-		return
+		return err
 	}
 	if _, err := r.js.Publish(ctx, wire.UpdatesSubject(u.RunID, u.Agent), b, jetstream.WithMsgID(wire.UpdateMsgID(&u)), jetstream.WithRetryAttempts(0)); err != nil {
-		r.log.Warn("send stage heartbeat", "err", err)
+		return fmt.Errorf("send stage heartbeat: %w", err)
 	}
+	return nil
 }
 
 func (r *reporter) StepStarted(step string) {
@@ -423,6 +531,10 @@ func (r *reporter) StepStarted(step string) {
 
 func (r *reporter) StepFinished(step string, status wire.Status, exitCode, attempts int, reason string) {
 	r.send(wire.Update{Kind: wire.KindStepFinished, Step: step, Status: status, ExitCode: exitCode, Attempts: attempts, Reason: reason})
+}
+
+func (r *reporter) Deploying(step string, p wire.DeployProgress) {
+	r.send(wire.Update{Kind: wire.KindDeploy, Step: step, Deploy: &p})
 }
 
 func (r *reporter) Log(step string) io.WriteCloser {

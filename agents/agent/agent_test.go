@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
 )
@@ -92,74 +94,83 @@ func TestCapacity(t *testing.T) {
 	}
 }
 
-type span struct {
-	agent       string
-	attempt     int
-	start, stop time.Time
+// TestCutOffAgentStops: an agent that claimed a job and is then cut off
+// from NATS stops the stage (cause ErrLeaseLost) before the lease the
+// server granted ends, so the server's next attempt never overlaps it.
+func TestCutOffAgentStops(t *testing.T) {
+	b := newBus(t, "dies")
+	const lease = 3 * time.Second
+	b.rec.lease = lease
+	started := make(chan time.Time, 1)
+	stopped := make(chan error, 1)
+	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
+		started <- time.Now()
+		<-ctx.Done()
+		stopped <- context.Cause(ctx)
+		return Result{Status: wire.StatusCancelled}
+	})
+	_, nc := b.agent(Config{Name: "dies", Runner: runner, AckWait: 3 * time.Second, Progress: 300 * time.Millisecond, LeaseMargin: time.Second, PullExpiry: time.Second})
+	b.publish(context.Background(), "death", "build", nil)
+	var t0 time.Time
+	select {
+	case t0 = <-started:
+	case <-time.After(time.Minute):
+		t.Fatal("stage did not start")
+	}
+	nc.Close() // no more heartbeats can be stored
+	select {
+	case cause := <-stopped:
+		if !errors.Is(cause, ErrLeaseLost) {
+			t.Errorf("stage stopped with cause %v, want ErrLeaseLost", cause)
+		}
+		// The grant came before t0, so the server's lease ends before
+		// t0+lease; the agent must be done before that.
+		if d := time.Since(t0); d >= lease {
+			t.Errorf("stage stopped %v after its start, want within the lease %v", d, lease)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("cut-off agent did not stop its stage")
+	}
 }
 
-func TestAgentDeathRedelivers(t *testing.T) {
-	b := newBus(t, "dies", "lives")
-	var mu sync.Mutex
-	var spans []span
-	started := make(chan struct{}, 2)
-	var deadCause atomic.Value
-	runner := func(name string) StageRunner {
-		return RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
-			s := span{agent: name, attempt: job.Attempt, start: time.Now()}
-			started <- struct{}{}
-			if name == "dies" {
-				<-ctx.Done()
-				deadCause.Store(context.Cause(ctx))
-			}
-			s.stop = time.Now()
-			mu.Lock()
-			spans = append(spans, s)
-			mu.Unlock()
-			if ctx.Err() != nil {
-				return Result{Status: wire.StatusCancelled, Reason: context.Cause(ctx).Error()}
-			}
-			return Result{Status: wire.StatusSuccess}
-		})
-	}
-	lease := Config{AckWait: 3 * time.Second, Progress: 300 * time.Millisecond, LeaseMargin: time.Second, PullExpiry: time.Second}
-	cfg := lease
-	cfg.Name, cfg.Runner = "dies", runner("dies")
-	_, nc := b.agent(cfg)
-	b.publish(context.Background(), "death", "build", nil)
-	<-started
-	nc.Close() // the agent is cut off: no more lease extensions, no acks
-
-	cfg = lease
-	cfg.Name, cfg.Runner = "lives", runner("lives")
-	b.agent(cfg)
-	b.rec.wait(t, 15*time.Second, "finished by the second agent", func() bool {
-		f := b.rec.find(wire.KindFinished, "death", "build")
-		return len(f) == 1 && f[0].Agent == "lives"
+// TestDuplicateJobRunsOnce: two copies of one job (a copy that JetStream's
+// duplicate window did not catch, or a redelivery) reach two agents; only
+// the claim of the first is granted and the other copy runs nothing.
+func TestDuplicateJobRunsOnce(t *testing.T) {
+	b := newBus(t, "a", "b")
+	var runs atomic.Int32
+	release := make(chan struct{})
+	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
+		runs.Add(1)
+		<-release
+		return Result{Status: wire.StatusSuccess}
 	})
-	mu.Lock()
-	defer mu.Unlock()
-	if len(spans) != 2 {
-		t.Fatalf("got %d executions, want 2: %+v", len(spans), spans)
+	b.agent(Config{Name: "a", Runner: runner, PullExpiry: time.Second})
+	b.agent(Config{Name: "b", Runner: runner, PullExpiry: time.Second})
+	js, err := jetstream.New(b.nc)
+	if err != nil {
+		t.Fatal(err)
 	}
-	first, second := spans[0], spans[1]
-	if first.agent != "dies" || second.agent != "lives" {
-		t.Fatalf("got executions by %s then %s, want dies then lives", first.agent, second.agent)
+	data, err := wire.Encode(job("dup", "build", nil))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !first.stop.Before(second.start) {
-		t.Errorf("executions overlap: first stopped %v, second started %v", first.stop, second.start)
+	ctx := context.Background()
+	for i := range 2 {
+		if _, err := js.Publish(ctx, wire.JobSubject(nil), data, jetstream.WithMsgID(fmt.Sprintf("copy-%d", i))); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if c, _ := deadCause.Load().(error); !errors.Is(c, ErrLeaseLost) {
-		t.Errorf("cut-off agent's stage ended with cause %v, want ErrLeaseLost", c)
-	}
-	if second.attempt <= first.attempt {
-		t.Errorf("got second attempt %d, want more than %d", second.attempt, first.attempt)
+	b.rec.wait(t, time.Minute, "the copy refused", func() bool { return b.rec.refused == 1 })
+	close(release)
+	b.rec.wait(t, time.Minute, "the job finished", func() bool { return len(b.rec.find(wire.KindFinished, "dup", "build")) == 1 })
+	if n := runs.Load(); n != 1 {
+		t.Errorf("the job ran %d times, want 1", n)
 	}
 	b.rec.mu.Lock()
-	f := b.rec.find(wire.KindFinished, "death", "build")
-	b.rec.mu.Unlock()
-	if f[0].Attempt != second.attempt {
-		t.Errorf("finished update has attempt %d, want %d", f[0].Attempt, second.attempt)
+	defer b.rec.mu.Unlock()
+	if n := len(b.rec.find(wire.KindStarted, "dup", "")); n != 1 {
+		t.Errorf("got %d started updates, want 1", n)
 	}
 }
 

@@ -130,12 +130,31 @@ func job(run, stage string, labels map[string]string, steps ...*pipeline.Step) *
 		Stage: &pipeline.Stage{ID: stage, Name: stage, Labels: labels, Steps: steps}}
 }
 
-// recorder is a natsbus.Handler that keeps everything.
+// recorder is a natsbus.Handler that keeps everything. It grants claims
+// as the server does: the first token of each run/stage/attempt.
 type recorder struct {
 	mu      sync.Mutex
 	updates []wire.Update
 	logs    map[string]*logStream // by run/stage/attempt/step
+	claims  map[string]string     // run/stage/attempt -> token
+	refused int                   // claims refused
+	lease   time.Duration         // of granted claims; 0: the agent's default
 	changed chan struct{}
+}
+
+func (r *recorder) Claim(_ context.Context, c *wire.Claim) *wire.ClaimReply {
+	key := fmt.Sprintf("%s/%s/%d", c.RunID, c.StageID, c.Attempt)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.claims == nil {
+		r.claims = map[string]string{}
+	}
+	if tok, ok := r.claims[key]; ok && tok != c.Token {
+		r.refused++
+		return &wire.ClaimReply{Reason: "claimed"}
+	}
+	r.claims[key] = c.Token
+	return &wire.ClaimReply{Granted: true, Attempt: c.Attempt, Lease: pipeline.Duration(r.lease)}
 }
 
 type logStream struct {

@@ -102,6 +102,10 @@ type Handler interface {
 	Update(ctx context.Context, u *wire.Update) error
 	// Log is called for every log chunk.
 	Log(ctx context.Context, c *wire.LogChunk) error
+	// Claim answers an agent's claim of a job (wire rule 3); c.Agent is
+	// the agent its subject names. nil means no answer (the agent asks
+	// again).
+	Claim(ctx context.Context, c *wire.Claim) *wire.ClaimReply
 }
 
 // DispatcherOptions configure a Dispatcher.
@@ -230,9 +234,14 @@ func (d *Dispatcher) Cancel(ctx context.Context, c wire.Cancel) error {
 
 // Run consumes updates and logs with the durable consumer EventsConsumer
 // and hands them to h one at a time, acking each after h returns nil; a
-// restarted server continues where the last one stopped. It returns when
-// ctx ends.
+// restarted server continues where the last one stopped. It answers
+// agents' claims with h.Claim. It returns when ctx ends.
 func (d *Dispatcher) Run(ctx context.Context, h Handler) error {
+	claims, err := d.nc.Subscribe(wire.ClaimsWildcard, func(m *nats.Msg) { d.claim(ctx, h, m) })
+	if err != nil {
+		return fmt.Errorf("subscribe claims: %w", err)
+	}
+	defer func() { _ = claims.Unsubscribe() }()
 	cons, err := d.js.CreateOrUpdateConsumer(ctx, EventsStream, jetstream.ConsumerConfig{
 		Durable:       EventsConsumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -254,6 +263,31 @@ func (d *Dispatcher) Run(ctx context.Context, h Handler) error {
 	cc.Drain()
 	<-cc.Closed()
 	return nil
+}
+
+// claim answers one claim request. A claim whose agent is not the one
+// its subject names, or that does not decode, gets no answer.
+func (d *Dispatcher) claim(ctx context.Context, h Handler, m *nats.Msg) {
+	var c wire.Claim
+	if err := wire.Decode(m.Data, &c); err != nil {
+		d.log.Warn("drop bad claim", "subject", m.Subject, "err", err)
+		return
+	}
+	if m.Subject != wire.ClaimSubject(c.Agent) || c.Agent == wire.ServerAgent || m.Reply == "" {
+		d.log.Warn("drop claim whose agent does not match its subject", "subject", m.Subject, "agent", c.Agent)
+		return
+	}
+	rep := h.Claim(ctx, &c)
+	if rep == nil {
+		return
+	}
+	b, err := wire.Encode(rep)
+	if err == nil {
+		err = m.Respond(b)
+	}
+	if err != nil {
+		d.log.Warn("answer claim", "run", c.RunID, "stage", c.StageID, "err", err)
+	}
 }
 
 func (d *Dispatcher) handle(ctx context.Context, h Handler, m jetstream.Msg) {
@@ -368,7 +402,7 @@ func (d *Dispatcher) maxDeliveries(m *nats.Msg) {
 	}
 	u := &wire.Update{
 		RunID: job.RunID, StageID: job.StageID, Agent: wire.ServerAgent,
-		Attempt: wire.EffectiveAttempt(&job, adv.Deliveries),
+		Attempt: job.Attempt,
 		Kind:    wire.KindLost, Status: wire.StatusError,
 		Reason: fmt.Sprintf("no agent finished the stage in %d deliveries", adv.Deliveries),
 		Time:   time.Now(),

@@ -114,15 +114,16 @@ func NewIntake(ctx context.Context, nc *nats.Conn, o IntakeOptions) (*Intake, er
 // Delivery is one job handed to the agent with its lease.
 type Delivery struct {
 	Job *wire.Job
-	// Attempt is the attempt this delivery runs as (wire.EffectiveAttempt).
-	Attempt int
 	// Leased is a moment no later than JetStream started the lease (when
 	// the pull request was sent); the lease lasts AckWait from there
 	// unless extended.
 	Leased  time.Time
 	AckWait time.Duration
-	msg     jetstream.Msg
-	nc      *nats.Conn
+	// Delivered is how often JetStream has delivered the message, this
+	// time included (for logs; attempts come from the server's claims).
+	Delivered uint64
+	msg       jetstream.Msg
+	nc        *nats.Conn
 }
 
 // Extend renews the lease and returns once the server confirmed it.
@@ -340,7 +341,6 @@ func (in *Intake) delivery(m jetstream.Msg, leased time.Time) (*Delivery, error)
 		return nil, fmt.Errorf("job metadata: %w", err)
 	}
 	return &Delivery{
-		Job: &j, Attempt: wire.EffectiveAttempt(&j, md.NumDelivered),
-		Leased: leased, AckWait: in.opts.AckWait, msg: m, nc: in.nc,
+		Job: &j, Delivered: md.NumDelivered, Leased: leased, AckWait: in.opts.AckWait, msg: m, nc: in.nc,
 	}, nil
 }

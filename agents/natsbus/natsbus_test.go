@@ -229,6 +229,10 @@ func (r eventRecorder) Log(_ context.Context, c *wire.LogChunk) error {
 	r.events <- fmt.Sprintf("log %s %s", c.StageID, c.Agent)
 	return nil
 }
+func (r eventRecorder) Claim(_ context.Context, c *wire.Claim) *wire.ClaimReply {
+	r.events <- fmt.Sprintf("claim %s %s", c.StageID, c.Agent)
+	return &wire.ClaimReply{Granted: true, Attempt: c.Attempt}
+}
 
 // TestDispatchBindsSender: the dispatcher hands updates and log chunks to
 // the handler only when their agent is the one their subject names (the
@@ -313,6 +317,9 @@ func (r lostRecorder) Update(_ context.Context, u *wire.Update) error {
 	return nil
 }
 func (r lostRecorder) Log(context.Context, *wire.LogChunk) error { return nil }
+func (r lostRecorder) Claim(context.Context, *wire.Claim) *wire.ClaimReply {
+	return &wire.ClaimReply{Reason: "test"}
+}
 
 // TestMaxDeliver: a job nobody acks is delivered MaxDeliver times, then
 // reported lost and removed from the queue.
@@ -337,11 +344,11 @@ func TestMaxDeliver(t *testing.T) {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	var attempts []int
+	var attempts []uint64
 	wg.Go(func() {
 		_ = in.Run(ctx, func(_ context.Context, dl *Delivery) {
 			mu.Lock()
-			attempts = append(attempts, dl.Attempt)
+			attempts = append(attempts, dl.Delivered)
 			mu.Unlock()
 		})
 	})
@@ -350,15 +357,15 @@ func TestMaxDeliver(t *testing.T) {
 	}
 	select {
 	case u := <-rec.lost:
-		if u.RunID != "r" || u.StageID != "s" || u.Attempt != 4 {
-			t.Errorf("got lost update %+v, want r/s attempt 4", u)
+		if u.RunID != "r" || u.StageID != "s" || u.Attempt != 3 {
+			t.Errorf("got lost update %+v, want r/s attempt 3 (the job's: deliveries make no attempts)", u)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no lost update within 10s")
 	}
 	mu.Lock()
-	if len(attempts) != 2 || attempts[0] != 3 || attempts[1] != 4 {
-		t.Errorf("got deliveries as attempts %v, want [3 4]", attempts)
+	if len(attempts) != 2 || attempts[0] != 1 || attempts[1] != 2 {
+		t.Errorf("got delivery counts %v, want [1 2]", attempts)
 	}
 	mu.Unlock()
 	sjs, _ := jetstream.New(snc)

@@ -94,7 +94,7 @@ type Server struct {
 // server for an agent's connection:
 //   - publish only: updates and logs of any run on subjects naming itself
 //     as the sender (runnel.v1.runs.*.updates.<name>, .logs.<name>), its
-//     own presence subject, pull requests and consumer
+//     own presence and claim subjects, pull requests and consumer
 //     info/creation on the JOBS stream (creation only for a consumer whose
 //     single filter is one label-set subject), and acks on JOBS;
 //   - subscribe only: its own inbox prefix (_INBOX.runnel.<name>.>) and
@@ -112,6 +112,7 @@ func AgentPermissions(name string) *server.Permissions {
 			wire.AgentUpdatesWildcard(name),
 			wire.AgentLogsWildcard(name),
 			wire.PresenceSubject(name),
+			wire.ClaimSubject(name),
 			"$JS.API.CONSUMER.MSG.NEXT." + JobsStream + ".*",
 			"$JS.API.CONSUMER.INFO." + JobsStream + ".*",
 			"$JS.API.CONSUMER.CREATE." + JobsStream + ".*." + wire.JobsPrefix + "*",

@@ -86,7 +86,7 @@ func FetchClient() *http.Client {
 	return &http.Client{
 		Transport: tr,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 5 {
+			if len(via) > 5 { // via: the requests made so far, the first one included
 				return fmt.Errorf("more than 5 redirects")
 			}
 			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {

@@ -6,11 +6,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -446,5 +448,48 @@ func TestCacheKey(t *testing.T) {
 	}
 	if k, n, err := transfer.CacheKey("", c); err != nil || n != 0 || !strings.HasPrefix(k, "go-") {
 		t.Errorf("empty workspace: %q, %d, %v", k, n, err)
+	}
+}
+
+// TestFetchRedirects: a fetch follows at most 5 redirects, and only to
+// http or https URLs.
+func TestFetchRedirects(t *testing.T) {
+	body := []byte("tool\n")
+	sum := sha256.Sum256(body)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		hops, err := strconv.Atoi(strings.TrimPrefix(req.URL.Path, "/hop/"))
+		switch {
+		case req.URL.Path == "/ftp":
+			http.Redirect(w, req, "ftp://127.0.0.1/tool", http.StatusFound)
+		case err != nil:
+			http.NotFound(w, req)
+		case hops > 0:
+			http.Redirect(w, req, fmt.Sprintf("/hop/%d", hops-1), http.StatusFound)
+		default:
+			w.Write(body)
+		}
+	}))
+	defer srv.Close()
+	for _, tt := range []struct {
+		path, want string // want: "" for success, else in the reason
+	}{
+		{"/hop/5", ""},
+		{"/hop/6", "more than 5 redirects"},
+		{"/ftp", "redirect to a ftp URL"},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			st := stageOf("test", "cat tools/tool")
+			st.Fetch = []pipeline.Fetch{{URL: srv.URL + tt.path, SHA256: hex.EncodeToString(sum[:]), Dest: "tools/tool"}}
+			res, log := newRig(t).run(st)
+			if tt.want == "" {
+				if res.Status != stage.StatusSuccess {
+					t.Fatalf("%s (%s)\n%s", res.Status, res.Reason, log)
+				}
+				return
+			}
+			if res.Status == stage.StatusSuccess || !strings.Contains(res.Reason, tt.want) {
+				t.Fatalf("%s (%s), want a failure saying %q\n%s", res.Status, res.Reason, tt.want, log)
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@
 //	runnel.v1.jobs.<set>                  Job       server → agents (JetStream stream JOBS, work queue)
 //	runnel.v1.runs.<run>.updates.<agent>  Update    agent → server (JetStream stream EVENTS)
 //	runnel.v1.runs.<run>.logs.<agent>     LogChunk  agent → server (JetStream stream EVENTS)
+//	runnel.v1.claims.<agent>              Claim     agent → server (core NATS request, ClaimReply)
 //	runnel.v1.cancel.<run>                Cancel    server → agents (core NATS)
 //	runnel.v1.agents.<name>.hello         Presence  agent → server (core NATS; hello, heartbeat, bye)
 //
@@ -55,49 +56,45 @@
 //
 // # Leases, attempts and fencing
 //
-// Stage attempts are fencing tokens; the server (its store) is the
-// authority and accepts an update only when its Attempt is the stage's
-// current attempt. The rules:
+// Stage attempts are fencing tokens, and the server (its store) alone
+// makes them: the transport's delivery count never decides an attempt.
+// The server accepts an update only when its Attempt is the stage's
+// current attempt and it comes from the agent whose claim was granted.
+// The rules:
 //
-//  1. The server publishes a Job with Attempt = the next attempt of the
-//     stage (the first is 1; a retry is the highest attempt seen + 1) and
-//     the JetStream message id JobMsgID(run, stage, attempt), so a publish
-//     retry is deduplicated and a new attempt is never mistaken for one.
+//  1. The server publishes a Job with Attempt = the stage's new attempt
+//     (the first is 1, each retry one more) and the JetStream message id
+//     JobMsgID(run, stage, attempt), so a publish retry is deduplicated.
 //  2. JetStream hands the message to one agent and holds it for AckWait
-//     (30 s). While the stage runs the agent extends the lease every 5 s
-//     with a synchronous in-progress ack ("+WPI" as a request, answered by
-//     the server). After each successful extension, and only once its
-//     "started" is stored and until it sends "finished", the agent
-//     publishes an Update of kind "heartbeat" for that stage and attempt
-//     (not retried; the next extension sends the next one). A heartbeat
-//     thus means "this attempt's lease is alive": the server ends a
-//     running stage whose current attempt sent nothing for its lease
-//     timeout (45 s, well above the heartbeat interval) with agent_lost,
-//     whatever else the same agent is running. A heartbeat of an attempt
-//     above the current one is early, not stale (its "started" is on the
-//     way) and is ignored without a Cancel. The agent acks the message
-//     after it has published the "finished" update (so a finished stage
-//     is never lost).
-//  3. The agent's lease ends at (start of the last successful extension, or
-//     of the pull request that delivered the job) + AckWait − LeaseMargin
-//     (10 s). If it reaches that point without a successful extension (it
-//     was cut off from NATS), it cancels the stage's context, so the stage
-//     stops (the executor's stop grace fits in LeaseMargin) before
-//     JetStream can redeliver. Hence a stage never runs on two agents at
-//     once.
-//  4. If the agent dies or is cut off, JetStream redelivers the message
-//     after AckWait: a lost agent is detected within 30 s. The new agent
-//     runs it as attempt Job.Attempt + NumDelivered − 1 (see
-//     [EffectiveAttempt]) and reports "started" with it. The server accepts
-//     a "started" whose attempt is greater than the stage's current one and
-//     makes it current, so late updates of the old attempt are refused.
-//     Attempts may skip numbers (a message handed back with a nak also
-//     counts as a delivery); they only ever grow.
-//  5. After MaxDeliver deliveries JetStream gives up; the server turns that
-//     advisory into an Update of kind "lost" and deletes the message.
-//  6. A "started" for a stage the server already considers finished or
-//     cancelled (possible when an agent died between publishing "finished"
-//     and acking) is answered with a Cancel naming that attempt.
+//     (30 s). The agent extends that hold at once on receipt and then
+//     every 5 s (a synchronous in-progress ack, "+WPI"), until rule 3
+//     settles the job.
+//  3. Before it touches anything for the job (workspace, Docker) the
+//     agent claims it: a [Claim] request on ClaimSubject(agent) naming the
+//     job's run, stage and attempt and a token unique to the delivery,
+//     sent again with the same token until the server answers. The server
+//     grants a claim once per attempt, to the first token, with a
+//     conditional write; the same token gets the same answer again. A
+//     claim for an attempt that is not the stage's current one, for a
+//     finished stage, or for an attempt another token holds is refused.
+//     The agent terminates a refused job's message (a copy: the job runs
+//     elsewhere or is over) and acknowledges a granted one: from then on
+//     the server, not JetStream, owns the attempt.
+//  4. The agent reports "started" and the rest with the granted attempt,
+//     and a "heartbeat" update every 5 s while the stage runs. The lease
+//     starts with the grant: the server re-queues the stage as a new
+//     attempt (and tells the old one to stop) when the attempt sent
+//     nothing for its lease timeout (ClaimReply.Lease, --lease-timeout),
+//     and ends it error/agent_lost after 5 attempts. The agent stops the
+//     stage (cancels its context) when it could not store a heartbeat
+//     for the lease minus its margin, so a cut-off agent stops before
+//     the server gives the stage to another attempt.
+//  5. A job whose message JetStream delivered MaxDeliver times without
+//     a settled claim is given up: the server turns the advisory into an
+//     Update of kind "lost" for the job's attempt and deletes the message.
+//  6. An update of an attempt that is not the current one, or for a
+//     stage the server considers finished, is answered with a Cancel
+//     naming that attempt.
 //
 // # Cancellation
 //

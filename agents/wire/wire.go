@@ -61,8 +61,8 @@ type Job struct {
 	V       int    `json:"v"`
 	RunID   string `json:"run_id"`
 	StageID string `json:"stage_id"`
-	// Attempt is the fencing token the server assigned at publish; a
-	// redelivered message runs as EffectiveAttempt.
+	// Attempt is the fencing token the server assigned at publish; an
+	// agent runs the job only as the attempt its claim was granted.
 	Attempt   int             `json:"attempt"`
 	Stage     *pipeline.Stage `json:"stage"`
 	Workspace Workspace       `json:"workspace"`
@@ -109,7 +109,26 @@ const (
 	// KindLost is made by the server's dispatcher, never sent by an agent:
 	// JetStream gave up on the job after MaxDeliver deliveries.
 	KindLost Kind = "lost"
+	// KindDeploy reports the progress of a deploy step (Update.Deploy):
+	// each phase of the release and, last, its outcome.
+	KindDeploy Kind = "deploy"
 )
+
+// DeployProgress is where a deploy step's release is (see package deploy).
+type DeployProgress struct {
+	Provider string `json:"provider"`
+	App      string `json:"app"`
+	Version  string `json:"version"`
+	// From is the version that served before ("" for a first release or
+	// while unknown).
+	From  string `json:"from,omitempty"`
+	Phase string `json:"phase"`
+	// Weight is the percentage of traffic on the new version.
+	Weight int `json:"weight"`
+	// Outcome is set on the last report: succeeded, failed or
+	// rolled_back.
+	Outcome string `json:"outcome,omitempty"`
+}
 
 // Status is the outcome of a step or a stage.
 type Status string
@@ -144,6 +163,8 @@ type Update struct {
 	// deduplication.
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
+	// Deploy is set for KindDeploy.
+	Deploy *DeployProgress `json:"deploy,omitempty"`
 }
 
 // LogChunk is a piece of a step's output, on LogsSubject(RunID, Agent).
@@ -316,15 +337,6 @@ func LogMsgID(c *LogChunk) string {
 // UpdateMsgID is the JetStream message id of an update.
 func UpdateMsgID(u *Update) string {
 	return fmt.Sprintf("upd/%s/%s/%d/%d", u.RunID, u.StageID, u.Attempt, u.Seq)
-}
-
-// EffectiveAttempt is the attempt an agent runs a job as when JetStream
-// delivers it for the numDelivered-th time (1 for the first delivery).
-func EffectiveAttempt(j *Job, numDelivered uint64) int {
-	if numDelivered < 1 {
-		numDelivered = 1
-	}
-	return j.Attempt + int(numDelivered) - 1
 }
 
 // ValidateLabels checks a label set: at most MaxLabels labels, keys

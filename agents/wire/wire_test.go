@@ -114,18 +114,6 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-func TestEffectiveAttempt(t *testing.T) {
-	j := &Job{Attempt: 3}
-	for _, tt := range []struct {
-		n    uint64
-		want int
-	}{{0, 3}, {1, 3}, {2, 4}, {5, 7}} {
-		if got := EffectiveAttempt(j, tt.n); got != tt.want {
-			t.Errorf("EffectiveAttempt(3, %d) = %d, want %d", tt.n, got, tt.want)
-		}
-	}
-}
-
 func FuzzDecodeJob(f *testing.F) {
 	f.Add([]byte(`{"v":1,"run_id":"r","stage":{"id":"a","steps":[]}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {

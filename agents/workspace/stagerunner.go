@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/runnel-ci/runnel/agents/agent"
+	"github.com/runnel-ci/runnel/agents/deployer"
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/logs"
 	"github.com/runnel-ci/runnel/agents/stage"
@@ -29,6 +30,8 @@ type StageRunner struct {
 	Logger  *slog.Logger
 	// Fetcher keeps the files stages fetch on this agent.
 	Fetcher *artifact.Fetcher
+	// Deployer runs deploy steps; nil: they end in error.
+	Deployer *deployer.Deployer
 }
 
 var _ agent.StageRunner = (*StageRunner)(nil)
@@ -62,6 +65,9 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 		spec.Secrets = append(spec.Secrets, engine.Secret{Env: sec.Env, File: sec.File, Value: sec.Value})
 	}
 	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output, Transfer: r.transfer(job, log)}
+	if r.Deployer != nil {
+		x.Deployer = r.Deployer.Job(func(p wire.DeployProgress) { sink.Deploying(pipeline.DeployStep, p) })
+	}
 	res := x.Run(ctx, spec)
 	sr.closeAll()
 	out := agent.Result{Status: WireStatus(res.Status), Reason: res.Reason}

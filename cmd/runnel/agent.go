@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runnel-ci/runnel/agents/agent"
+	"github.com/runnel-ci/runnel/agents/deployer"
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/transfer"
@@ -201,7 +202,8 @@ func newNATSAgent(name string, labels map[string]string, capacity int, eng engin
 	}
 	fetcher := &artifact.Fetcher{Dir: filepath.Join(workDir, "fetch"), Client: transfer.FetchClient(), MaxBytes: maxFetch, Logger: log}
 	return agent.New(agent.Config{Name: name, Labels: labels, Capacity: capacity, Logger: log,
-		Runner: &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: workDir, Logger: log, Fetcher: fetcher}})
+		Runner: &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: workDir, Logger: log, Fetcher: fetcher,
+			Deployer: &deployer.Deployer{ProxyToken: os.Getenv("RUNNEL_PROXY_TOKEN"), Logger: log}}})
 }
 
 func trimSpace(b []byte) []byte {

@@ -8,24 +8,23 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/agents/agent"
-	"github.com/runnel-ci/runnel/agents/natsbus"
 )
 
-// minLeaseTimeout is the shortest --lease-timeout that lets a stage whose
-// agent died run again: JetStream hands its job to another agent AckWait
-// after the dead agent's last lease extension, and the server must not
-// have given the stage up by then; one extension interval is the least
-// room for the new agent to report.
-const minLeaseTimeout = natsbus.DefaultAckWait + agent.DefaultProgress
+// minLeaseTimeout is the shortest --lease-timeout: the silence after
+// which the server gives a stage to a new attempt. Agents send a
+// heartbeat every agent.DefaultProgress and stop a stage they could not
+// report for the lease minus a third of it, so three intervals leave a
+// live agent two heartbeats before it would stop.
+const minLeaseTimeout = 3 * agent.DefaultProgress
 
 // serverFlagProblems says what is wrong with the flags of `runnel server`,
 // each problem with what to change; nil when they can work together.
 func serverFlagProblems(f serverFlags) []string {
 	var p []string
 	if f.leaseTimeout < minLeaseTimeout {
-		p = append(p, fmt.Sprintf("--lease-timeout %v is shorter than JetStream's redelivery (AckWait %v) plus one lease extension (%v): "+
-			"a stage whose agent dies would end agent_lost instead of running again on another agent; use at least %v (the default is 45s)",
-			f.leaseTimeout, natsbus.DefaultAckWait, agent.DefaultProgress, minLeaseTimeout))
+		p = append(p, fmt.Sprintf("--lease-timeout %v is shorter than three agent heartbeats (%v each): "+
+			"live agents would stop their stages and the server would run them again; use at least %v (the default is 45s)",
+			f.leaseTimeout, agent.DefaultProgress, minLeaseTimeout))
 	}
 	if !f.noAgent && f.agentCapacity < 1 {
 		p = append(p, fmt.Sprintf("--agent-capacity %d: the built-in agent runs at least 1 stage at once; use 1 or more, or --no-agent for no built-in agent", f.agentCapacity))

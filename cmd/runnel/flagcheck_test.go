@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +23,8 @@ func TestServerFlagProblems(t *testing.T) {
 		{"defaults", func(*serverFlags) {}, nil},
 		{"lease at the minimum", func(f *serverFlags) { f.leaseTimeout = 35 * time.Second }, nil},
 		{"lease below AckWait", func(f *serverFlags) { f.leaseTimeout = 8 * time.Second },
-			[]string{"--lease-timeout 8s is shorter than JetStream's redelivery (AckWait 30s) plus one lease extension (5s)", "use at least 35s"}},
-		{"lease just short", func(f *serverFlags) { f.leaseTimeout = 34 * time.Second }, []string{"--lease-timeout 34s", "use at least 35s"}},
+			[]string{"--lease-timeout 8s is shorter than three agent heartbeats (5s each)", "use at least 15s"}},
+		{"lease just short", func(f *serverFlags) { f.leaseTimeout = 14 * time.Second }, []string{"--lease-timeout 14s", "use at least 15s"}},
 		{"no capacity", func(f *serverFlags) { f.agentCapacity = 0 }, []string{"--agent-capacity 0", "or --no-agent"}},
 		{"no capacity without an agent", func(f *serverFlags) { f.agentCapacity, f.noAgent = 0, true }, nil},
 		{"random NATS port", func(f *serverFlags) { f.natsPort = -1 }, nil},
@@ -98,12 +100,25 @@ func TestServerRefusesBadFlags(t *testing.T) {
 	if code != exitUsage {
 		t.Errorf("exit code %d, want %d; stderr:\n%s", code, exitUsage, errb.String())
 	}
-	for _, want := range []string{`$RUNNEL_AGENT_CAPACITY="two": not an integer`, "--lease-timeout 8s", "use at least 35s"} {
+	for _, want := range []string{`$RUNNEL_AGENT_CAPACITY="two": not an integer`, "--lease-timeout 8s", "use at least 15s"} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
 		}
 	}
 	if _, err := os.Stat(data); !os.IsNotExist(err) {
 		t.Errorf("data directory: %v, want it not made", err)
+	}
+}
+
+// TestAgentCapacityDefault: the built-in agent runs one stage per CPU
+// unless told otherwise.
+func TestAgentCapacityDefault(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"server", "--help"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("server --help: exit %d\n%s", code, errb.String())
+	}
+	want := fmt.Sprintf("the number of CPUs ($RUNNEL_AGENT_CAPACITY) (default %d)", runtime.NumCPU())
+	if !strings.Contains(out.String()+errb.String(), want) {
+		t.Errorf("server --help lacks %q:\n%s", want, out.String()+errb.String())
 	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -31,6 +32,19 @@ type Deployment struct {
 	// RollsBack is the deployment this one rolled back (restored from), 0
 	// if it is a normal deployment.
 	RollsBack int64
+	// Release, for a deploy stage's deployment (empty otherwise).
+	Release Release
+}
+
+// Release is where a deploy stage's release is: reported by its agent
+// while it runs (DeployProgress).
+type Release struct {
+	Provider string
+	Version  string
+	From     string // the version that served before
+	Phase    string
+	Traffic  int    // percent on the new version
+	Outcome  string // succeeded, failed, rolled_back once it ended
 }
 
 // CreateDeployment records a deployment and returns its id: its start
@@ -75,7 +89,8 @@ func (s *Store) FinishDeployment(ctx context.Context, id int64, result string) e
 }
 
 const deploymentCols = `d.id, d.repo_id, p.name, d.environment, d.run_id, d.stage_id, d.commit_sha, d.commit_time,
-	d.started_at, d.finished_at, d.result, d.rolled_back_deployment_id`
+	d.started_at, d.finished_at, d.result, d.rolled_back_deployment_id,
+	d.provider, d.version, d.from_version, d.phase, d.traffic, d.outcome`
 
 const deploymentFrom = ` FROM deployments d JOIN repos p ON p.id = d.repo_id`
 
@@ -83,12 +98,75 @@ func scanDeployment(row interface{ Scan(...any) error }) (*Deployment, error) {
 	var d Deployment
 	var run, stage, commitTime, started, finished, rb sql.NullInt64
 	if err := row.Scan(&d.ID, &d.RepoID, &d.Repo, &d.Environment, &run, &stage, &d.Commit, &commitTime,
-		&started, &finished, &d.Result, &rb); err != nil {
+		&started, &finished, &d.Result, &rb,
+		&d.Release.Provider, &d.Release.Version, &d.Release.From, &d.Release.Phase, &d.Release.Traffic, &d.Release.Outcome); err != nil {
 		return nil, err
 	}
 	d.RunID, d.StageID, d.RollsBack = run.Int64, stage.Int64, rb.Int64
 	d.CommitTime, d.StartedAt, d.FinishedAt = fromTS(commitTime), fromTS(started), fromTS(finished)
 	return &d, nil
+}
+
+// DeployProgress records where the release of d's run and environment
+// is (d.Release), making its in-progress deployment on the first report.
+// A deployment that has finished is not changed: ErrConflict.
+func (s *Store) DeployProgress(ctx context.Context, d Deployment) (int64, error) {
+	if d.RunID == 0 || d.Release.Provider == "" {
+		return 0, fmt.Errorf("deploy progress of repo %d to %s: no run or provider", d.RepoID, d.Environment)
+	}
+	if d.StartedAt.IsZero() {
+		d.StartedAt = s.now()
+	}
+	rl := d.Release
+	var id int64
+	err := s.w.QueryRowContext(ctx, s.rebind(`INSERT INTO deployments (repo_id, environment, run_id, stage_id, commit_sha,
+		commit_time, started_at, result, provider, version, from_version, phase, traffic, outcome)
+		VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (run_id, environment) WHERE provider <> '' DO UPDATE SET provider = excluded.provider, version = excluded.version,
+		from_version = CASE WHEN excluded.from_version = '' THEN deployments.from_version ELSE excluded.from_version END,
+		phase = excluded.phase, traffic = excluded.traffic, outcome = excluded.outcome, stage_id = excluded.stage_id
+		WHERE deployments.result = '' RETURNING id`),
+		d.RepoID, d.Environment, d.RunID, nullID(d.StageID), d.Commit, ts(d.CommitTime), d.StartedAt.UnixMicro(),
+		rl.Provider, rl.Version, rl.From, rl.Phase, rl.Traffic, rl.Outcome).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("deploy progress of run %d to %s: %w", d.RunID, d.Environment, ErrConflict)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("deploy progress of run %d to %s: %w", d.RunID, d.Environment, err)
+	}
+	return id, nil
+}
+
+// DeploymentOfRun returns the deployment of a run to env; ErrNotFound
+// when there is none.
+func (s *Store) DeploymentOfRun(ctx context.Context, runID int64, env string) (*Deployment, error) {
+	ds, err := s.queryDeployments(ctx, `SELECT `+deploymentCols+deploymentFrom+` WHERE d.run_id = ? AND d.environment = ?
+		ORDER BY d.id DESC`, runID, env)
+	if err != nil {
+		return nil, fmt.Errorf("deployment of run %d to %s: %w", runID, env, err)
+	}
+	if len(ds) == 0 {
+		return nil, fmt.Errorf("deployment of run %d to %s: %w", runID, env, ErrNotFound)
+	}
+	return ds[0], nil
+}
+
+// EndDeployment records the result of an in-progress deployment with its
+// finish time and, for a rollback, the deployment whose version serves
+// again (0: none); ErrConflict if it has finished already.
+func (s *Store) EndDeployment(ctx context.Context, id int64, result string, finished time.Time, rollsBack int64) error {
+	if result == "" || finished.IsZero() {
+		return fmt.Errorf("end deployment %d: empty result or finish time", id)
+	}
+	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE deployments SET result = ?, finished_at = ?, rolled_back_deployment_id = ?
+		WHERE id = ? AND result = ''`), result, finished.UnixMicro(), nullID(rollsBack), id)
+	if err != nil {
+		return fmt.Errorf("end deployment %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("end deployment %d: %w", id, ErrConflict)
+	}
+	return nil
 }
 
 // DeploymentFilter selects deployments for ListDeployments. Zero fields do

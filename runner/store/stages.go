@@ -186,14 +186,29 @@ func (s *Store) Stage(ctx context.Context, id int64) (*Stage, error) {
 // still waiting for approval (Approval == ApprovalWaiting) is refused.
 // ErrConflict when not allowed.
 func (s *Store) QueueStage(ctx context.Context, id int64) (attempt int, err error) {
+	return s.queueStage(ctx, id, AnyAttempt)
+}
+
+// queueStage is QueueStage, conditional on the current attempt unless it
+// is AnyAttempt.
+func (s *Store) queueStage(ctx context.Context, id int64, cur int) (attempt int, err error) {
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, s.rebind(`UPDATE stages SET status = ?, attempt = attempt + 1, agent = '', claim = '',
+		q := `UPDATE stages SET status = ?, attempt = attempt + 1, agent = '', claim = '',
 			queued_at = ?, started_at = NULL, pending_reason = ''
-			WHERE id = ? AND status IN (?, ?, ?) AND approval <> ? RETURNING attempt`),
-			StatusQueued, s.now().UnixMicro(), id, StatusPending, StatusQueued, StatusRunning, ApprovalWaiting).Scan(&attempt)
+			WHERE id = ? AND status IN (?, ?, ?) AND approval <> ?`
+		args := []any{StatusQueued, s.now().UnixMicro(), id, StatusPending, StatusQueued, StatusRunning, ApprovalWaiting}
+		if cur != AnyAttempt {
+			q += ` AND attempt = ?`
+			args = append(args, cur)
+		}
+		err := tx.QueryRowContext(ctx, s.rebind(q+` RETURNING attempt`), args...).Scan(&attempt)
 		if errors.Is(err, sql.ErrNoRows) {
-			if err := exists(ctx, tx, s.rebind(`SELECT 1 FROM stages WHERE id = ?`), id); err != nil {
-				return err
+			var now int
+			if err := tx.QueryRowContext(ctx, s.rebind(`SELECT attempt FROM stages WHERE id = ?`), id).Scan(&now); err != nil {
+				return notFound(err)
+			}
+			if cur != AnyAttempt && now != cur {
+				return ErrStale
 			}
 			return ErrConflict
 		}
@@ -280,6 +295,20 @@ func (s *Store) classifyStage(ctx context.Context, id int64, attempt int, what s
 // "waiting for concurrency group deploy-prod"); ErrConflict if terminal.
 func (s *Store) SetStagePendingReason(ctx context.Context, id int64, reason string) error {
 	return s.setPendingReason(ctx, "stages", id, reason)
+}
+
+// SetQueuedStagePendingReason records why attempt of a queued stage still
+// waits for an agent. It changes nothing once that attempt has started or
+// ended (a reason computed a moment before must not stick to a running
+// stage) and reports whether it changed the stage.
+func (s *Store) SetQueuedStagePendingReason(ctx context.Context, id int64, attempt int, reason string) (bool, error) {
+	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE stages SET pending_reason = ? WHERE id = ? AND attempt = ? AND status = ?`),
+		reason, id, attempt, StatusQueued)
+	if err != nil {
+		return false, fmt.Errorf("set pending reason of queued stage %d: %w", id, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }
 
 // DecideApproval approves or rejects a stage whose approval is

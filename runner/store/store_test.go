@@ -767,6 +767,52 @@ func TestDeployments(t *testing.T) {
 	})
 }
 
+// TestDeployProgress: a deploy stage's reports make one in-progress
+// deployment per run and environment (a re-delivered stage's reports
+// find it), carry the release's phase and traffic, and stop at its end.
+func TestDeployProgress(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := ctxT(t)
+		repo := mustRepo(t, s, "acme/web")
+		run := mustRun(t, s, repo.ID, "main", testPlan())
+		rep := func(phase string, traffic int, outcome string) (int64, error) {
+			return s.DeployProgress(ctx, Deployment{RepoID: repo.ID, Environment: "prod", RunID: run.ID, StageID: run.Stages[2].ID, Commit: "abc",
+				Release: Release{Provider: "docker", Version: "v2", From: map[bool]string{true: "v1"}[phase == "start"], Phase: phase, Traffic: traffic, Outcome: outcome}})
+		}
+		id, err := rep("start", 0, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, err := rep("shift", 10, ""); err != nil || again != id {
+			t.Fatalf("second report: id %d, %v; want the same deployment %d", again, err, id)
+		}
+		d, err := s.DeploymentOfRun(ctx, run.ID, "prod")
+		if err != nil || d.ID != id || d.Result != "" || d.Release != (Release{Provider: "docker", Version: "v2", From: "v1", Phase: "shift", Traffic: 10}) {
+			t.Fatalf("in progress: got %+v, %v", d, err)
+		}
+		if _, err := rep("done", 0, "rolled_back"); err != nil {
+			t.Fatal(err)
+		}
+		finished := time.Now().Truncate(time.Microsecond)
+		if err := s.EndDeployment(ctx, id, DeployRolledBack, finished, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.EndDeployment(ctx, id, DeployFailure, finished, 0); !errors.Is(err, ErrConflict) {
+			t.Errorf("end twice: got %v, want ErrConflict", err)
+		}
+		if _, err := rep("shift", 50, ""); !errors.Is(err, ErrConflict) {
+			t.Errorf("report after the end: got %v, want ErrConflict", err)
+		}
+		d, err = s.DeploymentOfRun(ctx, run.ID, "prod")
+		if err != nil || d.Result != DeployRolledBack || !d.FinishedAt.Equal(finished) || d.Release.Outcome != "rolled_back" || d.Release.Phase != "done" {
+			t.Errorf("ended: got %+v, %v", d, err)
+		}
+		if _, err := s.DeploymentOfRun(ctx, run.ID, "staging"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("no deployment to staging: got %v, want ErrNotFound", err)
+		}
+	})
+}
+
 func TestAgents(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := ctxT(t)

@@ -5,6 +5,8 @@
 "use strict";
 (function () {
   var CLASS = /^(fg|bg)\d{1,2}$|^[bfiu]$/;
+  var LINE_PX = 12.5 * 1.4; // font size × line height of pre.log (ui.css)
+  var LIVE_CHUNK = 100; // lines per chunk of live lines (a batch of SSE events is split into chunks)
 
   function lineNode(segs) {
     var line = document.createElement("span");
@@ -30,6 +32,11 @@
     el.setAttribute("data-from", String(from));
     el.setAttribute("data-to", String(to));
     for (var i = 0; i < lines.length; i++) { el.appendChild(lineNode(lines[i])); }
+    // Chunks out of view are not laid out or painted (content-visibility
+    // in ui.css); until a chunk is first shown, it takes the height of its
+    // lines unwrapped. Setting a style property from script is allowed by
+    // the CSP (only style attributes in markup are not).
+    el.style.containIntrinsicSize = "auto " + Math.round(lines.length * LINE_PX) + "px";
     return el;
   }
 
@@ -255,11 +262,12 @@
       v.lines = 0;
       v.from = q[start].from;
     }
-    // Chunks of at most pageLines lines, so trimming whole chunks keeps
-    // the page nearly full.
+    // Chunks of at most LIVE_CHUNK lines: trimming whole chunks keeps the
+    // page nearly full, and of a large batch only the chunks in view are
+    // laid out (content-visibility skips the others).
     var chunks = [], lines = [], from = q[start].from, to = from;
     for (var i = start; i < q.length; i++) {
-      if (lines.length && lines.length + q[i].lines.length > v.pageLines) {
+      if (lines.length && lines.length + q[i].lines.length > LIVE_CHUNK) {
         chunks.push({ el: chunkNode(from, to, lines), from: from, to: to, n: lines.length });
         lines = [];
         from = to;

@@ -1,0 +1,39 @@
+package runner
+
+import (
+	"testing"
+
+	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/runner/store"
+)
+
+func TestDecideClaim(t *testing.T) {
+	tests := []struct {
+		name         string
+		st           store.Stage
+		c            wire.Claim
+		grant, write bool
+	}{
+		{"first claim of a queued attempt", store.Stage{Status: store.StatusQueued, Attempt: 2}, wire.Claim{Attempt: 2, Token: "t"}, true, true},
+		{"repeat of the granted claim", store.Stage{Status: store.StatusQueued, Attempt: 2, Claim: "t"}, wire.Claim{Attempt: 2, Token: "t"}, true, false},
+		{"repeat after started", store.Stage{Status: store.StatusRunning, Attempt: 2, Claim: "t"}, wire.Claim{Attempt: 2, Token: "t"}, true, false},
+		{"a copy of a claimed attempt", store.Stage{Status: store.StatusQueued, Attempt: 2, Claim: "t"}, wire.Claim{Attempt: 2, Token: "u"}, false, false},
+		{"a copy of a running attempt", store.Stage{Status: store.StatusRunning, Attempt: 2, Claim: "t"}, wire.Claim{Attempt: 2, Token: "u"}, false, false},
+		{"an earlier attempt", store.Stage{Status: store.StatusQueued, Attempt: 3}, wire.Claim{Attempt: 2, Token: "t"}, false, false},
+		{"a later attempt", store.Stage{Status: store.StatusQueued, Attempt: 1}, wire.Claim{Attempt: 2, Token: "t"}, false, false},
+		{"finished stage", store.Stage{Status: store.StatusSuccess, Attempt: 2, Claim: "t"}, wire.Claim{Attempt: 2, Token: "t"}, false, false},
+		{"cancelled stage", store.Stage{Status: store.StatusCanceled, Attempt: 2}, wire.Claim{Attempt: 2, Token: "t"}, false, false},
+		{"running without claim (started unclaimed)", store.Stage{Status: store.StatusRunning, Attempt: 2}, wire.Claim{Attempt: 2, Token: "t"}, false, false},
+		{"pending stage", store.Stage{Status: store.StatusPending, Attempt: 0}, wire.Claim{Attempt: 0, Token: "t"}, false, false},
+		{"no token", store.Stage{Status: store.StatusQueued, Attempt: 1}, wire.Claim{Attempt: 1}, false, false},
+	}
+	for _, tt := range tests {
+		grant, write, reason := decideClaim(&tt.st, &tt.c)
+		if grant != tt.grant || write != tt.write {
+			t.Errorf("%s: got grant %v write %v (%q), want %v %v", tt.name, grant, write, reason, tt.grant, tt.write)
+		}
+		if !grant && reason == "" {
+			t.Errorf("%s: refused without a reason", tt.name)
+		}
+	}
+}
