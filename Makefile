@@ -5,12 +5,16 @@ GO ?= go
 ARTIFACTS ?= $(CURDIR)/test-artifacts
 TESTFLAGS ?= -count=1 -timeout 30m -artifacts -outputdir $(ARTIFACTS)
 
-.PHONY: build test test-images vet bench lint-pipeline
+.PHONY: build test prereq test-images vet bench lint-pipeline
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/runnel ./cmd/runnel
 
-test-images:
+# prereq: stop at once naming each missing package (as root: install them).
+prereq:
+	./scripts/prereq.sh
+
+test-images: prereq
 	./scripts/test-images.sh
 
 vet:
@@ -18,7 +22,7 @@ vet:
 
 # test: vet, then every package's tests against the real Docker engine,
 # NATS, SQLite, git and (when RUNNEL_TEST_POSTGRES is set) PostgreSQL.
-test: test-images vet
+test: prereq test-images vet
 	mkdir -p $(ARTIFACTS)
 	$(GO) test $(TESTFLAGS) ./...
 

@@ -37,3 +37,19 @@ func TestDecideClaim(t *testing.T) {
 		}
 	}
 }
+
+func TestPriority(t *testing.T) {
+	tests := []struct {
+		st   store.Stage
+		want bool
+	}{
+		{store.Stage{Attempt: 1}, false},
+		{store.Stage{Attempt: 1, Concurrency: "production"}, true},
+		{store.Stage{Attempt: 2}, true},
+	}
+	for _, tt := range tests {
+		if got := priority(&tt.st); got != tt.want {
+			t.Errorf("priority(attempt %d, group %q) = %v, want %v", tt.st.Attempt, tt.st.Concurrency, got, tt.want)
+		}
+	}
+}

@@ -234,7 +234,8 @@ func (r *Runner) publish(ctx context.Context, run *store.Run, st *store.Stage, p
 		}
 		src = repo.CloneURL
 	}
-	job := &wire.Job{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: st.Attempt, Stage: withInputs(ps, run.Inputs)}
+	job := &wire.Job{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: st.Attempt, Stage: withInputs(ps, run.Inputs),
+		Priority: priority(st)}
 	if src != "" {
 		job.Workspace = wire.Workspace{Kind: "git", URL: src, Commit: run.Commit, Ref: run.Ref, Depth: 1}
 	}
@@ -255,6 +256,14 @@ func (r *Runner) publish(ctx context.Context, run *store.Run, st *store.Stage, p
 	}
 	st.Published = st.Attempt
 	return nil
+}
+
+// priority reports whether st's job goes ahead of the queue: a stage
+// holding a concurrency group (every later run of the group waits for
+// it, so behind a long queue it would starve the group) or a retry (it
+// has waited once already).
+func priority(st *store.Stage) bool {
+	return st.Concurrency != "" || st.Attempt > 1
 }
 
 // withInputs returns ps with the run's manual inputs in its env (the

@@ -203,7 +203,11 @@ func (d *Dispatcher) Publish(ctx context.Context, job *wire.Job) error {
 	if err != nil {
 		return err
 	}
-	_, err = d.js.Publish(ctx, wire.JobSubject(job.Stage.Labels), b,
+	subject := wire.JobSubject(job.Stage.Labels)
+	if job.Priority {
+		subject = wire.PriorityJobSubject(job.Stage.Labels)
+	}
+	_, err = d.js.Publish(ctx, subject, b,
 		jetstream.WithMsgID(wire.JobMsgID(job.RunID, job.StageID, job.Attempt)),
 		jetstream.WithExpectStream(JobsStream))
 	if err != nil {

@@ -64,8 +64,8 @@ type Intake struct {
 	ctx     context.Context // Run's, for handlers started by release
 }
 
-// NewIntake creates (or joins) the durable consumer of every subset of the
-// agent's labels.
+// NewIntake creates (or joins) the durable consumers, normal and
+// priority, of every subset of the agent's labels.
 func NewIntake(ctx context.Context, nc *nats.Conn, o IntakeOptions) (*Intake, error) {
 	if o.Capacity < 1 {
 		return nil, fmt.Errorf("intake %s: capacity %d, want ≥ 1", o.Name, o.Capacity)
@@ -90,23 +90,30 @@ func NewIntake(ctx context.Context, nc *nats.Conn, o IntakeOptions) (*Intake, er
 	if err != nil {
 		return nil, fmt.Errorf("intake %s: %w", o.Name, err)
 	}
-	in := &Intake{nc: nc, opts: o, log: o.Logger, pending: make([]int, len(keys)), stopCh: make(chan struct{})}
+	in := &Intake{nc: nc, opts: o, log: o.Logger, pending: make([]int, 2*len(keys)), stopCh: make(chan struct{})}
 	in.cond = sync.NewCond(&in.mu)
+	// Each label set's priority consumer first: with a slot free, both
+	// deliver, and the priority job is the one that comes at once.
 	for _, k := range keys {
-		c, err := js.CreateOrUpdateConsumer(ctx, JobsStream, jetstream.ConsumerConfig{
-			Durable:           wire.ConsumerName(k),
-			FilterSubject:     wire.JobsPrefix + k,
-			AckPolicy:         jetstream.AckExplicitPolicy,
-			AckWait:           o.AckWait,
-			MaxDeliver:        o.MaxDeliver,
-			MaxAckPending:     10_000,
-			DeliverPolicy:     jetstream.DeliverAllPolicy,
-			InactiveThreshold: 24 * time.Hour,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("intake %s: consumer %s: %w", o.Name, k, err)
+		for _, sub := range []struct{ name, filter string }{
+			{wire.PriorityConsumerName(k), wire.JobsPrefix + k + wire.PrioritySuffix},
+			{wire.ConsumerName(k), wire.JobsPrefix + k},
+		} {
+			c, err := js.CreateOrUpdateConsumer(ctx, JobsStream, jetstream.ConsumerConfig{
+				Durable:           sub.name,
+				FilterSubject:     sub.filter,
+				AckPolicy:         jetstream.AckExplicitPolicy,
+				AckWait:           o.AckWait,
+				MaxDeliver:        o.MaxDeliver,
+				MaxAckPending:     10_000,
+				DeliverPolicy:     jetstream.DeliverAllPolicy,
+				InactiveThreshold: 24 * time.Hour,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("intake %s: consumer %s: %w", o.Name, sub.name, err)
+			}
+			in.cons = append(in.cons, c)
 		}
-		in.cons = append(in.cons, c)
 	}
 	return in, nil
 }

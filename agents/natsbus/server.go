@@ -96,7 +96,7 @@ type Server struct {
 //     as the sender (runnel.v1.runs.*.updates.<name>, .logs.<name>), its
 //     own presence and claim subjects, pull requests and consumer
 //     info/creation on the JOBS stream (creation only for a consumer whose
-//     single filter is one label-set subject), and acks on JOBS;
+//     single filter is one label-set subject or its priority subject), and acks on JOBS;
 //   - subscribe only: its own inbox prefix (_INBOX.runnel.<name>.>) and
 //     cancellations (runnel.v1.cancel.*).
 //
@@ -116,6 +116,7 @@ func AgentPermissions(name string) *server.Permissions {
 			"$JS.API.CONSUMER.MSG.NEXT." + JobsStream + ".*",
 			"$JS.API.CONSUMER.INFO." + JobsStream + ".*",
 			"$JS.API.CONSUMER.CREATE." + JobsStream + ".*." + wire.JobsPrefix + "*",
+			"$JS.API.CONSUMER.CREATE." + JobsStream + ".*." + wire.JobsPrefix + "*" + wire.PrioritySuffix,
 			"$JS.ACK." + JobsStream + ".>",
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{

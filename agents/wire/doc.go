@@ -13,6 +13,7 @@
 // # Subjects
 //
 //	runnel.v1.jobs.<set>                  Job       server → agents (JetStream stream JOBS, work queue)
+//	runnel.v1.jobs.<set>.prio             Job       the same, for jobs with Priority set
 //	runnel.v1.runs.<run>.updates.<agent>  Update    agent → server (JetStream stream EVENTS)
 //	runnel.v1.runs.<run>.logs.<agent>     LogChunk  agent → server (JetStream stream EVENTS)
 //	runnel.v1.claims.<agent>              Claim     agent → server (core NATS request, ClaimReply)
@@ -49,7 +50,8 @@
 // consumes the subjects of every subset of L ([Subsets]); an agent may have
 // at most [MaxLabels] labels, so at most 64 subjects. JetStream forbids
 // overlapping consumers on a work-queue stream, so each label-set subject
-// has exactly one durable consumer ([ConsumerName]), shared by every agent
+// has exactly one durable consumer ([ConsumerName]; its priority subject
+// one more, [PriorityConsumerName]), shared by every agent
 // whose labels include that set: "one consumer per distinct required set,
 // agents pull from all subsets of their set". A job requiring more than
 // MaxLabels labels can never match and is refused at publish.

@@ -74,6 +74,12 @@ type Job struct {
 	// cleans up only resources carrying it. "" (an older server) means the
 	// agent's own install id.
 	Install string `json:"install,omitempty"`
+	// Priority puts the job ahead of the label set's queue: it goes to
+	// PriorityJobSubject, which agents pull from beside the normal one,
+	// so it waits for the next free slot instead of behind every job
+	// already queued. The server sets it for stages that hold a
+	// concurrency group (later runs wait for them) and for retries.
+	Priority bool `json:"priority,omitempty"`
 	// Transfer is the job's access to the server's artifact store, set
 	// when the stage has artifacts, receives some, fetches or caches; nil
 	// means no store (see Transfers in the package doc).
@@ -271,6 +277,12 @@ func Token(s string) string {
 // JobSubject is the subject of a job requiring labels.
 func JobSubject(labels map[string]string) string { return JobsPrefix + LabelSetKey(labels) }
 
+// PrioritySuffix ends the subjects of priority jobs (Job.Priority).
+const PrioritySuffix = ".prio"
+
+// PriorityJobSubject is the subject of a priority job requiring labels.
+func PriorityJobSubject(labels map[string]string) string { return JobSubject(labels) + PrioritySuffix }
+
 // UpdatesSubject is where agent sends the updates of a run.
 func UpdatesSubject(runID, agent string) string {
 	return Prefix + "runs." + Token(runID) + ".updates." + Token(agent)
@@ -403,3 +415,7 @@ func Subsets(labels map[string]string) ([]string, error) {
 
 // ConsumerName is the durable JetStream consumer of a label-set key.
 func ConsumerName(setKey string) string { return "jobs-" + setKey }
+
+// PriorityConsumerName is the durable consumer of a label-set key's
+// priority jobs.
+func PriorityConsumerName(setKey string) string { return "jobs-" + setKey + "-prio" }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/runnel-ci/runnel/agents/agent"
@@ -57,7 +58,7 @@ taking jobs and waits up to --drain-timeout for running stages.`,
 	var data string
 	tokenCmd := &cobra.Command{
 		Use:   "token NAME",
-		Short: "Make a NATS credential for an agent of the embedded NATS server (restart the server to load it)",
+		Short: "Make a NATS credential for an agent of the embedded NATS server (a running server loads it within a second)",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tok, err := addAgentCredential(data, args[0])
@@ -164,7 +165,7 @@ func (a *app) runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return err
 	}
-	nc, err := natsbus.Connect(f.natsURL, creds)
+	nc, err := connectAgent(ctx, f.natsURL, creds, log)
 	if err != nil {
 		return err
 	}
@@ -188,6 +189,32 @@ func (a *app) runAgent(ctx context.Context, f agentFlags) error {
 		return err
 	}
 	return derr
+}
+
+// authWait is how long a new agent keeps trying while the server does
+// not know its token yet: the server loads tokens made by `runnel agent
+// token` within a second (credsPoll).
+const authWait = 15 * time.Second
+
+// connectAgent connects to NATS, retrying an authorization error for
+// authWait so an agent started right after its token was made joins.
+func connectAgent(ctx context.Context, url string, creds natsbus.Creds, log *slog.Logger) (*nats.Conn, error) {
+	deadline := time.Now().Add(authWait)
+	for {
+		nc, err := natsbus.Connect(url, creds)
+		if err == nil || !errors.Is(err, nats.ErrAuthorization) || time.Now().After(deadline) {
+			if err != nil && errors.Is(err, nats.ErrAuthorization) {
+				err = fmt.Errorf("%w (is the token from \"runnel agent token\" on this server's host, with the server's --data?)", err)
+			}
+			return nc, err
+		}
+		log.Warn("NATS does not accept the agent token yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // newNATSAgent builds an agent loop running stages with the workspace

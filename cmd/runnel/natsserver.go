@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -108,27 +109,43 @@ func (n *natsSetup) reloadAgents() error {
 	return n.srv.SetAgents(agents)
 }
 
+// credsPoll is how often the server looks for a changed agent
+// credentials file.
+const credsPoll = time.Second
+
 // run starts consuming agents' events into rn and the built-in agent.
-// With the embedded NATS, SIGHUP reloads the agent credentials.
+// With the embedded NATS, a change to the agent credentials file (written
+// by `runnel agent token`) is loaded within credsPoll, and SIGHUP loads
+// it at once.
 func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, eng engine.Engine, labels map[string]string, workDir string, log *slog.Logger) error {
 	ctx, n.cancel = context.WithCancel(ctx)
 	if n.srv != nil {
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
+		path := filepath.Join(n.data, agentCredsFile)
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
 			defer signal.Stop(hup)
+			tick := time.NewTicker(credsPoll)
+			defer tick.Stop()
+			last := fileStamp(path)
 			for {
 				select {
 				case <-ctx.Done():
 					return
 				case <-hup:
-					if err := n.reloadAgents(); err != nil {
-						log.Error("reload agent credentials", "err", err)
+				case <-tick.C:
+					if st := fileStamp(path); st != last {
+						last = st
 					} else {
-						log.Info("agent credentials reloaded")
+						continue
 					}
+				}
+				if err := n.reloadAgents(); err != nil {
+					log.Error("reload agent credentials", "err", err)
+				} else {
+					log.Info("agent credentials reloaded")
 				}
 			}
 		}()
@@ -160,6 +177,26 @@ func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, e
 		}
 	}()
 	return nil
+}
+
+// stamp identifies a version of a file: a rewrite (a new file renamed
+// into place) changes its inode, an edit its size or time.
+type stamp struct {
+	ino, size int64
+	mod       time.Time
+}
+
+// fileStamp returns path's stamp; the zero stamp when it does not exist.
+func fileStamp(path string) stamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return stamp{}
+	}
+	st := stamp{size: fi.Size(), mod: fi.ModTime()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino = int64(sys.Ino)
+	}
+	return st
 }
 
 // drain lets the built-in agent finish its stages until ctx ends.
