@@ -48,7 +48,9 @@ type Engine interface {
 	// stderr to out as it arrives. It returns the step's exit code. When ctx
 	// ends first (cancellation or the step's timeout, which the caller sets
 	// on ctx), the step is stopped (SIGTERM, then SIGKILL after a grace
-	// period) and Run returns an error wrapping ctx.Err().
+	// period) and Run returns an error wrapping ctx.Err(). A step killed
+	// for exceeding its memory limit returns its exit code with an error
+	// wrapping ErrOutOfMemory.
 	Run(ctx context.Context, s *Spec, step *pipeline.Step, out io.Writer) (exitCode int, err error)
 	// Teardown removes everything Setup and Run created. It is idempotent,
 	// safe after a partial Setup, and is called on a context that is not
@@ -59,3 +61,7 @@ type Engine interface {
 // ErrImageNotFound reports that a step or service image is not present and
 // the pull policy did not allow (or failed) to fetch it.
 var ErrImageNotFound = errors.New("image not found")
+
+// ErrOutOfMemory reports that a step was killed because it used more
+// memory than its limit. Run returns it with the step's exit code.
+var ErrOutOfMemory = errors.New("out of memory")

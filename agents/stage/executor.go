@@ -341,6 +341,11 @@ func (x *Executor) attempt(runCtx, stageCtx context.Context, spec *engine.Spec, 
 	if err != nil && errors.Is(err, ErrContent) && stepCtx.Err() == nil {
 		return StatusFailure, code, err.Error()
 	}
+	if errors.Is(err, engine.ErrOutOfMemory) && runCtx.Err() == nil && stageCtx.Err() == nil {
+		// The step's own doing, like an exit code: a failure (retried
+		// like its exit code), with the reason Docker knows.
+		return StatusFailure, code, fmt.Sprintf("out of memory: killed at its memory limit, exit code %d", code)
+	}
 	if err != nil {
 		status, reason := classify(runCtx, stageCtx, stepCtx, spec.Stage, step, err)
 		return status, code, reason

@@ -30,6 +30,9 @@ type StageRunner struct {
 	Logger  *slog.Logger
 	// Fetcher keeps the files stages fetch on this agent.
 	Fetcher *artifact.Fetcher
+	// AllowContainer are the container permissions the agent grants
+	// (stage.Executor.AllowContainer).
+	AllowContainer []pipeline.Permission
 	// Deployer runs deploy steps; nil: they end in error.
 	Deployer *deployer.Deployer
 }
@@ -64,7 +67,7 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 		sr.secrets.Add(sec.Value)
 		spec.Secrets = append(spec.Secrets, engine.Secret{Env: sec.Env, File: sec.File, Value: sec.Value})
 	}
-	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output, Transfer: r.transfer(job, log)}
+	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output, Transfer: r.transfer(job, log), AllowContainer: r.AllowContainer}
 	if r.Deployer != nil {
 		x.Deployer = r.Deployer.Job(func(p wire.DeployProgress) { sink.Deploying(pipeline.DeployStep, p) })
 	}

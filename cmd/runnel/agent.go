@@ -22,6 +22,7 @@ import (
 	"github.com/runnel-ci/runnel/artifact"
 	"github.com/runnel-ci/runnel/internal/install"
 	"github.com/runnel-ci/runnel/internal/private"
+	"github.com/runnel-ci/runnel/pipeline"
 )
 
 func init() { commands = append(commands, (*app).agentCommand) }
@@ -30,6 +31,7 @@ type agentFlags struct {
 	natsURL, token, credsFile, name, labels, backend, workDir string
 	capacity                                                  int
 	drainTimeout                                              time.Duration
+	container                                                 containerFlags
 }
 
 func (a *app) agentCommand() *cobra.Command {
@@ -54,6 +56,7 @@ taking jobs and waits up to --drain-timeout for running stages.`,
 	fl.StringVar(&f.backend, "backend", a.envDefault("RUNNEL_BACKEND", "docker"), "executor: docker or local ($RUNNEL_BACKEND)")
 	fl.StringVar(&f.workDir, "work-dir", a.envDefault("RUNNEL_AGENT_DIR", filepath.Join(os.TempDir(), "runnel-agent")), "git cache and workspaces ($RUNNEL_AGENT_DIR)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages")
+	a.addContainerFlags(fl, &f.container, "", "RUNNEL_")
 
 	var data string
 	tokenCmd := &cobra.Command{
@@ -150,18 +153,22 @@ func (a *app) runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return usageError(fmt.Errorf("--labels: %w", err))
 	}
+	allowed, limits, err := f.container.parse("")
+	if err != nil {
+		return err
+	}
 	inst, err := install.Load(f.workDir)
 	if err != nil {
 		return err
 	}
 	log = log.With("install", inst)
 	bg := context.WithoutCancel(ctx)
-	eng, closeEngine, err := serverEngine(bg, f.backend, inst, log)
+	eng, closeEngine, err := serverEngine(bg, f.backend, inst, limits, log)
 	if err != nil {
 		return err
 	}
 	defer closeEngine()
-	ag, err := newNATSAgent(name, labels, f.capacity, eng, f.workDir, log)
+	ag, err := newNATSAgent(name, labels, f.capacity, eng, allowed, f.workDir, log)
 	if err != nil {
 		return err
 	}
@@ -219,7 +226,7 @@ func connectAgent(ctx context.Context, url string, creds natsbus.Creds, log *slo
 
 // newNATSAgent builds an agent loop running stages with the workspace
 // StageRunner on eng.
-func newNATSAgent(name string, labels map[string]string, capacity int, eng engine.Engine, workDir string, log *slog.Logger) (*agent.Agent, error) {
+func newNATSAgent(name string, labels map[string]string, capacity int, eng engine.Engine, allowed []pipeline.Permission, workDir string, log *slog.Logger) (*agent.Agent, error) {
 	if err := private.MkdirAll(workDir); err != nil {
 		return nil, err
 	}
@@ -229,7 +236,7 @@ func newNATSAgent(name string, labels map[string]string, capacity int, eng engin
 	}
 	fetcher := &artifact.Fetcher{Dir: filepath.Join(workDir, "fetch"), Client: transfer.FetchClient(), MaxBytes: maxFetch, Logger: log}
 	return agent.New(agent.Config{Name: name, Labels: labels, Capacity: capacity, Logger: log,
-		Runner: &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: workDir, Logger: log, Fetcher: fetcher,
+		Runner: &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: workDir, Logger: log, Fetcher: fetcher, AllowContainer: allowed,
 			Deployer: &deployer.Deployer{ProxyToken: os.Getenv("RUNNEL_PROXY_TOKEN"), Logger: log}}})
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/agent"
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 )
 
@@ -117,7 +118,7 @@ const credsPoll = time.Second
 // With the embedded NATS, a change to the agent credentials file (written
 // by `runnel agent token`) is loaded within credsPoll, and SIGHUP loads
 // it at once.
-func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, eng engine.Engine, labels map[string]string, workDir string, log *slog.Logger) error {
+func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, eng engine.Engine, labels map[string]string, allowed []pipeline.Permission, workDir string, log *slog.Logger) error {
 	ctx, n.cancel = context.WithCancel(ctx)
 	if n.srv != nil {
 		hup := make(chan os.Signal, 1)
@@ -160,7 +161,7 @@ func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, e
 	if eng == nil {
 		return nil
 	}
-	ag, err := newNATSAgent(n.agentC.User, labels, f.agentCapacity, eng, workDir, log)
+	ag, err := newNATSAgent(n.agentC.User, labels, f.agentCapacity, eng, allowed, workDir, log)
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,7 @@ type serverFlags struct {
 	natsUser      string
 	natsPassword  string
 	agentToken    string
+	container     containerFlags
 }
 
 // envDefault returns the value of the RUNNEL_* variable or def.
@@ -144,6 +145,7 @@ for up to --drain-timeout; a second one exits at once.`,
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages ($RUNNEL_DRAIN_TIMEOUT)")
 	fl.DurationVar(&f.leaseTimeout, "lease-timeout", a.envDuration("RUNNEL_LEASE_TIMEOUT", 45*time.Second), "silence of a running stage after which it runs again as a new attempt: the time from an agent's death to the retry ($RUNNEL_LEASE_TIMEOUT)")
 	a.addArtifactFlags(fl, &f.artifacts)
+	a.addContainerFlags(fl, &f.container, "agent-", "RUNNEL_AGENT_")
 	fl.StringVar(&f.logLevel, "log-level", a.envDefault("RUNNEL_LOG_LEVEL", "info"), "debug, info, warn or error ($RUNNEL_LOG_LEVEL)")
 	return cmd
 }
@@ -176,6 +178,10 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	labels, err := parseLabels(f.agentLabels)
 	if err != nil {
 		return usageError(fmt.Errorf("--agent-labels: %w", err))
+	}
+	allowed, limits, err := f.container.parse("agent-")
+	if err != nil {
+		return err
 	}
 	data, err := filepath.Abs(f.data)
 	if err != nil {
@@ -240,7 +246,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	defer stopSweep()
 	var agentEng engine.Engine
 	if !f.noAgent {
-		eng, closer, err := serverEngine(bg, f.backend, inst, log)
+		eng, closer, err := serverEngine(bg, f.backend, inst, limits, log)
 		if err != nil {
 			ln.Close()
 			return err
@@ -263,7 +269,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	if err := mets.Rebuild(bg, runner.History{Store: st}); err != nil {
 		log.Warn("rebuild metrics from history", "err", err)
 	}
-	if err := nb.run(bg, rn, f, agentEng, labels, filepath.Join(data, "agent"), log); err != nil {
+	if err := nb.run(bg, rn, f, agentEng, labels, allowed, filepath.Join(data, "agent"), log); err != nil {
 		ln.Close()
 		return err
 	}
@@ -355,7 +361,7 @@ func (a *app) ensureAdminToken(ctx context.Context, st *store.Store) error {
 // serverEngine builds the engine of the built-in agent or of `runnel
 // agent`, whose Docker resources carry install id inst; Docker falls back
 // to the local shell with a warning when no Docker engine answers.
-func serverEngine(ctx context.Context, backend, inst string, log *slog.Logger) (engine.Engine, func(), error) {
+func serverEngine(ctx context.Context, backend, inst string, limits docker.Limits, log *slog.Logger) (engine.Engine, func(), error) {
 	switch backend {
 	case "local":
 		return local.New(local.Options{Logger: log}), func() {}, nil
@@ -376,7 +382,7 @@ func serverEngine(ctx context.Context, backend, inst string, log *slog.Logger) (
 		log.Warn("no Docker engine answers; the built-in agent uses the local shell backend", "err", err)
 		return local.New(local.Options{Logger: log}), func() {}, nil
 	}
-	eng, err := docker.New(cli, docker.Options{Install: inst, Owner: inst, PullPolicy: engine.PullIfNotPresent, Logger: log})
+	eng, err := docker.New(cli, docker.Options{Install: inst, Owner: inst, PullPolicy: engine.PullIfNotPresent, Limits: limits, Logger: log})
 	if err != nil {
 		cli.Close()
 		return nil, nil, err

@@ -57,7 +57,10 @@ type Options struct {
 	// StopGrace is the SIGTERM-to-SIGKILL period for a step whose context
 	// ended; it is rounded up to whole seconds (Docker's unit). 0 means 2s.
 	StopGrace time.Duration
-	Logger    *slog.Logger // nil means slog.Default()
+	// Limits are every step and service container's memory, CPU and
+	// process limits; zero fields mean DefaultLimits'.
+	Limits Limits
+	Logger *slog.Logger // nil means slog.Default()
 }
 
 // Engine is the Docker engine.Engine. It is safe for concurrent use.
@@ -69,6 +72,7 @@ type Engine struct {
 	pid     string
 	policy  engine.PullPolicy
 	grace   int // seconds
+	limits  Limits
 	log     *slog.Logger
 	pulls   singleflight.Group
 }
@@ -103,7 +107,7 @@ func New(cli *client.Client, o Options) (*Engine, error) {
 		}
 	}
 	e := &Engine{cli: cli, install: o.Install, owner: o.Owner, host: hostname(),
-		pid: strconv.Itoa(os.Getpid()), policy: policy, log: o.Logger}
+		pid: strconv.Itoa(os.Getpid()), policy: policy, limits: o.Limits.orDefault(), log: o.Logger}
 	if e.log == nil {
 		e.log = slog.Default()
 	}

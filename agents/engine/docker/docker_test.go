@@ -25,6 +25,7 @@ import (
 
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/engine/enginetest"
+	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/pipeline"
 )
 
@@ -428,4 +429,81 @@ func buildImage(ctx context.Context, cli *client.Client, tag, dockerfile string)
 	}
 	defer resp.Body.Close()
 	return jsonmessage.DisplayJSONMessagesStream(resp.Body, io.Discard, 0, false, nil)
+}
+
+// TestLimits: every step container has the engine's memory and process
+// limits, no-new-privileges and the user it asks for; a step that
+// allocates past its memory limit is reported out of memory, not as a
+// bare 137.
+func TestLimits(t *testing.T) {
+	cli := testClient(t)
+	e, err := New(cli, Options{Owner: fmt.Sprintf("test-%d-%d", os.Getpid(), time.Now().UnixNano()), PullPolicy: engine.PullNever,
+		StopGrace: time.Second, Limits: Limits{Memory: 32 << 20, CPUs: 0.5, PIDs: 64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := contractConfig(t, cli, e)
+	s := enginetest.NewSpec(t, busybox, nil, "")
+	enginetest.SetUp(t, c, s)
+	ctx := t.Context()
+
+	var out strings.Builder
+	code, err := e.Run(ctx, s, &pipeline.Step{Name: "limits", Container: &pipeline.Container{User: "65534:65534"}, Run: `
+cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max
+grep NoNewPrivs /proc/self/status
+id -u`}, &out)
+	if err != nil || code != 0 {
+		t.Fatalf("limits step: %d, %v\n%s", code, err, out.String())
+	}
+	fields := strings.Fields(out.String())
+	want := []string{strconv.Itoa(32 << 20), "64", "NoNewPrivs:", "1", "65534"}
+	if strings.Join(fields, " ") != strings.Join(want, " ") {
+		t.Errorf("limits step printed %q, want %q", fields, want)
+	}
+
+	out.Reset()
+	code, err = e.Run(ctx, s, &pipeline.Step{Name: "hog", Run: "dd if=/dev/zero of=/dev/null bs=64M count=1"}, &out)
+	if !errors.Is(err, engine.ErrOutOfMemory) || code != 137 {
+		t.Fatalf("hog step: %d, %v, want 137 and ErrOutOfMemory\n%s", code, err, out.String())
+	}
+
+	// The stage's result says so too.
+	oom := enginetest.NewSpec(t, busybox, nil, "")
+	oom.Stage.Steps = []*pipeline.Step{{Name: "hog", Run: "dd if=/dev/zero of=/dev/null bs=64M count=1"}}
+	res := (&stage.Executor{Engine: e}).Run(ctx, oom)
+	if r := res.Steps[0]; r.Status != stage.StatusFailure || r.ExitCode != 137 || !strings.HasPrefix(r.Reason, "out of memory") {
+		t.Errorf("hog step result: %s %d %q, want failure 137 \"out of memory...\"", r.Status, r.ExitCode, r.Reason)
+	}
+
+	// An ordinary failure is not mistaken for one.
+	code, err = e.Run(ctx, s, &pipeline.Step{Name: "fail", Run: "sh -c 'kill -9 $$'; echo unreachable"}, &out)
+	if err != nil || code != 137 {
+		t.Fatalf("killed step: %d, %v, want 137 and no error", code, err)
+	}
+}
+
+// TestContainerSettings: what a step's container asks for reaches Docker
+// (whether it may ask is the executor's business).
+func TestContainerSettings(t *testing.T) {
+	cli := testClient(t)
+	e := testEngine(t, cli, "")
+	c := contractConfig(t, cli, e)
+	s := enginetest.NewSpec(t, busybox, nil, "")
+	enginetest.SetUp(t, c, s)
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/f", []byte("from the host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	var out strings.Builder
+	code, err := e.Run(t.Context(), s, &pipeline.Step{Name: "s", Run: "cat /h/f; echo; hostname; touch /h/g || echo read-only",
+		Container: &pipeline.Container{Volumes: []string{dir + ":/h:ro"}, Network: "host", CapAdd: []string{"NET_ADMIN"}}}, &out)
+	want := "from the host\n" + host + "\n"
+	if err != nil || code != 0 || !strings.HasPrefix(out.String(), want) || !strings.Contains(out.String(), "read-only") {
+		t.Fatalf("got %d, %v, %q; want 0, nil, %q + read-only", code, err, out.String(), want)
+	}
+	_, err = e.Run(t.Context(), s, &pipeline.Step{Name: "bad", Run: "true", Container: &pipeline.Container{Network: "container:x"}}, &out)
+	if err == nil {
+		t.Error("network container:x accepted")
+	}
 }

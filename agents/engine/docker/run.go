@@ -24,6 +24,9 @@ const cleanupTimeout = 30 * time.Second
 // workspace at /workspace, streams its output to out and removes it.
 func (e *Engine) Run(ctx context.Context, s *engine.Spec, step *pipeline.Step, out io.Writer) (int, error) {
 	code, err := e.run(ctx, s, step, out)
+	if errors.Is(err, engine.ErrOutOfMemory) {
+		return code, fmt.Errorf("run step %s/%s: %w", s.Stage.ID, step.Name, err)
+	}
 	if err != nil {
 		return engine.ExitUnknown, fmt.Errorf("run step %s/%s: %w", s.Stage.ID, step.Name, err)
 	}
@@ -41,11 +44,7 @@ func (e *Engine) run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 	// Secret files are written by a preamble from variables into a tmpfs
 	// of the container: never on a command line, never on disk.
 	preamble, fileEnv := engine.SecretFilesPreamble(s, pipeline.SecretsDir)
-	hc := e.hostConfig(s)
-	if preamble != "" {
-		hc.Tmpfs = map[string]string{pipeline.SecretsDir: "mode=1777,size=4m,noexec,nosuid,nodev"}
-	}
-	id, err := e.create(ctx, &container.Config{
+	cfg := &container.Config{
 		Image: img,
 		// The script is pipeline text, trusted; everything else reaches it
 		// as env through the API.
@@ -56,7 +55,15 @@ func (e *Engine) run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 		Labels:       e.labels(s),
 		AttachStdout: true,
 		AttachStderr: true,
-	}, hc, nil, "")
+	}
+	hc := e.hostConfig(s)
+	if err := apply(cfg, hc, s.Stage.StepContainer(step)); err != nil {
+		return 0, err
+	}
+	if preamble != "" {
+		hc.Tmpfs = map[string]string{pipeline.SecretsDir: "mode=1777,size=4m,noexec,nosuid,nodev"}
+	}
+	id, err := e.create(ctx, cfg, hc, nil, "")
 	if err != nil {
 		return 0, err
 	}
@@ -129,13 +136,23 @@ func (e *Engine) run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 	if copyErr != nil {
 		return 0, fmt.Errorf("write output: %w", copyErr)
 	}
+	if res.StatusCode != 0 {
+		// The kernel's OOM killer leaves a bare SIGKILL (137); Docker
+		// knows why.
+		ictx, icancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		info, err := e.cli.ContainerInspect(ictx, id)
+		icancel()
+		if err == nil && info.State != nil && info.State.OOMKilled {
+			return int(res.StatusCode), fmt.Errorf("%w (limit %d MiB)", engine.ErrOutOfMemory, e.limits.Memory>>20)
+		}
+	}
 	return int(res.StatusCode), nil
 }
 
 // create creates a container, fetching its image first when it is missing
 // and the pull policy allows (or always, with PullAlways).
 func (e *Engine) create(ctx context.Context, cfg *container.Config, hc *container.HostConfig, nc *network.NetworkingConfig, name string) (string, error) {
-	hc.Privileged = false
+	e.secure(hc)
 	if e.policy == engine.PullAlways {
 		if err := e.ensureImage(ctx, cfg.Image); err != nil {
 			return "", err

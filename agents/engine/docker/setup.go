@@ -176,15 +176,23 @@ func (e *Engine) startService(ctx context.Context, s *engine.Spec, svc *pipeline
 	labels := e.labels(s)
 	labels[LabelService] = svc.Name
 	net := e.ResourceName(s)
-	id, err := e.create(ctx, &container.Config{
+	cfg := &container.Config{
 		Image:  svc.Image,
 		Cmd:    svc.Command,
 		Env:    envList(svc.Env),
 		Labels: labels,
-	}, &container.HostConfig{NetworkMode: container.NetworkMode(net)},
-		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-			net: {Aliases: []string{svc.Name}},
-		}}, net+"-svc-"+sanitize(svc.Name, 40))
+	}
+	hc := &container.HostConfig{NetworkMode: container.NetworkMode(net)}
+	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+		net: {Aliases: []string{svc.Name}},
+	}}
+	if err := apply(cfg, hc, svc.Container); err != nil {
+		return "", fmt.Errorf("service %s: %w", svc.Name, err)
+	}
+	if string(hc.NetworkMode) != net {
+		nc = nil // host or none: not on the stage network, no alias
+	}
+	id, err := e.create(ctx, cfg, hc, nc, net+"-svc-"+sanitize(svc.Name, 40))
 	if err != nil {
 		return "", fmt.Errorf("service %s: %w", svc.Name, err)
 	}
