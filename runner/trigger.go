@@ -134,6 +134,11 @@ func (r *Runner) plan(ctx context.Context, req TriggerRequest, nr *store.NewRun)
 			return nil, fmt.Errorf("%w: %w", ErrTransient, err)
 		}
 		nr.Plan, err = p.PlanFor(nr.Event, envs)
+		if err == nil {
+			if err = r.checkSecrets(ctx, req.Repo.ID, p); errors.Is(err, ErrTransient) {
+				return nil, err
+			}
+		}
 	}
 	var ds pipeline.Diagnostics
 	switch {
