@@ -23,6 +23,31 @@ func (d *fakeDeployer) Deploy(_ context.Context, spec *engine.Spec, out io.Write
 	return d.err
 }
 
+// setupCounter counts Setup calls of the engine it wraps.
+type setupCounter struct {
+	engine.Engine
+	setups int
+}
+
+func (s *setupCounter) Setup(ctx context.Context, spec *engine.Spec) error {
+	s.setups++
+	return s.Engine.Setup(ctx, spec)
+}
+
+// TestExecutorDeployOnly: a stage whose only step is its deploy needs no
+// workspace: the engine is not set up (a deploy stage has no image).
+func TestExecutorDeployOnly(t *testing.T) {
+	eng := &setupCounter{Engine: newLocal(t)}
+	d := &fakeDeployer{}
+	x := &stage.Executor{Engine: eng, Deployer: d}
+	st := &pipeline.Stage{ID: "prod", Name: "prod", Deploy: &pipeline.Deploy{Provider: "docker", Image: "web:1"},
+		Steps: []*pipeline.Step{{Name: pipeline.DeployStep, Deploy: true}}}
+	res := x.Run(context.Background(), &engine.Spec{RunID: "r1", Attempt: 1, Stage: st})
+	if res.Status != stage.StatusSuccess || d.calls != 1 || eng.setups != 0 {
+		t.Errorf("status %s (%s), %d deploys, %d setups; want success, 1, 0", res.Status, res.Reason, d.calls, eng.setups)
+	}
+}
+
 // TestExecutorDeploy checks how the deploy step's outcome becomes the
 // stage's: success, a failed release (failure), a deployer error (error),
 // no deployer (error, never a silent success), and no deploy after a

@@ -125,6 +125,12 @@ func (x *Executor) logger() *slog.Logger {
 // in the Result.
 func (x *Executor) Run(ctx context.Context, spec *engine.Spec) Result {
 	st := spec.Stage
+	if deployOnly(st) {
+		// Nothing runs in the workspace: no transfers around the release.
+		cp := *x
+		cp.Transfer = nil
+		x = &cp
+	}
 	log := x.logger().With("run", spec.RunID, "stage", st.ID)
 	res := Result{StageID: st.ID, Started: x.now(), Steps: make([]StepResult, len(st.Steps))}
 	for i, step := range st.Steps {
@@ -175,7 +181,9 @@ func (x *Executor) runSteps(runCtx, stageCtx context.Context, spec *engine.Spec,
 		}
 		return StatusError, "refused by this agent's container policy: " + strings.Join(msgs, "; ")
 	}
-	if err := x.Engine.Setup(stageCtx, spec); err != nil {
+	if deployOnly(st) {
+		// A stage that only deploys needs no workspace or containers.
+	} else if err := x.Engine.Setup(stageCtx, spec); err != nil {
 		status, _ := classify(runCtx, stageCtx, nil, st, nil, err)
 		return status, fmt.Sprintf("setup: %v", err)
 	}
@@ -354,6 +362,11 @@ func (x *Executor) attempt(runCtx, stageCtx context.Context, spec *engine.Spec, 
 		return StatusFailure, code, fmt.Sprintf("exit code %d", code)
 	}
 	return StatusSuccess, 0, ""
+}
+
+// deployOnly reports whether the stage's only step is its deploy.
+func deployOnly(st *pipeline.Stage) bool {
+	return len(st.Steps) == 1 && st.Steps[0].Deploy
 }
 
 // deploy runs the stage's Deploy; its exit code is 0 on success, 1 when

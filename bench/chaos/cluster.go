@@ -60,8 +60,9 @@ type cluster struct {
 	natsPort  int
 	agents    int
 	capacity  int
-	token     string // admin API token
-	install   string // the server's install id
+	lease     time.Duration // the server's --lease-timeout; 0: its default
+	token     string        // admin API token
+	install   string        // the server's install id
 	agentToks []string
 
 	mu        sync.Mutex // serialises kills and restarts
@@ -81,7 +82,7 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func newCluster(bin, dir string, agents, capacity int) (*cluster, error) {
+func newCluster(bin, dir string, agents, capacity int, lease time.Duration) (*cluster, error) {
 	hp, err := freePort()
 	if err != nil {
 		return nil, err
@@ -91,7 +92,7 @@ func newCluster(bin, dir string, agents, capacity int) (*cluster, error) {
 		return nil, err
 	}
 	c := &cluster{bin: bin, dir: dir, httpAddr: fmt.Sprintf("127.0.0.1:%d", hp), natsPort: np,
-		agents: agents, capacity: capacity, deaths: map[string]time.Time{}}
+		agents: agents, capacity: capacity, lease: lease, deaths: map[string]time.Time{}}
 	tokRE := regexp.MustCompile(`agent token \(shown once\): (\S+)`)
 	for i := range agents {
 		out, err := exec.Command(bin, "agent", "token", agentName(i), "--data", c.data()).CombinedOutput()
@@ -119,8 +120,12 @@ func (c *cluster) startServer() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.bin, "server", "--addr", c.httpAddr, "--data", c.data(), "--no-agent",
-		"--nats-port", strconv.Itoa(c.natsPort), "--drain-timeout", "5s", "--log-level", "debug")
+	args := []string{"server", "--addr", c.httpAddr, "--data", c.data(), "--no-agent",
+		"--nats-port", strconv.Itoa(c.natsPort), "--drain-timeout", "5s", "--log-level", "debug"}
+	if c.lease > 0 {
+		args = append(args, "--lease-timeout", c.lease.String())
+	}
+	cmd := exec.Command(c.bin, args...)
 	cmd.Stderr = logf
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

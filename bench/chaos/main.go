@@ -29,6 +29,7 @@ type options struct {
 	agentKill  time.Duration
 	serverKill time.Duration
 	settle     time.Duration
+	lease      time.Duration
 	keep       bool
 	workDir    string
 }
@@ -45,6 +46,7 @@ func main() {
 	flag.DurationVar(&o.agentKill, "agent-kill-every", 10*time.Second, "mean time between agent SIGKILLs")
 	flag.DurationVar(&o.serverKill, "server-kill-every", 60*time.Second, "mean time between server SIGKILLs (besides the bursts')")
 	flag.DurationVar(&o.settle, "settle", 5*time.Minute, "how long after the last kill every run must have finished")
+	flag.DurationVar(&o.lease, "lease-timeout", 0, "the server's --lease-timeout (0: its default, 45s): the agent SIGKILL -> next attempt time")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, data) at the end")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -83,7 +85,7 @@ func run(ctx context.Context, o options, out io.Writer) (int, error) {
 		return 2, err
 	}
 	defer cli.Close()
-	c, err := newCluster(o.runnel, dir, o.agents, o.capacity)
+	c, err := newCluster(o.runnel, dir, o.agents, o.capacity, o.lease)
 	if err != nil {
 		return 2, err
 	}

@@ -327,6 +327,22 @@ type DeploymentView struct {
 	StartedAt   time.Time `json:"started_at"`
 	FinishedAt  time.Time `json:"finished_at,omitzero"`
 	Result      string    `json:"result,omitempty"`
+	// RollsBack is, for a rolled_back deployment, the deployment whose
+	// version serves again.
+	RollsBack int64 `json:"rolls_back,omitempty"`
+	// Release is set for a deploy stage's deployment.
+	Release *ReleaseView `json:"release,omitempty"`
+}
+
+// ReleaseView is where a deploy stage's release is (or ended).
+type ReleaseView struct {
+	Provider string `json:"provider"`
+	Version  string `json:"version"`
+	From     string `json:"from,omitempty"`
+	Phase    string `json:"phase"`
+	// Traffic is the percentage on the new version.
+	Traffic int    `json:"traffic"`
+	Outcome string `json:"outcome,omitempty"`
 }
 
 func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request) {
@@ -351,8 +367,12 @@ func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]DeploymentView, 0, len(ds))
 	for _, d := range ds {
-		out = append(out, DeploymentView{ID: d.ID, Repo: d.Repo, Environment: d.Environment, RunID: d.RunID, Commit: d.Commit,
-			StartedAt: d.StartedAt, FinishedAt: d.FinishedAt, Result: d.Result})
+		v := DeploymentView{ID: d.ID, Repo: d.Repo, Environment: d.Environment, RunID: d.RunID, Commit: d.Commit,
+			StartedAt: d.StartedAt, FinishedAt: d.FinishedAt, Result: d.Result, RollsBack: d.RollsBack}
+		if rl := d.Release; rl.Provider != "" {
+			v.Release = &ReleaseView{Provider: rl.Provider, Version: rl.Version, From: rl.From, Phase: rl.Phase, Traffic: rl.Traffic, Outcome: rl.Outcome}
+		}
+		out = append(out, v)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"deployments": out})
 }

@@ -314,6 +314,14 @@ func TestBlobURLs(t *testing.T) {
 	if c := get(other); c != http.StatusForbidden {
 		t.Errorf("GET of another key: %d, want 403", c)
 	}
+	// Encoded traversals appended to the signed key reach nothing.
+	signed, query, _ := strings.Cut(o.URL, "?")
+	for _, p := range []string{"/%2e%2e/%2e%2e/%2e%2e/transfer.key", "/..%2f..%2f..%2f..%2fetc%2fpasswd", "%2f..%2f..%2fother",
+		`/..%5c..%5cother`, "%00/../../x", "/%252e%252e/x"} {
+		if c := get(signed + p + "?" + query); c == http.StatusOK {
+			t.Errorf("GET %s: 200", p)
+		}
+	}
 	// A PUT URL is not a GET URL, and a PUT of other content is refused.
 	req, _ := http.NewRequest(http.MethodPut, o.URL, strings.NewReader("x"))
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
