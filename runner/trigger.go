@@ -136,6 +136,11 @@ func (r *Runner) plan(ctx context.Context, req TriggerRequest, nr *store.NewRun)
 		if err = checkPolicy(p, req.Repo); err == nil {
 			nr.Plan, err = p.PlanFor(nr.Event, envs)
 		}
+		if err == nil {
+			if err = r.checkSecrets(ctx, req.Repo.ID, p); errors.Is(err, ErrTransient) {
+				return nil, err
+			}
+		}
 	}
 	var ds pipeline.Diagnostics
 	switch {
