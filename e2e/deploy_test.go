@@ -46,6 +46,8 @@ const (
 	appHealthy   = "healthy"
 	appNever     = "never"
 	appSickLater = "sick-later"
+	// appSlow is healthy and holds 50 % for a minute.
+	appSlow = "slow"
 )
 
 // deployEnv is one app: its proxy process, network and image name.
@@ -159,7 +161,7 @@ func (e *deployEnv) commitApp(kind string) string {
 	e.t.Helper()
 	e.pushes++
 	interval := "2s"
-	if kind == appSickLater {
+	if kind == appSickLater || kind == appSlow {
 		interval = "1m"
 	}
 	sha := commit(e.t, e.work, fmt.Sprintf(deployPipeline, e.app, e.image, e.net, e.control, fmt.Sprintf("revision %d (%s)", e.pushes, kind), interval))
@@ -458,5 +460,102 @@ func TestDeployDockerPipeline(t *testing.T) {
 		if got[res] != n {
 			t.Errorf("runnel_deployments_total{result=%q} = %q, want %s", res, got[res], n)
 		}
+	}
+}
+
+// trigger pushes the work tree and starts a run of sha through the API.
+func (e *deployEnv) trigger(repo, sha string) {
+	e.t.Helper()
+	git(e.t, e.work, "push", "-q", "origin", "HEAD:refs/heads/main")
+	code, b := e.srv.do("POST", "/api/v1/repos/"+repo+"/trigger", strings.NewReader(`{"branch":"main","commit":"`+sha+`"}`),
+		map[string]string{"Authorization": "Bearer " + e.srv.token})
+	if code != http.StatusCreated {
+		e.t.Fatalf("trigger: %d %s", code, b)
+	}
+}
+
+// waitTraffic waits until the deployments API shows the release of sha
+// with traffic percent on the new version.
+func (e *deployEnv) waitTraffic(sha string, traffic int) deployView {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for range tick.C {
+		code, b := e.srv.api("GET", "/api/v1/deployments?limit=10")
+		var out struct {
+			Deployments []deployView `json:"deployments"`
+		}
+		if code == 200 && json.Unmarshal(b, &out) == nil {
+			for _, d := range out.Deployments {
+				if d.Commit == sha && d.Release != nil && d.Release.Traffic == traffic && d.Result == "" {
+					return d
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the release of %s never reached %d%%", sha, traffic)
+		}
+	}
+	return deployView{}
+}
+
+// TestDeployDockerAgentKilled: the agent running a release is killed
+// (SIGKILL) while the new version takes half the traffic. The app keeps
+// serving through the runnel proxy (a separate process), the stage is
+// re-delivered to another agent, which releases the same deployment to
+// the end; no request through the proxy fails.
+func TestDeployDockerAgentKilled(t *testing.T) {
+	c := newCluster(t, []string{"deploy-a", "deploy-b"})
+	e := newDeployEnv(t)
+	e.srv = c.srv
+	bare, work := repoSetup(t, e.dir)
+	e.work = work
+	c.addRepo("app", bare)
+	declareEnvironment(t, e.srv, "app", "production", []string{"main"})
+	a := c.startAgent("deploy-a", "", 1)
+	c.waitAgents("deploy-a")
+
+	v1 := e.commitApp(appHealthy)
+	e.trigger("app", v1)
+	if r := e.srv.waitRun(v1, 5*time.Minute, terminal); r.Status != "success" {
+		t.Fatalf("first release: run %s\nagent log:\n%s", r.Status, a.log())
+	}
+	if got := e.serving(); got != v1 {
+		t.Fatalf("proxy serves %q, want %s", got, v1)
+	}
+
+	l := startLoad("http://"+e.listen+"/", 4)
+	loadEnded := false
+	defer func() {
+		if !loadEnded {
+			l.end()
+		}
+	}()
+	// A release that holds 50 % for a minute: the agent dies in it.
+	v2 := e.commitApp(appSlow)
+	e.trigger("app", v2)
+	before := e.waitTraffic(v2, 50)
+	a.stop(syscall.SIGKILL)
+	killedAt := l.total.Load()
+	c.startAgent("deploy-b", "", 1)
+
+	r := e.srv.waitRun(v2, 10*time.Minute, terminal)
+	total, failed, errs := l.end()
+	loadEnded = true
+	t.Logf("agent SIGKILLed at 50%%: %d requests, %d failed (%d after the kill) %v", total, failed, total-killedAt, errs)
+	if r.Status != "success" || r.Stages[0].Attempt < 2 || r.Stages[0].Agent != "deploy-b" {
+		t.Fatalf("run after the kill: %s, stage attempt %d on %q; want success, attempt ≥ 2 on deploy-b\n%s",
+			r.Status, r.Stages[0].Attempt, r.Stages[0].Agent, e.srv.log())
+	}
+	d := e.deployment(r.ID)
+	if d.ID != before.ID || d.Result != "success" || d.Release.Traffic != 100 || d.Release.Version != v2 {
+		t.Errorf("deployment after the kill = %+v (release %+v), want the same deployment %d ended success at 100%%", d, d.Release, before.ID)
+	}
+	if got := e.serving(); got != v2 {
+		t.Errorf("proxy serves %q, want %s", got, v2)
+	}
+	if failed != 0 || total-killedAt == 0 {
+		t.Errorf("%d of %d requests failed (first %v), %d after the kill; want 0 failed, > 0 after", failed, total, errs, total-killedAt)
 	}
 }

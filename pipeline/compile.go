@@ -186,6 +186,9 @@ func (sd *stageDef) expand(pipelineEnv, eventEnv, unset map[string]string) []*St
 			}
 			st.Env[k] = v
 		}
+		for _, u := range sd.secrets {
+			st.Secrets = append(st.Secrets, u.ref)
+		}
 		for _, svc := range sd.services {
 			svc.Command = slices.Clone(svc.Command)
 			svc.Env = expandAll(svc.Env, vars)

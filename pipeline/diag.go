@@ -72,6 +72,9 @@ const (
 	// CodeUndeclaredEnvironment is reported by PlanFor, not Parse: the
 	// environments are declared on the server.
 	CodeUndeclaredEnvironment = "undeclared-environment"
+	// CodeUnknownSecret is reported by CheckSecrets, not Parse: secrets
+	// are set on the server.
+	CodeUnknownSecret = "unknown-secret"
 
 	// Warnings.
 	CodeDuplicateNeed       = "duplicate-need"

@@ -7,7 +7,7 @@ var (
 	pipelineKeys  = []string{"version", "env", "when", "inputs", "stages"}
 	whenKeys      = []string{"event", "branch", "branches", "tag", "tags", "paths", "paths_ignore"}
 	stageWhenKeys = append(append([]string(nil), whenKeys...), "status")
-	stageKeys     = []string{"image", "needs", "labels", "services", "matrix", "when", "concurrency", "approval", "environment", "timeout", "env", "steps", "artifacts", "artifacts_from", "fetch", "cache", "deploy", "container"}
+	stageKeys     = []string{"image", "needs", "labels", "services", "matrix", "when", "concurrency", "approval", "environment", "timeout", "env", "steps", "artifacts", "artifacts_from", "fetch", "cache", "deploy", "container", "secrets"}
 	stepKeys      = []string{"name", "run", "image", "env", "timeout", "retry", "allow_failure", "container"}
 	serviceKeys   = []string{"name", "image", "command", "env", "ready", "container"}
 	containerKeys = []string{"user", "privileged", "volumes", "network", "pid", "devices", "cap_add"}
@@ -24,7 +24,7 @@ var (
 	// they are rejected with CodeUnsupported rather than CodeUnknownKey so
 	// that nobody believes a misspelling.
 	pipelineReserved = []string{"secrets"}
-	stageReserved    = []string{"secrets"}
+	stageReserved    = []string(nil)
 	stepReserved     = []string{"secrets", "artifacts", "cache"}
 	serviceReserved  = []string{"secrets"}
 )

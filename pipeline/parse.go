@@ -107,6 +107,8 @@ type stageDef struct {
 	// CheckPolicy.
 	container *Container
 	requests  []request
+	// secrets are the secrets the stage asks for (secrets.go).
+	secrets []secretUse
 }
 
 var (
@@ -744,6 +746,7 @@ func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 	ps.reqs = nil
 	defer func() { s.requests, ps.reqs = ps.reqs, nil }()
 	stepsSeen := false
+	var secretsNode *yaml.Node
 	for _, e := range es {
 		switch e.key.Value {
 		case "image":
@@ -787,7 +790,13 @@ func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 			s.deploy = ps.deploy(e.key, e.val)
 		case "container":
 			s.container = ps.container(e.val, "stage "+s.name, &ps.reqs)
+		case "secrets":
+			secretsNode = e.val
 		}
+	}
+	if secretsNode != nil {
+		// After the loop: a clash with env is found whatever the key order.
+		s.secrets = ps.secrets(secretsNode, s.env)
 	}
 	if !stepsSeen && s.deploy == nil {
 		ps.errorf(key, CodeMissingField, "stage %s has no steps", s.name)

@@ -63,8 +63,11 @@ type Stage struct {
 	Timeout     Duration          `json:"timeout,omitempty"`
 	// Env is the complete environment of the stage: pipeline env, stage env,
 	// matrix values and RUNNEL_* variables. Step env is merged over it.
-	Env   map[string]string `json:"env,omitempty"`
-	Steps []*Step           `json:"steps"`
+	Env map[string]string `json:"env,omitempty"`
+	// Secrets are the secrets the stage asks for, by name: the plan holds
+	// no value; the server resolves them into the job (wire.Job.Secrets).
+	Secrets []SecretRef `json:"secrets,omitempty"`
+	Steps   []*Step     `json:"steps"`
 	// Artifacts, Receive, Fetch and Cache move files into and out of the
 	// workspace around the steps; see artifacts.go.
 	Artifacts *Artifacts `json:"artifacts,omitempty"`

@@ -66,6 +66,7 @@ func TestSchemaMatchesParser(t *testing.T) {
 		{"strategy", keysOf(schema.Defs["strategy"].Properties), strategyKeys},
 		{"deployHealth", keysOf(schema.Defs["deployHealth"].Properties), healthKeys},
 		{"container", keysOf(schema.Defs["container"].Properties), containerKeys},
+		{"secret", keysOf(schema.Defs["secret"].Properties), secretKeys},
 	}
 	for _, tt := range tests {
 		want := slices.Sorted(slices.Values(tt.want))

@@ -242,6 +242,10 @@ func (r *Runner) publish(ctx context.Context, run *store.Run, st *store.Stage, p
 	if r.cfg.Transfers != nil {
 		job.Transfer = r.cfg.Transfers.Grant(run, ps, st.Attempt)
 	}
+	var err error
+	if job.Secrets, job.Withheld, err = r.jobSecrets(ctx, run, ps); err != nil {
+		return fmt.Errorf("dispatch %s: secrets: %w", st.Key, err)
+	}
 	if err := r.cfg.Bus.Publish(ctx, job); err != nil {
 		return fmt.Errorf("dispatch %s attempt %d: %w", st.Key, st.Attempt, err)
 	}

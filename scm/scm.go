@@ -1,6 +1,7 @@
 package scm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -193,13 +194,20 @@ type StatusReporter interface {
 }
 
 // ReadBody reads r's body up to limit bytes (MaxBodySize when limit <= 0)
-// and returns an error wrapping ErrTooLarge when it is longer.
+// and returns an error wrapping ErrTooLarge when it is longer. A body
+// the server already read (BytesBody) is returned as it is, not copied.
 func ReadBody(r *http.Request, limit int64) ([]byte, error) {
 	if limit <= 0 {
 		limit = MaxBodySize
 	}
 	if r.Body == nil {
 		return nil, nil
+	}
+	if b, ok := r.Body.(bytesBody); ok {
+		if int64(len(b.b)) > limit {
+			return nil, fmt.Errorf("read webhook body: %d bytes, limit %d: %w", len(b.b), limit, ErrTooLarge)
+		}
+		return b.b, nil
 	}
 	if r.ContentLength > limit {
 		return nil, fmt.Errorf("read webhook body: %d bytes, limit %d: %w", r.ContentLength, limit, ErrTooLarge)
@@ -215,6 +223,18 @@ func ReadBody(r *http.Request, limit int64) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// BytesBody is a request body that the server has read already (within
+// its own bounds): ReadBody returns b itself, so a large body is not held
+// twice. The caller must not change b while the request is parsed.
+func BytesBody(b []byte) io.ReadCloser { return bytesBody{bytes.NewReader(b), b} }
+
+type bytesBody struct {
+	*bytes.Reader
+	b []byte
+}
+
+func (bytesBody) Close() error { return nil }
 
 // Clip truncates s to at most n bytes on a UTF-8 boundary; reporters use it
 // for forge length limits.

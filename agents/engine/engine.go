@@ -29,6 +29,9 @@ type Spec struct {
 	// workspace at Setup; empty means the workspace starts empty. The copy
 	// means steps can never change the source directory.
 	Source string
+	// Secrets are the stage's secret values (see Secret); the caller
+	// masks them in the output.
+	Secrets []Secret
 }
 
 // Engine runs stages. An Engine is safe for concurrent use by several

@@ -3,27 +3,11 @@ package engine
 import (
 	"fmt"
 	"sort"
-
-	"github.com/runnel-ci/runnel/pipeline"
 )
 
 // ExitUnknown is the exit code Run returns together with an error when the
 // step has no exit code (it never started, or it was stopped).
 const ExitUnknown = -1
-
-// Env returns the environment of step as sorted KEY=VALUE entries: the
-// stage env overlaid by the step env. Values are passed to processes
-// verbatim (never through a shell), so they may hold any text.
-func Env(stage *pipeline.Stage, step *pipeline.Step) []string {
-	m := make(map[string]string, len(stage.Env)+len(step.Env))
-	for k, v := range stage.Env {
-		m[k] = v
-	}
-	for k, v := range step.Env {
-		m[k] = v
-	}
-	return envList(m)
-}
 
 func envList(m map[string]string) []string {
 	out := make([]string, 0, len(m))

@@ -7,13 +7,24 @@ import (
 	"github.com/runnel-ci/runnel/pipeline"
 )
 
-func TestEnv(t *testing.T) {
-	stage := &pipeline.Stage{Env: map[string]string{"A": "stage", "B": "stage"}}
+func TestStepEnv(t *testing.T) {
+	stage := &pipeline.Stage{Env: map[string]string{"A": "stage", "B": "stage", "TOKEN": "stage"}}
 	step := &pipeline.Step{Env: map[string]string{"B": "step", "C": "$(x)\n"}}
-	got := Env(stage, step)
-	want := []string{"A=stage", "B=step", "C=$(x)\n"}
+	got := StepEnv(&Spec{Stage: stage}, step, "/run/secrets")
+	want := []string{"A=stage", "B=step", "C=$(x)\n", "TOKEN=stage"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+	s := &Spec{Stage: stage, Secrets: []Secret{{Env: "TOKEN", Value: "tok-value"}, {File: "k.pem", Value: "pem"}, {Env: "CREDS", File: "c.json", Value: "{}"}}}
+	got = StepEnv(s, step, "/run/secrets")
+	want = []string{"A=stage", "B=step", "C=$(x)\n", "CREDS=/run/secrets/c.json", "RUNNEL_SECRETS_DIR=/run/secrets", "TOKEN=tok-value"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("with secrets: got %q, want %q", got, want)
+	}
+	script, env := SecretFilesPreamble(s, "/run/secrets")
+	wantScript := "(umask 077; printf %s \"$RUNNEL_SECRET_FILE_0\" > '/run/secrets/k.pem'; printf %s \"$RUNNEL_SECRET_FILE_1\" > '/run/secrets/c.json'; )\nunset RUNNEL_SECRET_FILE_0 RUNNEL_SECRET_FILE_1\n"
+	if script != wantScript || !slices.Equal(env, []string{"RUNNEL_SECRET_FILE_0=pem", "RUNNEL_SECRET_FILE_1={}"}) {
+		t.Fatalf("preamble %q %q", script, env)
 	}
 }
 

@@ -28,11 +28,44 @@ type Masker struct {
 	isFirst [256]bool
 	pending []byte // held back: a possible prefix of a secret and what follows
 	out     []byte // scratch
+	set     *Set   // when set, secrets follow it (refresh)
+	version int    // the set's version secrets were made from
 }
 
 // NewMasker returns a Masker writing to dst. Empty secrets are ignored.
 func NewMasker(dst io.Writer, secrets []string) *Masker {
 	m := &Masker{dst: dst}
+	m.reset(secrets)
+	return m
+}
+
+// MaskSet returns a Filter that masks the secrets of set, including those
+// added to it later (see NewSetMasker).
+func MaskSet(set *Set) Filter {
+	return func(dst io.Writer) io.WriteCloser { return NewSetMasker(dst, set) }
+}
+
+// NewSetMasker returns a Masker of the secrets of set; a secret added to
+// set is masked from the next Write on.
+func NewSetMasker(dst io.Writer, set *Set) *Masker {
+	m := &Masker{dst: dst, set: set}
+	m.refresh()
+	return m
+}
+
+func (m *Masker) refresh() {
+	if m.set == nil {
+		return
+	}
+	vals, v := m.set.snapshot()
+	if v != m.version || m.secrets == nil {
+		m.version = v
+		m.reset(vals)
+	}
+}
+
+func (m *Masker) reset(secrets []string) {
+	m.secrets, m.first, m.isFirst = nil, nil, [256]bool{}
 	seen := map[string]bool{}
 	for _, s := range secrets {
 		if s == "" || seen[s] {
@@ -46,13 +79,13 @@ func NewMasker(dst io.Writer, secrets []string) *Masker {
 		}
 	}
 	sort.SliceStable(m.secrets, func(i, j int) bool { return len(m.secrets[i]) > len(m.secrets[j]) })
-	return m
 }
 
 // Write masks p and writes out all that can no longer be part of a secret.
 // It reports len(p) on success.
 func (m *Masker) Write(p []byte) (int, error) {
-	if len(m.secrets) == 0 {
+	m.refresh()
+	if len(m.secrets) == 0 && len(m.pending) == 0 {
 		return m.dst.Write(p)
 	}
 	buf := p

@@ -146,6 +146,21 @@
 // itself), and commit records the object only after checking what is
 // stored.
 //
+// # Secrets
+//
+// A job carries the values of the secrets its stage asks for
+// (Job.Secrets), resolved by the server when it publishes the job, and
+// only those the secret's limits and the run's trust allow (the others
+// are named in Job.Withheld). A job is therefore secret itself: the jobs
+// stream lives in the server's private data directory (or the NATS
+// cluster's storage), only the server may publish jobs, and an agent may
+// only pull from the consumers of the label sets its credential allows;
+// the JetStream message is removed when the agent acknowledges it. The
+// agent passes values to the engine's API as environment variables or
+// tmpfs files, never on a command line, and masks every value (and its
+// encoded forms, agents/logs.Variants) in the step logs before a byte
+// leaves it.
+//
 // # Presence
 //
 // An agent publishes a Presence of kind "hello" when it connects, then

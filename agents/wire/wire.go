@@ -84,6 +84,22 @@ type Job struct {
 	// when the stage has artifacts, receives some, fetches or caches; nil
 	// means no store (see Transfers in the package doc).
 	Transfer *Transfer `json:"transfer,omitempty"`
+	// Secrets are the values of the stage's secrets (Stage.Secrets) the
+	// server gives out for this run; see Secrets in the package doc.
+	Secrets []Secret `json:"secrets,omitempty"`
+	// Withheld says, one line per secret, why a secret the stage asks for
+	// is not in Secrets (a limit of the secret, an untrusted pull
+	// request); the agent writes them at the top of the first step's log.
+	Withheld []string `json:"withheld,omitempty"`
+}
+
+// Secret is one secret value of a job: delivered as the variable Env
+// and/or the file pipeline.SecretsDir/File, and masked in every log.
+type Secret struct {
+	Name  string `json:"name"`
+	Env   string `json:"env,omitempty"`
+	File  string `json:"file,omitempty"`
+	Value string `json:"value"`
 }
 
 // Kind is the kind of an Update.

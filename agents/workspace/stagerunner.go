@@ -2,6 +2,8 @@ package workspace
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -10,10 +12,12 @@ import (
 	"github.com/runnel-ci/runnel/agents/agent"
 	"github.com/runnel-ci/runnel/agents/deployer"
 	"github.com/runnel-ci/runnel/agents/engine"
+	"github.com/runnel-ci/runnel/agents/logs"
 	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/agents/transfer"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/artifact"
+	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/pipeline"
 )
 
@@ -21,7 +25,7 @@ import (
 // workspace out with a Cache, runs the stage with the stage executor on
 // an engine, and reports steps and logs through the agent's sink.
 type StageRunner struct {
-	Cache   *Cache
+	Cache   *gitmirror.Cache
 	Engine  engine.Engine
 	WorkDir string // temporary checkouts are made below it; "" means os.TempDir()
 	Logger  *slog.Logger
@@ -51,19 +55,24 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 		}
 		defer os.RemoveAll(dir)
 		src = dir + "/src"
-		s := Source{URL: job.Workspace.URL, Commit: job.Workspace.Commit, Ref: job.Workspace.Ref}
+		s := gitmirror.Source{URL: job.Workspace.URL, Commit: job.Workspace.Commit, Ref: job.Workspace.Ref}
 		if err := r.Cache.Checkout(ctx, s, src); err != nil {
 			log.Error("checkout failed", "err", err)
 			return agent.Result{Status: wire.StatusError, Reason: "checkout_failed: " + err.Error()}
 		}
 	}
 	r.reapEarlierAttempts(ctx, job, log)
-	sr := &sinkReporter{sink: sink, logs: map[*pipeline.Step]io.WriteCloser{}}
+	sr := &sinkReporter{sink: sink, logs: map[*pipeline.Step]io.WriteCloser{}, secrets: logs.NewSet(), notes: job.Withheld}
+	spec := &engine.Spec{Install: job.Install, RunID: job.RunID, Attempt: job.Attempt, Stage: job.Stage, Source: src}
+	for _, sec := range job.Secrets {
+		sr.secrets.Add(sec.Value)
+		spec.Secrets = append(spec.Secrets, engine.Secret{Env: sec.Env, File: sec.File, Value: sec.Value})
+	}
 	x := &stage.Executor{Engine: r.Engine, Logger: log, Reporter: sr, Output: sr.output, Transfer: r.transfer(job, log), AllowContainer: r.AllowContainer}
 	if r.Deployer != nil {
 		x.Deployer = r.Deployer.Job(func(p wire.DeployProgress) { sink.Deploying(pipeline.DeployStep, p) })
 	}
-	res := x.Run(ctx, &engine.Spec{Install: job.Install, RunID: job.RunID, Attempt: job.Attempt, Stage: job.Stage, Source: src})
+	res := x.Run(ctx, spec)
 	sr.closeAll()
 	out := agent.Result{Status: WireStatus(res.Status), Reason: res.Reason}
 	for _, s := range res.Steps {
@@ -127,6 +136,11 @@ type sinkReporter struct {
 	sink agent.EventSink
 	mu   sync.Mutex
 	logs map[*pipeline.Step]io.WriteCloser
+	// secrets are masked in every log of the stage before a byte leaves
+	// the agent; steps add to them with ::add-mask:: lines.
+	secrets *logs.Set
+	// notes are written at the top of the first log (withheld secrets).
+	notes []string
 }
 
 func (s *sinkReporter) StepStarted(st *pipeline.Stage, step *pipeline.Step, attempt int) {
@@ -149,10 +163,26 @@ func (s *sinkReporter) output(st *pipeline.Stage, step *pipeline.Step, attempt i
 	defer s.mu.Unlock()
 	w, ok := s.logs[step]
 	if !ok {
-		w = s.sink.Log(step.Name)
+		sink := s.sink.Log(step.Name)
+		w = &maskedLog{WriteCloser: logs.Chain(sink, logs.AddMask(s.secrets), logs.MaskSet(s.secrets)), sink: sink}
 		s.logs[step] = w
+		for _, n := range s.notes {
+			fmt.Fprintf(w, "[runnel: %s]\n", n)
+		}
+		s.notes = nil
 	}
 	return writerOnly{w}
+}
+
+// maskedLog is a step's log: the masking chain in front of the sink's
+// writer. Close flushes the chain, then ends the log.
+type maskedLog struct {
+	io.WriteCloser
+	sink io.WriteCloser
+}
+
+func (m *maskedLog) Close() error {
+	return errors.Join(m.WriteCloser.Close(), m.sink.Close())
 }
 
 func (s *sinkReporter) closeAll() {

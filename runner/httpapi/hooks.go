@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -110,7 +109,7 @@ func (s *Server) forgeEvent(r *http.Request, forge, name string, body *hookBody)
 	if err := body.all(scm.MaxBodySize); err != nil {
 		return nil, nil, err
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body.bytes()))
+	r.Body, r.ContentLength = scm.BytesBody(body.bytes()), int64(len(body.bytes()))
 	ev, err := s.cfg.Hooks[forge].Parse(r, []byte(repo.WebhookSecret))
 	return repo, ev, err
 }

@@ -192,3 +192,103 @@ func TestAcceptedDeliveryNeverVanishes(t *testing.T) {
 		})
 	}
 }
+
+// hangingForge accepts connections and never answers, until the test
+// ends; it returns its base URL and the count of connections made.
+func hangingForge(t *testing.T) (string, *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	var n atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "http://" + ln.Addr().String(), &n
+}
+
+// TestHangingForgeDelaysNoOne (issue 11, item 5): four pushes to a
+// repository whose clone URL hangs do not delay another repository's
+// run: from its hook's 202 to its run, the other repository waits no
+// more than 1 s longer than it does with nothing hanging.
+func TestHangingForgeDelaysNoOne(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	forge, fetches := hangingForge(t)
+	if _, err := e.st.CreateRepo(ctx, store.Repo{Name: "acme/slow", Forge: "github", CloneURL: forge + "/acme/slow.git", WebhookSecret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.CreateRepo(ctx, store.Repo{Name: "acme/fast", Forge: "github", CloneURL: e.bare, WebhookSecret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	sha := e.push(onePipeline)
+	hookToRun := func(delivery string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		d := e.forgePush("acme/fast", "s", delivery, "refs/heads/main", sha, "")
+		if d.State != store.DeliveryProcessed || d.RunID == 0 {
+			t.Fatalf("fast delivery %s: %s run %d (%s), want a run", delivery, d.State, d.RunID, d.Error)
+		}
+		return time.Since(start)
+	}
+	alone := hookToRun("alone")
+	for i := range 4 {
+		body, _ := json.Marshal(map[string]any{"ref": "refs/heads/main", "after": sha, "repository": map[string]any{"full_name": "acme/slow"}})
+		if code, b := e.do("POST", "/hooks/github/acme/slow", body, githubHeaders(fmt.Sprint("slow", i), "s", body)); code != http.StatusAccepted {
+			t.Fatalf("slow hook %d: %d %s", i, code, b)
+		}
+	}
+	// The slow repository's first delivery is being triggered: its
+	// fetch has connected and hangs.
+	waitUntil(t, "the slow repository's fetch to hang", func() bool { return fetches.Load() > 0 })
+	during := hookToRun("during")
+	t.Logf("fast repository, hook to run: %v alone, %v while acme/slow hangs", alone.Round(time.Millisecond), during.Round(time.Millisecond))
+	if during > alone+time.Second {
+		t.Errorf("a hanging clone URL delayed another repository's run by %v, want < 1s", during-alone)
+	}
+	if s := e.deliveryStates("acme/slow"); s != "received received received received" {
+		t.Errorf("slow repository's deliveries: %s, want all still received (hanging, or waiting behind the hanging one)", s)
+	}
+}
+
+// deliveryStates lists the states of repo name's deliveries slow0..slow3.
+func (e *env) deliveryStates(name string) string {
+	e.t.Helper()
+	repo, err := e.st.Repo(context.Background(), name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var states []string
+	for i := range 4 {
+		id, dup, err := e.st.InsertDelivery(context.Background(), store.NewDelivery{RepoID: repo.ID, Source: "github", DeliveryID: fmt.Sprint("slow", i)})
+		if err != nil || !dup {
+			e.t.Fatalf("find delivery slow%d: %v (stored before: %v)", i, err, dup)
+		}
+		d, err := e.st.Delivery(context.Background(), id)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		states = append(states, d.State)
+	}
+	return strings.Join(states, " ")
+}

@@ -115,17 +115,17 @@ func TestBrowserDAG(t *testing.T) {
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	keep(t, "dag.png", png)
+	keep(t, "dag.png", png, true)
 }
 
 // keep writes a screenshot to the test's artifact directory and, with
-// -screenshot, into docs/img for the documentation.
-func keep(t *testing.T, name string, png []byte) {
+// -screenshot and docs set, into docs/img for the documentation.
+func keep(t *testing.T, name string, png []byte, docs bool) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), name), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if *screenshot {
+	if *screenshot && docs {
 		if err := os.WriteFile(filepath.Join("..", "..", "docs", "img", name), png, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -32,7 +32,7 @@ func TestBrowserTrigger(t *testing.T) {
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	keep(t, "trigger.png", png)
+	keep(t, "trigger.png", png, true)
 	b.run("submit", chromedp.Click(chromedp.ID("trigger-submit")), chromedp.WaitVisible(chromedp.CSS(`#dag [data-node="release"]`)))
 	if got := b.eval("flash", `document.querySelector(".flash").textContent`); got != "Run started." {
 		t.Errorf("flash: got %q", got)
@@ -53,5 +53,5 @@ func TestBrowserTrigger(t *testing.T) {
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	keep(t, "triggered.png", png)
+	keep(t, "triggered.png", png, false)
 }

@@ -41,13 +41,16 @@ func (e *Engine) run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 	if img == "" {
 		return 0, errors.New("neither the step nor its stage names an image")
 	}
+	// Secret files are written by a preamble from variables into a tmpfs
+	// of the container: never on a command line, never on disk.
+	preamble, fileEnv := engine.SecretFilesPreamble(s, pipeline.SecretsDir)
 	cfg := &container.Config{
 		Image: img,
 		// The script is pipeline text, trusted; everything else reaches it
 		// as env through the API.
 		Entrypoint:   []string{"/bin/sh", "-e", "-c"},
-		Cmd:          []string{step.Run},
-		Env:          engine.Env(s.Stage, step),
+		Cmd:          []string{preamble + step.Run},
+		Env:          append(engine.StepEnv(s, step, pipeline.SecretsDir), fileEnv...),
 		WorkingDir:   WorkspaceDir,
 		Labels:       e.labels(s),
 		AttachStdout: true,
@@ -56,6 +59,9 @@ func (e *Engine) run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 	hc := e.hostConfig(s)
 	if err := apply(cfg, hc, s.Stage.StepContainer(step)); err != nil {
 		return 0, err
+	}
+	if preamble != "" {
+		hc.Tmpfs = map[string]string{pipeline.SecretsDir: "mode=1777,size=4m,noexec,nosuid,nodev"}
 	}
 	id, err := e.create(ctx, cfg, hc, nil, "")
 	if err != nil {

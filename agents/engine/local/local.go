@@ -174,9 +174,19 @@ func (e *Engine) Run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 			return engine.ExitUnknown, fmt.Errorf("run step %s/%s: pipe: %w", s.Stage.ID, step.Name, err)
 		}
 	}
-	cmd := exec.Command("sh", "-e", "-c", step.Run)
+	// Secret files go to a private directory of this step, removed after it.
+	secretsDir := ""
+	if len(engine.SecretFiles(s)) > 0 {
+		var err error
+		if secretsDir, err = os.MkdirTemp("", "runnel-secrets-"); err != nil {
+			return engine.ExitUnknown, fmt.Errorf("run step %s/%s: secrets: %w", s.Stage.ID, step.Name, err)
+		}
+		defer os.RemoveAll(secretsDir)
+	}
+	preamble, fileEnv := engine.SecretFilesPreamble(s, secretsDir)
+	cmd := exec.Command("sh", "-e", "-c", preamble+step.Run)
 	cmd.Dir = ws
-	cmd.Env = append(append([]string{}, e.hostEnv...), engine.Env(s.Stage, step)...)
+	cmd.Env = append(append(append([]string{}, e.hostEnv...), engine.StepEnv(s, step, secretsDir)...), fileEnv...)
 	cmd.Stdout, cmd.Stderr = pw, pw // one pipe: both streams, in order
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
