@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/badge"
@@ -121,7 +121,7 @@ func (req *RepoRequest) check() error {
 		return errors.New("name must be non-empty, without spaces, leading slash or '..'")
 	}
 	if req.CloneURL != "" {
-		if err := (workspace.Source{URL: req.CloneURL, Commit: strings.Repeat("0", 40)}).Validate(); err != nil {
+		if err := (gitmirror.Source{URL: req.CloneURL, Commit: strings.Repeat("0", 40)}).Validate(); err != nil {
 			return fmt.Errorf("clone_url: %w", err)
 		}
 	}
@@ -271,7 +271,7 @@ func (s *Server) manualError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &ie):
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": ie.Error(), "fields": ie.Fields})
-	case errors.Is(err, workspace.ErrUnsafe), errors.Is(err, pipeline.ErrSkipped):
+	case errors.Is(err, gitmirror.ErrUnsafe), errors.Is(err, pipeline.ErrSkipped):
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, runner.ErrTransient):
 		w.Header().Set("Retry-After", "30")

@@ -6,6 +6,7 @@
 (function () {
   var CLASS = /^(fg|bg)\d{1,2}$|^[bfiu]$/;
   var LINE_PX = 12.5 * 1.4; // font size × line height of pre.log (ui.css)
+  var FRAME_LINES = 500; // most live lines rendered in one animation frame
   var LIVE_CHUNK = 100; // lines per chunk of live lines (a batch of SSE events is split into chunks)
 
   function lineNode(segs) {
@@ -205,7 +206,7 @@
     };
     es.addEventListener("end", function () {
       es.close();
-      v.render();
+      do { v.render(); } while (v.queue.length && v.es);
       v.es = null;
       v.ended = true;
       v.final = true;
@@ -261,6 +262,19 @@
       v.chunks = [];
       v.lines = 0;
       v.from = q[start].from;
+    }
+    // One frame renders at most FRAME_LINES lines (whole batches, at
+    // least one), so a backlog (a busy machine, a burst) never becomes
+    // one long task; the rest waits for the next frame.
+    var end = start, count = 0;
+    while (end < q.length && (end === start || count + q[end].lines.length <= FRAME_LINES)) {
+      count += q[end].lines.length;
+      end++;
+    }
+    if (end < q.length) {
+      v.queue = q.slice(end).concat(v.queue);
+      v.frame = requestAnimationFrame(function () { v.render(); });
+      q = q.slice(0, end);
     }
     // Chunks of at most LIVE_CHUNK lines: trimming whole chunks keeps the
     // page nearly full, and of a large batch only the chunks in view are
