@@ -133,7 +133,9 @@ func (r *Runner) plan(ctx context.Context, req TriggerRequest, nr *store.NewRun)
 		if envs, err = r.environments(ctx, req.Repo.ID); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrTransient, err)
 		}
-		nr.Plan, err = p.PlanFor(nr.Event, envs)
+		if err = checkPolicy(p, req.Repo); err == nil {
+			nr.Plan, err = p.PlanFor(nr.Event, envs)
+		}
 		if err == nil {
 			if err = r.checkSecrets(ctx, req.Repo.ID, p); errors.Is(err, ErrTransient) {
 				return nil, err
@@ -256,4 +258,14 @@ func (r *Runner) Rerun(ctx context.Context, runID int64) (*store.Run, error) {
 		ev.PullRequest = &scm.PullRequest{SameRepo: old.SameRepo}
 	}
 	return r.Trigger(ctx, TriggerRequest{Repo: repo, Event: ev, Trigger: store.TriggerRerun, Parent: old.ID, Source: old.SourceURL})
+}
+
+// checkPolicy refuses a pipeline that asks for container permissions the
+// repository was not granted (positioned not-allowed diagnostics).
+func checkPolicy(p *pipeline.Pipeline, repo *store.Repo) error {
+	allowed, err := pipeline.ParsePermissions(repo.AllowContainer)
+	if err != nil {
+		return fmt.Errorf("repository %s: %w", repo.Name, err)
+	}
+	return p.CheckPolicy(allowed)
 }
