@@ -220,7 +220,7 @@ func (p *Pipeline) CheckPolicy(allowed []Permission) error {
 				continue
 			}
 			ds = append(ds, Diagnostic{File: p.Name, Line: r.node.Line, Col: r.node.Column, Code: CodeNotAllowed, Severity: SeverityError,
-				Message: fmt.Sprintf("%s: %s needs the container permission %s, which this repository does not have (an admin grants it with runnel repo set REPO --allow-container %s)",
+				Message: fmt.Sprintf("%s: %s needs the container permission %s, which this repository does not have (an admin grants it with runnel repo update REPO --allow-container %s)",
 					r.where, r.what, r.perm, r.perm)})
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
@@ -33,7 +33,7 @@ func (r *Runner) resolve(ctx context.Context, req *ManualRequest) error {
 		}
 		return nil
 	}
-	sha, err := workspace.ResolveRef(ctx, req.Repo.CloneURL, "refs/heads/"+req.Branch)
+	sha, err := gitmirror.ResolveRef(ctx, req.Repo.CloneURL, "refs/heads/"+req.Branch)
 	if err != nil {
 		return &InputError{Message: fmt.Sprintf("resolve branch %q: %v", req.Branch, err)}
 	}

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/metrics"
 	"github.com/runnel-ci/runnel/runner/statusq"
@@ -69,7 +69,7 @@ type Config struct {
 type Runner struct {
 	cfg   Config
 	log   *slog.Logger
-	cache *workspace.Cache
+	cache *gitmirror.Cache
 
 	// mu serialises scheduling decisions (concurrency groups span runs).
 	mu sync.Mutex
@@ -100,7 +100,7 @@ func New(cfg Config) (*Runner, error) {
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	r := &Runner{cfg: cfg, log: cfg.Logger, seen: map[stageRef]lease{}, stop: make(chan struct{})}
 	if cfg.CacheDir != "" {
-		c, err := workspace.NewCache(cfg.CacheDir)
+		c, err := gitmirror.NewCache(cfg.CacheDir)
 		if err != nil {
 			return nil, err
 		}

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/logstore"
@@ -120,7 +120,7 @@ func (r *Runner) plan(ctx context.Context, req TriggerRequest, nr *store.NewRun)
 		return failed(ReasonPipelineMissing, pipeline.Diagnostic{Message: "no " + PipelineFile + " in commit " + req.Event.Commit})
 	case errors.Is(err, gitrepo.ErrTooLarge):
 		return failed(store.ReasonPipelineInvalid, pipeline.Diagnostic{Code: "file-too-large", Message: err.Error()})
-	case errors.Is(err, workspace.ErrUnsafe):
+	case errors.Is(err, gitmirror.ErrUnsafe):
 		return failed(ReasonSourceRefused, pipeline.Diagnostic{Message: err.Error()})
 	case err != nil && req.Final:
 		return failed(ReasonFetchFailed, pipeline.Diagnostic{Message: err.Error()})
@@ -133,7 +133,9 @@ func (r *Runner) plan(ctx context.Context, req TriggerRequest, nr *store.NewRun)
 		if envs, err = r.environments(ctx, req.Repo.ID); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrTransient, err)
 		}
-		nr.Plan, err = p.PlanFor(nr.Event, envs)
+		if err = checkPolicy(p, req.Repo); err == nil {
+			nr.Plan, err = p.PlanFor(nr.Event, envs)
+		}
 		if err == nil {
 			if err = r.checkSecrets(ctx, req.Repo.ID, p); errors.Is(err, ErrTransient) {
 				return nil, err
@@ -199,7 +201,7 @@ func (r *Runner) cancelPrevious(ctx context.Context, repoID int64, run *store.Ru
 // bare repository on this host directly, anything else through the
 // mirror cache.
 func (r *Runner) readPipeline(ctx context.Context, url, commit, ref string) ([]byte, error) {
-	src := workspace.Source{URL: url, Commit: commit, Ref: ref}
+	src := gitmirror.Source{URL: url, Commit: commit, Ref: ref}
 	if err := src.Validate(); err != nil {
 		return nil, err
 	}
@@ -256,4 +258,14 @@ func (r *Runner) Rerun(ctx context.Context, runID int64) (*store.Run, error) {
 		ev.PullRequest = &scm.PullRequest{SameRepo: old.SameRepo}
 	}
 	return r.Trigger(ctx, TriggerRequest{Repo: repo, Event: ev, Trigger: store.TriggerRerun, Parent: old.ID, Source: old.SourceURL})
+}
+
+// checkPolicy refuses a pipeline that asks for container permissions the
+// repository was not granted (positioned not-allowed diagnostics).
+func checkPolicy(p *pipeline.Pipeline, repo *store.Repo) error {
+	allowed, err := pipeline.ParsePermissions(repo.AllowContainer)
+	if err != nil {
+		return fmt.Errorf("repository %s: %w", repo.Name, err)
+	}
+	return p.CheckPolicy(allowed)
 }

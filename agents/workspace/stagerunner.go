@@ -17,6 +17,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/transfer"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/artifact"
+	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/pipeline"
 )
 
@@ -24,7 +25,7 @@ import (
 // workspace out with a Cache, runs the stage with the stage executor on
 // an engine, and reports steps and logs through the agent's sink.
 type StageRunner struct {
-	Cache   *Cache
+	Cache   *gitmirror.Cache
 	Engine  engine.Engine
 	WorkDir string // temporary checkouts are made below it; "" means os.TempDir()
 	Logger  *slog.Logger
@@ -54,7 +55,7 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 		}
 		defer os.RemoveAll(dir)
 		src = dir + "/src"
-		s := Source{URL: job.Workspace.URL, Commit: job.Workspace.Commit, Ref: job.Workspace.Ref}
+		s := gitmirror.Source{URL: job.Workspace.URL, Commit: job.Workspace.Commit, Ref: job.Workspace.Ref}
 		if err := r.Cache.Checkout(ctx, s, src); err != nil {
 			log.Error("checkout failed", "err", err)
 			return agent.Result{Status: wire.StatusError, Reason: "checkout_failed: " + err.Error()}

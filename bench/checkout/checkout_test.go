@@ -10,7 +10,7 @@ import (
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
-	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/internal/gittest"
 )
 
@@ -64,11 +64,11 @@ type checkoutFunc func(ctx context.Context, b *testing.B, cacheDir string, r *re
 
 // cli is what agents check stage workspaces out with.
 func cli(ctx context.Context, b *testing.B, cacheDir string, r *repo, sha, dst string) {
-	c, err := workspace.NewCache(cacheDir)
+	c, err := gitmirror.NewCache(cacheDir)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := c.Checkout(ctx, workspace.Source{URL: r.bare, Commit: sha, Ref: "refs/heads/main"}, dst); err != nil {
+	if err := c.Checkout(ctx, gitmirror.Source{URL: r.bare, Commit: sha, Ref: "refs/heads/main"}, dst); err != nil {
 		b.Fatal(err)
 	}
 }

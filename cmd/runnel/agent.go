@@ -20,6 +20,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/transfer"
 	"github.com/runnel-ci/runnel/agents/workspace"
 	"github.com/runnel-ci/runnel/artifact"
+	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/internal/install"
 	"github.com/runnel-ci/runnel/internal/private"
 	"github.com/runnel-ci/runnel/pipeline"
@@ -230,7 +231,7 @@ func newNATSAgent(name string, labels map[string]string, capacity int, eng engin
 	if err := private.MkdirAll(workDir); err != nil {
 		return nil, err
 	}
-	cache, err := workspace.NewCache(filepath.Join(workDir, "git"))
+	cache, err := gitmirror.NewCache(filepath.Join(workDir, "git"))
 	if err != nil {
 		return nil, err
 	}

@@ -97,10 +97,10 @@ func TestLint(t *testing.T) {
 			args:     []string{"lint", "testdata/container.pipeline.yml"},
 			wantCode: 1,
 			wantOut: []string{
-				`testdata/container.pipeline.yml:6:7: not-allowed: stage build: privileged: true needs the container permission privileged, which this repository does not have (an admin grants it with runnel repo set REPO --allow-container privileged)`,
-				`testdata/container.pipeline.yml:7:16: not-allowed: stage build: network: host needs the container permission host-network, which this repository does not have (an admin grants it with runnel repo set REPO --allow-container host-network)`,
-				`testdata/container.pipeline.yml:12:21: not-allowed: step docker: volume "/var/run/docker.sock:/var/run/docker.sock" needs the container permission docker-socket, which this repository does not have (an admin grants it with runnel repo set REPO --allow-container docker-socket)`,
-				`testdata/container.pipeline.yml:12:64: not-allowed: step docker: volume "/home:/home" needs the container permission host-mounts, which this repository does not have (an admin grants it with runnel repo set REPO --allow-container host-mounts)`,
+				`testdata/container.pipeline.yml:6:7: not-allowed: stage build: privileged: true needs the container permission privileged, which this repository does not have (an admin grants it with runnel repo update REPO --allow-container privileged)`,
+				`testdata/container.pipeline.yml:7:16: not-allowed: stage build: network: host needs the container permission host-network, which this repository does not have (an admin grants it with runnel repo update REPO --allow-container host-network)`,
+				`testdata/container.pipeline.yml:12:21: not-allowed: step docker: volume "/var/run/docker.sock:/var/run/docker.sock" needs the container permission docker-socket, which this repository does not have (an admin grants it with runnel repo update REPO --allow-container docker-socket)`,
+				`testdata/container.pipeline.yml:12:64: not-allowed: step docker: volume "/home:/home" needs the container permission host-mounts, which this repository does not have (an admin grants it with runnel repo update REPO --allow-container host-mounts)`,
 			},
 		},
 		{

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/badge"
@@ -18,16 +18,19 @@ import (
 
 // RepoView is a repository as the API shows it (never its secrets).
 type RepoView struct {
-	ID             int64     `json:"id"`
-	Name           string    `json:"name"`
-	Forge          string    `json:"forge"`
-	CloneURL       string    `json:"clone_url"`
-	ForgeURL       string    `json:"forge_url,omitempty"`
-	GenericHook    bool      `json:"generic_hook"`
-	DefaultBranch  string    `json:"default_branch"`
-	CancelPrevious bool      `json:"cancel_previous"`
-	Private        bool      `json:"private"`
-	HasSecret      bool      `json:"has_secret"`
+	ID             int64  `json:"id"`
+	Name           string `json:"name"`
+	Forge          string `json:"forge"`
+	CloneURL       string `json:"clone_url"`
+	ForgeURL       string `json:"forge_url,omitempty"`
+	GenericHook    bool   `json:"generic_hook"`
+	DefaultBranch  string `json:"default_branch"`
+	CancelPrevious bool   `json:"cancel_previous"`
+	Private        bool   `json:"private"`
+	HasSecret      bool   `json:"has_secret"`
+	// AllowContainer are the container permissions the repository's
+	// pipelines may ask for (docs/pipeline.md#container).
+	AllowContainer []string  `json:"allow_container"`
 	CreatedAt      time.Time `json:"created_at"`
 	// HookToken and BadgeToken are returned once, at creation.
 	HookToken  string `json:"hook_token,omitempty"`
@@ -37,7 +40,8 @@ type RepoView struct {
 func repoView(r *store.Repo) RepoView {
 	return RepoView{ID: r.ID, Name: r.Name, Forge: r.Forge, CloneURL: r.CloneURL, ForgeURL: r.ForgeURL,
 		GenericHook: r.GenericHook, DefaultBranch: r.DefaultBranch,
-		CancelPrevious: r.CancelPrevious, Private: r.Private, HasSecret: r.WebhookSecret != "", CreatedAt: r.CreatedAt}
+		CancelPrevious: r.CancelPrevious, Private: r.Private, HasSecret: r.WebhookSecret != "", CreatedAt: r.CreatedAt,
+		AllowContainer: append([]string{}, r.AllowContainer...)}
 }
 
 func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) {
@@ -121,7 +125,7 @@ func (req *RepoRequest) check() error {
 		return errors.New("name must be non-empty, without spaces, leading slash or '..'")
 	}
 	if req.CloneURL != "" {
-		if err := (workspace.Source{URL: req.CloneURL, Commit: strings.Repeat("0", 40)}).Validate(); err != nil {
+		if err := (gitmirror.Source{URL: req.CloneURL, Commit: strings.Repeat("0", 40)}).Validate(); err != nil {
 			return fmt.Errorf("clone_url: %w", err)
 		}
 	}
@@ -164,6 +168,9 @@ type RepoPatch struct {
 	Private        *bool   `json:"private"`
 	StatusToken    *string `json:"status_token"`
 	StatusAPIURL   *string `json:"status_api_url"`
+	// AllowContainer replaces the repository's container permissions
+	// ([] grants none).
+	AllowContainer *[]string `json:"allow_container"`
 }
 
 // patchRepo changes a repository's settings (where its code is fetched
@@ -196,6 +203,17 @@ func (s *Server) patchRepo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if p.AllowContainer != nil {
+		perms, err := pipeline.ParsePermissions(*p.AllowContainer)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "allow_container: "+err.Error())
+			return
+		}
+		repo.AllowContainer = nil
+		for _, pm := range perms {
+			repo.AllowContainer = append(repo.AllowContainer, string(pm))
+		}
+	}
 	repo.CloneURL, repo.ForgeURL, repo.GenericHook, repo.DefaultBranch = req.CloneURL, req.ForgeURL, req.GenericHook, req.DefaultBranch
 	set(&repo.WebhookSecret, p.Secret)
 	set(&repo.CancelPrevious, p.CancelPrevious)
@@ -206,7 +224,7 @@ func (s *Server) patchRepo(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, err)
 		return
 	}
-	s.log.Info("repo updated", "repo", repo.Name, "by", user(r))
+	s.log.Info("repo updated", "repo", repo.Name, "by", user(r), "allow_container", repo.AllowContainer)
 	writeJSON(w, http.StatusOK, repoView(repo))
 }
 
@@ -271,7 +289,7 @@ func (s *Server) manualError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &ie):
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": ie.Error(), "fields": ie.Fields})
-	case errors.Is(err, workspace.ErrUnsafe), errors.Is(err, pipeline.ErrSkipped):
+	case errors.Is(err, gitmirror.ErrUnsafe), errors.Is(err, pipeline.ErrSkipped):
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, runner.ErrTransient):
 		w.Header().Set("Retry-After", "30")

@@ -17,6 +17,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine/local"
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/workspace"
+	"github.com/runnel-ci/runnel/internal/gitmirror"
 )
 
 // Options configure Start. The zero value gives one agent named "local"
@@ -120,7 +121,7 @@ func (h *Harness) StartAgent() {
 	if err := os.MkdirAll(filepath.Join(h.dir, "agent"), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	cache, err := workspace.NewCache(filepath.Join(h.dir, "git"))
+	cache, err := gitmirror.NewCache(filepath.Join(h.dir, "git"))
 	if err != nil {
 		t.Fatal(err)
 	}

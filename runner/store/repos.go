@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -45,7 +46,10 @@ type Repo struct {
 	// API base URL and token, sealed at rest); empty means no reports.
 	StatusAPIURL string
 	StatusToken  string
-	CreatedAt    time.Time
+	// AllowContainer are the container permissions (pipeline.Permission
+	// names) the repository's pipelines may ask for; nil grants none.
+	AllowContainer []string
+	CreatedAt      time.Time
 	// HasHookToken and HasBadgeToken say whether a token was set; the
 	// tokens themselves are stored only as SHA-256 hashes.
 	HasHookToken  bool
@@ -53,15 +57,19 @@ type Repo struct {
 }
 
 const repoCols = `id, name, forge, clone_url, forge_url, generic_hook, webhook_secret, default_branch, cancel_previous,
-	private, status_api_url, status_token, created_at, hook_token_hash <> '', badge_token_hash <> ''`
+	private, status_api_url, status_token, created_at, hook_token_hash <> '', badge_token_hash <> '', allow_container`
 
 func (s *Store) scanRepo(row interface{ Scan(...any) error }) (*Repo, error) {
 	var r Repo
 	var created sql.NullInt64
+	var allow string
 	if err := row.Scan(&r.ID, &r.Name, &r.Forge, &r.CloneURL, &r.ForgeURL, &r.GenericHook, &r.WebhookSecret, &r.DefaultBranch,
 		&r.CancelPrevious, &r.Private, &r.StatusAPIURL, &r.StatusToken, &created,
-		&r.HasHookToken, &r.HasBadgeToken); err != nil {
+		&r.HasHookToken, &r.HasBadgeToken, &allow); err != nil {
 		return nil, err
+	}
+	if allow != "" {
+		r.AllowContainer = strings.Split(allow, ",")
 	}
 	r.CreatedAt = fromTS(created)
 	for _, f := range []struct {
@@ -116,9 +124,10 @@ func (s *Store) UpdateRepo(ctx context.Context, r Repo) error {
 		return fmt.Errorf("update repo %d: %w", r.ID, err)
 	}
 	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE repos SET forge = ?, clone_url = ?, forge_url = ?, generic_hook = ?,
-		webhook_secret = ?, default_branch = ?, cancel_previous = ?, private = ?, status_api_url = ?, status_token = ? WHERE id = ?`),
+		webhook_secret = ?, default_branch = ?, cancel_previous = ?, private = ?, status_api_url = ?, status_token = ?,
+		allow_container = ? WHERE id = ?`),
 		r.Forge, r.CloneURL, r.ForgeURL, r.GenericHook, secret, r.DefaultBranch, r.CancelPrevious, r.Private,
-		r.StatusAPIURL, token, r.ID)
+		r.StatusAPIURL, token, strings.Join(r.AllowContainer, ","), r.ID)
 	if err != nil {
 		return fmt.Errorf("update repo %d: %w", r.ID, err)
 	}

@@ -5,5 +5,5 @@
 // and the paths changed between two commits.
 //
 // Checking a commit out into a stage workspace is the agent's job and
-// lives in agents/workspace.
+// lives in internal/gitmirror.
 package gitrepo

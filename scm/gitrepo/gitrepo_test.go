@@ -119,7 +119,7 @@ func TestCommitInfoAndChangedPaths(t *testing.T) {
 }
 
 // TestReadFileShallowMirror reads from a bare repository filled the way
-// agents/workspace's cache fills its mirrors (a shallow fetch of one SHA
+// internal/gitmirror's cache fills its mirrors (a shallow fetch of one SHA
 // into a named ref), which is what the server reads forge repositories'
 // pipeline files from.
 func TestReadFileShallowMirror(t *testing.T) {
