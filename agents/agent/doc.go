@@ -3,5 +3,5 @@
 // each job's lease, runs it with a StageRunner under a context that ends
 // on a Cancel, on lease loss or at the drain deadline, and streams the
 // stage's updates and log chunks back. The stage executor plugs in as the
-// StageRunner; EchoRunner is a trivial one for tests and benchmarks.
+// StageRunner (agents/workspace).
 package agent

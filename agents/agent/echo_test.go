@@ -7,7 +7,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/wire"
 )
 
-// EchoRunner is a StageRunner for tests and benchmarks: for every step it
+// EchoRunner is a StageRunner for these tests: for every step it
 // reports step_started, writes the step's Run text to the step log and
 // reports step_finished with success, without running anything. A stage
 // whose context ends is reported cancelled.
