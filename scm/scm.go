@@ -175,7 +175,19 @@ const (
 	StateSuccess State = "success"
 	StateFailure State = "failure"
 	StateError   State = "error"
+	// StateRunning means the run or stage has started. GitLab shows it;
+	// forges without a running state report it as pending (Basic).
+	StateRunning State = "running"
 )
+
+// Basic returns s in the four states GitHub and Gitea know: running
+// becomes pending.
+func (s State) Basic() State {
+	if s == StateRunning {
+		return StatePending
+	}
+	return s
+}
 
 // Status is one commit status to report on a forge.
 type Status struct {

@@ -25,15 +25,17 @@ type ReporterFunc func(ctx context.Context, s scm.Status) error
 func (f ReporterFunc) Report(ctx context.Context, s scm.Status) error { return f(ctx, s) }
 
 // State maps a run or stage state of the run lifecycle onto a commit
-// status state: queued and running become pending (forges have no running
-// state); skipped becomes success (a stage skipped by design, such as a
+// status state: queued becomes pending, running stays running (reporters
+// of forges without it send pending, scm.State.Basic); skipped becomes success (a stage skipped by design, such as a
 // `when: {status: failure}` stage of a green run, must not turn the
 // commit red; the description says "Skipped"); canceled and unknown
 // states become error.
 func State(runState string) scm.State {
 	switch runState {
-	case "queued", "pending", "running", "started":
+	case "queued", "pending":
 		return scm.StatePending
+	case "running", "started":
+		return scm.StateRunning
 	case "success", "passed", "skipped":
 		return scm.StateSuccess
 	case "failure", "failed":

@@ -278,7 +278,8 @@ func TestState(t *testing.T) {
 		want scm.State
 	}{
 		{"queued", scm.StatePending},
-		{"running", scm.StatePending},
+		{"running", scm.StateRunning},
+		{"started", scm.StateRunning},
 		{"pending", scm.StatePending},
 		{"success", scm.StateSuccess},
 		{"failure", scm.StateFailure},

@@ -207,6 +207,7 @@ func (s *StatusReporter) Report(ctx context.Context, st scm.Status) error {
 	if !scm.ValidSHA(st.Commit) {
 		return fmt.Errorf("gitea status for %s: commit %q is not a full SHA", st.Repo, st.Commit)
 	}
+	st.State = st.State.Basic()
 	switch st.State {
 	case scm.StatePending, scm.StateSuccess, scm.StateFailure, scm.StateError:
 	default:

@@ -179,6 +179,13 @@ func TestStatusReporter(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
 	}
+	// Gitea has no running state: running is reported as pending.
+	if err := rep.Report(context.Background(), scm.Status{Repo: "gitea/webhooks", Commit: sha, State: scm.StateRunning, Context: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := got[len(got)-1].Body["state"]; s != "pending" {
+		t.Errorf("running sent as state %q, want pending", s)
+	}
 	if err := rep.Report(context.Background(), scm.Status{Repo: "gone/repo", Commit: scm.ZeroSHA[:39] + "1", State: scm.StatePending}); err == nil {
 		t.Error("got nil error for a 404, want one")
 	}

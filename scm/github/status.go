@@ -40,6 +40,7 @@ func (s *StatusReporter) Report(ctx context.Context, st scm.Status) error {
 	if !ok || owner == "" || name == "" {
 		return fmt.Errorf("github status for %q: repository is not owner/name", st.Repo)
 	}
+	st.State = st.State.Basic()
 	switch st.State {
 	case scm.StatePending, scm.StateSuccess, scm.StateFailure, scm.StateError:
 	default:

@@ -49,6 +49,15 @@ func TestStatusReporter(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
 	}
+	// GitHub has no running state: running is reported as pending.
+	err = rep.Report(context.Background(), scm.Status{Repo: "octo/hello", Commit: "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+		State: scm.StateRunning, Context: "runnel/build"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := got[len(got)-1].Body["state"]; s != "pending" {
+		t.Errorf("running sent as state %v, want pending", s)
+	}
 }
 
 func TestStatusReporterErrors(t *testing.T) {

@@ -60,6 +60,8 @@ func stateOf(s scm.State) (gl.BuildStateValue, error) {
 	switch s {
 	case scm.StatePending:
 		return gl.Pending, nil
+	case scm.StateRunning:
+		return gl.Running, nil
 	case scm.StateSuccess:
 		return gl.Success, nil
 	case scm.StateFailure, scm.StateError:

@@ -30,9 +30,11 @@ func TestStatusReporter(t *testing.T) {
 		}
 	}
 	report(scm.StatePending, "Queued")
-	// GitLab answers 400 to pending while pending: a second report of a
-	// state (a retry, or "Running" after "Queued") must still succeed.
-	report(scm.StatePending, "Running on agent-1")
+	// GitLab answers 400 to a state the status is in already: a second
+	// report of a state (a retry) must still succeed.
+	report(scm.StatePending, "Queued")
+	report(scm.StateRunning, "Running on agent-1")
+	report(scm.StateRunning, "Running on agent-1")
 	report(scm.StateSuccess, "Stage success")
 	report(scm.StateSuccess, "Stage success") // a repeat: GitLab starts a new status
 	report(scm.StatePending, "Queued")        // a rerun of the commit
@@ -46,7 +48,7 @@ func TestStatusReporter(t *testing.T) {
 			t.Errorf("status %d: target_url %q, want https://ci/runs/3", st.ID, st.TargetURL)
 		}
 	}
-	want := [][]string{{"pending", "success"}, {"success"}, {"pending", "failed"}}
+	want := [][]string{{"pending", "running", "success"}, {"success"}, {"pending", "failed"}}
 	if !reflect.DeepEqual(histories, want) {
 		t.Errorf("got status histories %v, want %v", histories, want)
 	}
@@ -94,7 +96,7 @@ func TestStatusReporterErrors(t *testing.T) {
 	for _, bad := range []scm.Status{
 		{Repo: "noslash", Commit: sha, State: scm.StatePending},
 		{Repo: "a/b", Commit: "da15608", State: scm.StatePending},
-		{Repo: "a/b", Commit: sha, State: "running"},
+		{Repo: "a/b", Commit: sha, State: "canceled"},
 	} {
 		rep, _ := NewStatusReporter(fake.URL, "good", nil)
 		before := fake.Requests()
