@@ -67,7 +67,13 @@ func Release(pd *pipeline.Deploy) deploy.Release {
 // made is an error.
 func (j *job) Deploy(ctx context.Context, spec *engine.Spec, out io.Writer) error {
 	pd := spec.Stage.Deploy
-	prov, err := j.d.provider(pd)
+	var prov deploy.Provider
+	var err error
+	if pd.Provider == pipeline.ProviderECS {
+		prov, err = j.d.ecsProvider(pd, spec.Stage.Env)
+	} else {
+		prov, err = j.d.provider(pd)
+	}
 	if err != nil {
 		fmt.Fprintf(out, "deploy: %v\n", err)
 		return err
