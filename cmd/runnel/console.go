@@ -27,13 +27,16 @@ type console struct {
 	w      io.Writer
 	color  bool
 	colors map[string]int // stage ID -> SGR colour
+	// secrets are masked in every step's output (--secrets-file, and
+	// values steps register with ::add-mask::).
+	secrets *logs.Set
 }
 
 // stageColors are ANSI SGR foreground colours, picked per stage in turn.
 var stageColors = []int{36, 33, 35, 32, 34, 96, 93, 95, 92, 94}
 
 func newConsole(w io.Writer, env map[string]string) *console {
-	return &console{w: w, color: useColor(w, env), colors: map[string]int{}}
+	return &console{w: w, color: useColor(w, env), colors: map[string]int{}, secrets: logs.NewSet()}
 }
 
 // useColor reports whether w is a terminal that wants colour: NO_COLOR
@@ -76,10 +79,11 @@ func (c *console) stepOutput(st *pipeline.Stage, step *pipeline.Step, _ int) io.
 	sink := &lineSink{c: c}
 	prefix := st.ID + "/" + step.Name + " | "
 	var chain io.WriteCloser
+	// Masking runs before prefixing, so a prefix cannot hide a secret.
 	if col := c.colorOf(st.ID); col != 0 {
-		chain = logs.Chain(sink, logs.ColorPrefix(prefix, col))
+		chain = logs.Chain(sink, logs.AddMask(c.secrets), logs.MaskSet(c.secrets), logs.ColorPrefix(prefix, col))
 	} else {
-		chain = logs.Chain(sink, logs.Prefix(prefix))
+		chain = logs.Chain(sink, logs.AddMask(c.secrets), logs.MaskSet(c.secrets), logs.Prefix(prefix))
 	}
 	return &closeBoth{WriteCloser: chain, after: sink}
 }

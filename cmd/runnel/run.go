@@ -38,6 +38,7 @@ type runFlags struct {
 	verbose     bool
 	cacheDir    string
 	allow       []string
+	secretsFile string
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -70,6 +71,7 @@ summary. Exit status: 0 if the run succeeded (allowed failures included),
 	fl.StringVar(&f.summaryJSON, "summary-json", "", "also write the run's result as JSON to this file")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log engine operations to stderr (warnings are always logged)")
 	fl.StringVar(&f.cacheDir, "cache-dir", a.userCacheDir(), "artifacts, caches and fetched files of runs on this machine")
+	fl.StringVar(&f.secretsFile, "secrets-file", "", "secrets the stages ask for, as dotenv lines NAME=value; masked in the output")
 	fl.StringSliceVar(&f.allow, "allow-container", nil, "container permissions granted to the pipeline: "+permissionNames())
 	return cmd
 }
@@ -97,7 +99,11 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 	if !slices.Contains(eventKinds, f.event) {
 		return usageError(fmt.Errorf("--event %q: want one of %s", f.event, strings.Join(eventKinds, ", ")))
 	}
-	plan, err := a.loadPlan(ctx, dir, f, allowed)
+	secrets, err := readSecretsFile(f.secretsFile)
+	if err != nil {
+		return usageError(err)
+	}
+	plan, err := a.loadPlan(ctx, dir, f, allowed, secrets)
 	if err != nil || plan == nil {
 		return err
 	}
@@ -126,6 +132,9 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 		return err
 	}
 	con := newConsole(a.stdout, a.env)
+	for _, v := range secrets {
+		con.secrets.Add(v)
+	}
 	x := &stage.Executor{Engine: eng, Output: con.stepOutput, Reporter: con, Logger: logger, AllowContainer: allowed}
 	if usesTransfers(plan) {
 		tr, done, err := localTransfer(ctx, f.cacheDir, dir, runID, eng, logger)
@@ -138,7 +147,7 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 	sched := &stage.Scheduler{
 		Executor: x,
 		Spec: func(st *pipeline.Stage) *engine.Spec {
-			return &engine.Spec{RunID: runID, Attempt: 1, Stage: st, Source: dir}
+			return &engine.Spec{RunID: runID, Attempt: 1, Stage: st, Source: dir, Secrets: stageSecrets(st, secrets)}
 		},
 		StageStarted:  con.stageStarted,
 		StageFinished: con.stageFinished,
@@ -171,7 +180,7 @@ var eventKinds = []string{pipeline.EventPush, pipeline.EventPullRequest, pipelin
 // loadPlan parses the pipeline file of dir, compiles it for the event the
 // flags and git describe, and keeps the selected stages. A nil plan with a
 // nil error means there is nothing to run (it has said so).
-func (a *app) loadPlan(ctx context.Context, dir string, f runFlags, allowed []pipeline.Permission) (*pipeline.Plan, error) {
+func (a *app) loadPlan(ctx context.Context, dir string, f runFlags, allowed []pipeline.Permission, secrets map[string]string) (*pipeline.Plan, error) {
 	file := f.file
 	if !filepath.IsAbs(file) {
 		file = filepath.Join(dir, file)
@@ -197,6 +206,16 @@ func (a *app) loadPlan(ctx context.Context, dir string, f runFlags, allowed []pi
 	}
 	if ds.HasErrors() {
 		return nil, &exitError{code: exitFailure, err: fmt.Errorf("%s asks for container permissions that --allow-container does not grant; nothing was run", f.file)}
+	}
+	known := map[string]bool{}
+	for k := range secrets {
+		known[k] = true
+	}
+	if err := p.CheckSecrets(known); errors.As(err, &ds) {
+		for _, d := range ds {
+			fmt.Fprintln(a.stderr, d.String())
+		}
+		return nil, &exitError{code: exitFailure, err: fmt.Errorf("%s asks for secrets that --secrets-file does not hold; nothing was run", f.file)}
 	}
 
 	ev := a.event(ctx, dir, f)

@@ -78,3 +78,73 @@ func TestReadSecretValue(t *testing.T) {
 		t.Errorf("from a file the value is kept byte for byte, got %q", got)
 	}
 }
+
+// TestRunSecretsFile: `runnel run --secrets-file` gives the stage its
+// secrets (variable and file) and masks them, their encodings and values
+// registered with ::add-mask:: in the output; an unknown secret and a bad
+// file are refused before anything runs, with their positions.
+func TestRunSecretsFile(t *testing.T) {
+	dir := t.TempDir()
+	pipe := `version: 1
+stages:
+  deploy:
+    secrets:
+      - TOKEN
+      - {name: KEY, file: k.pem, env: KEY_FILE}
+    steps:
+      - name: leak
+        run: |
+          echo "token $TOKEN"
+          printf '%s' "$TOKEN" | base64
+          cat "$KEY_FILE"
+          ls "$RUNNEL_SECRETS_DIR"
+          echo "::add-mask::derived-$TOKEN-x"
+          echo "again derived-$TOKEN-x"
+`
+	os.WriteFile(filepath.Join(dir, ".pipeline.yml"), []byte(pipe), 0o644)
+	secrets := filepath.Join(t.TempDir(), "secrets.env")
+	os.WriteFile(secrets, []byte("# local secrets\nTOKEN=supersecret123\nKEY=line-one-of-key\n"), 0o600)
+
+	r := runnel(t, dir, "run", "--backend", "local", "--secrets-file", secrets)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, leak := range []string{"supersecret123", "c3VwZXJzZWNyZXQxMjM", "line-one-of-key"} {
+		if strings.Contains(r.stdout+r.stderr, leak) {
+			t.Errorf("output shows %q:\n%s", leak, r.stdout)
+		}
+	}
+	for _, want := range []string{"deploy/leak | token ***", "***k.pem", "deploy/leak | ::add-mask::***", "deploy/leak | again ***"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
+	os.WriteFile(secrets, []byte("TOKEN=supersecret123\n"), 0o600)
+	r = runnel(t, dir, "run", "--backend", "local", "--secrets-file", secrets)
+	if r.code != 1 || !strings.Contains(r.stderr, `.pipeline.yml:6:16: unknown-secret: stage deploy: secret "KEY"`) {
+		t.Errorf("unknown secret: exit %d\n%s", r.code, r.stderr)
+	}
+	os.WriteFile(secrets, []byte("TOKEN=supersecret123\nKEY=short\n"), 0o600)
+	r = runnel(t, dir, "run", "--backend", "local", "--secrets-file", secrets)
+	if r.code != 2 || !strings.Contains(r.stderr, secrets+":2: secret KEY has 5 bytes") {
+		t.Errorf("short value: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+func TestParseSecretsFile(t *testing.T) {
+	got, err := parseSecretsFile("s.env", []byte("A_1=value=with=equals\r\n\n  # c\nexport B=  spaced  \n"))
+	if err != nil || got["A_1"] != "value=with=equals" || got["B"] != "  spaced  " {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	for in, want := range map[string]string{
+		"novalue\n":              "s.env:1: want NAME=value",
+		"X=abcdefg\nX=abcdefg\n": "s.env:2: secret X is set twice",
+		"1X=abcdefg\n":           "s.env:1: secret name",
+		"RUNNEL_X=abcdefg\n":     "Runnel's own",
+	} {
+		if _, err := parseSecretsFile("s.env", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parse %q: %v, want %q", in, err, want)
+		}
+	}
+}
