@@ -58,6 +58,23 @@ func TestReadBody(t *testing.T) {
 	}
 }
 
+// TestReadBodyBytes: a body the server read already (BytesBody) is
+// returned without a copy, and still bounded by the limit.
+func TestReadBodyBytes(t *testing.T) {
+	body := bytes.Repeat([]byte("x"), 10)
+	r := httptest.NewRequest("POST", "/", nil)
+	r.Body = BytesBody(body)
+	b, err := ReadBody(r, 10)
+	same := len(b) == len(body) && &b[0] == &body[0]
+	if err != nil || !same {
+		t.Errorf("got %d bytes (same memory: %v), %v; want the body itself", len(b), same, err)
+	}
+	r.Body = BytesBody(body)
+	if _, err := ReadBody(r, 9); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("over the limit: got %v, want ErrTooLarge", err)
+	}
+}
+
 func TestHelpers(t *testing.T) {
 	tests := []struct{ got, want string }{
 		{Clip("héllo", 2), "h"},
