@@ -473,3 +473,72 @@ func TestPublishStampsInstall(t *testing.T) {
 		}
 	}
 }
+
+// TestFixedLabels: an agent whose credential fixes os=linux can pull the
+// jobs of os=linux and of no label, but cannot receive a job that needs
+// secure=prod, whatever labels it announces.
+func TestFixedLabels(t *testing.T) {
+	tok, cred, err := NewAgentCredential("linux")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred.Fixed, cred.Labels = true, map[string]string{"os": "linux"}
+	srv, err := StartEmbedded(Options{DataDir: t.TempDir(), Port: -1, Agents: []AgentCredential{cred}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	d, snc := dispatcher(t, srv, StreamLimits{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	prod := map[string]string{"os": "linux", "secure": "prod"}
+	if err := d.Publish(ctx, &wire.Job{RunID: "r", StageID: "deploy", Attempt: 1, Stage: &pipeline.Stage{ID: "deploy", Labels: prod}}); err != nil {
+		t.Fatal(err)
+	}
+	prodKey := wire.LabelSetKey(prod)
+	// The secure=prod consumer exists, as a prod agent would have made it.
+	sjs, err := jetstream.New(snc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sjs.CreateOrUpdateConsumer(ctx, JobsStream, jetstream.ConsumerConfig{Durable: wire.ConsumerName(prodKey),
+		FilterSubject: wire.JobsPrefix + prodKey, AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	creds, err := ParseAgentToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := Connect(srv.ClientURL(), creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	// Announcing secure=prod does not help: the intake cannot make (or
+	// use) the consumer of that label set.
+	// (A refused request gets no answer: short deadlines.)
+	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer dcancel()
+	if _, err := NewIntake(dctx, nc, IntakeOptions{Name: "linux", Labels: prod, Capacity: 1}); err == nil {
+		t.Fatal("intake with labels beyond the credential's was allowed")
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx2, dcancel2 := context.WithTimeout(ctx, 5*time.Second)
+	defer dcancel2()
+	if _, err := js.Consumer(dctx2, JobsStream, wire.ConsumerName(prodKey)); err == nil {
+		t.Error("agent read the secure=prod consumer")
+	}
+	if _, err := nc.Request("$JS.API.CONSUMER.MSG.NEXT."+JobsStream+"."+wire.ConsumerName(prodKey), []byte(`{"batch":1,"expires":1000000000}`), 3*time.Second); err == nil {
+		t.Error("agent pulled from the secure=prod consumer")
+	}
+	// Its own labels work.
+	in, err := NewIntake(ctx, nc, IntakeOptions{Name: "linux", Labels: map[string]string{"os": "linux"}, Capacity: 1})
+	if err != nil {
+		t.Fatalf("intake with the credential's labels: %v", err)
+	}
+	in.Stop()
+}

@@ -33,6 +33,12 @@ type Creds struct {
 type AgentCredential struct {
 	Name         string
 	PasswordHash string
+	// Fixed says the credential fixes the agent's labels: it may take
+	// only jobs whose required labels are a subset of Labels (enforced by
+	// its NATS permissions: it can create and pull from the consumers of
+	// those label sets only). Without Fixed it may claim any labels.
+	Fixed  bool              `json:",omitempty"`
+	Labels map[string]string `json:",omitempty"`
 }
 
 // NewAgentCredential makes a fresh token "<name>:<secret>" (what the agent
@@ -90,7 +96,7 @@ type Server struct {
 	log   *slog.Logger
 }
 
-// AgentPermissions are the NATS permissions of agent name. Enforced by the
+// AgentPermissions are the NATS permissions of agent a. Enforced by the
 // server for an agent's connection:
 //   - publish only: updates and logs of any run on subjects naming itself
 //     as the sender (runnel.v1.runs.*.updates.<name>, .logs.<name>), its
@@ -102,28 +108,54 @@ type Server struct {
 //
 // So an agent cannot publish jobs or cancels, cannot touch streams, cannot
 // read another agent's replies or presence, cannot read logs, and cannot
-// report updates or logs in another agent's name. Not enforced here:
-// which run an agent reports on (the server accepts a stage's updates and
-// logs only from the agent that started its current attempt) and which
-// label sets it pulls from.
-func AgentPermissions(name string) *server.Permissions {
+// report updates or logs in another agent's name. A credential with Fixed
+// labels narrows pulls, consumer info and creation to the consumers of
+// the label sets its labels cover (wire.Subsets), so such an agent never
+// receives a job that needs a label it was not given, whatever labels it
+// announces. Not enforced here: which run an agent reports on (the server
+// accepts a stage's updates and logs only from the agent that started its
+// current attempt).
+func AgentPermissions(a AgentCredential) (*server.Permissions, error) {
+	name := a.Name
+	pub := []string{
+		wire.AgentUpdatesWildcard(name),
+		wire.AgentLogsWildcard(name),
+		wire.PresenceSubject(name),
+		wire.ClaimSubject(name),
+		"$JS.ACK." + JobsStream + ".>",
+	}
+	if !a.Fixed {
+		pub = append(pub,
+			"$JS.API.CONSUMER.MSG.NEXT."+JobsStream+".*",
+			"$JS.API.CONSUMER.INFO."+JobsStream+".*",
+			"$JS.API.CONSUMER.CREATE."+JobsStream+".*."+wire.JobsPrefix+"*",
+			"$JS.API.CONSUMER.CREATE."+JobsStream+".*."+wire.JobsPrefix+"*"+wire.PrioritySuffix)
+	} else {
+		// Only the consumers of the label sets the credential covers:
+		// every subset of its labels, as the agent's intake makes them.
+		keys, err := wire.Subsets(a.Labels)
+		if err != nil {
+			return nil, fmt.Errorf("agent %s: labels: %w", name, err)
+		}
+		for _, k := range keys {
+			for _, c := range []struct{ name, filter string }{
+				{wire.ConsumerName(k), wire.JobsPrefix + k},
+				{wire.PriorityConsumerName(k), wire.JobsPrefix + k + wire.PrioritySuffix},
+			} {
+				pub = append(pub,
+					"$JS.API.CONSUMER.MSG.NEXT."+JobsStream+"."+c.name,
+					"$JS.API.CONSUMER.INFO."+JobsStream+"."+c.name,
+					"$JS.API.CONSUMER.CREATE."+JobsStream+"."+c.name+"."+c.filter)
+			}
+		}
+	}
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
-			wire.AgentUpdatesWildcard(name),
-			wire.AgentLogsWildcard(name),
-			wire.PresenceSubject(name),
-			wire.ClaimSubject(name),
-			"$JS.API.CONSUMER.MSG.NEXT." + JobsStream + ".*",
-			"$JS.API.CONSUMER.INFO." + JobsStream + ".*",
-			"$JS.API.CONSUMER.CREATE." + JobsStream + ".*." + wire.JobsPrefix + "*",
-			"$JS.API.CONSUMER.CREATE." + JobsStream + ".*." + wire.JobsPrefix + "*" + wire.PrioritySuffix,
-			"$JS.ACK." + JobsStream + ".>",
-		}},
+		Publish: &server.SubjectPermission{Allow: pub},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			InboxPrefix(name) + ".>",
 			wire.CancelWildcard,
 		}},
-	}
+	}, nil
 }
 
 // InboxPrefix is the reply-subject prefix of NATS user.
@@ -199,7 +231,11 @@ func userList(serverPassword string, agents []AgentCredential) ([]*server.User, 
 			return nil, fmt.Errorf("invalid or duplicate agent name %q", a.Name)
 		}
 		seen[a.Name] = true
-		users = append(users, &server.User{Username: a.Name, Password: a.PasswordHash, Permissions: AgentPermissions(a.Name)})
+		perms, err := AgentPermissions(a)
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, &server.User{Username: a.Name, Password: a.PasswordHash, Permissions: perms})
 	}
 	return users, nil
 }

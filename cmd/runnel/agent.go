@@ -18,6 +18,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/transfer"
+	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/agents/workspace"
 	"github.com/runnel-ci/runnel/artifact"
 	"github.com/runnel-ci/runnel/internal/gitmirror"
@@ -59,13 +60,28 @@ taking jobs and waits up to --drain-timeout for running stages.`,
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages")
 	a.addContainerFlags(fl, &f.container, "", "RUNNEL_")
 
-	var data string
+	var data, tokenLabels string
 	tokenCmd := &cobra.Command{
 		Use:   "token NAME",
 		Short: "Make a NATS credential for an agent of the embedded NATS server (a running server loads it within a second)",
 		Args:  usageArgs(cobra.ExactArgs(1)),
+		Long: `Token makes a NATS credential for agent NAME. With --labels the
+credential fixes the agent's labels: the agent can take only jobs whose
+required labels are among them (its NATS permissions reach only the job
+queues of those label sets), whatever labels it announces. Without
+--labels the agent may announce any labels.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tok, err := addAgentCredential(data, args[0])
+			var labels map[string]string
+			if cmd.Flags().Changed("labels") {
+				var err error
+				if labels, err = parseLabels(tokenLabels); err != nil {
+					return usageError(fmt.Errorf("--labels: %w", err))
+				}
+				if err := wire.ValidateLabels(labels); err != nil {
+					return usageError(fmt.Errorf("--labels: %w", err))
+				}
+			}
+			tok, err := addAgentCredential(data, args[0], labels)
 			if err != nil {
 				return err
 			}
@@ -74,6 +90,7 @@ taking jobs and waits up to --drain-timeout for running stages.`,
 		},
 	}
 	tokenCmd.Flags().StringVar(&data, "data", a.envDefault("RUNNEL_DATA", "./runnel-data"), "server data directory ($RUNNEL_DATA)")
+	tokenCmd.Flags().StringVar(&tokenLabels, "labels", "", "fix the labels the agent may take jobs for, k=v,... (empty: only jobs without labels)")
 	cmd.AddCommand(tokenCmd)
 	return cmd
 }
@@ -97,7 +114,9 @@ func loadAgentCredentials(data string) ([]natsbus.AgentCredential, error) {
 	return creds, nil
 }
 
-func addAgentCredential(data, name string) (string, error) {
+// addAgentCredential adds (or replaces) the credential of agent name;
+// non-nil labels fix its labels (natsbus.AgentCredential.Fixed).
+func addAgentCredential(data, name string, labels map[string]string) (string, error) {
 	creds, err := loadAgentCredentials(data)
 	if err != nil {
 		return "", err
@@ -106,6 +125,7 @@ func addAgentCredential(data, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	cred.Fixed, cred.Labels = labels != nil, labels
 	out := []natsbus.AgentCredential{cred}
 	for _, c := range creds {
 		if c.Name != name {
