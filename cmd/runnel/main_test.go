@@ -93,6 +93,15 @@ func TestLint(t *testing.T) {
 			},
 		},
 		{
+			name:     "env references that will not expand",
+			args:     []string{"lint", "testdata/env.pipeline.yml"},
+			wantCode: 0,
+			wantOut: []string{
+				`testdata/env.pipeline.yml:8:15: warning: unexpanded-variable: $MATRIX_ARCH is not expanded in env values; write ${MATRIX_ARCH}`,
+				`testdata/env.pipeline.yml:9:12: warning: unexpanded-variable: ${GOPATH} will not expand: GOPATH is not one of Runnel's (RUNNEL_*, CI) or the stage's matrix variables; it stays as written`,
+			},
+		},
+		{
 			name:     "container requests without permission",
 			args:     []string{"lint", "testdata/container.pipeline.yml"},
 			wantCode: 1,
