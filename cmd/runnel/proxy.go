@@ -78,7 +78,8 @@ func (a *app) runProxy(ctx context.Context, f proxyFlags) error {
 		return fmt.Errorf("proxy control: %w", err)
 	}
 	log.Info("proxy serving", "listen", ln.Addr().String(), "control", cln.Addr().String())
-	ctl := &http.Server{Handler: &docker.Control{Proxy: p, Token: token, StateFile: f.state}, ReadHeaderTimeout: 10 * time.Second}
+	ctl := &http.Server{Handler: &docker.Control{Proxy: p, Token: token, StateFile: f.state}, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	ctlDone := make(chan error, 1)
 	go func() { ctlDone <- ctl.Serve(cln) }()
 	err = p.Serve(ctx, ln)

@@ -88,3 +88,35 @@ func TestControl(t *testing.T) {
 		t.Errorf("missing state file: %v", err)
 	}
 }
+
+// FuzzControlPut: whatever a control request carries, the proxy either
+// refuses it (400) or ends up with routes it can serve: http upstreams
+// with a host and port only, a weight in 0..100.
+func FuzzControlPut(f *testing.F) {
+	for _, s := range []string{`{"blue":"http://10.0.0.1:80","green":"http://10.0.0.2:80","weight":50}`, `{"weight":0}`,
+		`{"blue":"http://[::1]:8080/"}`, `{"blue":"http://u@h:1"}`, `{"green":"http://h:1?x"}`, `{"weight":-1}`, `null`, `{}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		p := docker.NewProxy(nil)
+		c := &docker.Control{Proxy: p}
+		req := httptest.NewRequest(http.MethodPut, "/routes", strings.NewReader(body))
+		rec := httptest.NewRecorder()
+		c.ServeHTTP(rec, req)
+		b, g, w := p.Routes()
+		if rec.Code != http.StatusOK {
+			if b != nil || g != nil || w != 0 {
+				t.Fatalf("refused body %q changed the routes: %v %v %d", body, b, g, w)
+			}
+			return
+		}
+		for _, u := range []*url.URL{b, g} {
+			if u != nil && (u.Scheme != "http" || u.Port() == "" || u.Path != "" || u.User != nil || u.RawQuery != "") {
+				t.Fatalf("body %q accepted upstream %v", body, u)
+			}
+		}
+		if w < 0 || w > 100 {
+			t.Fatalf("body %q accepted weight %d", body, w)
+		}
+	})
+}
