@@ -24,6 +24,7 @@ import (
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/metrics"
 	"github.com/runnel-ci/runnel/runner/runnertest"
+	"github.com/runnel-ci/runnel/runner/secretbox"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
 )
@@ -65,7 +66,11 @@ func newFixtureOpts(t *testing.T, o runnertest.Options, lease time.Duration) *fi
 	git(t, f.dir, "clone", "-q", f.bare, f.work)
 	ctx := context.Background()
 	var err error
-	f.store, err = store.Open(ctx, filepath.Join(f.dir, "runnel.db"))
+	box, err := secretbox.Load(filepath.Join(f.dir, "data"), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.store, err = store.Open(ctx, filepath.Join(f.dir, "runnel.db"), store.WithSealer(box))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,11 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/runnel-ci/runnel/agents/logs"
 
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
@@ -107,4 +110,28 @@ func (r *Runner) checkSecrets(ctx context.Context, repoID int64, p *pipeline.Pip
 		return fmt.Errorf("%w: %w", ErrTransient, err)
 	}
 	return p.CheckSecrets(names)
+}
+
+// maskSecrets returns text (a reason an agent reported, on its way to the
+// API, the UI and commit statuses) with the values of the run's
+// repository's secrets and their variants masked. Agents mask their
+// reasons already; this is the server's own line of defence, for agents
+// of older versions and texts made on the way.
+func (r *Runner) maskSecrets(ctx context.Context, run *store.Run, text string) string {
+	if text == "" {
+		return ""
+	}
+	vals, err := r.cfg.Store.SecretValues(ctx, run.RepoID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNoSealer) {
+			r.log.Warn("mask secrets: cannot read them; reason withheld", "run", run.ID, "err", err)
+			return "(reason withheld: the server could not check it for secrets)"
+		}
+		return text
+	}
+	set := logs.NewSet()
+	for _, v := range vals {
+		set.Add(v.Value)
+	}
+	return set.Mask(text)
 }

@@ -1,8 +1,11 @@
 package runner
 
 import (
+	"context"
+	"encoding/base64"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
@@ -57,5 +60,33 @@ func TestResolveSecrets(t *testing.T) {
 	out, withheld = ResolveSecrets(refs, vals, SecretScope{Event: "push", Branch: "main"}, "pull request from a fork, not approved")
 	if len(out) != 0 || len(withheld) != 4 || withheld[0] != "secret A withheld: pull request from a fork, not approved" {
 		t.Errorf("untrusted: out %+v, withheld %q", out, withheld)
+	}
+}
+
+// TestReasonMasked: a stage's reason from an agent (which API answers,
+// the UI and commit statuses show) is stored with the repository's
+// secrets masked, whatever form they take.
+func TestReasonMasked(t *testing.T) {
+	f := newFixture(t, false, time.Minute)
+	ctx := context.Background()
+	const value = "leaky-value-42"
+	if _, err := f.store.PutSecret(ctx, store.Secret{RepoID: f.repo.ID, Name: "TOKEN"}, value); err != nil {
+		t.Fatal(err)
+	}
+	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    secrets: [TOKEN]\n    steps:\n      - name: s\n        run: echo\n"})
+	run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.update(run, wire.Update{Kind: wire.KindStarted, StageID: "a", Attempt: 1, Agent: "x"})
+	f.update(run, wire.Update{Kind: wire.KindFinished, StageID: "a", Attempt: 1, Agent: "x", Status: wire.StatusError,
+		Reason: "engine said " + value + " and " + base64.StdEncoding.EncodeToString([]byte(value))})
+	cur, err := f.store.Run(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stageByKey(cur, "a")
+	if st.Reason != "engine said *** and ***" {
+		t.Errorf("stored reason %q, want the secret masked", st.Reason)
 	}
 }

@@ -188,7 +188,7 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 			log.Warn("finish step log", "err", err)
 		}
 	case wire.KindFinished:
-		status, reason := stageStatus(u.Status, u.Reason)
+		status, reason := stageStatus(u.Status, r.maskSecrets(ctx, run, u.Reason))
 		return r.endStage(ctx, run, st, u.Attempt, status, reason)
 	case wire.KindDeploy:
 		return r.deployProgress(ctx, run, st, u.Deploy)

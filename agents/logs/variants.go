@@ -130,3 +130,14 @@ func (s *Set) Len() int {
 	defer s.mu.Unlock()
 	return len(s.values)
 }
+
+// Mask returns text with every value of the set (variants included)
+// replaced by Redacted: for short texts that leave the agent or the
+// server other than as a log (reasons, error messages).
+func (s *Set) Mask(text string) string {
+	if text == "" {
+		return ""
+	}
+	vals, _ := s.snapshot()
+	return MaskString(text, vals)
+}

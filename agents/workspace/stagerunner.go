@@ -74,7 +74,7 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 	}
 	res := x.Run(ctx, spec)
 	sr.closeAll()
-	out := agent.Result{Status: WireStatus(res.Status), Reason: res.Reason}
+	out := agent.Result{Status: WireStatus(res.Status), Reason: sr.secrets.Mask(res.Reason)}
 	for _, s := range res.Steps {
 		if s.Status.Failed() && !s.AllowedFailure {
 			out.ExitCode = s.ExitCode
@@ -155,7 +155,7 @@ func (s *sinkReporter) StepFinished(st *pipeline.Stage, step *pipeline.Step, res
 	if ok {
 		_ = w.Close()
 	}
-	s.sink.StepFinished(step.Name, WireStatus(res.Status), res.ExitCode, res.Attempts, res.Reason)
+	s.sink.StepFinished(step.Name, WireStatus(res.Status), res.ExitCode, res.Attempts, s.secrets.Mask(res.Reason))
 }
 
 func (s *sinkReporter) output(st *pipeline.Stage, step *pipeline.Step, attempt int) io.Writer {
