@@ -2,6 +2,7 @@ package runner
 
 import (
 	"testing"
+	"time"
 
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/runner/store"
@@ -50,6 +51,32 @@ func TestPriority(t *testing.T) {
 	for _, tt := range tests {
 		if got := priority(&tt.st); got != tt.want {
 			t.Errorf("priority(attempt %d, group %q) = %v, want %v", tt.st.Attempt, tt.st.Concurrency, got, tt.want)
+		}
+	}
+}
+
+func TestLeaseExpired(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	const lease = 15 * time.Second
+	tests := []struct {
+		name  string
+		quiet time.Duration // since the stage last reported
+		lag   time.Duration
+		lagAt time.Duration // before now
+		want  bool
+	}{
+		{"reported recently", 5 * time.Second, 0, 0, false},
+		{"silent for the lease, stream caught up", lease + time.Second, 10 * time.Millisecond, 0, true},
+		{"silent for the lease, stream 10 s behind", lease, 10 * time.Second, time.Second, false},
+		{"silent for lease plus lag", lease + 10*time.Second, 10 * time.Second, time.Second, true},
+		{"old lag measure does not count", lease + time.Second, 10 * time.Second, lease, true},
+		{"lag counts one lease at most", 2 * lease, time.Hour, time.Second, true},
+		{"negative lag (clock skew) counts as none", lease, -time.Minute, time.Second, true},
+	}
+	for _, tt := range tests {
+		now := t0.Add(time.Hour)
+		if got := leaseExpired(now, now.Add(-tt.quiet), lease, tt.lag, now.Add(-tt.lagAt)); got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

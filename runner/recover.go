@@ -108,6 +108,31 @@ type lease struct {
 	last    time.Time // when it last did
 }
 
+// observeLag records the age of an update being applied (its agent's
+// time stamp against now): how far behind the update stream is.
+func (r *Runner) observeLag(sent, now time.Time) {
+	if sent.IsZero() {
+		return
+	}
+	r.seenMu.Lock()
+	r.lag, r.lagAt = max(now.Sub(sent), 0), now
+	r.seenMu.Unlock()
+}
+
+// leaseExpired is the watchdog's rule: a stage whose attempt last
+// reported at last has lost its lease when it was silent for the lease
+// timeout plus the lag of the update stream, as last measured (lagAt) if
+// that was within a lease. A server that restarts reads what agents sent
+// meanwhile in stream order, heartbeats behind log chunks: while it is
+// behind, silence may be its own, not the agent's. The lag counts up to
+// one lease more, so clocks that disagree cannot hold a stage for ever.
+func leaseExpired(now, last time.Time, lease, lag time.Duration, lagAt time.Time) bool {
+	if now.Sub(lagAt) >= lease {
+		lag = 0
+	}
+	return now.Sub(last) >= lease+min(max(lag, 0), lease)
+}
+
 // touch records that attempt of a stage, run by agent, reported at t.
 func (r *Runner) touch(runID int64, stage string, attempt int, agent string, t time.Time) {
 	r.seenMu.Lock()
@@ -187,7 +212,10 @@ func (r *Runner) checkLeases(ctx context.Context) {
 				r.seen[ref] = l
 			}
 			r.seenMu.Unlock()
-			if now.Sub(l.last) < r.cfg.LeaseTimeout {
+			r.seenMu.Lock()
+			lag, lagAt := r.lag, r.lagAt
+			r.seenMu.Unlock()
+			if !leaseExpired(now, l.last, r.cfg.LeaseTimeout, lag, lagAt) {
 				continue
 			}
 			r.agentLost(ctx, run, st)

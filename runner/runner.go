@@ -79,6 +79,10 @@ type Runner struct {
 	// of a previous process one lease period.
 	seenMu sync.Mutex
 	seen   map[stageRef]lease
+	// lag is how far behind the agents the update stream was at lagAt:
+	// the age of the last update applied (see leaseExpired).
+	lag   time.Duration
+	lagAt time.Time
 
 	steps stepCache // step names of stages, for log chunks
 

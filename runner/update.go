@@ -53,6 +53,7 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		r.log.Warn("update for a run id that is not ours", "run", u.RunID)
 		return nil
 	}
+	r.observeLag(u.Time, time.Now())
 	// A heartbeat of the attempt known to run the stage only renews its
 	// lease: no database read or write. Others (unknown attempt, a stage
 	// that ended) take the full path below, which fences them.
