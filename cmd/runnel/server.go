@@ -32,6 +32,7 @@ import (
 	"github.com/runnel-ci/runnel/runner/secretbox"
 	"github.com/runnel-ci/runnel/runner/statusq"
 	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/runner/trust"
 	"github.com/runnel-ci/runnel/runner/ui"
 	"github.com/runnel-ci/runnel/scm"
 	"github.com/runnel-ci/runnel/scm/gitea"
@@ -261,7 +262,8 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	defer nb.close()
 	rn, err := runner.New(runner.Config{Store: st, Bus: nb.d, Logs: logs, Statuses: statuses, Metrics: mets, Logger: log,
-		BaseURL: baseURL, CacheDir: filepath.Join(data, "cache"), LeaseTimeout: f.leaseTimeout, Transfers: tsvc})
+		BaseURL: baseURL, CacheDir: filepath.Join(data, "cache"), LeaseTimeout: f.leaseTimeout, Transfers: tsvc,
+		Trusted: func(_ context.Context, run *store.Run) (bool, string) { return trust.Decide(trust.Of(run)) }})
 	if err != nil {
 		ln.Close()
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/runnel-ci/runnel/artifact"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/runner/trust"
 )
 
 // Defaults of Config.
@@ -67,11 +68,12 @@ type Config struct {
 }
 
 // CacheWritable reports whether run may write its repository's caches:
-// every run but a pull request whose head repository is not the base
-// repository (store.Run.SameRepo), so that a fork cannot poison the caches
-// the default branch restores. Such a pull request reads them.
+// every trusted run (runner/trust), so that a fork's pull request cannot
+// poison the caches the default branch restores. Such a pull request
+// reads them.
 func CacheWritable(run *store.Run) bool {
-	return run.Event != pipeline.EventPullRequest || run.SameRepo
+	ok, _ := trust.Decide(trust.Of(run))
+	return ok
 }
 
 // Service is the server side of transfers. Create it with New.
