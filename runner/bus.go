@@ -15,9 +15,10 @@ import (
 // passes to the dispatcher's Run.
 //
 // The runner relies on the bus being durable: a published job stays in
-// the queue across server restarts, and a job whose agent disappears is
-// redelivered to another (wire rules 2 to 5), so the runner never
-// re-publishes an attempt itself. Methods are called concurrently.
+// the queue across server restarts. Attempts are the runner's: agents
+// claim jobs from it (wire rule 3), and it publishes a new attempt of a
+// stage whose agent went silent (wire rule 4). Methods are called
+// concurrently.
 type Bus interface {
 	// Publish hands a job to an agent whose labels match the stage's. It
 	// returns once the job is durably accepted; publishing the same (run,

@@ -4,9 +4,9 @@
 // through a Bus (the natsbus dispatcher), applies agents' wire updates
 // fenced by attempt, and ends runs. Scheduling is event-driven: the DAG of
 // a run is re-evaluated when something happens to it (a trigger, an
-// update, an approval, a cancel), never by a polling loop. JetStream
-// redelivers the jobs of agents that die; one watchdog goroutine ends
-// stages whose agent stopped reporting and that no agent took over (lease
+// update, an approval, a cancel), never by a polling loop. Agents claim
+// jobs (HandleClaim) before running them; one watchdog goroutine queues
+// again, as a new attempt, a stage whose agent stopped reporting (lease
 // loss), which also covers stages left behind by a crashed server.
 //
 // The files follow the lifecycle's verbs: runner.go (Runner, New, Close),

@@ -49,12 +49,11 @@ type Config struct {
 	// CacheDir holds mirrors of forge repositories for reading the pipeline
 	// file; required for forge repos.
 	CacheDir string
-	// LeaseTimeout bounds the silence of a running stage before it ends
-	// with agent_lost (default 45 s). Agents send a heartbeat update per
-	// running stage with each lease extension (every 5 s by default, and
-	// always below the bus's 30 s AckWait, after which JetStream
-	// redelivers a lost agent's job), so only a stage that nobody runs
-	// any more falls silent this long.
+	// LeaseTimeout bounds the silence of a claimed stage attempt before
+	// the stage is queued again as a new attempt (after MaxAttempts it
+	// ends agent_lost); default 45 s. Agents send a heartbeat update per
+	// running stage every 5 s, so only a stage that nobody runs any more
+	// falls silent this long.
 	LeaseTimeout time.Duration
 	// Transfers grants jobs access to the artifact store
 	// (runner/transfers); nil means jobs get none.

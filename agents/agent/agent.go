@@ -48,7 +48,7 @@ type EventSink interface {
 }
 
 // StageRunner runs one stage attempt to completion. job.Attempt is the
-// attempt to run as (already adjusted for redelivery). When ctx ends
+// attempt to run as (the one the server granted). When ctx ends
 // (cancellation, lease loss, drain deadline; see context.Cause) it must
 // stop the stage promptly (well within the lease margin) and return.
 // RunStage is called concurrently for different jobs.
@@ -150,8 +150,8 @@ func New(cfg Config) (*Agent, error) {
 }
 
 // Run announces the agent, takes and runs jobs until Drain completes or
-// ctx ends (then running stages are cancelled and their jobs come back to
-// the queue after AckWait), and says bye. nc carries the agent's
+// ctx ends (then running stages are cancelled, and the server queues them
+// again once their lease ends), and says bye. nc carries the agent's
 // credentials. Run may be called once.
 func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 	defer close(a.done)
