@@ -479,19 +479,14 @@ func (ps *parser) endpoints(n *yaml.Node) map[string]string {
 	return out
 }
 
-// expandRefs replaces the ${NAME} references of s with env's values.
-func expandRefs(s string, env map[string]string) string {
-	return varRefRE.ReplaceAllStringFunc(s, func(m string) string { return env[m[2:len(m)-1]] })
-}
-
 // compile returns the stage's copy of the deploy with its references
 // expanded against the stage's environment, and its env values as every
 // env value is (expandEnv, against vars).
 func (dd *deployDef) compile(env, vars map[string]string) *Deploy {
 	d := *dd.d
-	d.Version = expandRefs(d.Version, env)
-	d.Image = expandRefs(d.Image, env)
-	d.Region = expandRefs(d.Region, env)
+	d.Version = expandEnv(d.Version, env)
+	d.Image = expandEnv(d.Image, env)
+	d.Region = expandEnv(d.Region, env)
 	d.Command = slices.Clone(d.Command)
 	d.Health.Command = slices.Clone(d.Health.Command)
 	d.Env = expandAll(d.Env, vars)
