@@ -304,9 +304,6 @@ func TestApproval(t *testing.T) {
 	}
 }
 
-// TestAgentLost: a stage whose agent stops reporting (and that no other
-// agent takes over) ends error/agent_lost after the lease, its attempt is
-// told to stop, and a late update of it changes nothing.
 // TestAgentLost: an attempt whose agent goes silent for the lease is told
 // to stop and the stage is queued as a new attempt; after MaxAttempts
 // such attempts the stage ends error/agent_lost.
@@ -336,7 +333,11 @@ func TestAgentLost(t *testing.T) {
 		if attempt == MaxAttempts {
 			break
 		}
-		cur := f.waitStage(run.ID, "a", func(st *store.Stage) bool { return st.Attempt > attempt || st.Status.Terminal() })
+		// The new attempt is stored first and marked published once its job
+		// is on the bus: wait for both.
+		cur := f.waitStage(run.ID, "a", func(st *store.Stage) bool {
+			return (st.Attempt > attempt && st.Published > attempt) || st.Status.Terminal()
+		})
 		if st := stageByKey(cur, "a"); st.Status != store.StatusQueued || st.Attempt != attempt+1 || st.Published != attempt+1 {
 			t.Fatalf("after lost attempt %d: stage %s attempt %d published %d; want queued attempt %d, published", attempt, st.Status, st.Attempt, st.Published, attempt+1)
 		}
