@@ -55,6 +55,8 @@ func (s *server) ticks(repo, sched string) []tickView {
 func (s *server) waitTicks(repo, sched string, n int, d time.Duration) []tickView {
 	s.t.Helper()
 	deadline := time.Now().Add(d)
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
 	for {
 		ts := s.ticks(repo, sched)
 		started := 0
@@ -69,7 +71,7 @@ func (s *server) waitTicks(repo, sched string, n int, d time.Duration) []tickVie
 		if time.Now().After(deadline) {
 			s.t.Fatalf("schedule %s: %d of %d ticks started within %s: %+v\nserver log:\n%s", sched, started, n, d, ts, s.log())
 		}
-		time.Sleep(250 * time.Millisecond)
+		<-poll.C
 	}
 }
 
@@ -161,6 +163,8 @@ func TestScheduleExactlyOnceAcrossKill(t *testing.T) {
 	// A run of the schedule sees its name and event.
 	var logText string
 	deadline := time.Now().Add(120 * time.Second)
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
 	for logText == "" && time.Now().Before(deadline) {
 		for _, id := range srv.scheduleRuns("app", "often") {
 			if r := srv.run(id); r.Status == "success" {
@@ -169,7 +173,7 @@ func TestScheduleExactlyOnceAcrossKill(t *testing.T) {
 				break
 			}
 		}
-		time.Sleep(250 * time.Millisecond)
+		<-poll.C
 	}
 	if !strings.Contains(logText, "schedule=often event=cron version=0.0") {
 		t.Errorf("scheduled step log: %q", logText)

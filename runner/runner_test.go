@@ -358,6 +358,8 @@ func TestAgentLost(t *testing.T) {
 func (f *fixture) waitStage(runID int64, key string, cond func(*store.Stage) bool) *store.Run {
 	f.t.Helper()
 	deadline := time.Now().Add(time.Minute)
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
 	for {
 		run, err := f.store.Run(context.Background(), runID)
 		if err != nil {
@@ -370,7 +372,7 @@ func (f *fixture) waitStage(runID int64, key string, cond func(*store.Stage) boo
 			st := stageByKey(run, key)
 			f.t.Fatalf("stage %s: still %s attempt %d after a minute", key, st.Status, st.Attempt)
 		}
-		time.Sleep(50 * time.Millisecond)
+		<-poll.C
 	}
 }
 
