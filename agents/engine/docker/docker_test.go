@@ -494,13 +494,19 @@ func TestContainerSettings(t *testing.T) {
 	if err := os.WriteFile(dir+"/f", []byte("from the host"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	host, _ := os.Hostname()
+	// With the host's network the container has the Docker host's name,
+	// which is not ours when the tests run in a container.
+	info, err := cli.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := info.Name
 	var out strings.Builder
-	code, err := e.Run(t.Context(), s, &pipeline.Step{Name: "s", Run: "cat /h/f; echo; hostname; touch /h/g || echo read-only",
+	code, err := e.Run(t.Context(), s, &pipeline.Step{Name: "s", Run: "cat /h/f; echo; hostname; touch /h/g 2>/dev/null || echo read-only",
 		Container: &pipeline.Container{Volumes: []string{dir + ":/h:ro"}, Network: "host", CapAdd: []string{"NET_ADMIN"}}}, &out)
-	want := "from the host\n" + host + "\n"
-	if err != nil || code != 0 || !strings.HasPrefix(out.String(), want) || !strings.Contains(out.String(), "read-only") {
-		t.Fatalf("got %d, %v, %q; want 0, nil, %q + read-only", code, err, out.String(), want)
+	want := "from the host\n" + host + "\nread-only\n"
+	if err != nil || code != 0 || out.String() != want {
+		t.Fatalf("got %d, %v, %q; want 0, nil, %q", code, err, out.String(), want)
 	}
 	_, err = e.Run(t.Context(), s, &pipeline.Step{Name: "bad", Run: "true", Container: &pipeline.Container{Network: "container:x"}}, &out)
 	if err == nil {
