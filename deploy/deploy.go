@@ -42,6 +42,12 @@ type Release struct {
 	// it is recorded on the platform so that the next release knows what
 	// it replaces.
 	Version string
+	// ID is the identity of the deployment this release is (a run and
+	// its stage: the same for every attempt of the stage), "" when it has
+	// none. A provider whose platform runs the release itself records it
+	// there, so that a re-delivered stage finds the release it started
+	// and follows it instead of starting another.
+	ID string
 	// Image is the container image of the version.
 	Image string
 	// Command overrides the image's command when not empty.
