@@ -166,7 +166,7 @@ stages:
   production:
     environment: production
     concurrency: production
-    env: {AWS_ACCESS_KEY_ID: test, AWS_SECRET_ACCESS_KEY: test}
+    secrets: [{name: PROD_AWS_KEY, env: AWS_ACCESS_KEY_ID}, AWS_SECRET_ACCESS_KEY]
     deploy:
       provider: ecs
       app: web
@@ -189,6 +189,7 @@ stages:
 // TestDeployECSPipeline: git pushes whose pipeline releases to ECS task
 // sets behind an ALB listener in moto_server with a canary (10 % for 1 s):
 // the first release goes to target group a (no blue), the second to b:
+// the credentials are the stage's secrets (one renamed to its variable);
 // the weights move 100/0 → 90/10 → 0/100 (the deploy log shows each
 // step, the listener holds the last) and the old task set is removed.
 func TestDeployECSPipeline(t *testing.T) {
@@ -199,6 +200,8 @@ func TestDeployECSPipeline(t *testing.T) {
 	bare, work := repoSetup(t, dir)
 	srv.createRepo(map[string]any{"name": "app", "forge": "git", "clone_url": bare})
 	declareEnvironment(t, srv, "app", "production", []string{"main"})
+	srv.setSecret("app", "PROD_AWS_KEY", "AKIAMOTOEXAMPLE")
+	srv.setSecret("app", "AWS_SECRET_ACCESS_KEY", "moto-secret-access-key")
 	e := &deployEnv{t: t, srv: srv, work: work}
 
 	release := func(n int) (string, string) {

@@ -463,6 +463,17 @@ func TestDeployDockerPipeline(t *testing.T) {
 	}
 }
 
+// setSecret sets a secret of repo on the server with the CLI, the value
+// on stdin.
+func (s *server) setSecret(repo, name, value string) {
+	s.t.Helper()
+	cmd := exec.Command(binary, "secret", "set", name, "--repo", repo, "--server", s.url, "--token", s.token)
+	cmd.Stdin = strings.NewReader(value)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		s.t.Fatalf("secret set %s: %v\n%s", name, err, out)
+	}
+}
+
 // trigger pushes the work tree and starts a run of sha through the API.
 func (e *deployEnv) trigger(repo, sha string) {
 	e.t.Helper()

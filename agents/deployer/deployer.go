@@ -70,7 +70,7 @@ func (j *job) Deploy(ctx context.Context, spec *engine.Spec, out io.Writer) erro
 	var prov deploy.Provider
 	var err error
 	if pd.Provider == pipeline.ProviderECS {
-		prov, err = j.d.ecsProvider(pd, spec.Stage.Env)
+		prov, err = j.d.ecsProvider(pd, spec)
 	} else {
 		prov, err = j.d.provider(pd)
 	}

@@ -1,11 +1,14 @@
 package deployer
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/pipeline"
 )
 
@@ -36,24 +39,43 @@ func TestRelease(t *testing.T) {
 	}
 }
 
-// TestECSProviderNeedsStageCredentials: the ecs provider takes its
-// region and credentials from the block and the stage's env only.
-func TestECSProviderNeedsStageCredentials(t *testing.T) {
-	pd := &pipeline.Deploy{Provider: "ecs", ECS: &pipeline.ECSTarget{Cluster: "c", Service: "s", Listener: "l", TargetGroups: [2]string{"a", "b"}}}
-	d := &Deployer{}
+// TestAWSConfigFromSecrets: the AWS providers take the region from the
+// block or the stage's env and their credentials from the stage's
+// secrets only, never from its plain env (which is in the repository).
+func TestAWSConfigFromSecrets(t *testing.T) {
+	creds := []engine.Secret{{Env: "AWS_ACCESS_KEY_ID", Value: "key-id"}, {Env: "AWS_SECRET_ACCESS_KEY", Value: "secret-key"}}
 	for _, tt := range []struct {
-		region string
-		env    map[string]string
-		want   string
+		name    string
+		region  string
+		env     map[string]string
+		secrets []engine.Secret
+		want    string // error text, or "region key secret session"
 	}{
-		{"", map[string]string{"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, "no region"},
-		{"eu-west-1", map[string]string{"AWS_ACCESS_KEY_ID": "k"}, "AWS_SECRET_ACCESS_KEY must be in the stage env"},
-		{"", map[string]string{"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, ""},
+		{"no region", "", nil, creds, "no region"},
+		{"region from the stage env", "", map[string]string{"AWS_REGION": "eu-west-1"}, creds, "eu-west-1 key-id secret-key "},
+		{"block region wins", "us-east-1", map[string]string{"AWS_REGION": "eu-west-1"}, creds, "us-east-1 key-id secret-key "},
+		{"session token", "us-east-1", nil, append(slices.Clone(creds), engine.Secret{Env: "AWS_SESSION_TOKEN", Value: "session"}),
+			"us-east-1 key-id secret-key session"},
+		{"stage env credentials are not used", "us-east-1",
+			map[string]string{"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, nil, "needs the secrets"},
+		{"a file secret is not a credential", "us-east-1", nil,
+			[]engine.Secret{creds[0], {Env: "AWS_SECRET_ACCESS_KEY", File: "aws.key", Value: "secret-key"}}, "needs the secrets"},
 	} {
-		pd.Region = tt.region
-		_, err := d.ecsProvider(pd, tt.env)
-		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
-			t.Errorf("region %q env %v: %v, want %q", tt.region, tt.env, err, tt.want)
+		pd := &pipeline.Deploy{Provider: "ecs", Region: tt.region}
+		spec := &engine.Spec{Stage: &pipeline.Stage{Env: tt.env}, Secrets: tt.secrets}
+		cfg, err := awsConfig(pd, spec)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		} else {
+			c, err := cfg.Credentials.Retrieve(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = strings.Join([]string{cfg.Region, c.AccessKeyID, c.SecretAccessKey, c.SessionToken}, " ")
+		}
+		if !strings.Contains(got, tt.want) {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }
