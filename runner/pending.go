@@ -2,85 +2,11 @@ package runner
 
 import (
 	"context"
-	"fmt"
-	"maps"
-	"slices"
-	"strings"
 	"time"
 
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/store"
 )
-
-// Why a stage that has not started waits, as plain values: PendingReason
-// turns them into the text the API and the UI show, in one place.
-
-// Wait is what holds back a stage that has not started.
-type Wait struct {
-	Needs       []string          // needs not finished yet
-	Approval    bool              // waits for a person's approval
-	Concurrency string            // a concurrency group another stage holds
-	Queued      bool              // handed to the bus: waits for an agent
-	Labels      map[string]string // the labels an agent must have (Queued)
-}
-
-// AgentLoad is a connected agent as PendingReason sees it.
-type AgentLoad struct {
-	Labels   map[string]string
-	Capacity int // stages at once; 0: unknown, never counted busy
-	Running  int
-}
-
-// PendingReason says why a stage waits, or "" when nothing holds it (a
-// queued stage that a capable agent with room is about to take). The
-// first that applies wins: needs, approval, concurrency group, then for a
-// queued stage the agents: none connected, none with the labels, every
-// capable one busy.
-func PendingReason(w Wait, agents []AgentLoad) string {
-	switch {
-	case len(w.Needs) > 0:
-		return "waiting for needs: " + strings.Join(w.Needs, ", ")
-	case w.Approval:
-		return "waiting for approval"
-	case w.Concurrency != "":
-		return "waiting for concurrency group " + w.Concurrency
-	case !w.Queued:
-		return ""
-	}
-	capable, busy, running, capacity := 0, 0, 0, 0
-	for _, a := range agents {
-		if !hasLabels(a.Labels, w.Labels) {
-			continue
-		}
-		capable++
-		running += a.Running
-		capacity += a.Capacity
-		if a.Capacity > 0 && a.Running >= a.Capacity {
-			busy++
-		}
-	}
-	switch {
-	case capable == 0 && len(w.Labels) == 0:
-		return "no agent connected"
-	case capable == 0:
-		kv := make([]string, 0, len(w.Labels))
-		for _, k := range slices.Sorted(maps.Keys(w.Labels)) {
-			kv = append(kv, k+"="+w.Labels[k])
-		}
-		return "no agent with labels " + strings.Join(kv, ",")
-	case busy == capable:
-		return fmt.Sprintf("all capable agents busy (%d running, capacity %d)", running, capacity)
-	}
-	return ""
-}
-
-func hasLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
-	}
-	return true
-}
 
 // RunPendingReason is the reason a run shows while none of its stages
 // runs: the first waiting stage's (in plan order), named; "" once one
@@ -100,11 +26,11 @@ func RunPendingReason(stages []*store.Stage) string {
 }
 
 // agentLoads is the bus's view of the connected agents.
-func (r *Runner) agentLoads() []AgentLoad {
-	var out []AgentLoad
+func (r *Runner) agentLoads() []rules.AgentLoad {
+	var out []rules.AgentLoad
 	for _, a := range r.cfg.Bus.Agents() {
 		if !a.Lost {
-			out = append(out, AgentLoad{Labels: a.Labels, Capacity: a.Capacity, Running: a.Running})
+			out = append(out, rules.AgentLoad{Labels: a.Labels, Capacity: a.Capacity, Running: a.Running})
 		}
 	}
 	return out
@@ -135,7 +61,7 @@ func (r *Runner) refreshPending(ctx context.Context) {
 			if err != nil {
 				continue
 			}
-			why := PendingReason(Wait{Queued: true, Labels: ps.Labels}, agents)
+			why := rules.PendingReason(rules.Hold{Queued: true, Labels: ps.Labels}, agents)
 			if why == st.PendingReason {
 				continue
 			}

@@ -11,40 +11,6 @@ import (
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
-func TestPendingReason(t *testing.T) {
-	linux := map[string]string{"os": "linux"}
-	gpu := map[string]string{"gpu": "yes", "os": "linux"}
-	tests := []struct {
-		name   string
-		wait   Wait
-		agents []AgentLoad
-		want   string
-	}{
-		{"needs first", Wait{Needs: []string{"build", "lint"}, Approval: true, Queued: true}, nil, "waiting for needs: build, lint"},
-		{"approval", Wait{Approval: true, Concurrency: "prod"}, nil, "waiting for approval"},
-		{"concurrency", Wait{Concurrency: "prod"}, nil, "waiting for concurrency group prod"},
-		{"not queued, nothing holds it", Wait{}, nil, ""},
-		{"no agent at all", Wait{Queued: true}, nil, "no agent connected"},
-		{"no agent with the labels", Wait{Queued: true, Labels: gpu},
-			[]AgentLoad{{Labels: linux, Capacity: 4}}, "no agent with labels gpu=yes,os=linux"},
-		{"all capable busy", Wait{Queued: true, Labels: linux},
-			[]AgentLoad{{Labels: linux, Capacity: 2, Running: 2}, {Labels: gpu, Capacity: 1, Running: 1}, {Capacity: 8}},
-			"all capable agents busy (3 running, capacity 3)"},
-		{"one capable agent has room", Wait{Queued: true, Labels: linux},
-			[]AgentLoad{{Labels: linux, Capacity: 2, Running: 2}, {Labels: gpu, Capacity: 2, Running: 1}}, ""},
-		{"no labels wanted, one agent busy", Wait{Queued: true}, []AgentLoad{{Capacity: 1, Running: 1}},
-			"all capable agents busy (1 running, capacity 1)"},
-		{"unknown capacity is never busy", Wait{Queued: true}, []AgentLoad{{Running: 5}}, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := PendingReason(tt.wait, tt.agents); got != tt.want {
-				t.Errorf("got %q, want %q", got, tt.want)
-			}
-		})
-	}
-}
-
 func TestRunPendingReason(t *testing.T) {
 	st := func(key string, s store.Status, why string) *store.Stage {
 		return &store.Stage{Key: key, Status: s, PendingReason: why}

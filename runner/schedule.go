@@ -9,6 +9,7 @@ import (
 
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
@@ -44,93 +45,79 @@ func (r *Runner) scheduleLocked(ctx context.Context, runID int64) error {
 		if st.Status != store.StatusPending && st.Status != store.StatusWaiting {
 			continue
 		}
-		var waiting, failed []string
-		for _, n := range st.Needs {
-			ns := byKey[n]
-			switch {
-			case ns == nil:
-			case !ns.Status.Terminal():
-				waiting = append(waiting, n)
-			case counted(ns):
-				failed = append(failed, n)
-			}
-		}
-		if len(waiting) > 0 {
-			r.setPending(ctx, st, PendingReason(Wait{Needs: waiting}, nil))
-			continue
-		}
-		ps := planStage[st.Key]
-		runOn := pipeline.RunOnSuccess
-		if ps != nil && ps.RunOn != "" {
-			runOn = ps.RunOn
-		}
-		skip := ""
-		switch runOn {
-		case pipeline.RunOnSuccess:
-			if len(failed) > 0 {
-				skip = store.ReasonNeedsFailed
-			}
-		case pipeline.RunOnFailure:
-			if len(failed) == 0 {
-				skip = "run_on_failure_not_met"
-			}
-		}
-		if skip != "" {
-			if err := r.cfg.Store.UpdateStage(ctx, st.ID, store.AnyAttempt, store.StageUpdate{Status: store.StatusSkipped, Reason: skip}); err != nil && !errors.Is(err, store.ErrConflict) {
-				return err
-			}
-			st.Status, st.Reason = store.StatusSkipped, skip
-			for _, step := range st.Steps {
-				r.endStep(ctx, run.ID, st, step, store.StatusSkipped)
-			}
-			r.report(run, "runnel/"+st.Key, "skipped", "Skipped: "+skip)
-			continue
-		}
-		if st.Approval == store.ApprovalWaiting {
-			if st.Status == store.StatusPending {
-				if err := r.cfg.Store.UpdateStage(ctx, st.ID, store.AnyAttempt, store.StageUpdate{Status: store.StatusWaiting}); err != nil && !errors.Is(err, store.ErrConflict) {
-					return err
-				}
-				st.Status = store.StatusWaiting
-			}
-			r.setPending(ctx, st, PendingReason(Wait{Approval: true}, nil))
-			continue
-		}
-		if st.Status == store.StatusWaiting {
-			continue
-		}
-		if st.Concurrency != "" {
-			free, err := r.groupFree(ctx, run, st)
-			if err != nil {
-				return err
-			}
-			if !free {
-				r.setPending(ctx, st, PendingReason(Wait{Concurrency: st.Concurrency}, nil))
-				continue
-			}
-		}
-		if err := r.dispatch(ctx, run, st); err != nil {
-			r.log.Error("dispatch failed", "run", run.ID, "stage", st.Key, "err", err)
-			if err := r.endStageLocked(ctx, run, st, store.AnyAttempt, store.StatusError, ReasonDispatchFailed); err != nil {
-				return err
-			}
+		if err := r.advance(ctx, run, st, rules.Next(ruleStage(st, byKey, planStage[st.Key]))); err != nil {
+			return err
 		}
 	}
 	r.setRunPending(ctx, run)
 	return r.maybeFinishRun(ctx, run.ID)
 }
 
-// counted reports whether a terminal need counts as failed for the
-// stages that need it: a failure, error or cancel, or a skip caused by a
-// failure further up.
-func counted(st *store.Stage) bool {
-	switch st.Status {
-	case store.StatusFailure, store.StatusError, store.StatusCanceled:
-		return true
-	case store.StatusSkipped:
-		return st.Reason == store.ReasonNeedsFailed
+// ruleStage describes st, which has not started, for rules.Next. A need
+// that is not a stage of the run does not hold it.
+func ruleStage(st *store.Stage, byKey map[string]*store.Stage, ps *pipeline.Stage) rules.Stage {
+	s := rules.Stage{Approval: st.Approval == store.ApprovalWaiting}
+	if ps != nil {
+		s.RunOn = ps.RunOn
 	}
-	return false
+	for _, n := range st.Needs {
+		if ns := byKey[n]; ns != nil {
+			s.Needs = append(s.Needs, rules.Need{ID: n, Done: ns.Status.Terminal(), Status: rules.Status(ns.Status), Reason: ns.Reason})
+		}
+	}
+	return s
+}
+
+// advance carries out rules.Next's decision d for st; a stage free to
+// start still waits for its concurrency group, then is dispatched.
+func (r *Runner) advance(ctx context.Context, run *store.Run, st *store.Stage, d rules.Decision) error {
+	switch d.Action {
+	case rules.Wait:
+		r.setPending(ctx, st, rules.PendingReason(rules.Hold{Needs: d.Needs}, nil))
+		return nil
+	case rules.Skip:
+		return r.skipStage(ctx, run, st, d.Reason)
+	case rules.AwaitApproval:
+		if st.Status == store.StatusPending {
+			if err := r.cfg.Store.UpdateStage(ctx, st.ID, store.AnyAttempt, store.StageUpdate{Status: store.StatusWaiting}); err != nil && !errors.Is(err, store.ErrConflict) {
+				return err
+			}
+			st.Status = store.StatusWaiting
+		}
+		r.setPending(ctx, st, rules.PendingReason(rules.Hold{Approval: true}, nil))
+		return nil
+	}
+	if st.Status == store.StatusWaiting {
+		return nil
+	}
+	if st.Concurrency != "" {
+		free, err := r.groupFree(ctx, run, st)
+		if err != nil {
+			return err
+		}
+		if !free {
+			r.setPending(ctx, st, rules.PendingReason(rules.Hold{Concurrency: st.Concurrency}, nil))
+			return nil
+		}
+	}
+	if err := r.dispatch(ctx, run, st); err != nil {
+		r.log.Error("dispatch failed", "run", run.ID, "stage", st.Key, "err", err)
+		return r.endStageLocked(ctx, run, st, store.AnyAttempt, store.StatusError, ReasonDispatchFailed)
+	}
+	return nil
+}
+
+// skipStage ends st, which never started, as skipped for reason.
+func (r *Runner) skipStage(ctx context.Context, run *store.Run, st *store.Stage, reason string) error {
+	if err := r.cfg.Store.UpdateStage(ctx, st.ID, store.AnyAttempt, store.StageUpdate{Status: store.StatusSkipped, Reason: reason}); err != nil && !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	st.Status, st.Reason = store.StatusSkipped, reason
+	for _, step := range st.Steps {
+		r.endStep(ctx, run.ID, st, step, store.StatusSkipped)
+	}
+	r.report(run, "runnel/"+st.Key, "skipped", "Skipped: "+reason)
+	return nil
 }
 
 func (r *Runner) setPending(ctx context.Context, st *store.Stage, reason string) {
@@ -143,14 +130,14 @@ func (r *Runner) setPending(ctx context.Context, st *store.Stage, reason string)
 	}
 }
 
-// groupFree reports whether st may take its concurrency group: no stage
-// of the group in the repo is queued or running, and no earlier run of the
-// repo still has an unfinished stage of the group (commit order).
+// groupFree reports whether st may take its concurrency group
+// (rules.GroupFree) among the unfinished runs of its repository.
 func (r *Runner) groupFree(ctx context.Context, run *store.Run, st *store.Stage) (bool, error) {
 	runs, err := r.cfg.Store.UnfinishedRuns(ctx)
 	if err != nil {
 		return false, fmt.Errorf("concurrency group %s: %w", st.Concurrency, err)
 	}
+	var others []rules.GroupHolder
 	for _, o := range runs {
 		if o.RepoID != run.RepoID {
 			continue
@@ -159,15 +146,11 @@ func (r *Runner) groupFree(ctx context.Context, run *store.Run, st *store.Stage)
 			if os.ID == st.ID || os.Concurrency != st.Concurrency || os.Status.Terminal() {
 				continue
 			}
-			if os.Status == store.StatusQueued || os.Status == store.StatusRunning {
-				return false, nil
-			}
-			if o.Number < run.Number {
-				return false, nil
-			}
+			started := os.Status == store.StatusQueued || os.Status == store.StatusRunning
+			others = append(others, rules.GroupHolder{RunNumber: o.Number, Started: started})
 		}
 	}
-	return true, nil
+	return rules.GroupFree(run.Number, others), nil
 }
 
 // Granter hands a job of st (run as attempt) its access to the artifact
@@ -195,7 +178,7 @@ func (r *Runner) dispatch(ctx context.Context, run *store.Run, st *store.Stage) 
 		return err
 	}
 	r.log.Info("stage queued", "run", run.ID, "stage", st.Key, "attempt", attempt)
-	if why := PendingReason(Wait{Queued: true, Labels: ps.Labels}, r.agentLoads()); why != "" {
+	if why := rules.PendingReason(rules.Hold{Queued: true, Labels: ps.Labels}, r.agentLoads()); why != "" {
 		r.setPending(ctx, st, why)
 	}
 	return nil

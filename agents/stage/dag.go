@@ -9,6 +9,7 @@ import (
 
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // Scheduler runs every stage of a Plan with an Executor, as a DAG: a stage
@@ -60,7 +61,6 @@ func (s *Scheduler) Run(ctx context.Context, plan *pipeline.Plan) (RunResult, er
 		results  = make([]*Result, n)
 		started  = make([]bool, n)
 		index    = make(map[string]int, n)
-		upFailed = make([]bool, n) // counts as failed for stages that need it
 		finished = make(chan done, n)
 		wg       sync.WaitGroup
 		running  int
@@ -71,10 +71,8 @@ func (s *Scheduler) Run(ctx context.Context, plan *pipeline.Plan) (RunResult, er
 	}
 	finish := func(i int, res Result) {
 		results[i] = &res
-		st := plan.Stages[i]
-		upFailed[i] = res.Status.Failed() || (res.Status == StatusSkipped && s.needFailed(st, index, upFailed))
 		if s.StageFinished != nil {
-			s.StageFinished(st, res)
+			s.StageFinished(plan.Stages[i], res)
 		}
 	}
 	for {
@@ -82,18 +80,21 @@ func (s *Scheduler) Run(ctx context.Context, plan *pipeline.Plan) (RunResult, er
 		for progressed {
 			progressed = false
 			for i, st := range plan.Stages {
-				if started[i] || !s.needsDone(st, index, results) {
+				if started[i] {
 					continue
 				}
-				if ctx.Err() != nil {
+				d := rules.Next(ruleStage(st, index, results))
+				switch {
+				case d.Action == rules.Wait:
+					continue
+				case ctx.Err() != nil:
 					started[i] = true
 					finish(i, notRun(st, StatusCanceled, "canceled before it started", now()))
 					progressed = true
 					continue
-				}
-				if run, why := s.shouldRun(st, index, upFailed); !run {
+				case d.Action == rules.Skip:
 					started[i] = true
-					finish(i, notRun(st, StatusSkipped, why, now()))
+					finish(i, notRun(st, StatusSkipped, d.Reason, now()))
 					progressed = true
 					continue
 				}
@@ -133,48 +134,17 @@ func (s *Scheduler) Run(ctx context.Context, plan *pipeline.Plan) (RunResult, er
 	return out, nil
 }
 
-func (s *Scheduler) needsDone(st *pipeline.Stage, index map[string]int, results []*Result) bool {
-	for _, need := range st.Needs {
-		if results[index[need]] == nil {
-			return false
+// ruleStage describes st for rules.Next from the results so far. `runnel
+// run` asks no one for approval: a stage that asks for it runs.
+func ruleStage(st *pipeline.Stage, index map[string]int, results []*Result) rules.Stage {
+	rs := rules.Stage{RunOn: st.RunOn, Needs: make([]rules.Need, len(st.Needs))}
+	for i, need := range st.Needs {
+		rs.Needs[i] = rules.Need{ID: need}
+		if r := results[index[need]]; r != nil {
+			rs.Needs[i] = rules.Need{ID: need, Done: true, Status: rules.Status(r.Status), Reason: r.Reason}
 		}
 	}
-	return true
-}
-
-func (s *Scheduler) needFailed(st *pipeline.Stage, index map[string]int, upFailed []bool) bool {
-	for _, need := range st.Needs {
-		if upFailed[index[need]] {
-			return true
-		}
-	}
-	return false
-}
-
-// shouldRun applies the stage's RunOn to the outcome of its needs. A need
-// that was skipped because something before it failed counts as failed, so
-// a `run_on: failure` stage sees failures further up the graph.
-func (s *Scheduler) shouldRun(st *pipeline.Stage, index map[string]int, upFailed []bool) (bool, string) {
-	var failed []string
-	for _, need := range st.Needs {
-		if upFailed[index[need]] {
-			failed = append(failed, need)
-		}
-	}
-	switch st.RunOn {
-	case pipeline.RunOnAlways:
-		return true, ""
-	case pipeline.RunOnFailure:
-		if len(failed) == 0 {
-			return false, "run_on failure: no need failed"
-		}
-		return true, ""
-	default: // success, and the zero value
-		if len(failed) > 0 {
-			return false, "needs failed: " + strings.Join(failed, ", ")
-		}
-		return true, ""
-	}
+	return rs
 }
 
 func notRun(st *pipeline.Stage, status Status, reason string, at time.Time) Result {

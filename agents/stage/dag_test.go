@@ -13,6 +13,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 func st(id string, needs []string, runOn pipeline.RunOn, script string) *pipeline.Stage {
@@ -63,6 +64,8 @@ func TestSchedulerRunOn(t *testing.T) {
 		stages  []*pipeline.Stage
 		want    map[string]stage.Status
 		wantRun stage.Status
+		// reasons of skipped stages: the server's words (package rules)
+		reasons map[string]string
 	}{
 		{
 			name: "chain succeeds",
@@ -91,6 +94,7 @@ func TestSchedulerRunOn(t *testing.T) {
 			},
 			want:    map[string]stage.Status{"a": "failure", "ok": "success", "b": "skipped", "c": "skipped", "notify": "success", "always": "success", "only-ok": "skipped"},
 			wantRun: stage.StatusFailure,
+			reasons: map[string]string{"b": rules.ReasonNeedsFailed, "c": rules.ReasonNeedsFailed, "only-ok": rules.ReasonNoNeedFailed},
 		},
 		{
 			name: "a failing run_on failure stage fails the run",
@@ -117,6 +121,11 @@ func TestSchedulerRunOn(t *testing.T) {
 			}
 			if res.Status != tt.wantRun {
 				t.Errorf("run: got %s, want %s", res.Status, tt.wantRun)
+			}
+			for _, r := range res.Stages {
+				if want, ok := tt.reasons[r.StageID]; ok && r.Reason != want {
+					t.Errorf("stage %s: reason %q, want %q", r.StageID, r.Reason, want)
+				}
 			}
 			if len(res.Stages) != len(tt.stages) {
 				t.Errorf("got %d results, want %d", len(res.Stages), len(tt.stages))

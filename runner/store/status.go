@@ -90,7 +90,6 @@ const (
 	ReasonCanceledByUser   = "canceled_by_user"
 	ReasonSuperseded       = "superseded"
 	ReasonApprovalRejected = "approval_rejected"
-	ReasonNeedsFailed      = "needs_failed"
 )
 
 // Triggers say what started a run (Run.Trigger).
