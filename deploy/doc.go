@@ -5,6 +5,7 @@
 // Backend primitives.
 //
 // Providers live in sub-packages: deploy/docker (two containers behind an
-// in-process weighted reverse proxy) and deploy/ecs (ECS task sets behind
-// ELBv2 weighted forwarding). See docs/deploy.md.
+// in-process weighted reverse proxy), deploy/ecs (ECS task sets behind
+// ELBv2 weighted forwarding) and deploy/ecsservice (ECS's own blue/green
+// deployments, which it drives and Runnel follows). See docs/deploy.md.
 package deploy

@@ -24,15 +24,17 @@ type Deploy struct {
 	Command []string          `json:"command,omitempty"`
 	Env     map[string]string `json:"env,omitempty"`
 	// Port is the container port that serves traffic.
-	Port      int               `json:"port"`
-	Strategy  Strategy          `json:"strategy"`
-	Health    DeployHealth      `json:"health,omitempty"`
-	Bake      Duration          `json:"bake,omitempty"`
-	OnFailure string            `json:"on_failure"`
-	Docker    *DockerTarget     `json:"docker,omitempty"`
-	ECS       *ECSTarget        `json:"ecs,omitempty"`
-	Region    string            `json:"region,omitempty"`
-	Endpoints map[string]string `json:"endpoints,omitempty"`
+	Port      int           `json:"port"`
+	Strategy  Strategy      `json:"strategy"`
+	Health    DeployHealth  `json:"health,omitempty"`
+	Bake      Duration      `json:"bake,omitempty"`
+	OnFailure string        `json:"on_failure"`
+	Docker    *DockerTarget `json:"docker,omitempty"`
+	ECS       *ECSTarget    `json:"ecs,omitempty"`
+	// ECSService is the service the ecs-service provider updates.
+	ECSService *ECSServiceTarget `json:"ecs_service,omitempty"`
+	Region     string            `json:"region,omitempty"`
+	Endpoints  map[string]string `json:"endpoints,omitempty"`
 }
 
 // DeployStep is the name of the step a deploy runs as.
@@ -42,6 +44,9 @@ const DeployStep = "deploy"
 const (
 	ProviderDocker = "docker"
 	ProviderECS    = "ecs"
+	// ProviderECSService releases with ECS's own blue/green deployments
+	// (deploymentController ECS).
+	ProviderECSService = "ecs-service"
 
 	StrategyAllAtOnce = "all_at_once"
 	StrategyCanary    = "canary"
@@ -52,10 +57,10 @@ const (
 )
 
 // DeployProviders are the provider names a deploy block accepts.
-var DeployProviders = []string{ProviderDocker, ProviderECS}
+var DeployProviders = []string{ProviderDocker, ProviderECS, ProviderECSService}
 
 // deployProvidersPlanned are rejected with CodeUnsupported.
-var deployProvidersPlanned = []string{"codedeploy", "ecs-service"}
+var deployProvidersPlanned = []string{"codedeploy"}
 
 // Strategy says how traffic moves to the new version: all at once;
 // canary: Percent % for Interval, then the rest; linear: Percent % more
@@ -118,7 +123,7 @@ type ECSTarget struct {
 }
 
 var (
-	deployKeys   = []string{"provider", "app", "version", "image", "command", "env", "port", "strategy", "health", "bake", "on_failure", "region", "endpoints", "docker", "ecs"}
+	deployKeys   = []string{"provider", "app", "version", "image", "command", "env", "port", "strategy", "health", "bake", "on_failure", "region", "endpoints", "docker", "ecs", "ecs_service"}
 	strategyKeys = []string{"type", "percent", "interval"}
 	healthKeys   = []string{"path", "command", "interval", "timeout", "start_timeout", "failures"}
 	dockerKeys   = []string{"network", "proxy"}
@@ -142,6 +147,8 @@ type deployRef struct {
 type deployDef struct {
 	d    *Deploy
 	refs []deployRef
+	// vals are the block's values by key, for checks that point at them.
+	vals map[string]*yaml.Node
 }
 
 func (ps *parser) deploy(key, n *yaml.Node) *deployDef {
@@ -153,6 +160,7 @@ func (ps *parser) deploy(key, n *yaml.Node) *deployDef {
 	d := dd.d
 	es := ps.entries(n, 0)
 	ps.checkKeys(es, "deploy", deployKeys, nil)
+	dd.vals = map[string]*yaml.Node{}
 	var providerNode, portNode *yaml.Node
 	expand := func(v *yaml.Node, what string) string {
 		s, ok := ps.str(v, what)
@@ -162,6 +170,7 @@ func (ps *parser) deploy(key, n *yaml.Node) *deployDef {
 		return s
 	}
 	for _, e := range es {
+		dd.vals[e.key.Value] = ps.resolve(e.val)
 		switch e.key.Value {
 		case "provider":
 			providerNode = ps.resolve(e.val)
@@ -207,6 +216,8 @@ func (ps *parser) deploy(key, n *yaml.Node) *deployDef {
 			d.Docker = ps.dockerTarget(e.val)
 		case "ecs":
 			d.ECS = ps.ecsTarget(e.val)
+		case "ecs_service":
+			d.ECSService = ps.ecsServiceTarget(e.val)
 		}
 	}
 	switch {
@@ -227,6 +238,9 @@ func (ps *parser) deploy(key, n *yaml.Node) *deployDef {
 		ps.errorf(key, CodeMissingField, "deploy needs the port the app serves on")
 	}
 	ps.checkProviderSettings(key, d)
+	if d.Provider == ProviderECSService {
+		ps.checkECSService(key, dd)
+	}
 	return dd
 }
 
@@ -238,15 +252,15 @@ func (ps *parser) checkProviderSettings(key *yaml.Node, d *Deploy) {
 		if d.Docker == nil {
 			ps.errorf(key, CodeMissingField, "deploy with provider docker needs docker: {network, proxy}")
 		}
-		if d.ECS != nil || d.Region != "" || d.Endpoints != nil {
-			ps.errorf(key, CodeBadValue, "deploy with provider docker takes no ecs, region or endpoints")
+		if d.ECS != nil || d.ECSService != nil || d.Region != "" || d.Endpoints != nil {
+			ps.errorf(key, CodeBadValue, "deploy with provider docker takes no ecs, ecs_service, region or endpoints")
 		}
 	case ProviderECS:
 		if d.ECS == nil {
 			ps.errorf(key, CodeMissingField, "deploy with provider ecs needs ecs: {cluster, service, listener or rule, target_groups}")
 		}
-		if d.Docker != nil {
-			ps.errorf(key, CodeBadValue, "deploy with provider ecs takes no docker settings")
+		if d.Docker != nil || d.ECSService != nil {
+			ps.errorf(key, CodeBadValue, "deploy with provider ecs takes no docker or ecs_service settings")
 		}
 		if d.Health.Path != "" || d.Health.Command != nil {
 			ps.errorf(key, CodeBadValue, "deploy with provider ecs probes the target group's health: health.path and health.command do not apply")
@@ -500,6 +514,10 @@ func (dd *deployDef) compile(env, vars map[string]string) *Deploy {
 		t.Subnets = slices.Clone(t.Subnets)
 		t.SecurityGroups = slices.Clone(t.SecurityGroups)
 		d.ECS = &t
+	}
+	if d.ECSService != nil {
+		t := *d.ECSService
+		d.ECSService = &t
 	}
 	return &d
 }

@@ -38,6 +38,13 @@ func TestSchemaMatchesParser(t *testing.T) {
 		slices.Sort(ks)
 		return ks
 	}
+	nested := func(raw json.RawMessage) map[string]json.RawMessage {
+		var o object
+		if err := json.Unmarshal(raw, &o); err != nil {
+			t.Fatalf("decode %s: %v", raw, err)
+		}
+		return o.Properties
+	}
 	var root []string
 	for k := range schema.Properties {
 		root = append(root, k)
@@ -63,6 +70,7 @@ func TestSchemaMatchesParser(t *testing.T) {
 		{"cache", keysOf(schema.Defs["cache"].Properties), cacheKeys},
 		{"cacheKey", keysOf(schema.Defs["cacheKey"].Properties), cacheKeyKeys},
 		{"deploy", keysOf(schema.Defs["deploy"].Properties), deployKeys},
+		{"deploy.ecs_service", keysOf(nested(schema.Defs["deploy"].Properties["ecs_service"])), ecsServiceKeys},
 		{"strategy", keysOf(schema.Defs["strategy"].Properties), strategyKeys},
 		{"deployHealth", keysOf(schema.Defs["deployHealth"].Properties), healthKeys},
 		{"container", keysOf(schema.Defs["container"].Properties), containerKeys},

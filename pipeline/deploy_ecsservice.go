@@ -1,0 +1,87 @@
+package pipeline
+
+import (
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ECSServiceTarget is the service the ecs-service provider releases
+// with ECS's own deployments (deploymentController ECS, strategy
+// BLUE_GREEN, CANARY or LINEAR).
+type ECSServiceTarget struct {
+	Cluster string `json:"cluster"`
+	Service string `json:"service"`
+	// Container is the container of the service's task definition that
+	// runs the new image; "" means its only container, or the one named
+	// after the app.
+	Container string `json:"container,omitempty"`
+}
+
+var ecsServiceKeys = []string{"cluster", "service", "container"}
+
+func (ps *parser) ecsServiceTarget(n *yaml.Node) *ECSServiceTarget {
+	n = ps.mapping(n, "deploy.ecs_service")
+	if n == nil {
+		return nil
+	}
+	t := &ECSServiceTarget{}
+	es := ps.entries(n, 0)
+	ps.checkKeys(es, "deploy.ecs_service", ecsServiceKeys, nil)
+	for _, e := range es {
+		switch e.key.Value {
+		case "cluster":
+			t.Cluster, _ = ps.str(e.val, "deploy.ecs_service.cluster")
+		case "service":
+			t.Service, _ = ps.str(e.val, "deploy.ecs_service.service")
+		case "container":
+			t.Container, _ = ps.str(e.val, "deploy.ecs_service.container")
+		}
+	}
+	if t.Cluster == "" {
+		ps.errorf(n, CodeMissingField, "deploy.ecs_service needs a cluster")
+	}
+	if t.Service == "" {
+		ps.errorf(n, CodeMissingField, "deploy.ecs_service needs a service")
+	}
+	return t
+}
+
+// checkECSService reports what the ecs-service provider needs or cannot
+// do: ECS checks health itself, and counts its times in whole minutes.
+func (ps *parser) checkECSService(key *yaml.Node, dd *deployDef) {
+	d := dd.d
+	if d.ECSService == nil {
+		ps.errorf(key, CodeMissingField, "deploy with provider ecs-service needs ecs_service: {cluster, service}")
+	}
+	if d.Docker != nil || d.ECS != nil {
+		ps.errorf(key, CodeBadValue, "deploy with provider ecs-service takes no docker or ecs settings")
+	}
+	if h := dd.vals["health"]; h != nil {
+		ps.errorf(h, CodeBadValue, "deploy with provider ecs-service: ECS checks health (target group health checks, circuit breaker, alarms, lifecycle hooks of the service); health does not apply")
+	}
+	if !wholeMinutes(d.Bake) {
+		ps.errorf(dd.vals["bake"], CodeBadValue, "deploy.bake %s: ECS bakes for whole minutes, up to 24h (e.g. 5m)", d.Bake.D())
+	}
+	if !wholeMinutes(d.Strategy.Interval) {
+		ps.errorf(mapValue(dd.vals["strategy"], "interval"), CodeBadValue, "deploy.strategy.interval %s: ECS holds traffic steps for whole minutes, up to 24h (e.g. 5m)", d.Strategy.Interval.D())
+	}
+}
+
+func wholeMinutes(d Duration) bool {
+	return d%Duration(time.Minute) == 0 && d <= Duration(24*time.Hour)
+}
+
+// mapValue returns the value of key in mapping n, or n itself when n is
+// no mapping or has no such key.
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return n
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return n
+}
