@@ -58,9 +58,6 @@ type Config struct {
 	// Transfers grants jobs access to the artifact store
 	// (runner/transfers); nil means jobs get none.
 	Transfers Granter
-	// Trusted decides whether a run may receive secrets (untrusted pull
-	// requests may not until approved); nil trusts every run.
-	Trusted TrustFunc
 }
 
 // Runner owns the run lifecycle. Create it with New, call Start, and

@@ -11,6 +11,7 @@ import (
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/runner/trust"
 )
 
 // schedule re-evaluates the DAG of one run: it skips stages whose
@@ -77,6 +78,14 @@ func (r *Runner) advance(ctx context.Context, run *store.Run, st *store.Stage, d
 		return nil
 	case rules.Skip:
 		return r.skipStage(ctx, run, st, d.Reason)
+	}
+	if head, err := r.untrustedHead(ctx, run, st); err != nil {
+		return err
+	} else if head != "" {
+		r.setPending(ctx, st, trust.PendingReason(head))
+		return nil
+	}
+	switch d.Action {
 	case rules.AwaitApproval:
 		if st.Status == store.StatusPending {
 			if err := r.cfg.Store.UpdateStage(ctx, st.ID, store.AnyAttempt, store.StageUpdate{Status: store.StatusWaiting}); err != nil && !errors.Is(err, store.ErrConflict) {

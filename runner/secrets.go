@@ -11,11 +11,8 @@ import (
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/runner/trust"
 )
-
-// TrustFunc decides whether a run may receive secrets at all (the gate of
-// untrusted pull requests); why says what is missing when it may not.
-type TrustFunc func(ctx context.Context, run *store.Run) (trusted bool, why string)
 
 // SecretScope is what a secret's limits are checked against.
 type SecretScope struct {
@@ -82,18 +79,13 @@ func (r *Runner) jobSecrets(ctx context.Context, run *store.Run, ps *pipeline.St
 	if len(ps.Secrets) == 0 {
 		return nil, nil, nil
 	}
-	untrusted := ""
-	if r.cfg.Trusted != nil {
-		if ok, why := r.cfg.Trusted(ctx, run); !ok {
-			untrusted = why
-			if untrusted == "" {
-				untrusted = "the run is not trusted"
-			}
-		}
+	tr, err := trust.Load(ctx, r.cfg.Store, run)
+	if err != nil {
+		return nil, nil, err
 	}
+	_, untrusted := trust.Decide(tr)
 	var vals map[string]*store.SecretValue
 	if untrusted == "" {
-		var err error
 		if vals, err = r.cfg.Store.SecretValues(ctx, run.RepoID); err != nil {
 			return nil, nil, err
 		}

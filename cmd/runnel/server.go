@@ -32,7 +32,6 @@ import (
 	"github.com/runnel-ci/runnel/runner/secretbox"
 	"github.com/runnel-ci/runnel/runner/statusq"
 	"github.com/runnel-ci/runnel/runner/store"
-	"github.com/runnel-ci/runnel/runner/trust"
 	"github.com/runnel-ci/runnel/runner/ui"
 	"github.com/runnel-ci/runnel/scm"
 	"github.com/runnel-ci/runnel/scm/gitea"
@@ -262,8 +261,7 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	}
 	defer nb.close()
 	rn, err := runner.New(runner.Config{Store: st, Bus: nb.d, Logs: logs, Statuses: statuses, Metrics: mets, Logger: log,
-		BaseURL: baseURL, CacheDir: filepath.Join(data, "cache"), LeaseTimeout: f.leaseTimeout, Transfers: tsvc,
-		Trusted: func(_ context.Context, run *store.Run) (bool, string) { return trust.Decide(trust.Of(run)) }})
+		BaseURL: baseURL, CacheDir: filepath.Join(data, "cache"), LeaseTimeout: f.leaseTimeout, Transfers: tsvc})
 	if err != nil {
 		ln.Close()
 		return err
