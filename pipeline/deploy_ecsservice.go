@@ -48,7 +48,9 @@ func (ps *parser) ecsServiceTarget(n *yaml.Node) *ECSServiceTarget {
 }
 
 // checkECSService reports what the ecs-service provider needs or cannot
-// do: ECS checks health itself, and counts its times in whole minutes.
+// do: ECS checks health itself (health.interval is how often Runnel
+// looks at the deployment, health.start_timeout how long it may take
+// beyond the strategy's times), and counts its times in whole minutes.
 func (ps *parser) checkECSService(key *yaml.Node, dd *deployDef) {
 	d := dd.d
 	if d.ECSService == nil {
@@ -57,14 +59,20 @@ func (ps *parser) checkECSService(key *yaml.Node, dd *deployDef) {
 	if d.Docker != nil || d.ECS != nil {
 		ps.errorf(key, CodeBadValue, "deploy with provider ecs-service takes no docker or ecs settings")
 	}
-	if h := dd.vals["health"]; h != nil {
-		ps.errorf(h, CodeBadValue, "deploy with provider ecs-service: ECS checks health (target group health checks, circuit breaker, alarms, lifecycle hooks of the service); health does not apply")
+	for _, k := range []string{"path", "command", "timeout", "failures"} {
+		if v := mapValue(dd.vals["health"], k); v != nil {
+			ps.errorf(v, CodeBadValue, "deploy.health.%s does not apply to provider ecs-service: ECS checks health (target group health checks, circuit breaker, alarms, lifecycle hooks of the service); only health.interval and health.start_timeout do", k)
+		}
 	}
 	if !wholeMinutes(d.Bake) {
 		ps.errorf(dd.vals["bake"], CodeBadValue, "deploy.bake %s: ECS bakes for whole minutes, up to 24h (e.g. 5m)", d.Bake.D())
 	}
 	if !wholeMinutes(d.Strategy.Interval) {
-		ps.errorf(mapValue(dd.vals["strategy"], "interval"), CodeBadValue, "deploy.strategy.interval %s: ECS holds traffic steps for whole minutes, up to 24h (e.g. 5m)", d.Strategy.Interval.D())
+		n := dd.vals["strategy"]
+		if v := mapValue(n, "interval"); v != nil {
+			n = v
+		}
+		ps.errorf(n, CodeBadValue, "deploy.strategy.interval %s: ECS holds traffic steps for whole minutes, up to 24h (e.g. 5m)", d.Strategy.Interval.D())
 	}
 }
 
@@ -72,16 +80,16 @@ func wholeMinutes(d Duration) bool {
 	return d%Duration(time.Minute) == 0 && d <= Duration(24*time.Hour)
 }
 
-// mapValue returns the value of key in mapping n, or n itself when n is
-// no mapping or has no such key.
+// mapValue returns the value of key in mapping n, nil when n is no
+// mapping or has no such key.
 func mapValue(n *yaml.Node, key string) *yaml.Node {
 	if n == nil || n.Kind != yaml.MappingNode {
-		return n
+		return nil
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == key {
 			return n.Content[i+1]
 		}
 	}
-	return n
+	return nil
 }

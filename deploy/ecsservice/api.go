@@ -194,13 +194,3 @@ func (p *Provider) stop(ctx context.Context, sd *ecstypes.ServiceDeployment) err
 	}
 	return nil
 }
-
-// waitEnd polls a service deployment until it ends.
-func (p *Provider) waitEnd(ctx context.Context, arn string) (*ecstypes.ServiceDeployment, error) {
-	for {
-		sd, err := p.poll(ctx, arn)
-		if err != nil || !active(sd.Status) {
-			return sd, err
-		}
-	}
-}

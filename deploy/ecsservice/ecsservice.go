@@ -1,6 +1,7 @@
 package ecsservice
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,11 +44,12 @@ type Config struct {
 	// after the release's App).
 	Container string
 	// PollInterval is how often the service deployment is described
-	// (default 5 s).
+	// (default 5 s; a release's Health.Interval overrides it).
 	PollInterval time.Duration
 	// Timeout bounds a service deployment beyond the times its strategy
-	// holds traffic steps and bakes (default 30 min); past it the
-	// deployment is stopped with a rollback.
+	// holds traffic steps and bakes (default 30 min; a release's
+	// Health.StartTimeout overrides it); past it the deployment is
+	// stopped with a rollback.
 	Timeout time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -92,7 +94,8 @@ func New(c Config) (*Provider, error) {
 // A release with the ID of the service's current deployment is
 // followed, not started again.
 func (p *Provider) Deploy(ctx context.Context, rel deploy.Release, progress func(deploy.Event)) (deploy.Result, error) {
-	r := &release{p: p, rel: rel, progress: progress, res: deploy.Result{To: rel.Version, Started: time.Now()}}
+	r := &release{p: p, rel: rel, progress: progress, res: deploy.Result{To: rel.Version, Started: time.Now()},
+		every: cmp.Or(rel.Health.Interval, p.c.PollInterval), timeout: cmp.Or(rel.Health.StartTimeout, p.c.Timeout)}
 	select {
 	case p.lock <- struct{}{}:
 		defer func() { <-p.lock }()
@@ -117,6 +120,9 @@ type release struct {
 	res      deploy.Result
 	err      error
 	weight   int // production traffic on the new version, percent
+	// every is how often the service deployment is described; timeout
+	// how long it may run beyond its strategy's times.
+	every, timeout time.Duration
 }
 
 func (r *release) emit(ph deploy.Phase, msg string) {
@@ -188,7 +194,7 @@ func (r *release) current(ctx context.Context, arn string) (done bool, err error
 	if err := r.p.stop(sctx, sd); err != nil {
 		return false, err
 	}
-	end, err := r.p.waitEnd(sctx, arn)
+	end, err := r.waitEnd(sctx, arn)
 	if err != nil {
 		return false, fmt.Errorf("roll back leftover %s: %w", arn, err)
 	}

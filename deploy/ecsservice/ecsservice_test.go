@@ -125,17 +125,24 @@ func TestDeploySucceeds(t *testing.T) {
 // hook fails; after traffic moved it is rolled_back, before it failed.
 func TestHookFailureRollsBack(t *testing.T) {
 	for _, tt := range []struct {
-		stage string
-		want  deploy.Outcome
+		name, stage string
+		slow        bool // polls too rarely to see the traffic move
+		want        deploy.Outcome
 	}{
-		{"POST_PRODUCTION_TRAFFIC_SHIFT", deploy.RolledBack},
-		{"POST_SCALE_UP", deploy.Failed},
+		{"after traffic", "POST_PRODUCTION_TRAFFIC_SHIFT", false, deploy.RolledBack},
+		{"after traffic, unseen", "POST_PRODUCTION_TRAFFIC_SHIFT", true, deploy.RolledBack},
+		{"before traffic", "POST_SCALE_UP", false, deploy.Failed},
 	} {
-		t.Run(tt.stage, func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, "ECS")
 			r.ecs.FailHook("web:bad", tt.stage, "smoke test failed")
 			ev := &events{r: r}
-			res, err := r.provider(t).Deploy(context.Background(), canary("bad"), ev.add)
+			rel := canary("bad")
+			if tt.slow {
+				// All at once (5 ms a stage): rolled back before the first poll.
+				rel.TrafficSteps, rel.Health.Interval = nil, 300*time.Millisecond
+			}
+			res, err := r.provider(t).Deploy(context.Background(), rel, ev.add)
 			want := map[deploy.Outcome]error{deploy.RolledBack: deploy.ErrRolledBack, deploy.Failed: deploy.ErrFailed}[tt.want]
 			if res.Outcome != tt.want || !errors.Is(err, want) || !strings.Contains(res.Reason, "smoke test failed") {
 				t.Fatalf("deploy: %+v, %v; want %s\n%s", res, err, tt.want, strings.Join(ev.lines, "\n"))

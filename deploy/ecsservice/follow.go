@@ -18,7 +18,7 @@ import (
 // the deadline passes (unless the release stops on failure).
 func (r *release) follow(ctx context.Context, sd *ecstypes.ServiceDeployment) {
 	arn := aws.ToString(sd.ServiceDeploymentArn)
-	limit := r.p.c.Timeout
+	limit := r.timeout
 	if sd.DeploymentConfiguration != nil {
 		limit += plannedTime(sd.DeploymentConfiguration)
 	}
@@ -49,7 +49,7 @@ func (r *release) follow(ctx context.Context, sd *ecstypes.ServiceDeployment) {
 				}
 			}
 		}
-		next, err := r.p.poll(wctx, arn)
+		next, err := r.poll(wctx, arn)
 		switch {
 		case err != nil && cause == nil && ctx.Err() != nil:
 			continue // cancelled: ask for the rollback
@@ -73,16 +73,26 @@ func stopCause(ctx context.Context, deadline time.Time, limit time.Duration) err
 	return nil
 }
 
-// poll waits PollInterval and describes the service deployment.
-func (p *Provider) poll(ctx context.Context, arn string) (*ecstypes.ServiceDeployment, error) {
-	t := time.NewTimer(p.c.PollInterval)
+// poll waits the poll interval and describes the service deployment.
+func (r *release) poll(ctx context.Context, arn string) (*ecstypes.ServiceDeployment, error) {
+	t := time.NewTimer(r.every)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-t.C:
 	}
-	return p.deployment(ctx, arn)
+	return r.p.deployment(ctx, arn)
+}
+
+// waitEnd polls a service deployment until it ends.
+func (r *release) waitEnd(ctx context.Context, arn string) (*ecstypes.ServiceDeployment, error) {
+	for {
+		sd, err := r.poll(ctx, arn)
+		if err != nil || !active(sd.Status) {
+			return sd, err
+		}
+	}
 }
 
 // seen is what the last poll showed.
@@ -136,7 +146,9 @@ func (r *release) end(sd *ecstypes.ServiceDeployment, cause error) {
 	if cause == nil {
 		cause = errors.New(orNone(reason))
 	}
-	took := len(r.res.Steps) > 0
+	// Production traffic reached green if a poll saw it, or if ECS was
+	// at or past shifting it when it rolled back (between two polls).
+	took := len(r.res.Steps) > 0 || pastProductionShift(sd.LifecycleStage)
 	r.closeStep(sd.Status == ecstypes.ServiceDeploymentStatusSuccessful)
 	what := fmt.Sprintf("service deployment %s", sd.Status)
 	switch {
@@ -151,6 +163,15 @@ func (r *release) end(sd *ecstypes.ServiceDeployment, cause error) {
 	default:
 		r.fail(what, cause)
 	}
+}
+
+func pastProductionShift(st ecstypes.ServiceDeploymentLifecycleStage) bool {
+	switch st {
+	case ecstypes.ServiceDeploymentLifecycleStageProductionTrafficShift, ecstypes.ServiceDeploymentLifecycleStagePostProductionTrafficShift,
+		ecstypes.ServiceDeploymentLifecycleStageBakeTime, ecstypes.ServiceDeploymentLifecycleStageCleanUp:
+		return true
+	}
+	return false
 }
 
 // weight is the production traffic a revision is asked to take, in
