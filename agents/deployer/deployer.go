@@ -69,9 +69,12 @@ func (j *job) Deploy(ctx context.Context, spec *engine.Spec, out io.Writer) erro
 	pd := spec.Stage.Deploy
 	var prov deploy.Provider
 	var err error
-	if pd.Provider == pipeline.ProviderECS {
+	switch pd.Provider {
+	case pipeline.ProviderECS:
 		prov, err = j.d.ecsProvider(pd, spec)
-	} else {
+	case pipeline.ProviderECSService:
+		prov, err = j.d.ecsServiceProvider(pd, spec)
+	default:
 		prov, err = j.d.provider(pd)
 	}
 	if err != nil {
@@ -79,6 +82,7 @@ func (j *job) Deploy(ctx context.Context, spec *engine.Spec, out io.Writer) erro
 		return err
 	}
 	rel := Release(pd)
+	rel.ID = releaseID(spec)
 	progress := wire.DeployProgress{Provider: pd.Provider, App: pd.App, Version: pd.Version}
 	fmt.Fprintf(out, "deploy: %s %s with %s, strategy %s, steps %v\n", pd.App, pd.Version, pd.Provider, pd.Strategy.Type, rel.TrafficSteps)
 	res, err := prov.Deploy(ctx, rel, func(e deploy.Event) {
