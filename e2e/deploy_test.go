@@ -21,7 +21,8 @@ import (
 )
 
 // deployPipeline deploys the image tagged with the commit through the
-// app's runnel proxy: 50 % for an interval, then all, baked 1 s.
+// app's runnel proxy: 50 % for an interval, then all, baked 1 s; a new
+// version must be healthy within the start timeout.
 const deployPipeline = `version: 1
 stages:
   production:
@@ -33,7 +34,7 @@ stages:
       image: %[2]s:${RUNNEL_COMMIT}
       port: 8080
       strategy: {type: linear, percent: 50, interval: %[6]s}
-      health: {path: /health, interval: 200ms, start_timeout: 30s}
+      health: {path: /health, interval: 200ms, start_timeout: %[7]s}
       bake: 1s
       docker: {network: %[3]s, proxy: "http://%[4]s"}
 # %[5]s
@@ -160,11 +161,14 @@ func (e *deployEnv) buildImage(tag, version, kind string) {
 func (e *deployEnv) commitApp(kind string) string {
 	e.t.Helper()
 	e.pushes++
-	interval := "2s"
-	if kind == appSickLater || kind == appSlow {
+	interval, start := "2s", "30s"
+	switch kind {
+	case appSickLater, appSlow:
 		interval = "1m"
+	case appNever:
+		start = "3s" // it never will: do not wait long
 	}
-	sha := commit(e.t, e.work, fmt.Sprintf(deployPipeline, e.app, e.image, e.net, e.control, fmt.Sprintf("revision %d (%s)", e.pushes, kind), interval))
+	sha := commit(e.t, e.work, fmt.Sprintf(deployPipeline, e.app, e.image, e.net, e.control, fmt.Sprintf("revision %d (%s)", e.pushes, kind), interval, start))
 	e.buildImage(sha, sha, kind)
 	return sha
 }
@@ -342,9 +346,7 @@ func TestDeployDockerPipeline(t *testing.T) {
 	e.srv = startServer(t, e.dir, "")
 	bare, work := repoSetup(t, e.dir)
 	e.work = work
-	out := runnel(t, "repo", "add", "app", "--bare", bare, "--server", e.srv.url, "--token", e.srv.token)
-	hookToken := strings.Fields(out[strings.Index(out, "hook token (shown once):")+len("hook token (shown once):"):])[0]
-	runnel(t, "hook", "install", bare, "--server", e.srv.url, "--repo", "app", "--token", hookToken)
+	addHookedRepo(t, e.srv, bare)
 	declareEnvironment(t, e.srv, "app", "production", []string{"main"})
 
 	push := func(kind, wantRun, wantResult string) (string, run, deployView) {

@@ -61,13 +61,70 @@ stages:
 
 // doraTruth is what the scripted sequence did, as the test knows it.
 type doraTruth struct {
-	success, failure int       // deployments
-	lead             []float64 // lead time of each successful deployment
-	restore          []float64 // time to restore samples
-	runs             map[string]int
-	stages           int // stages that started
-	stagesFailed     int // of them, failed or errored
-	pushes           int
+	success, failure, rolledBack int       // deployments
+	lead                         []float64 // lead time of each successful deployment
+	restore                      []float64 // time to restore samples
+	runs                         map[string]int
+	stages                       int // stages that started
+	stagesFailed                 int // of them, failed or errored
+	pushes                       int
+	lastFailure                  time.Time // first change failure not yet restored
+}
+
+// observe adds a pushed run that ended to the truth: its run and stage
+// results, and the deployment the server recorded for it, which must be
+// one with result deployed ("": none). commitTime is the committer date
+// of its commit, known to the second.
+func (tr *doraTruth) observe(t *testing.T, srv *server, r run, commitTime time.Time, deployed string) {
+	t.Helper()
+	tr.runs[r.Status]++
+	tr.pushes++
+	for _, st := range r.Stages {
+		switch st.Status {
+		case "success":
+			tr.stages++
+		case "failure", "error":
+			tr.stages++
+			tr.stagesFailed++
+		}
+	}
+	ds := deploymentsOf(t, srv, r.ID)
+	if deployed == "" {
+		if len(ds) != 0 {
+			t.Errorf("run %d recorded deployments %+v, want none", r.ID, ds)
+		}
+		return
+	}
+	if len(ds) != 1 || ds[0].Result != deployed {
+		t.Fatalf("run %d recorded deployments %+v, want one %s", r.ID, ds, deployed)
+	}
+	fin := ds[0].FinishedAt
+	switch deployed {
+	case "success":
+		tr.success++
+		tr.lead = append(tr.lead, fin.Sub(commitTime).Seconds())
+		if !tr.lastFailure.IsZero() {
+			tr.restore = append(tr.restore, fin.Sub(tr.lastFailure).Seconds())
+			tr.lastFailure = time.Time{}
+		}
+		return
+	case "failure":
+		tr.failure++
+	case "rolled_back":
+		tr.rolledBack++
+	}
+	if tr.lastFailure.IsZero() {
+		tr.lastFailure = fin
+	}
+}
+
+// addHookedRepo adds the repository app (bare) to the server with its
+// git hook installed, so that pushes to bare start runs.
+func addHookedRepo(t *testing.T, srv *server, bare string) {
+	t.Helper()
+	out := runnel(t, "repo", "add", "app", "--bare", bare, "--server", srv.url, "--token", srv.token)
+	hookToken := strings.Fields(out[strings.Index(out, "hook token (shown once):")+len("hook token (shown once):"):])[0]
+	runnel(t, "hook", "install", bare, "--server", srv.url, "--repo", "app", "--token", hookToken)
 }
 
 // doraPanel is one query of the dashboard with the panel it belongs to.
@@ -176,17 +233,14 @@ func TestDORADashboard(t *testing.T) {
 	extra := []string{"--backend", "local", "--addr", addr}
 	srv := startServer(t, dir, "", extra...)
 	bare, work := repoSetup(t, dir)
-	out := runnel(t, "repo", "add", "app", "--bare", bare, "--server", srv.url, "--token", srv.token)
-	hookToken := strings.Fields(out[strings.Index(out, "hook token (shown once):")+len("hook token (shown once):"):])[0]
-	runnel(t, "hook", "install", bare, "--server", srv.url, "--repo", "app", "--token", hookToken)
+	addHookedRepo(t, srv, bare)
 	declareEnvironment(t, srv, "app", "production", []string{"main"})
 	prom := startPrometheus(t, bin, filepath.Join(dir, "prom"), addr)
 	prom.scrapedAfter(time.Now())
 
 	truth := doraTruth{runs: map[string]int{}}
-	var lastFailure time.Time
 	// push commits pipeline dated age ago, pushes branch and waits for its
-	// run; deployed reports the deployment result the run must record ("").
+	// run; deployed is the deployment result the run must record ("").
 	push := func(branch, pipeline string, age time.Duration, wantRun, deployed string) {
 		t.Helper()
 		commitTime := time.Now().Add(-age).Truncate(time.Second)
@@ -197,41 +251,7 @@ func TestDORADashboard(t *testing.T) {
 		if r.Status != wantRun {
 			t.Fatalf("run of %s on %s = %s, want %s: %+v\n%s", sha[:8], branch, r.Status, wantRun, r, srv.log())
 		}
-		truth.runs[wantRun]++
-		truth.pushes++
-		for _, st := range r.Stages {
-			switch st.Status {
-			case "success":
-				truth.stages++
-			case "failure", "error":
-				truth.stages++
-				truth.stagesFailed++
-			}
-		}
-		ds := deploymentsOf(t, srv, r.ID)
-		if deployed == "" {
-			if len(ds) != 0 {
-				t.Errorf("run %d on %s recorded deployments %+v, want none", r.ID, branch, ds)
-			}
-			return
-		}
-		if len(ds) != 1 || ds[0].Result != deployed {
-			t.Fatalf("run %d recorded deployments %+v, want one %s", r.ID, ds, deployed)
-		}
-		fin := ds[0].FinishedAt
-		if deployed == "failure" {
-			truth.failure++
-			if lastFailure.IsZero() {
-				lastFailure = fin
-			}
-			return
-		}
-		truth.success++
-		truth.lead = append(truth.lead, fin.Sub(commitTime).Seconds())
-		if !lastFailure.IsZero() {
-			truth.restore = append(truth.restore, fin.Sub(lastFailure).Seconds())
-			lastFailure = time.Time{}
-		}
+		truth.observe(t, srv, r, commitTime, deployed)
 	}
 	git(t, work, "checkout", "-q", "-B", "main")
 	push("main", fmt.Sprintf(doraDeploy, 0), 3*time.Hour, "success", "success")
@@ -266,6 +286,52 @@ func TestDORADashboard(t *testing.T) {
 	if got := prom.labelValues(`runnel_webhook_deliveries_total`, "forge"); !slices.Contains(got, "git") {
 		t.Errorf("forge values = %v, want git hook pushes under forge=\"git\"", got)
 	}
+}
+
+// TestDORADockerDeploys: git pushes whose pipeline deploys the commit's
+// locally built image with the docker provider, while a real Prometheus
+// scrapes the server: a good deploy, a green that never becomes healthy
+// (failure), a green that turns unhealthy under half the traffic (rolled
+// back), then a good deploy. Every panel of the shipped dashboard shows
+// what they did: two deployments, a change failure rate of 2/4 with the
+// rollback counted, and the time from the first failure to the good
+// deploy as time to restore.
+func TestDORADockerDeploys(t *testing.T) {
+	bin := needPrometheus(t)
+	e := newDeployEnv(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	e.srv = startServer(t, e.dir, "", "--backend", "local", "--addr", addr)
+	bare, work := repoSetup(t, e.dir)
+	e.work = work
+	addHookedRepo(t, e.srv, bare)
+	declareEnvironment(t, e.srv, "app", "production", []string{"main"})
+	prom := startPrometheus(t, bin, filepath.Join(e.dir, "prom"), addr)
+	prom.scrapedAfter(time.Now())
+
+	truth := doraTruth{runs: map[string]int{}}
+	for _, p := range []struct {
+		kind, run, deployed string
+		age                 time.Duration
+	}{
+		{appHealthy, "success", "success", 3 * time.Hour},
+		{appNever, "failure", "failure", 0},
+		{appSickLater, "failure", "rolled_back", 0},
+		{appHealthy, "success", "success", 20 * time.Minute},
+	} {
+		commitTime := time.Now().Add(-p.age).Truncate(time.Second)
+		t.Setenv("GIT_COMMITTER_DATE", commitTime.UTC().Format(time.RFC3339))
+		sha := e.commitApp(p.kind)
+		git(t, work, "push", "-q", "origin", "HEAD:refs/heads/main")
+		if p.kind == appSickLater {
+			e.sickenAtHalf(sha)
+		}
+		r := e.srv.waitRun(sha, 5*time.Minute, terminal)
+		if r.Status != p.run {
+			t.Fatalf("run of %s (%s) = %s, want %s\ndeploy log:\n%s", sha[:8], p.kind, r.Status, p.run, e.deployLog(r))
+		}
+		truth.observe(t, e.srv, r, commitTime, p.deployed)
+	}
+	checkDORAPanels(t, prom, prom.scrapedAfter(time.Now()), truth, nil)
 }
 
 // declareEnvironment declares an environment of repo on the server.
@@ -321,7 +387,7 @@ func near(got, want, tol float64) bool {
 // those panel titles.
 func checkDORAPanels(t *testing.T, prom *prometheus, at float64, truth doraTruth, only map[string]bool) {
 	t.Helper()
-	total := float64(truth.success + truth.failure)
+	total := float64(truth.success + truth.failure + truth.rolledBack)
 	runsTotal := 0
 	for _, n := range truth.runs {
 		runsTotal += n
@@ -336,11 +402,11 @@ func checkDORAPanels(t *testing.T, prom *prometheus, at float64, truth doraTruth
 		"Lead time p50 (30d)|p50":                                     {"": histQuantile(0.5, leadBounds, truth.lead)},
 		"Lead time p50 (30d)|mean (exact)":                            {"": mean(truth.lead)},
 		"Deployment frequency (per day)|{{environment}}":              {"production": float64(truth.success)},
-		"Change failure rate|failed or rolled back / all deployments": {"": float64(truth.failure) / total},
+		"Change failure rate|failed or rolled back / all deployments": {"": float64(truth.failure+truth.rolledBack) / total},
 		"Time to restore|p50":                                         {"": histQuantile(0.5, restoreBounds, truth.restore)},
 		"Time to restore|mean (exact)":                                {"": mean(truth.restore)},
 		"Deployments by result|{{result}}": {"success": float64(truth.success), "failure": float64(truth.failure),
-			"rolled_back": 0},
+			"rolled_back": float64(truth.rolledBack)},
 		"Run failure rate|failed / finished runs (24h)": {"": failedRuns / float64(runsTotal)},
 		"Runs finished by result|{{result}}": {"success": float64(truth.runs["success"]), "failure": float64(truth.runs["failure"]),
 			"error": 0, "canceled": 0, "skipped": 0},
