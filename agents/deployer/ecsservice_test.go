@@ -40,8 +40,8 @@ func TestECSServiceDeploy(t *testing.T) {
 	if last.Outcome != "succeeded" || last.Weight != 100 || last.From != "v1" || last.Provider != "ecs-service" {
 		t.Errorf("last report %+v, want succeeded from v1 at 100%%", last)
 	}
-	if !strings.Contains(out.String(), "[shift] 100% on v2") {
-		t.Errorf("log lacks the shift to 100%%:\n%s", out.String())
+	if !strings.Contains(out.String(), "100% of production traffic on v2") {
+		t.Errorf("log lacks the traffic on v2:\n%s", out.String())
 	}
 	for _, op := range []string{"RegisterTaskDefinition", "UpdateService"} {
 		calls := srv.Calls(op)
