@@ -160,9 +160,18 @@ func (e *Event) PipelineEvent() pipeline.Event {
 // closes nothing but r.Body (at most MaxBodySize bytes), verifies the
 // request against secret on the raw body before decoding it, and returns:
 // an Event; ErrSignature (also when secret is empty); ErrIgnored; or an
-// error wrapping ErrTooLarge or ErrBadRequest. Implementations are safe for
-// concurrent use.
+// error wrapping ErrTooLarge or ErrBadRequest.
+//
+// Verify checks the signature or token while the body streams in, so
+// that a server need not hold an unverified body in memory to learn that
+// it is not authentic. It looks at the headers only and returns an error
+// wrapping ErrSignature when the request cannot be authentic (no secret;
+// a missing, malformed or wrong-length signature; a wrong token) before
+// any of the body is read; otherwise a BodyCheck, to which the caller
+// writes the raw body. A body that passed is then given to Parse, which
+// verifies it again. Implementations are safe for concurrent use.
 type Hook interface {
+	Verify(r *http.Request, secret []byte) (BodyCheck, error)
 	Parse(r *http.Request, secret []byte) (*Event, error)
 }
 

@@ -299,9 +299,10 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
 		Agents:         rn.Agents, Session: web.SessionToken, ScheduleAdded: sched.Kick,
-		Transfers: tsvc.Handler(), Artifacts: tsvc.RunArtifacts})
+		Transfers: tsvc.Handler(), Artifacts: tsvc.RunArtifacts, HookSpoolDir: data})
 	// Headers are bounded in size and time for every request; webhook
-	// bodies get their own deadline and budget (httpapi.Config).
+	// bodies get their own deadline and budgets (httpapi.Config); long
+	// ones are verified while written, unlinked, to the data directory.
 	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	// Webhooks accepted (202) but not triggered before the last stop are

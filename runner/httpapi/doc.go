@@ -5,7 +5,9 @@
 //
 // Webhooks (hooks.go) are unauthenticated input until verified: each
 // request has a read deadline, its body is read only into bytes reserved
-// from a budget shared by all webhook requests (hookbody.go), and its
+// from a budget shared by all webhook requests (hookbody.go), a forge
+// hook body over 256 KiB is verified while it streams to an unlinked
+// file and held in memory only once verified (hookspool.go), and its
 // repository is known before the body is read in full (from the URL, the
 // generic hook's token, or the start of the body). A verified event is
 // handed to the delivery queue (package deliveryq), which stores it bound

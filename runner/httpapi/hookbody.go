@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -52,8 +53,8 @@ func (b *hookBody) release() {
 // scm.ErrTooLarge when it is longer, errBusy, or the read error (a
 // deadline, a closed connection).
 func (b *hookBody) all(limit int64) error {
-	if b.length > limit {
-		return fmt.Errorf("read webhook body: %d bytes, limit %d: %w", b.length, limit, scm.ErrTooLarge)
+	if err := b.announced(limit); err != nil {
+		return err
 	}
 	if err := b.fill(limit + 1); err != nil {
 		return err
@@ -63,6 +64,29 @@ func (b *hookBody) all(limit int64) error {
 	}
 	if !b.eof {
 		return fmt.Errorf("read webhook body: %w", b.err)
+	}
+	return nil
+}
+
+// announced refuses a body whose Content-Length is over limit.
+func (b *hookBody) announced(limit int64) error {
+	if b.length > limit {
+		return fmt.Errorf("read webhook body: %d bytes, limit %d: %w", b.length, limit, scm.ErrTooLarge)
+	}
+	return nil
+}
+
+// load replaces what b holds by the n bytes of r, a body read and
+// verified elsewhere, reserving them from the budget and waiting for it
+// as long as ctx allows (errBusy then).
+func (b *hookBody) load(ctx context.Context, r io.ReaderAt, n int64) error {
+	b.release()
+	if b.budget.Acquire(ctx, n) != nil {
+		return errBusy
+	}
+	b.buf, b.reserved, b.eof = make([]byte, n), n, true
+	if _, err := r.ReadAt(b.buf, 0); err != nil {
+		return fmt.Errorf("read spooled webhook body: %w", err)
 	}
 	return nil
 }

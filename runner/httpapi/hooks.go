@@ -23,11 +23,13 @@ const unnamedRepoPrefix = 256 << 10
 
 // hook handles POST /hooks/{forge}[/{repo...}]. Nothing of the request is
 // trusted before it is verified, so it is bounded first: the handler has
-// HookReadTimeout to read the whole body, the body's bytes come from a
-// budget shared by all hooks (503 when it is spent), and the repository
-// is known before its body is read in full: from the URL (recommended,
-// /hooks/github/{owner}/{name}), from the generic hook's token, or else
-// from the first unnamedRepoPrefix bytes. An unknown repository, one
+// HookReadTimeout to read the whole body, the bytes of bodies held in
+// memory come from a budget shared by all hooks (503 when it is spent),
+// a forge hook's body longer than memBody is verified while it streams
+// to a file (hookSpool), and the repository is known before its body is
+// read in full: from the URL (recommended, /hooks/github/{owner}/{name}),
+// from the generic hook's token, or else from the first
+// unnamedRepoPrefix bytes. An unknown repository, one
 // that does not accept this hook (acceptsHook), or a bad signature or
 // token answers 401 (fail closed, without saying which).
 //
@@ -47,7 +49,10 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 	}
 	// A failure to set the deadline (a connection that cannot have one)
 	// leaves the server's own timeouts.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.HookReadTimeout))
+	deadline := time.Now().Add(s.cfg.HookReadTimeout)
+	_ = http.NewResponseController(w).SetReadDeadline(deadline)
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	defer cancel()
 	body := newHookBody(s.bodies, r.Body, r.ContentLength)
 	defer body.release()
 	var (
@@ -58,7 +63,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 	if forge == scm.ForgeGeneric {
 		repo, ev, err = s.genericEvent(r, pathRepo, body)
 	} else {
-		repo, ev, err = s.forgeEvent(r, forge, pathRepo, body)
+		repo, ev, err = s.forgeEvent(ctx, r, forge, pathRepo, body)
 	}
 	if err != nil {
 		if !body.eof {
@@ -91,26 +96,42 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 }
 
 // forgeEvent verifies a forge's webhook with the secret of the
-// repository named in the URL, or else in the start of the body.
-func (s *Server) forgeEvent(r *http.Request, forge, name string, body *hookBody) (*store.Repo, *scm.Event, error) {
+// repository named in the URL, or else in the start of the body. A body
+// longer than memBody is verified as it streams to a file (hookSpool),
+// so only a verified one is held in memory whole; ctx bounds the wait
+// for the memory it then takes.
+func (s *Server) forgeEvent(ctx context.Context, r *http.Request, forge, name string, body *hookBody) (*store.Repo, *scm.Event, error) {
+	if err := body.announced(scm.MaxBodySize); err != nil {
+		return nil, nil, err
+	}
 	if name == "" {
 		if err := body.prefix(unnamedRepoPrefix); err != nil {
 			return nil, nil, err
 		}
 		name = repoFromPayload(body.bytes())
 	}
-	repo, err := s.repo(r.Context(), name)
+	repo, err := s.repo(ctx, name)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, nil, err
 	}
 	if err != nil || !acceptsHook(repo, forge) {
 		return nil, nil, fmt.Errorf("repo %q: no %s webhook secret: %w", name, forge, scm.ErrSignature)
 	}
-	if err := body.all(scm.MaxBodySize); err != nil {
+	hook, secret := s.cfg.Hooks[forge], []byte(repo.WebhookSecret)
+	chk, err := hook.Verify(r, secret)
+	if err != nil {
 		return nil, nil, err
 	}
+	if err := body.prefix(memBody + 1); err != nil {
+		return nil, nil, err
+	}
+	if !body.eof {
+		if err := s.spool.verify(ctx, body, chk, scm.MaxBodySize); err != nil {
+			return nil, nil, err
+		}
+	}
 	r.Body, r.ContentLength = scm.BytesBody(body.bytes()), int64(len(body.bytes()))
-	ev, err := s.cfg.Hooks[forge].Parse(r, []byte(repo.WebhookSecret))
+	ev, err := hook.Parse(r, secret)
 	return repo, ev, err
 }
 

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -191,7 +192,19 @@ func TestHookBodyBounds(t *testing.T) {
 	if _, err := e.st.CreateRepo(context.Background(), store.Repo{Name: "acme/app", Forge: "github", CloneURL: e.bare, WebhookSecret: "s"}); err != nil {
 		t.Fatal(err)
 	}
-	hook := "POST /hooks/github/acme/app HTTP/1.1\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: d\r\nContent-Type: application/json"
+	// Signed wrongly but well-formed, so that the body must be read.
+	hook := "POST /hooks/github/acme/app HTTP/1.1\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: d\r\nContent-Type: application/json\r\n" +
+		"X-Hub-Signature-256: " + badSignature
+	post := func(body []byte) *http.Response {
+		req, _ := http.NewRequest("POST", e.srv.URL+"/hooks/github/acme/app", bytes.NewReader(body))
+		req.Header.Set("X-Hub-Signature-256", badSignature)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
 
 	t.Run("slow body is cut off", func(t *testing.T) {
 		c := e.rawRequest(hook+"\r\nContent-Length: 1000", []byte(`{"ref":`))
@@ -213,6 +226,12 @@ func TestHookBodyBounds(t *testing.T) {
 			t.Errorf("got %s, want 401", resp.Status)
 		}
 	})
+	t.Run("no signature: refused before the body", func(t *testing.T) {
+		c := e.rawRequest(strings.Replace(hook, badSignature, "sha256=00", 1)+"\r\nContent-Length: 100000", nil)
+		if resp := status(t, c, 10*time.Second); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("got %s, want 401", resp.Status)
+		}
+	})
 	t.Run("budget spent: 503 at once", func(t *testing.T) {
 		// One client holds most of the budget while it sends slowly...
 		e.rawRequest(hook+"\r\nContent-Length: 200000", []byte(`{`))
@@ -222,11 +241,7 @@ func TestHookBodyBounds(t *testing.T) {
 		var code int
 		var retry string
 		waitUntil(t, "a refused body", func() bool {
-			resp, err := http.Post(e.srv.URL+"/hooks/github/acme/app", "application/json", strings.NewReader(string(body)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			resp := post(body)
 			code, retry = resp.StatusCode, resp.Header.Get("Retry-After")
 			return code == http.StatusServiceUnavailable
 		})
@@ -235,12 +250,7 @@ func TestHookBodyBounds(t *testing.T) {
 		}
 		// When the slow one is cut off, the budget is back.
 		waitUntil(t, "the budget back", func() bool {
-			resp, err := http.Post(e.srv.URL+"/hooks/github/acme/app", "application/json", strings.NewReader(string(body)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusUnauthorized // read in full, signature missing
+			return post(body).StatusCode == http.StatusUnauthorized // read in full, signature wrong
 		})
 	})
 	t.Run("name not in the start of the body", func(t *testing.T) {

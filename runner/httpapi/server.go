@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,14 @@ type Config struct {
 	// (default 32 MiB, more than the largest body a forge sends): a
 	// request that finds it spent answers 503 with Retry-After.
 	HookBodyBudget int64
+	// HookSpoolDir is where forge webhook bodies longer than 256 KiB are
+	// written, unlinked, while their signature is checked (default the
+	// system's temporary directory; the server passes its data
+	// directory). HookSpoolBudget bounds the bytes of those files at once
+	// (default 256 MiB); a request that finds it spent for a second
+	// answers 503 with Retry-After.
+	HookSpoolDir    string
+	HookSpoolBudget int64
 	// RepoCacheTTL is how long webhook repo lookups are cached (default
 	// 2 s; negative disables). API repo changes invalidate the cache.
 	RepoCacheTTL time.Duration
@@ -76,6 +85,7 @@ type Server struct {
 	accepting atomic.Bool
 	repos     repoCache
 	bodies    *semaphore.Weighted // the webhook body budget
+	spool     hookSpool
 }
 
 // New returns a Server.
@@ -89,12 +99,19 @@ func New(cfg Config) *Server {
 	if cfg.HookBodyBudget <= 0 {
 		cfg.HookBodyBudget = 32 << 20
 	}
+	if cfg.HookSpoolDir == "" {
+		cfg.HookSpoolDir = os.TempDir()
+	}
+	if cfg.HookSpoolBudget <= 0 {
+		cfg.HookSpoolBudget = 256 << 20
+	}
 	if cfg.RepoCacheTTL == 0 {
 		cfg.RepoCacheTTL = 2 * time.Second
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
 		repos:  repoCache{ttl: cfg.RepoCacheTTL, m: map[string]repoEntry{}},
-		bodies: semaphore.NewWeighted(cfg.HookBodyBudget)}
+		bodies: semaphore.NewWeighted(cfg.HookBodyBudget),
+		spool:  hookSpool{dir: cfg.HookSpoolDir, budget: semaphore.NewWeighted(cfg.HookSpoolBudget)}}
 	s.accepting.Store(true)
 	s.routes()
 	return s

@@ -3,9 +3,7 @@ package gitea
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -69,6 +67,20 @@ func header(r *http.Request, name string) string {
 	return r.Header.Get("X-Gogs-" + name)
 }
 
+// Verify implements scm.Hook: X-Gitea-Signature (or Forgejo's), the
+// hex-encoded HMAC-SHA256 of the raw body.
+func (Hook) Verify(r *http.Request, secret []byte) (scm.BodyCheck, error) {
+	sig := r.Header.Get("X-Gitea-Signature")
+	if sig == "" {
+		sig = r.Header.Get("X-Forgejo-Signature")
+	}
+	c, err := scm.HMACCheck(sha256.New, secret, sig)
+	if err != nil {
+		return nil, fmt.Errorf("gitea webhook: %w", err)
+	}
+	return c, nil
+}
+
 // Parse reads a Gitea or Forgejo webhook, verifies its signature on the
 // raw body, and converts a push (branch or tag) or a pull_request
 // (opened, synchronized, reopened) into an Event. Other events and
@@ -78,21 +90,13 @@ func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gitea webhook: %w", err)
 	}
-	if len(secret) == 0 {
-		return nil, fmt.Errorf("gitea webhook: no secret configured: %w", scm.ErrSignature)
+	c, err := Hook{}.Verify(r, secret)
+	if err != nil {
+		return nil, err
 	}
-	sig := r.Header.Get("X-Gitea-Signature")
-	if sig == "" {
-		sig = r.Header.Get("X-Forgejo-Signature")
-	}
-	got, err := hex.DecodeString(sig)
-	if sig == "" || err != nil {
-		return nil, fmt.Errorf("gitea webhook: missing or malformed signature: %w", scm.ErrSignature)
-	}
-	m := hmac.New(sha256.New, secret)
-	m.Write(body)
-	if !hmac.Equal(got, m.Sum(nil)) {
-		return nil, fmt.Errorf("gitea webhook: signature mismatch: %w", scm.ErrSignature)
+	c.Write(body)
+	if err := c.Check(); err != nil {
+		return nil, fmt.Errorf("gitea webhook: %w", err)
 	}
 	delivery := header(r, "Delivery")
 	if delivery == "" {

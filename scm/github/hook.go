@@ -2,6 +2,7 @@ package github
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"mime"
 	"net/http"
@@ -70,23 +71,36 @@ func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
 	return ev, nil
 }
 
-// verify checks the SHA-256 signature on the raw body and returns the JSON
-// payload (the body, or its "payload" form field).
-func verify(r *http.Request, body, secret []byte) ([]byte, error) {
-	if len(secret) == 0 {
-		return nil, fmt.Errorf("github webhook: no secret configured: %w", scm.ErrSignature)
-	}
+// Verify implements scm.Hook: X-Hub-Signature-256, an HMAC-SHA256
+// of the raw body.
+func (Hook) Verify(r *http.Request, secret []byte) (scm.BodyCheck, error) {
 	sig := r.Header.Get(gh.SHA256SignatureHeader)
 	if sig == "" {
 		return nil, fmt.Errorf("github webhook: missing %s header: %w", gh.SHA256SignatureHeader, scm.ErrSignature)
 	}
-	// ValidateSignature also accepts sha1= and sha512=; only sha256 is
-	// what GitHub sends in this header, so anything else is refused.
-	if !strings.HasPrefix(sig, "sha256=") {
+	// Only sha256 is what GitHub sends in this header (go-github's
+	// ValidateSignature would also take sha1= and sha512=).
+	digest, ok := strings.CutPrefix(sig, "sha256=")
+	if !ok {
 		return nil, fmt.Errorf("github webhook: signature algorithm is not sha256: %w", scm.ErrSignature)
 	}
-	if err := gh.ValidateSignature(sig, body, secret); err != nil {
-		return nil, fmt.Errorf("github webhook: %v: %w", err, scm.ErrSignature)
+	c, err := scm.HMACCheck(sha256.New, secret, digest)
+	if err != nil {
+		return nil, fmt.Errorf("github webhook: %w", err)
+	}
+	return c, nil
+}
+
+// verify checks the SHA-256 signature on the raw body and returns the JSON
+// payload (the body, or its "payload" form field).
+func verify(r *http.Request, body, secret []byte) ([]byte, error) {
+	c, err := Hook{}.Verify(r, secret)
+	if err != nil {
+		return nil, err
+	}
+	c.Write(body)
+	if err := c.Check(); err != nil {
+		return nil, fmt.Errorf("github webhook: %w", err)
 	}
 	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil {
@@ -95,7 +109,7 @@ func verify(r *http.Request, body, secret []byte) ([]byte, error) {
 	if ct == "application/json" {
 		return body, nil // verified above; the library would copy it again
 	}
-	payload, err := gh.ValidatePayloadFromBody(ct, bytes.NewReader(body), sig, secret)
+	payload, err := gh.ValidatePayloadFromBody(ct, bytes.NewReader(body), r.Header.Get(gh.SHA256SignatureHeader), secret)
 	if err != nil {
 		return nil, fmt.Errorf("github webhook: %v: %w", err, scm.ErrBadRequest)
 	}

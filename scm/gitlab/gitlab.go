@@ -52,11 +52,9 @@ type payload struct {
 	} `json:"project"`
 }
 
-// Parse reads a GitLab webhook, checks X-Gitlab-Token against secret
-// before reading the body, and converts a "Push Hook", "Tag Push Hook" or
-// "Merge Request Hook" (open, reopen, update with new commits) into an
-// Event. Other events and actions, and deletions, give scm.ErrIgnored.
-func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
+// Verify implements scm.Hook: X-Gitlab-Token is the secret, so the
+// headers alone authenticate the request (scm.Authentic).
+func (Hook) Verify(r *http.Request, secret []byte) (scm.BodyCheck, error) {
 	if len(secret) == 0 {
 		return nil, fmt.Errorf("gitlab webhook: no secret configured: %w", scm.ErrSignature)
 	}
@@ -65,6 +63,17 @@ func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
 	a, b := sha256.Sum256([]byte(tok)), sha256.Sum256(secret)
 	if tok == "" || subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
 		return nil, fmt.Errorf("gitlab webhook: missing or wrong X-Gitlab-Token: %w", scm.ErrSignature)
+	}
+	return scm.Authentic, nil
+}
+
+// Parse reads a GitLab webhook, checks X-Gitlab-Token against secret
+// before reading the body, and converts a "Push Hook", "Tag Push Hook" or
+// "Merge Request Hook" (open, reopen, update with new commits) into an
+// Event. Other events and actions, and deletions, give scm.ErrIgnored.
+func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
+	if _, err := (Hook{}).Verify(r, secret); err != nil {
+		return nil, err
 	}
 	body, err := scm.ReadBody(r, scm.MaxBodySize)
 	if err != nil {
