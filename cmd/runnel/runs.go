@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -176,25 +177,65 @@ func (a *app) rerunCommand() *cobra.Command {
 	return cmd
 }
 
-// approveCommand makes `approve RUN STAGE` or `reject RUN STAGE`.
+// approveCommand makes `approve RUN STAGE` or `reject RUN STAGE`; `approve
+// RUN` alone approves the head commit of a fork's pull request
+// (runner/trust), --commit naming the commit the maintainer reviewed.
 func approveCommand(ok bool) func(*app) *cobra.Command {
-	verb, short := "approve", "Approve a stage that waits for approval"
+	verb, short := "approve", "Approve a stage that waits for approval, or the head commit of a pull request from a fork"
+	use, args := "approve RUN [STAGE]", cobra.RangeArgs(1, 2)
 	if !ok {
 		verb, short = "reject", "Reject a stage that waits for approval (it is cancelled)"
+		use, args = "reject RUN STAGE", cobra.ExactArgs(2)
 	}
 	return func(a *app) *cobra.Command {
 		var f clientFlags
+		var commit string
 		cmd := &cobra.Command{
-			Use:   verb + " RUN STAGE",
+			Use:   use,
 			Short: short,
-			Args:  usageArgs(cobra.ExactArgs(2)),
+			Long: short + ".\n\nWith RUN alone, approve approves the head commit of RUN, a pull request from a fork: its\n" +
+				"stages that ask for secrets or deploy run, with their secrets. A new push to the pull request is\n" +
+				"a new head and waits for a new approval. --commit makes sure RUN's head is the commit you reviewed.",
+			Args: usageArgs(args),
 			RunE: func(cmd *cobra.Command, args []string) error {
+				if len(args) == 1 {
+					return a.approveHead(cmd.Context(), f, args[0], commit)
+				}
+				if commit != "" {
+					return usageError(errors.New("--commit approves a pull request's head: give RUN alone"))
+				}
 				return a.runAction(cmd.Context(), f, args[0], verb, args[1])
 			},
+		}
+		if ok {
+			cmd.Flags().StringVar(&commit, "commit", "", "the full head commit you reviewed (RUN alone); refused if RUN's head is another")
 		}
 		a.addClientFlags(cmd, &f)
 		return cmd
 	}
+}
+
+// approveHead approves the head commit of run arg, a fork's pull request.
+func (a *app) approveHead(ctx context.Context, f clientFlags, arg, commit string) error {
+	id, err := runID(arg)
+	if err != nil {
+		return err
+	}
+	c, err := a.client(f)
+	if err != nil {
+		return err
+	}
+	var r struct {
+		runView
+		HeadApproval struct {
+			ApprovedBy string `json:"approved_by"`
+		} `json:"head_approval"`
+	}
+	if err := c.call(ctx, "POST", fmt.Sprintf("/api/v1/runs/%d/approve", id), map[string]string{"commit": commit}, &r); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "run %d: head %s approved by %s; %s\n", r.ID, r.Commit, r.HeadApproval.ApprovedBy, describeRun(r.runView, ""))
+	return nil
 }
 
 // runAction POSTs a run action (cancel, rerun) or a stage's (approve,

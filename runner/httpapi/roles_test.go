@@ -58,6 +58,7 @@ func TestRoles(t *testing.T) {
 		{call{"GET", fmt.Sprintf("/api/v1/runs/%d", run.ID), ""}, map[string]int{"read": 200, "operator": allowed, "admin": allowed}},
 		{cancel, map[string]int{"read": 403, "operator": allowed, "admin": allowed}},
 		{call{"POST", fmt.Sprintf("/api/v1/runs/%d/stages/a/approve", run.ID), ""}, map[string]int{"read": 403, "operator": allowed, "admin": allowed}},
+		{call{"POST", fmt.Sprintf("/api/v1/runs/%d/approve", run.ID), ""}, map[string]int{"read": 403, "operator": allowed, "admin": allowed}},
 		{trigger, map[string]int{"read": 403, "operator": allowed, "admin": allowed}},
 		{tokenCreate, map[string]int{"read": 403, "operator": 403, "admin": allowed}},
 		{call{"GET", "/api/v1/tokens", ""}, map[string]int{"read": 403, "operator": 403, "admin": allowed}},

@@ -37,7 +37,10 @@ type RunView struct {
 	StartedAt     time.Time             `json:"started_at,omitzero"`
 	FinishedAt    time.Time             `json:"finished_at,omitzero"`
 	Diagnostics   []pipeline.Diagnostic `json:"diagnostics,omitempty"`
-	Stages        []StageView           `json:"stages,omitempty"`
+	// HeadApproval is set on a run of a fork's pull request, by the
+	// endpoints that answer one run.
+	HeadApproval *HeadApproval `json:"head_approval,omitempty"`
+	Stages       []StageView   `json:"stages,omitempty"`
 }
 
 // StageView is a stage of a RunView.
@@ -161,7 +164,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.view(run))
+	s.writeRun(w, r, http.StatusOK, run)
 }
 
 func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {

@@ -146,6 +146,7 @@ func (s *Server) routes() {
 	api(access.View, "GET /api/v1/runs/{id}/stages/{stage}/steps/{step}/log", s.stepLog)
 	api(access.Operate, "POST /api/v1/runs/{id}/cancel", s.cancelRun)
 	api(access.Operate, "POST /api/v1/runs/{id}/rerun", s.rerun)
+	api(access.Operate, "POST /api/v1/runs/{id}/approve", s.approvePR)
 	api(access.Operate, "POST /api/v1/runs/{id}/stages/{stage}/approve", s.approve(true))
 	api(access.Operate, "POST /api/v1/runs/{id}/stages/{stage}/reject", s.approve(false))
 	api(access.View, "GET /api/v1/repos", s.listRepos)
