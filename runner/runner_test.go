@@ -21,6 +21,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/internal/gittest"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/metrics"
 	"github.com/runnel-ci/runnel/runner/runnertest"
@@ -463,15 +464,15 @@ func TestAttemptFencing(t *testing.T) {
 			wantStage: store.StatusRunning, wantAtt: 2, wantAgent: "a2", wantStep: store.StatusPending},
 		{name: "old attempt's step is refused", u: wire.Update{Kind: wire.KindStepStarted, Attempt: 1, Agent: "a1", Step: "s1"},
 			wantStage: store.StatusRunning, wantAtt: 2, wantAgent: "a2", wantStep: store.StatusPending, wantCancel: 1},
-		{name: "old attempt's finish is refused", u: wire.Update{Kind: wire.KindFinished, Attempt: 1, Agent: "a1", Status: wire.StatusFailure},
+		{name: "old attempt's finish is refused", u: wire.Update{Kind: wire.KindFinished, Attempt: 1, Agent: "a1", Status: rules.Failure},
 			wantStage: store.StatusRunning, wantAtt: 2, wantAgent: "a2", wantStep: store.StatusPending},
 		{name: "a higher started makes no attempt", u: wire.Update{Kind: wire.KindStarted, Attempt: 3, Agent: "a3"},
 			wantStage: store.StatusRunning, wantAtt: 2, wantAgent: "a2", wantStep: store.StatusPending, wantCancel: 3},
 		{name: "current attempt's step runs", u: wire.Update{Kind: wire.KindStepStarted, Attempt: 2, Agent: "a2", Step: "s1"},
 			wantStage: store.StatusRunning, wantAtt: 2, wantAgent: "a2", wantStep: store.StatusRunning},
-		{name: "current attempt's step ends", u: wire.Update{Kind: wire.KindStepFinished, Attempt: 2, Agent: "a2", Step: "s1", Status: wire.StatusSuccess},
+		{name: "current attempt's step ends", u: wire.Update{Kind: wire.KindStepFinished, Attempt: 2, Agent: "a2", Step: "s1", Status: rules.Success},
 			wantStage: store.StatusRunning, wantAtt: 2, wantAgent: "a2", wantStep: store.StatusSuccess},
-		{name: "current attempt finishes", u: wire.Update{Kind: wire.KindFinished, Attempt: 2, Agent: "a2", Status: wire.StatusSuccess},
+		{name: "current attempt finishes", u: wire.Update{Kind: wire.KindFinished, Attempt: 2, Agent: "a2", Status: rules.Success},
 			wantStage: store.StatusSuccess, wantAtt: 2, wantAgent: "a2", wantStep: store.StatusSuccess},
 		{name: "a claim after the end refused", claim: claim(2, "a4", "t5"),
 			wantStage: store.StatusSuccess, wantAtt: 2, wantAgent: "a2", wantStep: store.StatusSuccess},
@@ -551,7 +552,7 @@ func TestForeignAgentIgnored(t *testing.T) {
 	}{
 		{"a step before any start is ignored", wire.Update{Kind: wire.KindStepStarted, Attempt: 1, Agent: "a1", Step: "s1"},
 			store.StatusQueued, "", store.StatusPending},
-		{"a finish before any start is ignored", wire.Update{Kind: wire.KindFinished, Attempt: 1, Agent: "a1", Status: wire.StatusSuccess},
+		{"a finish before any start is ignored", wire.Update{Kind: wire.KindFinished, Attempt: 1, Agent: "a1", Status: rules.Success},
 			store.StatusQueued, "", store.StatusPending},
 		{"the start records the agent", wire.Update{Kind: wire.KindStarted, Attempt: 1, Agent: "a1"},
 			store.StatusRunning, "a1", store.StatusPending},
@@ -563,13 +564,13 @@ func TestForeignAgentIgnored(t *testing.T) {
 			store.StatusRunning, "a1", store.StatusPending},
 		{"the agent's step starts", wire.Update{Kind: wire.KindStepStarted, Attempt: 1, Agent: "a1", Step: "s1"},
 			store.StatusRunning, "a1", store.StatusRunning},
-		{"another agent's step end is ignored", wire.Update{Kind: wire.KindStepFinished, Attempt: 1, Agent: "evil", Step: "s1", Status: wire.StatusFailure, ExitCode: 1},
+		{"another agent's step end is ignored", wire.Update{Kind: wire.KindStepFinished, Attempt: 1, Agent: "evil", Step: "s1", Status: rules.Failure, ExitCode: 1},
 			store.StatusRunning, "a1", store.StatusRunning},
-		{"another agent's finish is ignored", wire.Update{Kind: wire.KindFinished, Attempt: 1, Agent: "evil", Status: wire.StatusSuccess},
+		{"another agent's finish is ignored", wire.Update{Kind: wire.KindFinished, Attempt: 1, Agent: "evil", Status: rules.Success},
 			store.StatusRunning, "a1", store.StatusRunning},
-		{"the agent's step ends", wire.Update{Kind: wire.KindStepFinished, Attempt: 1, Agent: "a1", Step: "s1", Status: wire.StatusSuccess},
+		{"the agent's step ends", wire.Update{Kind: wire.KindStepFinished, Attempt: 1, Agent: "a1", Step: "s1", Status: rules.Success},
 			store.StatusRunning, "a1", store.StatusSuccess},
-		{"the agent finishes", wire.Update{Kind: wire.KindFinished, Attempt: 1, Agent: "a1", Status: wire.StatusSuccess},
+		{"the agent finishes", wire.Update{Kind: wire.KindFinished, Attempt: 1, Agent: "a1", Status: rules.Success},
 			store.StatusSuccess, "a1", store.StatusSuccess},
 	}
 	for i, s := range steps {
@@ -615,20 +616,20 @@ func TestStageEnd(t *testing.T) {
 		name       string
 		kind       wire.Kind
 		attempt    int // of the final update; the stage runs attempt 1
-		status     wire.Status
+		status     rules.Status
 		reason     string
 		wantStatus store.Status
 		wantReason string
 	}{
-		{"success", wire.KindFinished, 1, wire.StatusSuccess, "", store.StatusSuccess, ""},
-		{"failure", wire.KindFinished, 1, wire.StatusFailure, "step s failed", store.StatusFailure, "step s failed"},
-		{"timeout", wire.KindFinished, 1, wire.StatusTimeout, "", store.StatusFailure, store.ReasonTimeout},
-		{"cancelled", wire.KindFinished, 1, wire.StatusCancelled, "lease lost", store.StatusCanceled, "lease lost"},
-		{"error", wire.KindFinished, 1, wire.StatusError, "", store.StatusError, "error"},
-		{"stale finish", wire.KindFinished, 2, wire.StatusSuccess, "", store.StatusRunning, ""},
-		{"lost", wire.KindLost, 1, wire.StatusError, "no agent finished the stage in 5 deliveries", store.StatusError, store.ReasonAgentLost},
+		{"success", wire.KindFinished, 1, rules.Success, "", store.StatusSuccess, ""},
+		{"failure", wire.KindFinished, 1, rules.Failure, "step s failed", store.StatusFailure, "step s failed"},
+		{"timeout", wire.KindFinished, 1, rules.Timeout, "", store.StatusFailure, store.ReasonTimeout},
+		{"cancelled", wire.KindFinished, 1, rules.Canceled, "lease lost", store.StatusCanceled, "lease lost"},
+		{"error", wire.KindFinished, 1, rules.Error, "", store.StatusError, "error"},
+		{"stale finish", wire.KindFinished, 2, rules.Success, "", store.StatusRunning, ""},
+		{"lost", wire.KindLost, 1, rules.Error, "no agent finished the stage in 5 deliveries", store.StatusError, store.ReasonAgentLost},
 		// Deliveries make no attempts: a "lost" of another attempt is stale.
-		{"lost of another attempt", wire.KindLost, 5, wire.StatusError, "gave up", store.StatusRunning, ""},
+		{"lost of another attempt", wire.KindLost, 5, rules.Error, "gave up", store.StatusRunning, ""},
 	}
 	f := newFixture(t, false, time.Minute)
 	ev := f.push(map[string]string{".pipeline.yml": "version: 1\nstages:\n  a:\n    steps:\n      - name: s\n        run: echo\n"})
@@ -669,7 +670,7 @@ func TestConcurrencyGroupInRunOrder(t *testing.T) {
 	}
 	// The first finishes: the second gets the group.
 	f.update(first, wire.Update{Kind: wire.KindStarted, StageID: "deploy", Attempt: 1, Agent: "a"})
-	f.update(first, wire.Update{Kind: wire.KindFinished, StageID: "deploy", Attempt: 1, Agent: "a", Status: wire.StatusSuccess})
+	f.update(first, wire.Update{Kind: wire.KindFinished, StageID: "deploy", Attempt: 1, Agent: "a", Status: rules.Success})
 	got, _ := f.store.Run(ctx, second.ID)
 	if st := stageByKey(got, "deploy"); st.Status != store.StatusQueued {
 		t.Errorf("after the first finished, second's deploy = %s, want queued", st.Status)
@@ -700,7 +701,7 @@ func TestCancelPreviousAndReject(t *testing.T) {
 		t.Errorf("ship = %s (%q), want pending (waiting for needs: build)", st.Status, st.PendingReason)
 	}
 	f.update(cur, wire.Update{Kind: wire.KindStarted, StageID: "build", Attempt: 1, Agent: "a"})
-	f.update(cur, wire.Update{Kind: wire.KindFinished, StageID: "build", Attempt: 1, Agent: "a", Status: wire.StatusSuccess})
+	f.update(cur, wire.Update{Kind: wire.KindFinished, StageID: "build", Attempt: 1, Agent: "a", Status: rules.Success})
 	got, _ := f.store.Run(ctx, cur.ID)
 	if st := stageByKey(got, "ship"); st.Status != store.StatusWaiting {
 		t.Fatalf("ship = %s, want waiting", st.Status)
@@ -955,7 +956,7 @@ func TestStageEndAppliedWhenCallerGoesAway(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	u := wire.Update{V: wire.Version, RunID: strconv.FormatInt(run.ID, 10), StageID: "a", Attempt: 1, Agent: "x",
-		Kind: wire.KindFinished, Status: wire.StatusFailure, Reason: "step s failed", Time: time.Now()}
+		Kind: wire.KindFinished, Status: rules.Failure, Reason: "step s failed", Time: time.Now()}
 	if err := f.runner.HandleUpdate(ctx, &u); err != nil {
 		t.Fatalf("handle finished with an ended context: got %v, want nil", err)
 	}
@@ -985,7 +986,7 @@ func TestStageEndRedeliveryCompletesRun(t *testing.T) {
 	if err := f.store.UpdateStage(ctx, stageByKey(run, "a").ID, 1, store.StageUpdate{Status: store.StatusSuccess}); err != nil {
 		t.Fatal(err)
 	}
-	f.update(run, wire.Update{Kind: wire.KindFinished, StageID: "a", Attempt: 1, Agent: "x", Status: wire.StatusSuccess})
+	f.update(run, wire.Update{Kind: wire.KindFinished, StageID: "a", Attempt: 1, Agent: "x", Status: rules.Success})
 	cur, err := f.store.Run(ctx, run.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -1060,8 +1061,8 @@ func TestStepEndFailureLogged(t *testing.T) {
 	for _, u := range []wire.Update{
 		{Kind: wire.KindStarted, StageID: "a", Attempt: 1, Agent: "x"},
 		{Kind: wire.KindStepStarted, StageID: "a", Attempt: 1, Agent: "x", Step: "compile"},
-		{Kind: wire.KindStepFinished, StageID: "a", Attempt: 1, Agent: "x", Step: "compile", Status: wire.StatusFailure, ExitCode: 1},
-		{Kind: wire.KindFinished, StageID: "a", Attempt: 1, Agent: "x", Status: wire.StatusFailure, Reason: "step compile failed"},
+		{Kind: wire.KindStepFinished, StageID: "a", Attempt: 1, Agent: "x", Step: "compile", Status: rules.Failure, ExitCode: 1},
+		{Kind: wire.KindFinished, StageID: "a", Attempt: 1, Agent: "x", Status: rules.Failure, Reason: "step compile failed"},
 	} {
 		u.V, u.RunID, u.Time = wire.Version, strconv.FormatInt(run.ID, 10), time.Now()
 		if err := r.HandleUpdate(ctx, &u); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
@@ -79,7 +80,7 @@ func TestReasonMasked(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.update(run, wire.Update{Kind: wire.KindStarted, StageID: "a", Attempt: 1, Agent: "x"})
-	f.update(run, wire.Update{Kind: wire.KindFinished, StageID: "a", Attempt: 1, Agent: "x", Status: wire.StatusError,
+	f.update(run, wire.Update{Kind: wire.KindFinished, StageID: "a", Attempt: 1, Agent: "x", Status: rules.Error,
 		Reason: "engine said " + value + " and " + base64.StdEncoding.EncodeToString([]byte(value))})
 	cur, err := f.store.Run(ctx, run.ID)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/store"
 )
@@ -178,7 +179,7 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 			return nil
 		}
 		su := store.StepUpdate{Status: stepStatus(u.Status), Attempts: max(u.Attempts, 1)}
-		if u.Status != wire.StatusSkipped {
+		if u.Status != rules.Skipped {
 			code := u.ExitCode
 			su.ExitCode = &code
 		}
@@ -301,31 +302,31 @@ func (c *stepCache) index(ctx context.Context, st *store.Store, runID int64, sta
 	return -1, owner, nil
 }
 
-func stepStatus(s wire.Status) store.Status {
+func stepStatus(s rules.Status) store.Status {
 	switch s {
-	case wire.StatusSuccess:
+	case rules.Success:
 		return store.StatusSuccess
-	case wire.StatusFailure, wire.StatusTimeout:
+	case rules.Failure, rules.Timeout:
 		return store.StatusFailure
-	case wire.StatusCancelled:
+	case rules.Canceled:
 		return store.StatusCanceled
-	case wire.StatusSkipped:
+	case rules.Skipped:
 		return store.StatusSkipped
 	}
 	return store.StatusError
 }
 
-func stageStatus(s wire.Status, reason string) (store.Status, string) {
+func stageStatus(s rules.Status, reason string) (store.Status, string) {
 	switch s {
-	case wire.StatusSuccess:
+	case rules.Success:
 		return store.StatusSuccess, ""
-	case wire.StatusFailure:
+	case rules.Failure:
 		return store.StatusFailure, reason
-	case wire.StatusTimeout:
+	case rules.Timeout:
 		return store.StatusFailure, store.ReasonTimeout
-	case wire.StatusCancelled:
+	case rules.Canceled:
 		return store.StatusCanceled, reason
-	case wire.StatusSkipped:
+	case rules.Skipped:
 		return store.StatusSkipped, reason
 	}
 	if reason == "" {

@@ -18,6 +18,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // Causes of a stage context's cancellation (see context.Cause).
@@ -29,7 +30,7 @@ var (
 
 // Result is the outcome of a stage.
 type Result struct {
-	Status   wire.Status
+	Status   rules.Status
 	ExitCode int
 	Reason   string
 }
@@ -39,7 +40,7 @@ type Result struct {
 // agent's (it retries while it holds the lease).
 type EventSink interface {
 	StepStarted(step string)
-	StepFinished(step string, status wire.Status, exitCode, attempts int, reason string)
+	StepFinished(step string, status rules.Status, exitCode, attempts int, reason string)
 	// Log returns the writer for a step's output. Close sends what is
 	// buffered and the end-of-log mark; call it when the step ends.
 	Log(step string) io.WriteCloser
@@ -287,7 +288,7 @@ func (a *Agent) handle(ctx context.Context, js jetstream.JetStream, d *natsbus.D
 		rep.publishUpdate(wire.Update{Kind: wire.KindStarted})
 	})
 	if !job.Deadline.IsZero() && time.Now().After(job.Deadline) {
-		rep.send(wire.Update{Kind: wire.KindFinished, Status: wire.StatusTimeout, Reason: "deadline passed before start"})
+		rep.send(wire.Update{Kind: wire.KindFinished, Status: rules.Timeout, Reason: "deadline passed before start"})
 		return
 	}
 
@@ -316,7 +317,7 @@ func (a *Agent) handle(ctx context.Context, js jetstream.JetStream, d *natsbus.D
 		return
 	}
 	if res.Status == "" {
-		res.Status = wire.StatusError
+		res.Status = rules.Error
 		res.Reason = "stage runner returned no status"
 	}
 	rep.finishing.Store(true)
@@ -529,7 +530,7 @@ func (r *reporter) StepStarted(step string) {
 	r.send(wire.Update{Kind: wire.KindStepStarted, Step: step})
 }
 
-func (r *reporter) StepFinished(step string, status wire.Status, exitCode, attempts int, reason string) {
+func (r *reporter) StepFinished(step string, status rules.Status, exitCode, attempts int, reason string) {
 	r.send(wire.Update{Kind: wire.KindStepFinished, Step: step, Status: status, ExitCode: exitCode, Attempts: attempts, Reason: reason})
 }
 

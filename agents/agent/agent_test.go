@@ -16,6 +16,7 @@ import (
 
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 func TestDispatchByLabels(t *testing.T) {
@@ -95,7 +96,7 @@ func TestCapacity(t *testing.T) {
 		}
 		time.Sleep(30 * time.Millisecond)
 		cur.Add(-1)
-		return Result{Status: wire.StatusSuccess}
+		return Result{Status: rules.Success}
 	})
 	b.agent(Config{Name: "a", Capacity: 2, Runner: runner})
 	for i := range 20 {
@@ -120,7 +121,7 @@ func TestCutOffAgentStops(t *testing.T) {
 		started <- time.Now()
 		<-ctx.Done()
 		stopped <- context.Cause(ctx)
-		return Result{Status: wire.StatusCancelled}
+		return Result{Status: rules.Canceled}
 	})
 	_, nc := b.agent(Config{Name: "dies", Runner: runner, AckWait: 3 * time.Second, Progress: 300 * time.Millisecond, LeaseMargin: time.Second, PullExpiry: time.Second})
 	b.publish(context.Background(), "death", "build", nil)
@@ -156,7 +157,7 @@ func TestDuplicateJobRunsOnce(t *testing.T) {
 	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
 		runs.Add(1)
 		<-release
-		return Result{Status: wire.StatusSuccess}
+		return Result{Status: rules.Success}
 	})
 	b.agent(Config{Name: "a", Runner: runner, PullExpiry: time.Second})
 	b.agent(Config{Name: "b", Runner: runner, PullExpiry: time.Second})
@@ -195,7 +196,7 @@ func TestCancel(t *testing.T) {
 		<-ctx.Done()
 		stopped <- time.Now()
 		cause.Store(context.Cause(ctx))
-		return Result{Status: wire.StatusCancelled, Reason: context.Cause(ctx).Error()}
+		return Result{Status: rules.Canceled, Reason: context.Cause(ctx).Error()}
 	})
 	b.agent(Config{Name: "a", Runner: runner})
 	b.publish(context.Background(), "cancel-me", "build", nil)
@@ -215,7 +216,7 @@ func TestCancel(t *testing.T) {
 	}
 	b.rec.wait(t, 5*time.Second, "finished", func() bool {
 		f := b.rec.find(wire.KindFinished, "cancel-me", "")
-		return len(f) == 1 && f[0].Status == wire.StatusCancelled
+		return len(f) == 1 && f[0].Status == rules.Canceled
 	})
 }
 
@@ -239,7 +240,7 @@ func TestLogsComplete(t *testing.T) {
 					k := min(1+rng.IntN(len(buf)), bulk-n)
 					buf[0] = byte(n)
 					if _, err := out.Write(buf[:k]); err != nil {
-						return Result{Status: wire.StatusError, Reason: err.Error()}
+						return Result{Status: rules.Error, Reason: err.Error()}
 					}
 					n += k
 				}
@@ -254,7 +255,7 @@ func TestLogsComplete(t *testing.T) {
 			_ = w.Close()
 			want.Store(s.Name, fmt.Sprintf("%x", h.Sum(nil)))
 		}
-		return Result{Status: wire.StatusSuccess}
+		return Result{Status: rules.Success}
 	})
 	b.agent(Config{Name: "a", Runner: runner})
 	b.publish(context.Background(), "logs", "build", nil, &pipeline.Step{Name: "bulk"}, &pipeline.Step{Name: "line"})
@@ -292,10 +293,10 @@ func TestDrainWaitsThenCancels(t *testing.T) {
 	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
 		if job.StageID == "slow" {
 			<-ctx.Done()
-			return Result{Status: wire.StatusCancelled, Reason: context.Cause(ctx).Error()}
+			return Result{Status: rules.Canceled, Reason: context.Cause(ctx).Error()}
 		}
 		<-release
-		return Result{Status: wire.StatusSuccess}
+		return Result{Status: rules.Success}
 	})
 	a, _ := b.agent(Config{Name: "a", Capacity: 2, Runner: runner, PullExpiry: time.Second})
 	b.publish(context.Background(), "drain", "quick", nil)
@@ -315,8 +316,8 @@ func TestDrainWaitsThenCancels(t *testing.T) {
 	defer b.rec.mu.Unlock()
 	for _, tt := range []struct {
 		stage string
-		want  wire.Status
-	}{{"quick", wire.StatusSuccess}, {"slow", wire.StatusCancelled}} {
+		want  rules.Status
+	}{{"quick", rules.Success}, {"slow", rules.Canceled}} {
 		f := b.rec.find(wire.KindFinished, "drain", tt.stage)
 		if len(f) != 1 || f[0].Status != tt.want {
 			t.Errorf("stage %s: got finished %+v, want one with status %s", tt.stage, f, tt.want)
@@ -340,7 +341,7 @@ func TestLogFlushTimer(t *testing.T) {
 		case <-ctx.Done():
 		}
 		_ = w.Close()
-		return Result{Status: wire.StatusSuccess}
+		return Result{Status: rules.Success}
 	})
 	b.agent(Config{Name: "a", Runner: runner, FlushInterval: 50 * time.Millisecond})
 	b.publish(context.Background(), "flush", "build", nil, &pipeline.Step{Name: "s"})
@@ -364,9 +365,9 @@ func TestStageHeartbeats(t *testing.T) {
 	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
 		select {
 		case <-release:
-			return Result{Status: wire.StatusSuccess}
+			return Result{Status: rules.Success}
 		case <-ctx.Done():
-			return Result{Status: wire.StatusCancelled}
+			return Result{Status: rules.Canceled}
 		}
 	})
 	b.agent(Config{Name: "a", Capacity: 2, Runner: runner, AckWait: 3 * time.Second, Progress: 200 * time.Millisecond, LeaseMargin: time.Second, PullExpiry: time.Second})

@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // EchoRunner is a StageRunner for these tests: for every step it
@@ -17,15 +18,15 @@ type EchoRunner struct{}
 func (EchoRunner) RunStage(ctx context.Context, job *wire.Job, sink EventSink) Result {
 	for _, s := range job.Stage.Steps {
 		if ctx.Err() != nil {
-			return Result{Status: wire.StatusCancelled, Reason: context.Cause(ctx).Error()}
+			return Result{Status: rules.Canceled, Reason: context.Cause(ctx).Error()}
 		}
 		sink.StepStarted(s.Name)
 		w := sink.Log(s.Name)
 		_, _ = io.WriteString(w, s.Run)
 		_ = w.Close()
-		sink.StepFinished(s.Name, wire.StatusSuccess, 0, 1, "")
+		sink.StepFinished(s.Name, rules.Success, 0, 1, "")
 	}
-	return Result{Status: wire.StatusSuccess}
+	return Result{Status: rules.Success}
 }
 
 var _ StageRunner = EchoRunner{}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // TestServerRestart restarts the NATS server (same store, same port)
@@ -22,7 +23,7 @@ func TestServerRestart(t *testing.T) {
 		runs[job.StageID]++
 		mu.Unlock()
 		time.Sleep(5 * time.Millisecond)
-		return Result{Status: wire.StatusSuccess}
+		return Result{Status: rules.Success}
 	})
 	lease := Config{AckWait: 6 * time.Second, Progress: 500 * time.Millisecond, LeaseMargin: 2 * time.Second, PullExpiry: time.Second}
 	for _, name := range []string{"a1", "a2"} {

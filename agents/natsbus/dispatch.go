@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // Stream and consumer names.
@@ -407,7 +408,7 @@ func (d *Dispatcher) maxDeliveries(m *nats.Msg) {
 	u := &wire.Update{
 		RunID: job.RunID, StageID: job.StageID, Agent: wire.ServerAgent,
 		Attempt: job.Attempt,
-		Kind:    wire.KindLost, Status: wire.StatusError,
+		Kind:    wire.KindLost, Status: rules.Error,
 		Reason: fmt.Sprintf("no agent finished the stage in %d deliveries", adv.Deliveries),
 		Time:   time.Now(),
 	}

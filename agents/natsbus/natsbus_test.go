@@ -14,6 +14,7 @@ import (
 
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 func start(t *testing.T, agents ...string) (*Server, map[string]Creds) {
@@ -84,7 +85,7 @@ func TestAgentPermissions(t *testing.T) {
 	if _, err := js.Publish(pctx, wire.JobSubject(nil), []byte(`{}`)); err == nil {
 		t.Error("agent published a job through JetStream, want a permissions error")
 	}
-	forged, _ := wire.Encode(&wire.Update{RunID: "r", StageID: "s", Attempt: 1, Agent: "b", Kind: wire.KindFinished, Status: wire.StatusSuccess})
+	forged, _ := wire.Encode(&wire.Update{RunID: "r", StageID: "s", Attempt: 1, Agent: "b", Kind: wire.KindFinished, Status: rules.Success})
 	if _, err := js.Publish(pctx, wire.UpdatesSubject("r", "b"), forged); err == nil {
 		t.Error("agent a published an update on b's subject through JetStream, want a permissions error")
 	}

@@ -36,8 +36,8 @@ type RunResult struct {
 	// Status is success when no stage failed (allowed step failures and
 	// skipped stages do not count), canceled when the run was cancelled,
 	// failure otherwise.
-	Status Status   `json:"status"`
-	Stages []Result `json:"stages"` // in plan order
+	Status rules.Status `json:"status"`
+	Stages []Result     `json:"stages"` // in plan order
 }
 
 // Run executes plan and returns when every stage has finished or been
@@ -89,12 +89,12 @@ func (s *Scheduler) Run(ctx context.Context, plan *pipeline.Plan) (RunResult, er
 					continue
 				case ctx.Err() != nil:
 					started[i] = true
-					finish(i, notRun(st, StatusCanceled, "canceled before it started", now()))
+					finish(i, notRun(st, rules.Canceled, "canceled before it started", now()))
 					progressed = true
 					continue
 				case d.Action == rules.Skip:
 					started[i] = true
-					finish(i, notRun(st, StatusSkipped, d.Reason, now()))
+					finish(i, notRun(st, rules.Skipped, d.Reason, now()))
 					progressed = true
 					continue
 				}
@@ -121,15 +121,15 @@ func (s *Scheduler) Run(ctx context.Context, plan *pipeline.Plan) (RunResult, er
 		finish(d.idx, d.res)
 	}
 
-	out := RunResult{Status: StatusSuccess, Stages: make([]Result, n)}
+	out := RunResult{Status: rules.Success, Stages: make([]Result, n)}
 	for i, r := range results {
 		out.Stages[i] = *r
 		if r.Status.Failed() {
-			out.Status = StatusFailure
+			out.Status = rules.Failure
 		}
 	}
 	if ctx.Err() != nil {
-		out.Status = StatusCanceled
+		out.Status = rules.Canceled
 	}
 	return out, nil
 }
@@ -147,11 +147,11 @@ func ruleStage(st *pipeline.Stage, index map[string]int, results []*Result) rule
 	return rs
 }
 
-func notRun(st *pipeline.Stage, status Status, reason string, at time.Time) Result {
+func notRun(st *pipeline.Stage, status rules.Status, reason string, at time.Time) Result {
 	res := Result{StageID: st.ID, Status: status, Reason: reason, Started: at, Finished: at,
 		Steps: make([]StepResult, len(st.Steps))}
 	for i, step := range st.Steps {
-		res.Steps[i] = StepResult{Name: step.Name, Status: StatusSkipped}
+		res.Steps[i] = StepResult{Name: step.Name, Status: rules.Skipped}
 	}
 	return res
 }

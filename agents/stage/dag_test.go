@@ -50,8 +50,8 @@ func scheduler(t *testing.T, env map[string]string) (*stage.Scheduler, *[]string
 	return s, &order
 }
 
-func statuses(res stage.RunResult) map[string]stage.Status {
-	m := map[string]stage.Status{}
+func statuses(res stage.RunResult) map[string]rules.Status {
+	m := map[string]rules.Status{}
 	for _, r := range res.Stages {
 		m[r.StageID] = r.Status
 	}
@@ -62,8 +62,8 @@ func TestSchedulerRunOn(t *testing.T) {
 	tests := []struct {
 		name    string
 		stages  []*pipeline.Stage
-		want    map[string]stage.Status
-		wantRun stage.Status
+		want    map[string]rules.Status
+		wantRun rules.Status
 		// reasons of skipped stages: the server's words (package rules)
 		reasons map[string]string
 	}{
@@ -78,8 +78,8 @@ func TestSchedulerRunOn(t *testing.T) {
 				// fine for what needs it.
 				st("after-cleanup", []string{"cleanup"}, "", "true"),
 			},
-			want:    map[string]stage.Status{"a": "success", "b": "success", "cleanup": "skipped", "report": "success", "after-cleanup": "success"},
-			wantRun: stage.StatusSuccess,
+			want:    map[string]rules.Status{"a": "success", "b": "success", "cleanup": "skipped", "report": "success", "after-cleanup": "success"},
+			wantRun: rules.Success,
 		},
 		{
 			name: "failure travels down the graph",
@@ -92,8 +92,8 @@ func TestSchedulerRunOn(t *testing.T) {
 				st("always", []string{"c"}, pipeline.RunOnAlways, "true"),
 				st("only-ok", []string{"ok"}, pipeline.RunOnFailure, "true"),
 			},
-			want:    map[string]stage.Status{"a": "failure", "ok": "success", "b": "skipped", "c": "skipped", "notify": "success", "always": "success", "only-ok": "skipped"},
-			wantRun: stage.StatusFailure,
+			want:    map[string]rules.Status{"a": "failure", "ok": "success", "b": "skipped", "c": "skipped", "notify": "success", "always": "success", "only-ok": "skipped"},
+			wantRun: rules.Failure,
 			reasons: map[string]string{"b": rules.ReasonNeedsFailed, "c": rules.ReasonNeedsFailed, "only-ok": rules.ReasonNoNeedFailed},
 		},
 		{
@@ -102,8 +102,8 @@ func TestSchedulerRunOn(t *testing.T) {
 				st("a", nil, "", "exit 1"),
 				st("notify", []string{"a"}, pipeline.RunOnFailure, "exit 2"),
 			},
-			want:    map[string]stage.Status{"a": "failure", "notify": "failure"},
-			wantRun: stage.StatusFailure,
+			want:    map[string]rules.Status{"a": "failure", "notify": "failure"},
+			wantRun: rules.Failure,
 		},
 	}
 	for _, tt := range tests {
@@ -150,7 +150,7 @@ func TestSchedulerNotLevelByLevel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]stage.Status{"slow": "success", "fast": "success", "late": "success"}
+	want := map[string]rules.Status{"slow": "success", "fast": "success", "late": "success"}
 	for id, w := range want {
 		if got := statuses(res)[id]; got != w {
 			t.Errorf("stage %s: got %s, want %s (order %v)", id, got, w, *order)
@@ -175,7 +175,7 @@ func TestSchedulerMaxParallel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != stage.StatusSuccess {
+	if res.Status != rules.Success {
 		t.Errorf("run: got %s, want success (%v)", res.Status, statuses(res))
 	}
 }
@@ -205,13 +205,13 @@ func TestSchedulerCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return 10s after cancel")
 	}
-	want := map[string]stage.Status{"hang": "canceled", "next": "canceled"}
+	want := map[string]rules.Status{"hang": "canceled", "next": "canceled"}
 	for id, w := range want {
 		if got := statuses(res)[id]; got != w {
 			t.Errorf("stage %s: got %s, want %s", id, got, w)
 		}
 	}
-	if res.Status != stage.StatusCanceled {
+	if res.Status != rules.Canceled {
 		t.Errorf("run: got %s, want canceled", res.Status)
 	}
 }

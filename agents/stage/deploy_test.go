@@ -10,6 +10,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 type fakeDeployer struct {
@@ -43,7 +44,7 @@ func TestExecutorDeployOnly(t *testing.T) {
 	st := &pipeline.Stage{ID: "prod", Name: "prod", Deploy: &pipeline.Deploy{Provider: "docker", Image: "web:1"},
 		Steps: []*pipeline.Step{{Name: pipeline.DeployStep, Deploy: true}}}
 	res := x.Run(context.Background(), &engine.Spec{RunID: "r1", Attempt: 1, Stage: st})
-	if res.Status != stage.StatusSuccess || d.calls != 1 || eng.setups != 0 {
+	if res.Status != rules.Success || d.calls != 1 || eng.setups != 0 {
 		t.Errorf("status %s (%s), %d deploys, %d setups; want success, 1, 0", res.Status, res.Reason, d.calls, eng.setups)
 	}
 }
@@ -57,14 +58,14 @@ func TestExecutorDeploy(t *testing.T) {
 		name      string
 		deployer  *fakeDeployer
 		firstRun  string
-		want      stage.Status
+		want      rules.Status
 		wantCalls int
 	}{
-		{"succeeded", &fakeDeployer{}, "true", stage.StatusSuccess, 1},
-		{"rolled back", &fakeDeployer{err: fmt.Errorf("rolled back: %w", stage.ErrContent)}, "true", stage.StatusFailure, 1},
-		{"provider unreachable", &fakeDeployer{err: errors.New("dial proxy: refused")}, "true", stage.StatusError, 1},
-		{"no deployer", nil, "true", stage.StatusError, 0},
-		{"step failed first", &fakeDeployer{}, "exit 3", stage.StatusFailure, 0},
+		{"succeeded", &fakeDeployer{}, "true", rules.Success, 1},
+		{"rolled back", &fakeDeployer{err: fmt.Errorf("rolled back: %w", stage.ErrContent)}, "true", rules.Failure, 1},
+		{"provider unreachable", &fakeDeployer{err: errors.New("dial proxy: refused")}, "true", rules.Error, 1},
+		{"no deployer", nil, "true", rules.Error, 0},
+		{"step failed first", &fakeDeployer{}, "exit 3", rules.Failure, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // DefaultTeardownTimeout bounds Teardown when Executor.TeardownTimeout is 0.
@@ -52,7 +53,7 @@ type Executor struct {
 	// out of it after the last; nil means none.
 	Transfer Transfer
 	// Deployer releases the stage's Deploy as its deploy step (the step
-	// with Deploy set); nil makes such a step end in StatusError.
+	// with Deploy set); nil makes such a step end in rules.Error.
 	Deployer Deployer
 	// AllowContainer are the container permissions this executor grants
 	// (an agent's --allow-container). A stage whose steps or services ask
@@ -66,7 +67,7 @@ type Executor struct {
 // log. nil means the new version serves all traffic. An error that wraps
 // ErrContent (the new version was rolled back or never became healthy)
 // fails the step; any other error (a provider that cannot be reached, a
-// setting the agent cannot honour) makes it StatusError.
+// setting the agent cannot honour) makes it rules.Error.
 type Deployer interface {
 	Deploy(ctx context.Context, spec *engine.Spec, out io.Writer) error
 }
@@ -81,14 +82,14 @@ var ErrNoDeployer = errors.New("this agent cannot deploy: it has no deploy provi
 type Transfer interface {
 	// Before runs after Setup and before the first step, writing what it
 	// does to out, the first step's log (reported started). An error fails
-	// the first step and so the stage: StatusFailure when it wraps
-	// ErrContent, StatusError otherwise.
+	// the first step and so the stage: rules.Failure when it wraps
+	// ErrContent, rules.Error otherwise.
 	Before(ctx context.Context, s *engine.Spec, out io.Writer) error
 	// After runs when the steps are over (the stage's status so far is
 	// status), before Teardown, writing to the log of the last step that
 	// ran, whose end is reported after it. An error turns a successful
-	// stage into StatusError.
-	After(ctx context.Context, s *engine.Spec, status Status, out io.Writer) error
+	// stage into rules.Error.
+	After(ctx context.Context, s *engine.Spec, status rules.Status, out io.Writer) error
 }
 
 // ErrContent marks a Transfer error caused by the pipeline's content (a
@@ -134,7 +135,7 @@ func (x *Executor) Run(ctx context.Context, spec *engine.Spec) Result {
 	log := x.logger().With("run", spec.RunID, "stage", st.ID)
 	res := Result{StageID: st.ID, Started: x.now(), Steps: make([]StepResult, len(st.Steps))}
 	for i, step := range st.Steps {
-		res.Steps[i] = StepResult{Name: step.Name, Status: StatusSkipped}
+		res.Steps[i] = StepResult{Name: step.Name, Status: rules.Skipped}
 	}
 
 	stageCtx, cancel := ctx, context.CancelFunc(func() {})
@@ -155,7 +156,7 @@ func (x *Executor) Run(ctx context.Context, spec *engine.Spec) Result {
 
 	if x.Reporter != nil {
 		for i, step := range st.Steps {
-			if res.Steps[i].Status == StatusSkipped {
+			if res.Steps[i].Status == rules.Skipped {
 				x.Reporter.StepFinished(st, step, res.Steps[i])
 			}
 		}
@@ -172,14 +173,14 @@ func (x *Executor) teardownTimeout() time.Duration {
 
 // runSteps runs Setup, the transfers and the steps, filling res.Steps,
 // and returns the stage status and reason.
-func (x *Executor) runSteps(runCtx, stageCtx context.Context, spec *engine.Spec, res *Result) (Status, string) {
+func (x *Executor) runSteps(runCtx, stageCtx context.Context, spec *engine.Spec, res *Result) (rules.Status, string) {
 	st := spec.Stage
 	if refused := pipeline.CheckContainers(st, x.AllowContainer); len(refused) > 0 {
 		msgs := make([]string, len(refused))
 		for i, r := range refused {
 			msgs[i] = r.String()
 		}
-		return StatusError, "refused by this agent's container policy: " + strings.Join(msgs, "; ")
+		return rules.Error, "refused by this agent's container policy: " + strings.Join(msgs, "; ")
 	}
 	if deployOnly(st) {
 		// A stage that only deploys needs no workspace or containers.
@@ -201,7 +202,7 @@ func (x *Executor) runSteps(runCtx, stageCtx context.Context, spec *engine.Spec,
 // steps runs the steps in order. With a Transfer it runs Before first
 // and leaves the end of the last step that ran unreported (*last), so
 // that After can still write to its log.
-func (x *Executor) steps(runCtx, stageCtx context.Context, spec *engine.Spec, res *Result, last *int) (Status, string) {
+func (x *Executor) steps(runCtx, stageCtx context.Context, spec *engine.Spec, res *Result, last *int) (rules.Status, string) {
 	st := spec.Stage
 	before := x.Transfer != nil && len(st.Steps) > 0
 	for i, step := range st.Steps {
@@ -227,18 +228,18 @@ func (x *Executor) steps(runCtx, stageCtx context.Context, spec *engine.Spec, re
 			sr = x.runStep(runCtx, stageCtx, spec, step, false)
 		}
 		res.Steps[i] = sr
-		goOn := (sr.Status == StatusSuccess || sr.AllowedFailure) && i < len(st.Steps)-1
+		goOn := (sr.Status == rules.Success || sr.AllowedFailure) && i < len(st.Steps)-1
 		if x.Transfer != nil && !goOn {
 			*last = i
 		} else if x.Reporter != nil {
 			x.Reporter.StepFinished(st, step, sr)
 		}
-		if sr.Status == StatusSuccess || sr.AllowedFailure {
+		if sr.Status == rules.Success || sr.AllowedFailure {
 			continue
 		}
 		return sr.Status, fmt.Sprintf("step %q: %s", step.Name, sr.Reason)
 	}
-	return StatusSuccess, ""
+	return rules.Success, ""
 }
 
 // before reports the first step started and runs Transfer.Before into its
@@ -261,24 +262,24 @@ func (x *Executor) before(runCtx, stageCtx context.Context, spec *engine.Spec, s
 	case runCtx.Err() != nil || stageCtx.Err() != nil:
 		sr.Status, sr.Reason = classify(runCtx, stageCtx, nil, spec.Stage, step, err)
 	case errors.Is(err, ErrContent):
-		sr.Status, sr.Reason = StatusFailure, err.Error()
+		sr.Status, sr.Reason = rules.Failure, err.Error()
 	default:
-		sr.Status, sr.Reason = StatusError, err.Error()
+		sr.Status, sr.Reason = rules.Error, err.Error()
 	}
 	return sr, false
 }
 
 // after runs Transfer.After into the log of the last step that ran, on
 // the run's context (a stage that timed out still uploads what it must).
-func (x *Executor) after(runCtx context.Context, spec *engine.Spec, last int, res *Result, status Status, reason string) (Status, string) {
+func (x *Executor) after(runCtx context.Context, spec *engine.Spec, last int, res *Result, status rules.Status, reason string) (rules.Status, string) {
 	step := spec.Stage.Steps[last]
 	out := x.output(spec.Stage, step, max(res.Steps[last].Attempts, 1))
 	err := x.Transfer.After(runCtx, spec, status, out)
 	if c, ok := out.(io.Closer); ok {
 		c.Close() //nolint:errcheck // the transfer's own error is the one to report
 	}
-	if err != nil && status == StatusSuccess {
-		return StatusError, err.Error()
+	if err != nil && status == rules.Success {
+		return rules.Error, err.Error()
 	}
 	if err != nil {
 		x.logger().Warn("after steps", "run", spec.RunID, "stage", spec.Stage.ID, "err", err)
@@ -303,14 +304,14 @@ func (x *Executor) runStep(runCtx, stageCtx context.Context, spec *engine.Spec, 
 		sr.Attempts = attempt
 		status, code, reason := x.attempt(runCtx, stageCtx, spec, step, attempt, started && attempt == 1)
 		sr.Status, sr.ExitCode, sr.Reason = status, code, reason
-		if status != StatusFailure || attempt > step.Retry.Limit || !retryable(step.Retry, code) {
+		if status != rules.Failure || attempt > step.Retry.Limit || !retryable(step.Retry, code) {
 			break
 		}
 		x.logger().Info("retrying step", "run", spec.RunID, "stage", spec.Stage.ID,
 			"step", step.Name, "attempt", attempt+1, "exit_code", code)
 	}
 	sr.Finished = x.now()
-	if sr.Status.Failed() && sr.Status != StatusCanceled && step.AllowFailure {
+	if sr.Status.Failed() && sr.Status != rules.Canceled && step.AllowFailure {
 		// A cancelled step is not "allowed" to fail: the run was stopped.
 		sr.AllowedFailure = true
 	}
@@ -318,7 +319,7 @@ func (x *Executor) runStep(runCtx, stageCtx context.Context, spec *engine.Spec, 
 }
 
 // attempt runs one attempt of a step and classifies its outcome.
-func (x *Executor) attempt(runCtx, stageCtx context.Context, spec *engine.Spec, step *pipeline.Step, n int, started bool) (Status, int, string) {
+func (x *Executor) attempt(runCtx, stageCtx context.Context, spec *engine.Spec, step *pipeline.Step, n int, started bool) (rules.Status, int, string) {
 	if err := stageCtx.Err(); err != nil {
 		// Out of time (or cancelled) between two attempts.
 		status, reason := classify(runCtx, stageCtx, nil, spec.Stage, step, err)
@@ -347,21 +348,21 @@ func (x *Executor) attempt(runCtx, stageCtx context.Context, spec *engine.Spec, 
 		}
 	}
 	if err != nil && errors.Is(err, ErrContent) && stepCtx.Err() == nil {
-		return StatusFailure, code, err.Error()
+		return rules.Failure, code, err.Error()
 	}
 	if errors.Is(err, engine.ErrOutOfMemory) && runCtx.Err() == nil && stageCtx.Err() == nil {
 		// The step's own doing, like an exit code: a failure (retried
 		// like its exit code), with the reason Docker knows.
-		return StatusFailure, code, fmt.Sprintf("out of memory: killed at its memory limit, exit code %d", code)
+		return rules.Failure, code, fmt.Sprintf("out of memory: killed at its memory limit, exit code %d", code)
 	}
 	if err != nil {
 		status, reason := classify(runCtx, stageCtx, stepCtx, spec.Stage, step, err)
 		return status, code, reason
 	}
 	if code != 0 {
-		return StatusFailure, code, fmt.Sprintf("exit code %d", code)
+		return rules.Failure, code, fmt.Sprintf("exit code %d", code)
 	}
-	return StatusSuccess, 0, ""
+	return rules.Success, 0, ""
 }
 
 // deployOnly reports whether the stage's only step is its deploy.
@@ -391,18 +392,18 @@ func (x *Executor) deploy(ctx context.Context, spec *engine.Spec, out io.Writer)
 // classify turns an engine error into a status and reason by asking which
 // context ended: the run's (cancelled), the stage's (its timeout) or the
 // step's (its timeout). Anything else is an engine error.
-func classify(runCtx, stageCtx, stepCtx context.Context, st *pipeline.Stage, step *pipeline.Step, err error) (Status, string) {
+func classify(runCtx, stageCtx, stepCtx context.Context, st *pipeline.Stage, step *pipeline.Step, err error) (rules.Status, string) {
 	switch {
 	case runCtx.Err() != nil:
-		return StatusCanceled, "canceled"
+		return rules.Canceled, "canceled"
 	case stageCtx.Err() != nil:
-		return StatusTimeout, fmt.Sprintf("stage timed out after %s", st.Timeout.D())
+		return rules.Timeout, fmt.Sprintf("stage timed out after %s", st.Timeout.D())
 	case stepCtx != nil && errors.Is(stepCtx.Err(), context.DeadlineExceeded):
-		return StatusTimeout, fmt.Sprintf("timed out after %s", step.Timeout.D())
+		return rules.Timeout, fmt.Sprintf("timed out after %s", step.Timeout.D())
 	case errors.Is(err, context.Canceled):
-		return StatusCanceled, "canceled"
+		return rules.Canceled, "canceled"
 	}
-	return StatusError, err.Error()
+	return rules.Error, err.Error()
 }
 
 func retryable(r pipeline.Retry, code int) bool {

@@ -15,6 +15,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine/local"
 	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 func newLocal(t *testing.T) *local.Engine {
@@ -73,7 +74,7 @@ func (r *recorder) output(st *pipeline.Stage, step *pipeline.Step, attempt int) 
 }
 
 type wantStep struct {
-	status   stage.Status
+	status   rules.Status
 	allowed  bool
 	exit     int
 	attempts int
@@ -83,7 +84,7 @@ func TestExecutorLocal(t *testing.T) {
 	tests := []struct {
 		name       string
 		stage      *pipeline.Stage
-		wantStatus stage.Status
+		wantStatus rules.Status
 		wantReason string // substring
 		want       []wantStep
 	}{
@@ -93,8 +94,8 @@ func TestExecutorLocal(t *testing.T) {
 				{Name: "one", Run: `[ "$A" = stage ]`},
 				{Name: "two", Run: `[ "$A" = step ] && [ "$B" = stage ]`, Env: map[string]string{"A": "step"}},
 			}},
-			wantStatus: stage.StatusSuccess,
-			want:       []wantStep{{stage.StatusSuccess, false, 0, 1}, {stage.StatusSuccess, false, 0, 1}},
+			wantStatus: rules.Success,
+			want:       []wantStep{{rules.Success, false, 0, 1}, {rules.Success, false, 0, 1}},
 		},
 		{
 			name: "failure skips the rest",
@@ -103,9 +104,9 @@ func TestExecutorLocal(t *testing.T) {
 				{Name: "bad", Run: "exit 7"},
 				{Name: "after", Run: "true"},
 			}},
-			wantStatus: stage.StatusFailure,
+			wantStatus: rules.Failure,
 			wantReason: `step "bad": exit code 7`,
-			want:       []wantStep{{stage.StatusSuccess, false, 0, 1}, {stage.StatusFailure, false, 7, 1}, {stage.StatusSkipped, false, 0, 0}},
+			want:       []wantStep{{rules.Success, false, 0, 1}, {rules.Failure, false, 7, 1}, {rules.Skipped, false, 0, 0}},
 		},
 		{
 			name: "allowed failure does not fail the stage",
@@ -113,40 +114,40 @@ func TestExecutorLocal(t *testing.T) {
 				{Name: "bad", Run: "exit 3", AllowFailure: true},
 				{Name: "after", Run: "true"},
 			}},
-			wantStatus: stage.StatusSuccess,
-			want:       []wantStep{{stage.StatusFailure, true, 3, 1}, {stage.StatusSuccess, false, 0, 1}},
+			wantStatus: rules.Success,
+			want:       []wantStep{{rules.Failure, true, 3, 1}, {rules.Success, false, 0, 1}},
 		},
 		{
 			name: "retry until success",
 			stage: &pipeline.Stage{ID: "s", Steps: []*pipeline.Step{
 				{Name: "flaky", Retry: pipeline.Retry{Limit: 3}, Run: `n=$(cat .n 2>/dev/null || echo 0); n=$((n+1)); echo $n > .n; [ $n -ge 3 ]`},
 			}},
-			wantStatus: stage.StatusSuccess,
-			want:       []wantStep{{stage.StatusSuccess, false, 0, 3}},
+			wantStatus: rules.Success,
+			want:       []wantStep{{rules.Success, false, 0, 3}},
 		},
 		{
 			name: "retry exhausted",
 			stage: &pipeline.Stage{ID: "s", Steps: []*pipeline.Step{
 				{Name: "bad", Retry: pipeline.Retry{Limit: 2}, Run: "exit 1"},
 			}},
-			wantStatus: stage.StatusFailure,
-			want:       []wantStep{{stage.StatusFailure, false, 1, 3}},
+			wantStatus: rules.Failure,
+			want:       []wantStep{{rules.Failure, false, 1, 3}},
 		},
 		{
 			name: "retry only listed exit codes",
 			stage: &pipeline.Stage{ID: "s", Steps: []*pipeline.Step{
 				{Name: "bad", Retry: pipeline.Retry{Limit: 2, ExitCodes: []int{3}}, Run: "exit 4"},
 			}},
-			wantStatus: stage.StatusFailure,
-			want:       []wantStep{{stage.StatusFailure, false, 4, 1}},
+			wantStatus: rules.Failure,
+			want:       []wantStep{{rules.Failure, false, 4, 1}},
 		},
 		{
 			name: "retry listed exit code",
 			stage: &pipeline.Stage{ID: "s", Steps: []*pipeline.Step{
 				{Name: "bad", Retry: pipeline.Retry{Limit: 2, ExitCodes: []int{3}}, Run: "exit 3"},
 			}},
-			wantStatus: stage.StatusFailure,
-			want:       []wantStep{{stage.StatusFailure, false, 3, 3}},
+			wantStatus: rules.Failure,
+			want:       []wantStep{{rules.Failure, false, 3, 3}},
 		},
 		{
 			name: "step timeout is not retried and skips the rest",
@@ -154,9 +155,9 @@ func TestExecutorLocal(t *testing.T) {
 				{Name: "hang", Timeout: dur(300 * time.Millisecond), Retry: pipeline.Retry{Limit: 2}, Run: "sleep 30"},
 				{Name: "after", Run: "true"},
 			}},
-			wantStatus: stage.StatusTimeout,
+			wantStatus: rules.Timeout,
 			wantReason: "timed out after 300ms",
-			want:       []wantStep{{stage.StatusTimeout, false, engine.ExitUnknown, 1}, {stage.StatusSkipped, false, 0, 0}},
+			want:       []wantStep{{rules.Timeout, false, engine.ExitUnknown, 1}, {rules.Skipped, false, 0, 0}},
 		},
 		{
 			name: "allowed timeout",
@@ -164,8 +165,8 @@ func TestExecutorLocal(t *testing.T) {
 				{Name: "hang", Timeout: dur(300 * time.Millisecond), AllowFailure: true, Run: "sleep 30"},
 				{Name: "after", Run: "true"},
 			}},
-			wantStatus: stage.StatusSuccess,
-			want:       []wantStep{{stage.StatusTimeout, true, engine.ExitUnknown, 1}, {stage.StatusSuccess, false, 0, 1}},
+			wantStatus: rules.Success,
+			want:       []wantStep{{rules.Timeout, true, engine.ExitUnknown, 1}, {rules.Success, false, 0, 1}},
 		},
 		{
 			name: "stage timeout bounds the steps",
@@ -173,18 +174,18 @@ func TestExecutorLocal(t *testing.T) {
 				{Name: "hang", Timeout: dur(time.Minute), Run: "sleep 30"},
 				{Name: "after", Run: "true"},
 			}},
-			wantStatus: stage.StatusTimeout,
+			wantStatus: rules.Timeout,
 			wantReason: "stage timed out after 500ms",
-			want:       []wantStep{{stage.StatusTimeout, false, engine.ExitUnknown, 1}, {stage.StatusSkipped, false, 0, 0}},
+			want:       []wantStep{{rules.Timeout, false, engine.ExitUnknown, 1}, {rules.Skipped, false, 0, 0}},
 		},
 		{
 			name: "setup error skips every step",
 			stage: &pipeline.Stage{ID: "s", Services: []pipeline.Service{{Name: "db", Image: "x"}}, Steps: []*pipeline.Step{
 				{Name: "one", Run: "true"},
 			}},
-			wantStatus: stage.StatusError,
+			wantStatus: rules.Error,
 			wantReason: "setup: ",
-			want:       []wantStep{{stage.StatusSkipped, false, 0, 0}},
+			want:       []wantStep{{rules.Skipped, false, 0, 0}},
 		},
 	}
 	for _, tt := range tests {
@@ -210,7 +211,7 @@ func TestExecutorLocal(t *testing.T) {
 				if g != w {
 					t.Errorf("step %s: got %+v, want %+v (reason %q)", got.Name, g, w, got.Reason)
 				}
-				if got.Status != stage.StatusSkipped && (got.Started.IsZero() || got.Finished.Before(got.Started)) {
+				if got.Status != rules.Skipped && (got.Started.IsZero() || got.Finished.Before(got.Started)) {
 					t.Errorf("step %s: bad times %v..%v", got.Name, got.Started, got.Finished)
 				}
 			}
@@ -290,14 +291,14 @@ func TestExecutorCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return 10s after cancel")
 	}
-	if res.Status != stage.StatusCanceled {
+	if res.Status != rules.Canceled {
 		t.Errorf("stage status: got %s, want canceled", res.Status)
 	}
 	got := res.Steps[0]
-	if got.Status != stage.StatusCanceled || got.AllowedFailure || got.Attempts != 1 {
+	if got.Status != rules.Canceled || got.AllowedFailure || got.Attempts != 1 {
 		t.Errorf("step hang: got %s allowed=%v attempts=%d, want canceled allowed=false attempts=1", got.Status, got.AllowedFailure, got.Attempts)
 	}
-	if res.Steps[1].Status != stage.StatusSkipped {
+	if res.Steps[1].Status != rules.Skipped {
 		t.Errorf("step after: got %s, want skipped", res.Steps[1].Status)
 	}
 	if _, err := os.Stat(eng.Workspace(spec)); !os.IsNotExist(err) {
@@ -330,7 +331,7 @@ func (f failingTeardown) Teardown(ctx context.Context, s *engine.Spec) error {
 func TestExecutorTeardownErrorKeepsStatus(t *testing.T) {
 	x := &stage.Executor{Engine: failingTeardown{newLocal(t)}}
 	res := x.Run(context.Background(), &engine.Spec{RunID: "r", Stage: &pipeline.Stage{ID: "s", Steps: []*pipeline.Step{{Name: "a", Run: "true"}}}})
-	if res.Status != stage.StatusSuccess {
+	if res.Status != rules.Success {
 		t.Errorf("status: got %s, want success", res.Status)
 	}
 	if want := "teardown stage s: volume busy"; res.TeardownError != want {
@@ -348,13 +349,13 @@ func TestExecutorStageTimeoutBetweenSteps(t *testing.T) {
 		{Name: "b", Run: "true"},
 	}}
 	res := x.Run(context.Background(), &engine.Spec{RunID: "r", Stage: st})
-	if res.Status != stage.StatusTimeout {
+	if res.Status != rules.Timeout {
 		t.Errorf("status: got %s, want timeout (%s)", res.Status, res.Reason)
 	}
-	if got := res.Steps[0]; got.Status != stage.StatusTimeout || !got.AllowedFailure {
+	if got := res.Steps[0]; got.Status != rules.Timeout || !got.AllowedFailure {
 		t.Errorf("step a: got %s allowed=%v, want timeout allowed", got.Status, got.AllowedFailure)
 	}
-	if got := res.Steps[1]; got.Status != stage.StatusSkipped || got.Attempts != 0 {
+	if got := res.Steps[1]; got.Status != rules.Skipped || got.Attempts != 0 {
 		t.Errorf("step b: got %s attempts=%d, want skipped attempts=0", got.Status, got.Attempts)
 	}
 }
@@ -369,15 +370,15 @@ func TestExecutorContainerPolicy(t *testing.T) {
 	tests := []struct {
 		name    string
 		allowed []pipeline.Permission
-		status  stage.Status
+		status  rules.Status
 		reason  string
 	}{
-		{"nothing granted", nil, stage.StatusError,
+		{"nothing granted", nil, rules.Error,
 			`refused by this agent's container policy: step a: volume "/var/run/docker.sock:/var/run/docker.sock" needs the container permission docker-socket; ` +
 				`step b: privileged: true needs the container permission privileged; step b: volume "/var/run/docker.sock:/var/run/docker.sock" needs the container permission docker-socket`},
-		{"socket only", []pipeline.Permission{pipeline.PermDockerSocket}, stage.StatusError,
+		{"socket only", []pipeline.Permission{pipeline.PermDockerSocket}, rules.Error,
 			"refused by this agent's container policy: step b: privileged: true needs the container permission privileged"},
-		{"both", []pipeline.Permission{pipeline.PermDockerSocket, pipeline.PermPrivileged}, stage.StatusSuccess, ""},
+		{"both", []pipeline.Permission{pipeline.PermDockerSocket, pipeline.PermPrivileged}, rules.Success, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -387,9 +388,9 @@ func TestExecutorContainerPolicy(t *testing.T) {
 			if res.Status != tt.status || res.Reason != tt.reason {
 				t.Fatalf("got %s %q, want %s %q", res.Status, res.Reason, tt.status, tt.reason)
 			}
-			if tt.status != stage.StatusSuccess {
+			if tt.status != rules.Success {
 				for _, s := range res.Steps {
-					if s.Status != stage.StatusSkipped {
+					if s.Status != rules.Skipped {
 						t.Errorf("step %s: %s, want skipped (nothing may run)", s.Name, s.Status)
 					}
 				}

@@ -11,6 +11,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // logTransfer is a stage.Transfer that writes a line to the log it is
@@ -27,7 +28,7 @@ func (l *logTransfer) Before(ctx context.Context, s *engine.Spec, out io.Writer)
 	return l.beforeErr
 }
 
-func (l *logTransfer) After(ctx context.Context, s *engine.Spec, status stage.Status, out io.Writer) error {
+func (l *logTransfer) After(ctx context.Context, s *engine.Spec, status rules.Status, out io.Writer) error {
 	fmt.Fprintln(out, "saved")
 	l.rec.add(fmt.Sprintf("after %s %s", s.Stage.ID, status))
 	return l.afterErr
@@ -63,37 +64,37 @@ func TestExecutorTransfer(t *testing.T) {
 		failB      string
 		beforeErr  error
 		afterErr   error
-		wantStatus stage.Status
+		wantStatus rules.Status
 		wantEvents []string
 		wantOut    map[string]string
 	}{
 		{
-			name: "success", failB: "0", wantStatus: stage.StatusSuccess,
+			name: "success", failB: "0", wantStatus: rules.Success,
 			wantEvents: []string{"start s/a#1", "before s", "finish s/a success", "start s/b#1", "finish s/b success",
 				"start s/c#1", "after s success", "finish s/c success"},
 			wantOut: map[string]string{"s/a#1": "restored\na\n", "s/b#1": "b\n", "s/c#1": "c\nsaved\n"},
 		},
 		{
-			name: "a failing step gets the saves", failB: "3", wantStatus: stage.StatusFailure,
+			name: "a failing step gets the saves", failB: "3", wantStatus: rules.Failure,
 			wantEvents: []string{"start s/a#1", "before s", "finish s/a success", "start s/b#1", "after s failure",
 				"finish s/b failure", "finish s/c skipped"},
 			wantOut: map[string]string{"s/a#1": "restored\na\n", "s/b#1": "b\nsaved\n"},
 		},
 		{
 			name: "refused content fails the first step", failB: "0", beforeErr: fmt.Errorf("fetch x: %w", stage.ErrContent),
-			wantStatus: stage.StatusFailure,
+			wantStatus: rules.Failure,
 			wantEvents: []string{"start s/a#1", "before s", "finish s/a failure", "finish s/b skipped", "finish s/c skipped"},
 			wantOut:    map[string]string{"s/a#1": "restored\n"},
 		},
 		{
 			name: "a store failure is an error", failB: "0", beforeErr: errors.New("store down"),
-			wantStatus: stage.StatusError,
+			wantStatus: rules.Error,
 			wantEvents: []string{"start s/a#1", "before s", "finish s/a error", "finish s/b skipped", "finish s/c skipped"},
 			wantOut:    map[string]string{"s/a#1": "restored\n"},
 		},
 		{
 			name: "a failed upload errs a successful stage", failB: "0", afterErr: errors.New("upload refused"),
-			wantStatus: stage.StatusError,
+			wantStatus: rules.Error,
 			wantEvents: []string{"start s/a#1", "before s", "finish s/a success", "start s/b#1", "finish s/b success",
 				"start s/c#1", "after s success", "finish s/c success"},
 			wantOut: map[string]string{"s/a#1": "restored\na\n", "s/b#1": "b\n", "s/c#1": "c\nsaved\n"},

@@ -7,21 +7,21 @@ import (
 	"io"
 
 	"github.com/runnel-ci/runnel/agents/engine"
-	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // After implements stage.Transfer: it uploads the stage's artifacts when
 // their when matches status, and, after a success, saves every cache whose
 // key was not an exact hit. A failed artifact upload is an error; a cache
 // that cannot be saved is only noted.
-func (t *Transfer) After(ctx context.Context, s *engine.Spec, status stage.Status, out io.Writer) error {
+func (t *Transfer) After(ctx context.Context, s *engine.Spec, status rules.Status, out io.Writer) error {
 	r := t.take(s)
 	st := s.Stage
 	if st.Artifacts == nil && len(st.Cache) == 0 {
 		return nil
 	}
-	if status == stage.StatusCanceled {
+	if status == rules.Canceled {
 		logf(out, "stage canceled: nothing uploaded")
 		return nil
 	}
@@ -33,7 +33,7 @@ func (t *Transfer) After(ctx context.Context, s *engine.Spec, status stage.Statu
 			return err
 		}
 	}
-	if status != stage.StatusSuccess || r == nil {
+	if status != rules.Success || r == nil {
 		return nil
 	}
 	for i, c := range st.Cache {
@@ -42,14 +42,14 @@ func (t *Transfer) After(ctx context.Context, s *engine.Spec, status stage.Statu
 	return nil
 }
 
-func uploads(when pipeline.RunOn, status stage.Status) bool {
+func uploads(when pipeline.RunOn, status rules.Status) bool {
 	switch when {
 	case pipeline.RunOnAlways:
 		return true
 	case pipeline.RunOnFailure:
 		return status.Failed()
 	}
-	return status == stage.StatusSuccess
+	return status == rules.Success
 }
 
 func (t *Transfer) maxArchive() int64 {

@@ -17,9 +17,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/agents/transfer"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 func TestArtifactsReachTheStagesThatNeedThem(t *testing.T) {
@@ -28,7 +28,7 @@ func TestArtifactsReachTheStagesThatNeedThem(t *testing.T) {
 echo odd > foo..bar && echo hidden > .hidden && mkdir -p "ünï cödé" && echo u > "ünï cödé/x" && echo no > notme.txt`)
 	build.Artifacts = &pipeline.Artifacts{Paths: []string{"out", "foo..bar", ".hidden", "ünï cödé/*", "missing/**"}, When: pipeline.RunOnSuccess}
 	res, log := r.run(build)
-	if res.Status != stage.StatusSuccess {
+	if res.Status != rules.Success {
 		t.Fatalf("build: %s (%s)\n%s", res.Status, res.Reason, log)
 	}
 	mustContain(t, log, "runnel: artifacts: missing/** matches nothing", "runnel: artifacts: uploaded 6 files")
@@ -36,7 +36,7 @@ echo odd > foo..bar && echo hidden > .hidden && mkdir -p "ünï cödé" && echo 
 	test := stageOf("test", `cat out/bin.txt out/sub/d.txt out/link foo..bar .hidden "ünï cödé/x"; test ! -e notme.txt`)
 	test.Receive = []string{"build"}
 	res, log = r.run(test)
-	if res.Status != stage.StatusSuccess {
+	if res.Status != rules.Success {
 		t.Fatalf("test: %s (%s)\n%s", res.Status, res.Reason, log)
 	}
 	mustContain(t, log, "runnel: artifacts of build: received", "hi\ndeep\nhi\nodd\nhidden\nu\n")
@@ -97,12 +97,12 @@ func TestUploadRefusesPathsOutOfTheWorkspace(t *testing.T) {
 				// The local engine reads a hard link as the file it is;
 				// only the Docker engine reports hard links (and they are
 				// refused there, see archive.go).
-				if res.Status != stage.StatusSuccess {
+				if res.Status != rules.Success {
 					t.Fatalf("status %s (%s), want success\n%s", res.Status, res.Reason, log)
 				}
 				return
 			}
-			if res.Status == stage.StatusSuccess || !strings.Contains(res.Reason, tt.want) {
+			if res.Status == rules.Success || !strings.Contains(res.Reason, tt.want) {
 				t.Fatalf("status %s (%s), want a failure naming %q\n%s", res.Status, res.Reason, tt.want, log)
 			}
 			if _, found, _ := r.remote.Artifact(context.Background(), "build"); found {
@@ -170,7 +170,7 @@ func TestExtractRefusesTraversal(t *testing.T) {
 			st := stageOf("victim", "echo must not run")
 			st.Receive = []string{"evil"}
 			res, log := r.run(st)
-			if res.Status != stage.StatusFailure || !strings.Contains(res.Reason, "artifacts of evil") {
+			if res.Status != rules.Failure || !strings.Contains(res.Reason, "artifacts of evil") {
 				t.Errorf("status %s (%s), want failure naming the archive\n%s", res.Status, res.Reason, log)
 			}
 			if strings.Contains(log, "must not run") {
@@ -231,7 +231,7 @@ func TestCorruptArtifactFailsNamingTheKey(t *testing.T) {
 	r := newRig(t)
 	build := stageOf("build", "mkdir out && seq 1 10000 > out/numbers")
 	build.Artifacts = &pipeline.Artifacts{Paths: []string{"out"}, When: pipeline.RunOnSuccess}
-	if res, log := r.run(build); res.Status != stage.StatusSuccess {
+	if res, log := r.run(build); res.Status != rules.Success {
 		t.Fatalf("build: %s\n%s", res.Reason, log)
 	}
 	key := transfer.ArtifactKey("run1", "build")
@@ -243,7 +243,7 @@ func TestCorruptArtifactFailsNamingTheKey(t *testing.T) {
 	test := stageOf("test", "true")
 	test.Receive = []string{"build"}
 	res, log := r.run(test)
-	if res.Status != stage.StatusFailure || !strings.Contains(res.Reason, key) || !strings.Contains(res.Reason, "checksum") {
+	if res.Status != rules.Failure || !strings.Contains(res.Reason, key) || !strings.Contains(res.Reason, "checksum") {
 		t.Fatalf("status %s (%s), want a checksum failure naming %s\n%s", res.Status, res.Reason, key, log)
 	}
 }
@@ -277,7 +277,7 @@ func TestFetch(t *testing.T) {
 	st := stageOf("test", "cat tools/tool.sh")
 	st.Fetch = []pipeline.Fetch{{URL: srv.URL + "/tool.sh", SHA256: good, Dest: "tools/tool.sh"}}
 	res, log := r.run(st)
-	if res.Status != stage.StatusSuccess || requests.Load() != 1 {
+	if res.Status != rules.Success || requests.Load() != 1 {
 		t.Fatalf("first run: %s (%s), %d requests\n%s", res.Status, res.Reason, requests.Load(), log)
 	}
 	mustContain(t, log, "runnel: fetch tools/tool.sh: downloaded from "+srv.URL, "echo tool\n")
@@ -287,13 +287,13 @@ func TestFetch(t *testing.T) {
 	other.remote.Store = r.store
 	other.tr.Remote = sharedFetches{other.remote}
 	res, log = other.run(st)
-	if res.Status != stage.StatusSuccess || requests.Load() != 1 {
+	if res.Status != rules.Success || requests.Load() != 1 {
 		t.Fatalf("second agent: %s (%s), %d requests, want still 1\n%s", res.Status, res.Reason, requests.Load(), log)
 	}
 	mustContain(t, log, "runnel: fetch tools/tool.sh: from the store", "echo tool\n")
 	// The same agent again: its cache.
 	res, log = other.run(st)
-	if res.Status != stage.StatusSuccess || requests.Load() != 1 {
+	if res.Status != rules.Success || requests.Load() != 1 {
 		t.Fatalf("third run: %s, %d requests\n%s", res.Status, requests.Load(), log)
 	}
 	mustContain(t, log, "runnel: fetch tools/tool.sh: cached on this agent")
@@ -301,7 +301,7 @@ func TestFetch(t *testing.T) {
 	bad := strings.Repeat("ab", 32)
 	st.Fetch[0].SHA256 = bad
 	res, log = newRig(t).run(st)
-	if res.Status != stage.StatusFailure {
+	if res.Status != rules.Failure {
 		t.Fatalf("wrong digest: %s (%s), want failure\n%s", res.Status, res.Reason, log)
 	}
 	for _, want := range []string{srv.URL + "/tool.sh", "expected " + bad, "sha256 " + good} {
@@ -322,7 +322,7 @@ func TestCache(t *testing.T) {
 	st.Cache = []pipeline.Cache{c}
 
 	res, log := r.run(st)
-	if res.Status != stage.StatusSuccess {
+	if res.Status != rules.Success {
 		t.Fatalf("%s\n%s", res.Reason, log)
 	}
 	mustContain(t, log, "runnel: cache "+key1+": miss; nothing to restore", "none\n", "runnel: cache "+key1+": saved 1 file")
@@ -404,7 +404,7 @@ func TestCorruptCacheIsAMiss(t *testing.T) {
 	}
 	flipByte(t, p, 1500)
 	res, log := r.run(st)
-	if res.Status != stage.StatusSuccess {
+	if res.Status != rules.Success {
 		t.Fatalf("a corrupt cache failed the stage: %s\n%s", res.Reason, log)
 	}
 	mustContain(t, log, "runnel: cache k: miss: k is unusable", "checksum", "none\n")
@@ -482,12 +482,12 @@ func TestFetchRedirects(t *testing.T) {
 			st.Fetch = []pipeline.Fetch{{URL: srv.URL + tt.path, SHA256: hex.EncodeToString(sum[:]), Dest: "tools/tool"}}
 			res, log := newRig(t).run(st)
 			if tt.want == "" {
-				if res.Status != stage.StatusSuccess {
+				if res.Status != rules.Success {
 					t.Fatalf("%s (%s)\n%s", res.Status, res.Reason, log)
 				}
 				return
 			}
-			if res.Status == stage.StatusSuccess || !strings.Contains(res.Reason, tt.want) {
+			if res.Status == rules.Success || !strings.Contains(res.Reason, tt.want) {
 				t.Fatalf("%s (%s), want a failure saying %q\n%s", res.Status, res.Reason, tt.want, log)
 			}
 		})

@@ -10,6 +10,12 @@
 // [Decode] rejects a message whose major version is not [Version] with
 // [ErrVersion]; a missing "v" counts as unknown.
 //
+// An Update's status is a [rules.Status], spelled as everywhere else
+// (the store, the API, `runnel run --summary-json`): success, failure,
+// timeout, error, canceled, skipped. Agents built before that spelled
+// canceled "cancelled"; [Decode] still reads it so. A server built
+// before reads an agent's "canceled" as error: upgrade the server first.
+//
 // # Subjects
 //
 //	runnel.v1.jobs.<set>                  Job       server → agents (JetStream stream JOBS, work queue)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // Version is the protocol's major version, carried in every message as "v".
@@ -136,31 +137,22 @@ type DeployProgress struct {
 	Outcome string `json:"outcome,omitempty"`
 }
 
-// Status is the outcome of a step or a stage.
-type Status string
-
-// Statuses.
-const (
-	StatusSuccess   Status = "success"
-	StatusFailure   Status = "failure"   // a step failed (non-zero exit)
-	StatusCancelled Status = "cancelled" // cancelled by request or lease loss
-	StatusTimeout   Status = "timeout"
-	StatusError     Status = "error" // the agent or engine failed, not the step
-	StatusSkipped   Status = "skipped"
-)
+// legacyCanceled is how agents before the one vocabulary (package
+// rules) spelled canceled; Decode reads it as rules.Canceled.
+const legacyCanceled = "cancelled"
 
 // Update reports progress of one stage attempt, on UpdatesSubject(RunID,
 // Agent). Agent must be the agent its subject names.
 type Update struct {
-	V        int    `json:"v"`
-	RunID    string `json:"run_id"`
-	StageID  string `json:"stage_id"`
-	Attempt  int    `json:"attempt"`
-	Agent    string `json:"agent"`
-	Kind     Kind   `json:"kind"`
-	Step     string `json:"step,omitempty"`
-	Status   Status `json:"status,omitempty"`
-	ExitCode int    `json:"exit_code,omitempty"`
+	V        int          `json:"v"`
+	RunID    string       `json:"run_id"`
+	StageID  string       `json:"stage_id"`
+	Attempt  int          `json:"attempt"`
+	Agent    string       `json:"agent"`
+	Kind     Kind         `json:"kind"`
+	Step     string       `json:"step,omitempty"`
+	Status   rules.Status `json:"status,omitempty"`
+	ExitCode int          `json:"exit_code,omitempty"`
 	// Attempts is how often a finished step ran (1 + its retries); 0 from
 	// older agents means 1.
 	Attempts int    `json:"attempts,omitempty"`
@@ -253,6 +245,9 @@ func Decode(b []byte, m Message) error {
 	}
 	if v := *m.version(); v != Version {
 		return fmt.Errorf("decode %T: version %d: %w", m, v, ErrVersion)
+	}
+	if u, ok := m.(*Update); ok && u.Status == legacyCanceled {
+		u.Status = rules.Canceled
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 func TestLabelMatching(t *testing.T) {
@@ -120,4 +122,25 @@ func FuzzDecodeJob(f *testing.F) {
 		var j Job
 		_ = Decode(b, &j)
 	})
+}
+
+// TestStatusSpelling: an update's canceled is spelled as everywhere else,
+// and the spelling of older agents still reads as canceled.
+func TestStatusSpelling(t *testing.T) {
+	b, err := Encode(&Update{Kind: KindFinished, Status: rules.Canceled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"status":"canceled"`) {
+		t.Errorf("got %s, want status canceled", b)
+	}
+	for _, in := range []string{"canceled", "cancelled"} {
+		var u Update
+		if err := Decode([]byte(`{"v":1,"kind":"finished","status":"`+in+`"}`), &u); err != nil {
+			t.Fatal(err)
+		}
+		if u.Status != rules.Canceled {
+			t.Errorf("decode %q: got %q, want %q", in, u.Status, rules.Canceled)
+		}
+	}
 }

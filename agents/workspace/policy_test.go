@@ -17,6 +17,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // finishes is a natsbus.Handler that keeps the finished updates.
@@ -158,7 +159,7 @@ func TestCraftedJobRefused(t *testing.T) {
 	crafted(run+"-lenient", "lenient", false) // this Docker engine cannot start privileged containers
 
 	u := fin.wait(t, run+"-strict")
-	if u.Status != wire.StatusError || !strings.Contains(u.Reason, "refused by this agent's container policy") ||
+	if u.Status != rules.Error || !strings.Contains(u.Reason, "refused by this agent's container policy") ||
 		!strings.Contains(u.Reason, "privileged") || !strings.Contains(u.Reason, "host-mounts") {
 		t.Errorf("strict agent: finished %s %q, want error refused by this agent's container policy (privileged, host-mounts)", u.Status, u.Reason)
 	}
@@ -166,7 +167,7 @@ func TestCraftedJobRefused(t *testing.T) {
 		t.Error("the refused job's step ran: its file is on the host")
 	}
 	u = fin.wait(t, run+"-lenient")
-	if u.Status != wire.StatusSuccess {
+	if u.Status != rules.Success {
 		t.Errorf("lenient agent: finished %s %q, want success", u.Status, u.Reason)
 	}
 	if _, err := os.Stat(filepath.Join(hostDir, run+"-lenient")); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/runnel-ci/runnel/artifact"
 	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // StageRunner is the agent loop's agent.StageRunner: it checks the job's
@@ -51,14 +52,14 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 	if job.Workspace.Kind == "git" {
 		dir, err := os.MkdirTemp(r.WorkDir, "ws-")
 		if err != nil {
-			return agent.Result{Status: wire.StatusError, Reason: "create workspace: " + err.Error()}
+			return agent.Result{Status: rules.Error, Reason: "create workspace: " + err.Error()}
 		}
 		defer os.RemoveAll(dir)
 		src = dir + "/src"
 		s := gitmirror.Source{URL: job.Workspace.URL, Commit: job.Workspace.Commit, Ref: job.Workspace.Ref}
 		if err := r.Cache.Checkout(ctx, s, src); err != nil {
 			log.Error("checkout failed", "err", err)
-			return agent.Result{Status: wire.StatusError, Reason: "checkout_failed: " + err.Error()}
+			return agent.Result{Status: rules.Error, Reason: "checkout_failed: " + err.Error()}
 		}
 	}
 	r.reapEarlierAttempts(ctx, job, log)
@@ -74,7 +75,7 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 	}
 	res := x.Run(ctx, spec)
 	sr.closeAll()
-	out := agent.Result{Status: WireStatus(res.Status), Reason: sr.secrets.Mask(res.Reason)}
+	out := agent.Result{Status: res.Status, Reason: sr.secrets.Mask(res.Reason)}
 	for _, s := range res.Steps {
 		if s.Status.Failed() && !s.AllowedFailure {
 			out.ExitCode = s.ExitCode
@@ -112,23 +113,6 @@ func (r *StageRunner) reapEarlierAttempts(ctx context.Context, job *wire.Job, lo
 	}
 }
 
-// WireStatus maps a stage or step status onto the wire's.
-func WireStatus(s stage.Status) wire.Status {
-	switch s {
-	case stage.StatusSuccess:
-		return wire.StatusSuccess
-	case stage.StatusFailure:
-		return wire.StatusFailure
-	case stage.StatusTimeout:
-		return wire.StatusTimeout
-	case stage.StatusCanceled:
-		return wire.StatusCancelled
-	case stage.StatusSkipped:
-		return wire.StatusSkipped
-	}
-	return wire.StatusError
-}
-
 // sinkReporter adapts the executor's Reporter and OutputFunc to the sink.
 // A step's log writer lives across its retries and is closed (sending
 // the end-of-log mark) when the step finishes.
@@ -155,7 +139,7 @@ func (s *sinkReporter) StepFinished(st *pipeline.Stage, step *pipeline.Step, res
 	if ok {
 		_ = w.Close()
 	}
-	s.sink.StepFinished(step.Name, WireStatus(res.Status), res.ExitCode, res.Attempts, s.secrets.Mask(res.Reason))
+	s.sink.StepFinished(step.Name, res.Status, res.ExitCode, res.Attempts, s.secrets.Mask(res.Reason))
 }
 
 func (s *sinkReporter) output(st *pipeline.Stage, step *pipeline.Step, attempt int) io.Writer {

@@ -13,6 +13,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 type counter struct {
@@ -120,7 +121,7 @@ func BenchmarkDispatchLatency(b *testing.B) {
 	called := make(chan time.Duration, 1)
 	runner := agent.RunnerFunc(func(ctx context.Context, job *wire.Job, sink agent.EventSink) agent.Result {
 		called <- time.Duration(time.Now().UnixNano() - t0.Load())
-		return agent.Result{Status: wire.StatusSuccess}
+		return agent.Result{Status: rules.Success}
 	})
 	e := setup(b, 1, 1, runner)
 	ctx := context.Background()
@@ -158,7 +159,7 @@ func BenchmarkThroughput(b *testing.B) {
 	for _, n := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("agents=%d", n), func(b *testing.B) {
 			noop := agent.RunnerFunc(func(context.Context, *wire.Job, agent.EventSink) agent.Result {
-				return agent.Result{Status: wire.StatusSuccess}
+				return agent.Result{Status: rules.Success}
 			})
 			e := setup(b, n, 4, noop)
 			ctx := context.Background()

@@ -16,6 +16,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/logs"
 	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // console is the terminal of `runnel run`: step output of stages running in
@@ -133,7 +134,7 @@ func (c *console) StepStarted(st *pipeline.Stage, step *pipeline.Step, attempt i
 
 // StepFinished implements stage.Reporter.
 func (c *console) StepFinished(st *pipeline.Stage, step *pipeline.Step, r stage.StepResult) {
-	if r.Status == stage.StatusSkipped {
+	if r.Status == rules.Skipped {
 		return
 	}
 	c.printf("--> %s/%s: %s%s\n", st.ID, step.Name, statusText(r.Status, r.AllowedFailure), reasonText(r.Reason))
@@ -147,7 +148,7 @@ func (c *console) stageFinished(st *pipeline.Stage, r stage.Result) {
 	c.printf("==> %s: %s%s\n", st.ID, r.Status, reasonText(r.Reason))
 }
 
-func statusText(s stage.Status, allowed bool) string {
+func statusText(s rules.Status, allowed bool) string {
 	if allowed {
 		return string(s) + " (allowed)"
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // TestConsoleLinesDoNotInterleave writes partial lines from several
@@ -85,11 +86,11 @@ func TestConsoleColor(t *testing.T) {
 
 func TestSummaryTable(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	res := stage.RunResult{Status: stage.StatusFailure, Stages: []stage.Result{
-		{StageID: "lint", Status: stage.StatusSuccess, Started: t0, Finished: t0.Add(3 * time.Second), Steps: []stage.StepResult{
-			{Name: "vet", Status: stage.StatusFailure, AllowedFailure: true, Attempts: 1, Started: t0, Finished: t0.Add(1500 * time.Millisecond)},
+	res := stage.RunResult{Status: rules.Failure, Stages: []stage.Result{
+		{StageID: "lint", Status: rules.Success, Started: t0, Finished: t0.Add(3 * time.Second), Steps: []stage.StepResult{
+			{Name: "vet", Status: rules.Failure, AllowedFailure: true, Attempts: 1, Started: t0, Finished: t0.Add(1500 * time.Millisecond)},
 		}},
-		{StageID: "test", Status: stage.StatusSkipped, Steps: []stage.StepResult{{Name: "unit", Status: stage.StatusSkipped}}},
+		{StageID: "test", Status: rules.Skipped, Steps: []stage.StepResult{{Name: "unit", Status: rules.Skipped}}},
 	}}
 	var buf bytes.Buffer
 	if err := writeSummary(&buf, res); err != nil {

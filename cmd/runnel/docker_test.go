@@ -20,7 +20,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/runnel-ci/runnel/agents/engine/docker"
-	"github.com/runnel-ci/runnel/agents/stage"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // needDocker returns a client for the local Docker engine. Without one the
@@ -53,13 +53,13 @@ func TestRunDemoDocker(t *testing.T) {
 	if r.code != 0 {
 		t.Errorf("exit code: got %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	checkSummary(t, summary, stage.StatusSuccess, map[string]map[string]stepWant{
+	checkSummary(t, summary, rules.Success, map[string]map[string]stepWant{
 		"lint":              {"shellcheck": {"success", false, 1}, "spelling": {"failure", true, 1}},
 		"test":              {"unit": {"success", false, 1}, "http": {"success", false, 1}, "flaky": {"success", false, 3}},
 		"build[arch=amd64]": {"compile": {"success", false, 1}},
 		"build[arch=arm64]": {"compile": {"success", false, 1}},
 		"package":           {"tarball": {"success", false, 1}},
-	}, map[string]stage.Status{
+	}, map[string]rules.Status{
 		"lint": "success", "test": "success", "build[arch=amd64]": "success", "build[arch=arm64]": "success", "package": "success",
 	})
 	for _, want := range []string{
@@ -81,7 +81,7 @@ func TestRunFailingDocker(t *testing.T) {
 	if r.code != 1 {
 		t.Errorf("exit code: got %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	checkSummary(t, summary, stage.StatusFailure, failingSteps, failingStages)
+	checkSummary(t, summary, rules.Failure, failingSteps, failingStages)
 }
 
 func TestRunMissingImageDocker(t *testing.T) {
@@ -97,7 +97,7 @@ func TestRunMissingImageDocker(t *testing.T) {
 		t.Errorf("exit code: got %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	// The image is checked at Setup: the stage errs, its step never starts.
-	checkSummary(t, summary, stage.StatusFailure, map[string]map[string]stepWant{"s": {"a": {"skipped", false, 0}}}, map[string]stage.Status{"s": "error"})
+	checkSummary(t, summary, rules.Failure, map[string]map[string]stepWant{"s": {"a": {"skipped", false, 0}}}, map[string]rules.Status{"s": "error"})
 	if !strings.Contains(r.stdout, "runnel-test/does-not-exist") {
 		t.Errorf("stdout does not name the missing image:\n%s", r.stdout)
 	}

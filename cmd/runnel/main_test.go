@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/agents/stage"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // binary is the runnel binary built once for the tests, which run it as a
@@ -184,14 +185,14 @@ func TestVersion(t *testing.T) {
 
 // stepWant is the expected outcome of one step in a summary.
 type stepWant struct {
-	status   stage.Status
+	status   rules.Status
 	allowed  bool
 	attempts int
 }
 
 // checkSummary compares the JSON summary of a run with want, stage by
 // stage and step by step.
-func checkSummary(t *testing.T, file string, wantRun stage.Status, want map[string]map[string]stepWant, wantStages map[string]stage.Status) {
+func checkSummary(t *testing.T, file string, wantRun rules.Status, want map[string]map[string]stepWant, wantStages map[string]rules.Status) {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -238,7 +239,7 @@ func checkSummary(t *testing.T, file string, wantRun stage.Status, want map[stri
 }
 
 var (
-	failingStages = map[string]stage.Status{
+	failingStages = map[string]rules.Status{
 		"slow": "timeout", "quick": "success", "strict": "failure", "deploy": "skipped", "notify": "success",
 	}
 	failingSteps = map[string]map[string]stepWant{
@@ -256,7 +257,7 @@ func TestRunFailingLocal(t *testing.T) {
 	if r.code != 1 {
 		t.Errorf("exit code: got %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	checkSummary(t, summary, stage.StatusFailure, failingSteps, failingStages)
+	checkSummary(t, summary, rules.Failure, failingSteps, failingStages)
 	for _, want := range []string{"quick/ok | quick\n", "notify/page | something upstream failed\n", "run FAILURE\n"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
@@ -271,11 +272,11 @@ func TestRunDemoLocalWithoutServices(t *testing.T) {
 	if r.code != 0 {
 		t.Errorf("exit code: got %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	checkSummary(t, summary, stage.StatusSuccess, map[string]map[string]stepWant{
+	checkSummary(t, summary, rules.Success, map[string]map[string]stepWant{
 		"lint":              {"shellcheck": {"success", false, 1}, "spelling": {"failure", true, 1}},
 		"build[arch=amd64]": {"compile": {"success", false, 1}},
 		"build[arch=arm64]": {"compile": {"success", false, 1}},
-	}, map[string]stage.Status{"lint": "success", "build[arch=amd64]": "success", "build[arch=arm64]": "success"})
+	}, map[string]rules.Status{"lint": "success", "build[arch=amd64]": "success", "build[arch=arm64]": "success"})
 	for _, want := range []string{"build[arch=arm64]/compile | greet for arm64\n", "lint/spelling | spelling: 'recieve' in app/greet.sh\n"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)

@@ -18,6 +18,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 func init() { commands = append(commands, (*app).runCommand) }
@@ -167,9 +168,9 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 		}
 	}
 	switch res.Status {
-	case stage.StatusSuccess:
+	case rules.Success:
 		return nil
-	case stage.StatusCanceled:
+	case rules.Canceled:
 		return &exitError{code: exitCanceled}
 	}
 	return &exitError{code: exitFailure}

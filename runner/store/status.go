@@ -1,5 +1,7 @@
 package store
 
+import "github.com/runnel-ci/runnel/pipeline/rules"
+
 // Status is the state of a run, stage or step.
 //
 // Allowed transitions (anything else is refused with ErrConflict):
@@ -20,15 +22,18 @@ type Status string
 
 // Statuses.
 const (
-	StatusPending  Status = "pending"  // created; waiting for its needs, a plan or a slot
-	StatusWaiting  Status = "waiting"  // stage held for manual approval
-	StatusQueued   Status = "queued"   // dispatched to agents, not yet picked up
-	StatusRunning  Status = "running"  // an agent is executing it
-	StatusSuccess  Status = "success"  // terminal
-	StatusFailure  Status = "failure"  // terminal: a step failed
-	StatusCanceled Status = "canceled" // terminal: by a user or superseded
-	StatusError    Status = "error"    // terminal: infrastructure or config error (see Reason)
-	StatusSkipped  Status = "skipped"  // terminal: never ran (run_on, when, rejected)
+	StatusPending Status = "pending" // created; waiting for its needs, a plan or a slot
+	StatusWaiting Status = "waiting" // stage held for manual approval
+	StatusQueued  Status = "queued"  // dispatched to agents, not yet picked up
+	StatusRunning Status = "running" // an agent is executing it
+	// The terminal ones are spelled as rules.Status, as on the wire and
+	// in `runnel run --summary-json`; a step or stage that timed out is
+	// stored as failure with ReasonTimeout.
+	StatusSuccess  = Status(rules.Success)
+	StatusFailure  = Status(rules.Failure)  // a step failed
+	StatusCanceled = Status(rules.Canceled) // by a user, a newer run or a lost lease
+	StatusError    = Status(rules.Error)    // infrastructure or config error (see Reason)
+	StatusSkipped  = Status(rules.Skipped)  // never ran (run_on, when, rejected)
 )
 
 // Terminal reports whether s is final.

@@ -22,6 +22,7 @@ import (
 	"github.com/runnel-ci/runnel/artifact"
 	"github.com/runnel-ci/runnel/artifact/fs"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/runner/transfers"
 )
@@ -153,7 +154,7 @@ func (a *agent) run(run *store.Run, id string) (stage.Result, string) {
 		Output: func(*pipeline.Stage, *pipeline.Step, int) io.Writer { return lockedWriter{&mu, &log} }}
 	res := x.Run(ctx, &engine.Spec{RunID: fmt.Sprint(run.ID), Attempt: attempt, Stage: ps, Source: a.src})
 	end := store.StatusSuccess
-	if res.Status != stage.StatusSuccess {
+	if res.Status != rules.Success {
 		end = store.StatusFailure
 	}
 	if err := a.r.db.UpdateStage(ctx, st.ID, attempt, store.StageUpdate{Status: end}); err != nil {

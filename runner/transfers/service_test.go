@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
@@ -33,11 +33,11 @@ func TestArtifactsAcrossAgents(t *testing.T) {
 	run := r.newRun(pipeline.EventPush, build, test)
 
 	res, log := r.agent().run(run, "build")
-	if res.Status != stage.StatusSuccess {
+	if res.Status != rules.Success {
 		t.Fatalf("build: %s\n%s", res.Reason, log)
 	}
 	res, log = r.agent().run(run, "test")
-	if res.Status != stage.StatusSuccess {
+	if res.Status != rules.Success {
 		t.Fatalf("test: %s\n%s", res.Reason, log)
 	}
 	mustContain(t, log, "runnel: artifacts of build: received", "hi\nodd\n")
@@ -97,7 +97,7 @@ func TestForkPullRequestReadsButNeverWritesCaches(t *testing.T) {
 	writeFile(t, a.src+"/go.sum", "v1\n")
 
 	res, log := a.run(r.newRun(pipeline.EventPush, st), "test")
-	if res.Status != stage.StatusSuccess {
+	if res.Status != rules.Success {
 		t.Fatalf("push: %s\n%s", res.Reason, log)
 	}
 	mustContain(t, log, ": miss; nothing to restore", ": saved 1 file")
@@ -105,7 +105,7 @@ func TestForkPullRequestReadsButNeverWritesCaches(t *testing.T) {
 	writeFile(t, a.src+"/go.sum", "v2 from a fork\n")
 	pr := r.newRun(pipeline.EventPullRequest, st)
 	res, log = a.run(pr, "test")
-	if res.Status != stage.StatusSuccess {
+	if res.Status != rules.Success {
 		t.Fatalf("pull request: %s\n%s", res.Reason, log)
 	}
 	mustContain(t, log, ": miss; fallback restored go-", "not saved: this run may not write caches")
@@ -133,7 +133,7 @@ func TestForkPullRequestReadsButNeverWritesCaches(t *testing.T) {
 	writeFile(t, a.src+"/go.sum", "v3 from a branch\n")
 	same := r.createRun(store.NewRun{Event: pipeline.Event{Kind: pipeline.EventPullRequest}, SameRepo: true}, st)
 	res, log = a.run(same, "test")
-	if res.Status != stage.StatusSuccess {
+	if res.Status != rules.Success {
 		t.Fatalf("pull request from the repository: %s\n%s", res.Reason, log)
 	}
 	mustContain(t, log, ": miss; fallback restored go-", ": saved 1 file")
@@ -169,7 +169,7 @@ func TestFetchIsSharedThroughTheStore(t *testing.T) {
 	st.Fetch = []pipeline.Fetch{{URL: web.URL + "/tool", SHA256: hex.EncodeToString(sum[:]), Dest: "bin/tool"}}
 	for i, want := range []string{"downloaded from " + web.URL, "from the store"} {
 		res, log := r.agent().run(r.newRun(pipeline.EventPush, st), "use")
-		if res.Status != stage.StatusSuccess {
+		if res.Status != rules.Success {
 			t.Fatalf("agent %d: %s\n%s", i, res.Reason, log)
 		}
 		mustContain(t, log, "runnel: fetch bin/tool: "+want, "tool\n")
@@ -180,7 +180,7 @@ func TestFetchIsSharedThroughTheStore(t *testing.T) {
 	bad := strings.Repeat("0", 64)
 	st.Fetch[0].SHA256 = bad
 	res, log := r.agent().run(r.newRun(pipeline.EventPush, st), "use")
-	if res.Status != stage.StatusFailure {
+	if res.Status != rules.Failure {
 		t.Fatalf("wrong digest: %s, want failure\n%s", res.Status, log)
 	}
 	mustContain(t, res.Reason, web.URL+"/tool", "expected "+bad, hex.EncodeToString(sum[:]))
@@ -197,7 +197,7 @@ func TestTokenReach(t *testing.T) {
 	test := stageOf("test", "true")
 	test.Receive = []string{"build"}
 	run := r.newRun(pipeline.EventPush, build, other, test)
-	if res, log := r.agent().run(run, "build"); res.Status != stage.StatusSuccess {
+	if res, log := r.agent().run(run, "build"); res.Status != rules.Success {
 		t.Fatalf("build: %s\n%s", res.Reason, log)
 	}
 	ctx := context.Background()
@@ -272,7 +272,7 @@ func TestBlobURLs(t *testing.T) {
 	test := stageOf("test", "true")
 	test.Receive = []string{"build"}
 	run := r.newRun(pipeline.EventPush, st, test)
-	if res, log := r.agent().run(run, "build"); res.Status != stage.StatusSuccess {
+	if res, log := r.agent().run(run, "build"); res.Status != rules.Success {
 		t.Fatalf("build: %s\n%s", res.Reason, log)
 	}
 	ctx := context.Background()
@@ -337,7 +337,7 @@ func TestSweep(t *testing.T) {
 	st.Cache = []pipeline.Cache{{Key: "k", Paths: []string{".c"}}}
 	st.Artifacts = &pipeline.Artifacts{Paths: []string{"out"}, When: pipeline.RunOnSuccess, ExpireIn: pipeline.Duration(time.Hour)}
 	run := r.newRun(pipeline.EventPush, st)
-	if res, log := r.agent().run(run, "test"); res.Status != stage.StatusSuccess {
+	if res, log := r.agent().run(run, "test"); res.Status != rules.Success {
 		t.Fatalf("%s\n%s", res.Reason, log)
 	}
 	ctx := context.Background()

@@ -27,6 +27,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine/enginetest"
 	"github.com/runnel-ci/runnel/agents/stage"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 const (
@@ -471,7 +472,7 @@ id -u`}, &out)
 	oom := enginetest.NewSpec(t, busybox, nil, "")
 	oom.Stage.Steps = []*pipeline.Step{{Name: "hog", Run: "dd if=/dev/zero of=/dev/null bs=64M count=1"}}
 	res := (&stage.Executor{Engine: e}).Run(ctx, oom)
-	if r := res.Steps[0]; r.Status != stage.StatusFailure || r.ExitCode != 137 || !strings.HasPrefix(r.Reason, "out of memory") {
+	if r := res.Steps[0]; r.Status != rules.Failure || r.ExitCode != 137 || !strings.HasPrefix(r.Reason, "out of memory") {
 		t.Errorf("hog step result: %s %d %q, want failure 137 \"out of memory...\"", r.Status, r.ExitCode, r.Reason)
 	}
 
