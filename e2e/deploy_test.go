@@ -517,7 +517,10 @@ func (e *deployEnv) waitTraffic(sha string, traffic int) deployView {
 // (SIGKILL) while the new version takes half the traffic. The app keeps
 // serving through the runnel proxy (a separate process), the stage is
 // re-delivered to another agent, which releases the same deployment to
-// the end; no request through the proxy fails.
+// the end; no request through the proxy fails. A push made while the
+// release is orphaned, with the other agent idle, deploys only after it
+// ended (never two releases of production at once), from its version,
+// and leaves one container of the app.
 func TestDeployDockerAgentKilled(t *testing.T) {
 	c := newCluster(t, []string{"deploy-a", "deploy-b"})
 	e := newDeployEnv(t)
@@ -552,8 +555,12 @@ func TestDeployDockerAgentKilled(t *testing.T) {
 	a.stop(syscall.SIGKILL)
 	killedAt := l.total.Load()
 	c.startAgent("deploy-b", "", 1)
+	c.waitAgents("deploy-b")
+	v3 := e.commitApp(appHealthy)
+	e.trigger("app", v3)
 
 	r := e.srv.waitRun(v2, 10*time.Minute, terminal)
+	r3 := e.srv.waitRun(v3, 5*time.Minute, terminal)
 	total, failed, errs := l.end()
 	loadEnded = true
 	t.Logf("agent SIGKILLed at 50%%: %d requests, %d failed (%d after the kill) %v", total, failed, total-killedAt, errs)
@@ -565,8 +572,17 @@ func TestDeployDockerAgentKilled(t *testing.T) {
 	if d.ID != before.ID || d.Result != "success" || d.Release.Traffic != 100 || d.Release.Version != v2 {
 		t.Errorf("deployment after the kill = %+v (release %+v), want the same deployment %d ended success at 100%%", d, d.Release, before.ID)
 	}
-	if got := e.serving(); got != v2 {
-		t.Errorf("proxy serves %q, want %s", got, v2)
+	d3 := e.deployment(r3.ID)
+	if r3.Status != "success" || d3.Release == nil || d3.Release.From != v2 || d3.StartedAt.Before(d.FinishedAt) {
+		t.Errorf("push during the orphaned release: run %s, deployment %+v (release %+v); want success from %s, started after %s",
+			r3.Status, d3, d3.Release, v2, d.FinishedAt)
+	}
+	if got := e.serving(); got != v3 {
+		t.Errorf("proxy serves %q, want %s", got, v3)
+	}
+	out, err := exec.Command("docker", "ps", "-a", "--format", `{{.Label "runnel.deploy.version"}}`, "--filter", "label=runnel.deploy.app="+e.app).Output()
+	if err != nil || strings.TrimSpace(string(out)) != v3 {
+		t.Errorf("containers of the app by version: %q (%v), want only %s", out, err, v3)
 	}
 	if failed != 0 || total-killedAt == 0 {
 		t.Errorf("%d of %d requests failed (first %v), %d after the kill; want 0 failed, > 0 after", failed, total, errs, total-killedAt)
