@@ -33,6 +33,8 @@ type Deploy struct {
 	ECS       *ECSTarget    `json:"ecs,omitempty"`
 	// ECSService is the service the ecs-service provider updates.
 	ECSService *ECSServiceTarget `json:"ecs_service,omitempty"`
+	// CodeDeploy is the deployment group the codedeploy provider uses.
+	CodeDeploy *CodeDeployTarget `json:"codedeploy,omitempty"`
 	Region     string            `json:"region,omitempty"`
 	Endpoints  map[string]string `json:"endpoints,omitempty"`
 }
@@ -47,6 +49,9 @@ const (
 	// ProviderECSService releases with ECS's own blue/green deployments
 	// (deploymentController ECS).
 	ProviderECSService = "ecs-service"
+	// ProviderCodeDeploy releases with AWS CodeDeploy deployments of an
+	// ECS service (deploymentController CODE_DEPLOY).
+	ProviderCodeDeploy = "codedeploy"
 
 	StrategyAllAtOnce = "all_at_once"
 	StrategyCanary    = "canary"
@@ -57,10 +62,7 @@ const (
 )
 
 // DeployProviders are the provider names a deploy block accepts.
-var DeployProviders = []string{ProviderDocker, ProviderECS, ProviderECSService}
-
-// deployProvidersPlanned are rejected with CodeUnsupported.
-var deployProvidersPlanned = []string{"codedeploy"}
+var DeployProviders = []string{ProviderDocker, ProviderECS, ProviderECSService, ProviderCodeDeploy}
 
 // Strategy says how traffic moves to the new version: all at once;
 // canary: Percent % for Interval, then the rest; linear: Percent % more
@@ -123,13 +125,13 @@ type ECSTarget struct {
 }
 
 var (
-	deployKeys   = []string{"provider", "app", "version", "image", "command", "env", "port", "strategy", "health", "bake", "on_failure", "region", "endpoints", "docker", "ecs", "ecs_service"}
+	deployKeys   = []string{"provider", "app", "version", "image", "command", "env", "port", "strategy", "health", "bake", "on_failure", "region", "endpoints", "docker", "ecs", "ecs_service", "codedeploy"}
 	strategyKeys = []string{"type", "percent", "interval"}
 	healthKeys   = []string{"path", "command", "interval", "timeout", "start_timeout", "failures"}
 	dockerKeys   = []string{"network", "proxy"}
 	ecsKeys      = []string{"cluster", "service", "listener", "rule", "target_groups", "subnets", "security_groups", "assign_public_ip", "cpu", "memory"}
 	// endpointKeys are the AWS services whose endpoint may be overridden.
-	endpointKeys = []string{"ecs", "elbv2"}
+	endpointKeys = []string{"ecs", "elbv2", "codedeploy"}
 
 	appNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
 	varRefRE  = regexp.MustCompile(`\$\{([^}]*)\}`)
@@ -218,13 +220,13 @@ func (ps *parser) deploy(key, n *yaml.Node) *deployDef {
 			d.ECS = ps.ecsTarget(e.val)
 		case "ecs_service":
 			d.ECSService = ps.ecsServiceTarget(e.val)
+		case "codedeploy":
+			d.CodeDeploy = ps.codeDeployTarget(e.val)
 		}
 	}
 	switch {
 	case providerNode == nil:
 		ps.errorf(key, CodeMissingField, "deploy needs a provider (%s)", strings.Join(DeployProviders, ", "))
-	case slices.Contains(deployProvidersPlanned, d.Provider):
-		ps.errorf(providerNode, CodeUnsupported, "deploy provider %q is not supported yet", d.Provider)
 	case d.Provider != "" && !slices.Contains(DeployProviders, d.Provider):
 		ps.errorf(providerNode, CodeBadValue, "deploy.provider must be one of %s, got %q", strings.Join(DeployProviders, ", "), d.Provider)
 	}
@@ -241,6 +243,7 @@ func (ps *parser) deploy(key, n *yaml.Node) *deployDef {
 	if d.Provider == ProviderECSService {
 		ps.checkECSService(key, dd)
 	}
+	ps.checkCodeDeploy(key, dd)
 	return dd
 }
 
@@ -518,6 +521,10 @@ func (dd *deployDef) compile(env, vars map[string]string) *Deploy {
 	if d.ECSService != nil {
 		t := *d.ECSService
 		d.ECSService = &t
+	}
+	if d.CodeDeploy != nil {
+		t := *d.CodeDeploy
+		d.CodeDeploy = &t
 	}
 	return &d
 }

@@ -71,6 +71,7 @@ func TestSchemaMatchesParser(t *testing.T) {
 		{"cacheKey", keysOf(schema.Defs["cacheKey"].Properties), cacheKeyKeys},
 		{"deploy", keysOf(schema.Defs["deploy"].Properties), deployKeys},
 		{"deploy.ecs_service", keysOf(nested(schema.Defs["deploy"].Properties["ecs_service"])), ecsServiceKeys},
+		{"deploy.codedeploy", keysOf(nested(schema.Defs["deploy"].Properties["codedeploy"])), codeDeployKeys},
 		{"strategy", keysOf(schema.Defs["strategy"].Properties), strategyKeys},
 		{"deployHealth", keysOf(schema.Defs["deployHealth"].Properties), healthKeys},
 		{"container", keysOf(schema.Defs["container"].Properties), containerKeys},

@@ -74,6 +74,8 @@ func (j *job) Deploy(ctx context.Context, spec *engine.Spec, out io.Writer) erro
 		prov, err = j.d.ecsProvider(pd, spec)
 	case pipeline.ProviderECSService:
 		prov, err = j.d.ecsServiceProvider(pd, spec)
+	case pipeline.ProviderCodeDeploy:
+		prov, err = j.d.codeDeployProvider(pd, spec)
 	default:
 		prov, err = j.d.provider(pd)
 	}
