@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/runnel-ci/runnel/agents/agent"
 	"github.com/runnel-ci/runnel/agents/deployer"
@@ -54,7 +56,7 @@ taking jobs and waits up to --drain-timeout for running stages.`,
 	fl.StringVar(&f.credsFile, "creds", a.envDefault("RUNNEL_AGENT_CREDS", ""), "file holding the agent token ($RUNNEL_AGENT_CREDS)")
 	fl.StringVar(&f.name, "name", a.envDefault("RUNNEL_AGENT_NAME", ""), "agent name (default: the token's)")
 	fl.StringVar(&f.labels, "labels", a.envDefault("RUNNEL_AGENT_LABELS", ""), "labels k=v,... ($RUNNEL_AGENT_LABELS)")
-	fl.IntVar(&f.capacity, "capacity", a.envInt("RUNNEL_AGENT_CAPACITY", 1), "stages at once ($RUNNEL_AGENT_CAPACITY)")
+	a.addCapacityFlag(fl, &f.capacity, "capacity", "stages the agent runs at once")
 	fl.StringVar(&f.backend, "backend", a.envDefault("RUNNEL_BACKEND", "docker"), "executor: docker or local ($RUNNEL_BACKEND)")
 	fl.StringVar(&f.workDir, "work-dir", a.envDefault("RUNNEL_AGENT_DIR", filepath.Join(os.TempDir(), "runnel-agent")), "git cache and workspaces ($RUNNEL_AGENT_DIR)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages")
@@ -93,6 +95,14 @@ queues of those label sets), whatever labels it announces. Without
 	tokenCmd.Flags().StringVar(&tokenLabels, "labels", "", "fix the labels the agent may take jobs for, k=v,... (empty: only jobs without labels)")
 	cmd.AddCommand(tokenCmd)
 	return cmd
+}
+
+// addCapacityFlag defines an agent's capacity flag: the built-in agent's
+// --agent-capacity and runnel agent's --capacity share its default, one
+// stage per CPU (the stages of one machine share its CPUs, and a fixed
+// default left most machines idle or overloaded), and its variable.
+func (a *app) addCapacityFlag(fl *pflag.FlagSet, p *int, name, what string) {
+	fl.IntVar(p, name, a.envInt("RUNNEL_AGENT_CAPACITY", runtime.NumCPU()), what+"; default: the number of CPUs ($RUNNEL_AGENT_CAPACITY)")
 }
 
 const agentCredsFile = "nats-agents.json"

@@ -110,15 +110,26 @@ func TestServerRefusesBadFlags(t *testing.T) {
 	}
 }
 
-// TestAgentCapacityDefault: the built-in agent runs one stage per CPU
-// unless told otherwise.
+// TestAgentCapacityDefault: the built-in agent and a standalone agent
+// both run one stage per CPU unless told otherwise.
 func TestAgentCapacityDefault(t *testing.T) {
-	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"server", "--help"}, nil, &out, &errb); code != 0 {
-		t.Fatalf("server --help: exit %d\n%s", code, errb.String())
-	}
-	want := fmt.Sprintf("the number of CPUs ($RUNNEL_AGENT_CAPACITY) (default %d)", runtime.NumCPU())
-	if !strings.Contains(out.String()+errb.String(), want) {
-		t.Errorf("server --help lacks %q:\n%s", want, out.String()+errb.String())
+	for _, tc := range []struct{ cmd, flag string }{{"server", "--agent-capacity"}, {"agent", "--capacity"}} {
+		t.Run(tc.cmd, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run(context.Background(), []string{tc.cmd, "--help"}, nil, &out, &errb); code != 0 {
+				t.Fatalf("%s --help: exit %d\n%s", tc.cmd, code, errb.String())
+			}
+			help := out.String() + errb.String()
+			line := ""
+			for l := range strings.Lines(help) {
+				if strings.Contains(l, tc.flag+" int") {
+					line = l
+				}
+			}
+			want := fmt.Sprintf("default: the number of CPUs ($RUNNEL_AGENT_CAPACITY) (default %d)", runtime.NumCPU())
+			if !strings.Contains(line, want) {
+				t.Errorf("%s --help: %s line %q, want it to end in %q", tc.cmd, tc.flag, line, want)
+			}
+		})
 	}
 }

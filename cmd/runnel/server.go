@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -138,9 +137,7 @@ for up to --drain-timeout; a second one exits at once.`,
 	fl.StringVar(&f.baseURL, "base-url", a.envDefault("RUNNEL_BASE_URL", ""), "public URL of the server, for links in commit statuses ($RUNNEL_BASE_URL)")
 	fl.BoolVar(&f.noAgent, "no-agent", a.envDefault("RUNNEL_NO_AGENT", "") == "true", "do not run the built-in agent ($RUNNEL_NO_AGENT)")
 	fl.StringVar(&f.agentLabels, "agent-labels", a.envDefault("RUNNEL_AGENT_LABELS", ""), "labels of the built-in agent, k=v,... ($RUNNEL_AGENT_LABELS)")
-	// One stage per CPU: the stages of one machine share its CPUs, and a
-	// fixed default left most machines idle or overloaded.
-	fl.IntVar(&f.agentCapacity, "agent-capacity", a.envInt("RUNNEL_AGENT_CAPACITY", runtime.NumCPU()), "stages the built-in agent runs at once; default: the number of CPUs ($RUNNEL_AGENT_CAPACITY)")
+	a.addCapacityFlag(fl, &f.agentCapacity, "agent-capacity", "stages the built-in agent runs at once")
 	fl.StringVar(&f.backend, "backend", a.envDefault("RUNNEL_BACKEND", "docker"), "built-in agent executor: docker or local ($RUNNEL_BACKEND)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages ($RUNNEL_DRAIN_TIMEOUT)")
 	fl.DurationVar(&f.leaseTimeout, "lease-timeout", a.envDuration("RUNNEL_LEASE_TIMEOUT", 45*time.Second), "silence of a running stage after which it runs again as a new attempt: the time from an agent's death to the retry ($RUNNEL_LEASE_TIMEOUT)")
