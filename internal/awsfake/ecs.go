@@ -1,6 +1,7 @@
 package awsfake
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -144,12 +145,23 @@ func (f *ECS) DeploymentStatus(arn string) (status, stage string) {
 // definition service name of cluster runs now.
 func (f *ECS) ServingImage(cluster, name string) string {
 	var image string
-	f.s.Do(func() {
-		if svc := f.services[cluster+"/"+name]; svc != nil {
-			image = f.taskDefs[svc.serving(f.s.now()).taskDef].image()
-		}
-	})
+	f.s.Do(func() { image = f.servingImage(cluster, name) })
 	return image
+}
+
+// WaitServing waits until service name of cluster runs image (checked
+// after every call to the Server), or ctx ends.
+func (f *ECS) WaitServing(ctx context.Context, cluster, name, image string) error {
+	return f.s.Wait(ctx, func() bool { return f.servingImage(cluster, name) == image })
+}
+
+// servingImage is ServingImage under the Server's lock.
+func (f *ECS) servingImage(cluster, name string) string {
+	svc := f.services[cluster+"/"+name]
+	if svc == nil {
+		return ""
+	}
+	return f.taskDefs[svc.serving(f.s.now()).taskDef].image()
 }
 
 func (f *ECS) newRevision(svc *ecsService, taskDef string, now time.Time) *ecsRevision {
