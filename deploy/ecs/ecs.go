@@ -226,10 +226,31 @@ func (b *backend) Prepare(ctx context.Context, rel deploy.Release) (string, erro
 			blue = &sets[i]
 		}
 	}
+	b.greenTG = b.p.c.TargetGroups[0]
+	if blue != nil {
+		b.blueSet = aws.ToString(blue.TaskSetArn)
+		for _, lb := range blue.LoadBalancers {
+			if tg := aws.ToString(lb.TargetGroupArn); tg == b.p.c.TargetGroups[0] || tg == b.p.c.TargetGroups[1] {
+				b.blueTG = tg
+			}
+		}
+		if b.blueTG == "" {
+			return "", fmt.Errorf("primary task set %s is in neither target group %v", b.blueSet, b.p.c.TargetGroups)
+		}
+		if b.blueTG == b.p.c.TargetGroups[0] {
+			b.greenTG = b.p.c.TargetGroups[1]
+		}
+		// Blue takes everything before anything is deleted: an
+		// interrupted release (its agent died) may have left a green
+		// taking part of the traffic.
+		if err := b.Shift(ctx, rel, 0); err != nil {
+			return "", err
+		}
+	}
 	// Leftovers of an interrupted release: every task set but the primary.
 	sort.Slice(sets, func(i, j int) bool { return aws.ToString(sets[i].TaskSetArn) < aws.ToString(sets[j].TaskSetArn) })
 	for _, s := range sets {
-		if blue != nil && aws.ToString(s.TaskSetArn) == aws.ToString(blue.TaskSetArn) {
+		if aws.ToString(s.TaskSetArn) == b.blueSet {
 			continue
 		}
 		b.p.log.Info("deploy: deleting leftover task set", "task_set", aws.ToString(s.TaskSetArn), "version", aws.ToString(s.ExternalId))
@@ -237,26 +258,8 @@ func (b *backend) Prepare(ctx context.Context, rel deploy.Release) (string, erro
 			return "", err
 		}
 	}
-	b.greenTG = b.p.c.TargetGroups[0]
 	if blue == nil {
 		return "", nil
-	}
-	b.blueSet = aws.ToString(blue.TaskSetArn)
-	for _, lb := range blue.LoadBalancers {
-		if tg := aws.ToString(lb.TargetGroupArn); tg == b.p.c.TargetGroups[0] || tg == b.p.c.TargetGroups[1] {
-			b.blueTG = tg
-		}
-	}
-	if b.blueTG == "" {
-		return "", fmt.Errorf("primary task set %s is in neither target group %v", b.blueSet, b.p.c.TargetGroups)
-	}
-	if b.blueTG == b.p.c.TargetGroups[0] {
-		b.greenTG = b.p.c.TargetGroups[1]
-	}
-	// Blue takes everything (repairs the weights an interrupted release
-	// may have left).
-	if err := b.Shift(ctx, rel, 0); err != nil {
-		return "", err
 	}
 	return aws.ToString(blue.ExternalId), nil
 }
