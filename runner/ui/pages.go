@@ -289,8 +289,13 @@ func (h *Handler) runPage(w http.ResponseWriter, r *http.Request) {
 		}
 		stages = append(stages, sv)
 	}
+	head, err := h.headApproval(r.Context(), run)
+	if err != nil {
+		h.storeError(w, r, "load the approval of the run's head", err)
+		return
+	}
 	data := map[string]any{"Run": run, "Stages": stages, "Graph": layoutDAG(run.Stages), "Diagnostics": h.cfg.Actions.Diagnostics(run),
-		"Flash":   flash(r.URL.Query().Get("done")),
+		"Head": head, "Flash": flash(r.URL.Query().Get("done")),
 		"Refresh": h.cfg.RefreshInterval.Milliseconds(), "Artifacts": h.artifacts(r.Context(), run.ID)}
 	h.render(w, r, http.StatusOK, "run", fmt.Sprintf("%s #%d", run.Repo, run.Number), data)
 }
@@ -314,6 +319,7 @@ func flash(done string) string {
 	return map[string]string{
 		"canceled":  "Cancel requested.",
 		"approved":  "Stage approved.",
+		"head":      "Head commit approved: its stages that ask for secrets or deploy run now.",
 		"rejected":  "Stage rejected.",
 		"rerun":     "This run was started as a rerun.",
 		"triggered": "Run started.",

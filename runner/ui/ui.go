@@ -38,6 +38,12 @@ type Actions interface {
 	Approve(ctx context.Context, runID int64, stageKey, user string) error
 	// Reject refuses a stage held for approval.
 	Reject(ctx context.Context, runID int64, stageKey, user string) error
+	// PRApproval returns the approval of the head commit of run, a pull
+	// request from a fork (nil before one), and whether run needs one.
+	PRApproval(ctx context.Context, run *store.Run) (*store.PRApproval, bool, error)
+	// ApprovePR approves the head commit sha of run runID, a pull request
+	// from a fork; user is who approved.
+	ApprovePR(ctx context.Context, runID int64, sha, user string) (*store.PRApproval, error)
 	// Diagnostics returns the pipeline diagnostics of a run that ended
 	// pipeline_invalid (nil if none are kept).
 	Diagnostics(run *store.Run) []pipeline.Diagnostic
@@ -179,6 +185,7 @@ func (h *Handler) routes() {
 	m.Handle("GET /runs/{id}/stages/{stage}/steps/{step}/log.txt", h.view(access.View, h.logText))
 	m.Handle("POST /runs/{id}/cancel", h.mutate(access.Operate, h.cancel))
 	m.Handle("POST /runs/{id}/rerun", h.mutate(access.Operate, h.rerun))
+	m.Handle("POST /runs/{id}/approve", h.mutate(access.Operate, h.approveHead))
 	m.Handle("POST /runs/{id}/stages/{stage}/approve", h.mutate(access.Operate, h.decide(true)))
 	m.Handle("POST /runs/{id}/stages/{stage}/reject", h.mutate(access.Operate, h.decide(false)))
 	m.Handle("GET /repos", h.view(access.View, h.reposPage))

@@ -48,6 +48,7 @@ func TestLoginRequired(t *testing.T) {
 		{"POST", runPath(e.run.ID) + "/cancel", http.StatusForbidden, ""},
 		{"POST", runPath(e.run.ID) + "/rerun", http.StatusForbidden, ""},
 		{"POST", runPath(e.run.ID) + "/stages/deploy/approve", http.StatusForbidden, ""},
+		{"POST", runPath(e.run.ID) + "/approve", http.StatusForbidden, ""},
 		{"GET", "/login", http.StatusOK, ""},
 		{"GET", "/static/ui.css", http.StatusOK, ""},
 		{"GET", "/healthz", http.StatusOK, ""}, // passed to the wrapped handler
