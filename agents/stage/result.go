@@ -15,8 +15,8 @@ type StepResult struct {
 	AllowedFailure bool      `json:"allowed_failure,omitempty"`
 	ExitCode       int       `json:"exit_code"`
 	Attempts       int       `json:"attempts"`
-	Started        time.Time `json:"started,omitzero"`
-	Finished       time.Time `json:"finished,omitzero"`
+	Started        time.Time `json:"started_at,omitzero"`
+	Finished       time.Time `json:"finished_at,omitzero"`
 	Reason         string    `json:"reason,omitempty"` // why it did not succeed
 }
 
@@ -30,10 +30,10 @@ func (r StepResult) Duration() time.Duration {
 
 // Result is the outcome of one stage.
 type Result struct {
-	StageID  string       `json:"stage"`
+	StageID  string       `json:"id"`
 	Status   rules.Status `json:"status"`
-	Started  time.Time    `json:"started,omitzero"`
-	Finished time.Time    `json:"finished,omitzero"`
+	Started  time.Time    `json:"started_at,omitzero"`
+	Finished time.Time    `json:"finished_at,omitzero"`
 	Reason   string       `json:"reason,omitempty"`
 	Steps    []StepResult `json:"steps"`
 	// TeardownError is set when removing the stage's resources failed; it

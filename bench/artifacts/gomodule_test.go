@@ -310,9 +310,9 @@ func stageSeconds(b *testing.B, bin, dir, cache string) float64 {
 	}
 	var res struct {
 		Stages []struct {
-			Stage    string    `json:"stage"`
-			Started  time.Time `json:"started"`
-			Finished time.Time `json:"finished"`
+			ID       string    `json:"id"`
+			Started  time.Time `json:"started_at"`
+			Finished time.Time `json:"finished_at"`
 		} `json:"stages"`
 	}
 	raw, err := os.ReadFile(summary)
