@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -80,32 +81,24 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		log.Warn("update for unknown stage")
 		return nil
 	}
-	step := -1
-	for _, s := range st.Steps {
-		if u.Step != "" && s.Name == u.Step {
-			step = s.Position
-		}
-	}
-	if u.Kind != wire.KindLost && u.Attempt == st.Attempt && !ownsAttempt(st, u) {
-		// Another agent speaks for the attempt: forged, or a confused
-		// agent. Not stale either, so no cancel: it would reach the
-		// agent that does run the attempt.
+	switch v := updateVerdict(st, u); v {
+	case foreign:
+		// Not stale either, so no cancel: it would reach the agent that
+		// does run the attempt.
 		log.Warn("update from an agent that does not run the attempt ignored", "stage_agent", st.Agent)
 		return nil
-	}
-	if (u.Kind == wire.KindFinished || u.Kind == wire.KindLost) && u.Attempt == st.Attempt && st.Status.Terminal() {
-		// Delivered again: the stage's end is stored, but what follows
-		// it (the next stages, the run's end) may not be, if the store
-		// failed after it. Scheduling is idempotent.
+	case endAgain:
+		// The stage's end is stored, but what follows it (the next
+		// stages, the run's end) may not be, if the store failed after
+		// it. Scheduling is idempotent.
 		log.Debug("stage end delivered again; re-evaluating the run")
 		if err := r.schedule(ctx, run.ID); err != nil {
 			return fmt.Errorf("re-evaluate run %d after the end of %s: %w", run.ID, st.Key, err)
 		}
 		return nil
-	}
-	if u.Attempt != st.Attempt || st.Status.Terminal() {
+	case stale, staleEnd:
 		log.Info("stale update ignored", "current_attempt", st.Attempt, "status", st.Status)
-		if u.Kind != wire.KindFinished && u.Kind != wire.KindLost {
+		if v == stale {
 			c := wire.Cancel{RunID: u.RunID, StageID: u.StageID, Attempt: u.Attempt, Reason: "stale attempt"}
 			if err := r.cfg.Bus.Cancel(ctx, c); err != nil {
 				log.Warn("cancel stale attempt", "err", err)
@@ -113,13 +106,44 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		}
 		return nil
 	}
-	now := u.Time
-	if now.IsZero() {
-		now = time.Now()
-	}
 	r.touch(run.ID, st.Key, st.Attempt, u.Agent, time.Now())
-	// fence returns err if the store failed (the bus delivers the update
-	// again) and nil if the state machine refused the update.
+	return r.apply(ctx, run, st, u, log)
+}
+
+// verdict is what HandleUpdate does with an update (updateVerdict).
+type verdict int
+
+const (
+	apply    verdict = iota // the current attempt's owner speaks: apply it
+	foreign                 // another agent speaks for the current attempt: ignore it
+	endAgain                // the current attempt's end, delivered again: schedule the run again
+	stale                   // an older attempt, or a stage that ended: ignore it, tell it to stop
+	staleEnd                // the end of an older attempt: ignore it
+)
+
+// updateVerdict decides whether u is applied to st, over plain values:
+// only the agent that runs st's current attempt (ownsAttempt) changes
+// it; the server's own KindLost speaks for any agent.
+func updateVerdict(st *store.Stage, u *wire.Update) verdict {
+	end := u.Kind == wire.KindFinished || u.Kind == wire.KindLost
+	current := u.Attempt == st.Attempt
+	switch {
+	case u.Kind != wire.KindLost && current && !ownsAttempt(st, u):
+		return foreign
+	case end && current && st.Status.Terminal():
+		return endAgain
+	case (!current || st.Status.Terminal()) && end:
+		return staleEnd
+	case !current || st.Status.Terminal():
+		return stale
+	}
+	return apply
+}
+
+// apply applies u, of the attempt that runs st, by its kind. An error
+// means the store failed and the bus should deliver u again; an update
+// the state machine refuses is logged and dropped.
+func (r *Runner) apply(ctx context.Context, run *store.Run, st *store.Stage, u *wire.Update, log *slog.Logger) error {
 	fence := func(err error) error {
 		if err == nil {
 			return nil
@@ -130,6 +154,12 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		}
 		return fmt.Errorf("apply %s update of run %d stage %s: %w", u.Kind, run.ID, st.Key, err)
 	}
+	step := -1
+	for _, s := range st.Steps {
+		if u.Step != "" && s.Name == u.Step {
+			step = s.Position
+		}
+	}
 	switch u.Kind {
 	case wire.KindLost:
 		r.forget(run.ID, st.Key)
@@ -137,58 +167,13 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		return r.endStage(ctx, run, st, u.Attempt, store.StatusError, store.ReasonAgentLost)
 	case wire.KindHeartbeat:
 	case wire.KindStarted:
-		err := r.cfg.Store.UpdateStage(ctx, st.ID, u.Attempt, store.StageUpdate{Status: store.StatusRunning, Agent: u.Agent})
-		if err != nil {
-			return fence(err)
-		}
-		if run.Status == store.StatusPending {
-			err := r.cfg.Store.UpdateRun(ctx, run.ID, store.StatusRunning, "")
-			if err != nil && !errors.Is(err, store.ErrConflict) {
-				log.Error("mark run running", "err", err)
-			}
-			// The queue wait is the run's, observed once: when its first
-			// stage starts (metrics.Rebuild restores the same sample).
-			if err == nil && r.cfg.Metrics != nil {
-				queued := run.QueuedAt
-				if queued.IsZero() {
-					queued = run.CreatedAt
-				}
-				// The stored start, as Rebuild will read it.
-				started := now
-				if fresh, err := r.cfg.Store.Run(ctx, run.ID); err == nil && !fresh.StartedAt.IsZero() {
-					started = fresh.StartedAt
-				}
-				r.cfg.Metrics.QueueWait(started.Sub(queued))
-			}
-			r.report(run, "runnel", "running", "Running")
-		}
-		if r.cfg.Metrics != nil {
-			r.cfg.Metrics.StageStarted()
-		}
-		r.report(run, "runnel/"+st.Key, "running", "Running on "+u.Agent)
-	case wire.KindStepStarted:
+		return fence(r.stageStarted(ctx, run, st, u, log))
+	case wire.KindStepStarted, wire.KindStepFinished:
 		if step < 0 {
 			log.Warn("update for unknown step", "step", u.Step)
 			return nil
 		}
-		return fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, step, store.StepUpdate{Status: store.StatusRunning,
-			LogKey: LogKey(run.ID, st.Key, u.Attempt, step).String()}))
-	case wire.KindStepFinished:
-		if step < 0 {
-			log.Warn("update for unknown step", "step", u.Step)
-			return nil
-		}
-		su := store.StepUpdate{Status: stepStatus(u.Status), Attempts: max(u.Attempts, 1)}
-		if u.Status != rules.Skipped {
-			code := u.ExitCode
-			su.ExitCode = &code
-		}
-		if err := fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, step, su)); err != nil {
-			return err
-		}
-		if err := r.cfg.Logs.Finish(LogKey(run.ID, st.Key, u.Attempt, step)); err != nil {
-			log.Warn("finish step log", "err", err)
-		}
+		return r.stepUpdate(ctx, run, st, step, u, log, fence)
 	case wire.KindFinished:
 		status, reason := stageStatus(u.Status, r.maskSecrets(ctx, run, u.Reason))
 		return r.endStage(ctx, run, st, u.Attempt, status, reason)
@@ -196,6 +181,67 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		return r.deployProgress(ctx, run, st, u.Deploy)
 	default:
 		log.Warn("update of unknown kind ignored")
+	}
+	return nil
+}
+
+// stageStarted marks st running on u.Agent and, for the run's first
+// stage, the run running too.
+func (r *Runner) stageStarted(ctx context.Context, run *store.Run, st *store.Stage, u *wire.Update, log *slog.Logger) error {
+	if err := r.cfg.Store.UpdateStage(ctx, st.ID, u.Attempt, store.StageUpdate{Status: store.StatusRunning, Agent: u.Agent}); err != nil {
+		return err
+	}
+	if run.Status == store.StatusPending {
+		err := r.cfg.Store.UpdateRun(ctx, run.ID, store.StatusRunning, "")
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			log.Error("mark run running", "err", err)
+		}
+		if err == nil && r.cfg.Metrics != nil {
+			r.observeQueueWait(ctx, run, u.Time)
+		}
+		r.report(run, "runnel", "running", "Running")
+	}
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.StageStarted()
+	}
+	r.report(run, "runnel/"+st.Key, "running", "Running on "+u.Agent)
+	return nil
+}
+
+// observeQueueWait records the run's queue wait, once: when its first
+// stage starts (metrics.Rebuild restores the same sample from the stored
+// start).
+func (r *Runner) observeQueueWait(ctx context.Context, run *store.Run, at time.Time) {
+	queued := run.QueuedAt
+	if queued.IsZero() {
+		queued = run.CreatedAt
+	}
+	started := at
+	if started.IsZero() {
+		started = time.Now()
+	}
+	if fresh, err := r.cfg.Store.Run(ctx, run.ID); err == nil && !fresh.StartedAt.IsZero() {
+		started = fresh.StartedAt
+	}
+	r.cfg.Metrics.QueueWait(started.Sub(queued))
+}
+
+// stepUpdate stores a step's start or end; an end closes its log.
+func (r *Runner) stepUpdate(ctx context.Context, run *store.Run, st *store.Stage, step int, u *wire.Update, log *slog.Logger, fence func(error) error) error {
+	key := LogKey(run.ID, st.Key, u.Attempt, step)
+	if u.Kind == wire.KindStepStarted {
+		return fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, step, store.StepUpdate{Status: store.StatusRunning, LogKey: key.String()}))
+	}
+	su := store.StepUpdate{Status: stepStatus(u.Status), Attempts: max(u.Attempts, 1)}
+	if u.Status != rules.Skipped {
+		code := u.ExitCode
+		su.ExitCode = &code
+	}
+	if err := fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, step, su)); err != nil {
+		return err
+	}
+	if err := r.cfg.Logs.Finish(key); err != nil {
+		log.Warn("finish step log", "err", err)
 	}
 	return nil
 }
