@@ -48,6 +48,12 @@ type Release struct {
 	// there, so that a re-delivered stage finds the release it started
 	// and follows it instead of starting another.
 	ID string
+	// Attempt is the stage attempt making the release (with ID, a
+	// fencing token): a provider whose traffic switch outlives the agent
+	// refuses a lower attempt of a release once a higher one drove it, so
+	// the stale attempt of a re-delivered stage (an agent frozen or cut
+	// off, not dead) cannot act under the new one. 0: none.
+	Attempt int
 	// Image is the container image of the version.
 	Image string
 	// Command overrides the image's command when not empty.

@@ -84,7 +84,7 @@ func (j *job) Deploy(ctx context.Context, spec *engine.Spec, out io.Writer) erro
 		return err
 	}
 	rel := Release(pd)
-	rel.ID = releaseID(spec)
+	rel.ID, rel.Attempt = releaseID(spec), spec.Attempt
 	progress := wire.DeployProgress{Provider: pd.Provider, App: pd.App, Version: pd.Version}
 	fmt.Fprintf(out, "deploy: %s %s with %s, strategy %s, steps %v\n", pd.App, pd.Version, pd.Provider, pd.Strategy.Type, rel.TrafficSteps)
 	res, err := prov.Deploy(ctx, rel, func(e deploy.Event) {

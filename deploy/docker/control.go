@@ -17,10 +17,15 @@ import (
 )
 
 // Routes are a proxy's upstreams: Green receives Weight percent of the
-// requests, Blue the rest. A nil upstream receives nothing.
+// requests, Blue the rest. A nil upstream receives nothing. Release and
+// Attempt say who sets them (deploy.Release.ID and .Attempt): a proxy
+// refuses routes from an attempt of a release lower than one it has
+// taken routes from (ErrFenced).
 type Routes struct {
 	Blue, Green *url.URL
 	Weight      int
+	Release     string
+	Attempt     int
 }
 
 // Router is the traffic switch the Provider drives: a Proxy in the same
@@ -31,8 +36,27 @@ type Router interface {
 	GetRoutes(ctx context.Context) (Routes, error)
 }
 
-// SetRoutes implements Router.
+// SetRoutes implements Router; it refuses fenced routes (ErrFenced).
 func (p *Proxy) SetRoutes(_ context.Context, r Routes) error {
+	return p.update(r, nil)
+}
+
+// update replaces the routes unless the fencing rule (admit) refuses
+// them. persist, when not nil, stores the routes and the fences first;
+// its error leaves everything as it was.
+func (p *Proxy) update(r Routes, persist func(Routes, []fence) error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fences, ok := admit(p.fences, r.Release, r.Attempt)
+	if !ok {
+		return fmt.Errorf("%w (release %s attempt %d)", ErrFenced, r.Release, r.Attempt)
+	}
+	if persist != nil {
+		if err := persist(r, fences); err != nil {
+			return err
+		}
+	}
+	p.fences = fences
 	p.Set(r.Blue, r.Green, r.Weight)
 	return nil
 }
@@ -45,13 +69,21 @@ func (p *Proxy) GetRoutes(context.Context) (Routes, error) {
 
 // routesJSON is the control API's body and the state file's content.
 type routesJSON struct {
-	Blue   string `json:"blue,omitempty"`
-	Green  string `json:"green,omitempty"`
-	Weight int    `json:"weight"`
+	Blue    string `json:"blue,omitempty"`
+	Green   string `json:"green,omitempty"`
+	Weight  int    `json:"weight"`
+	Release string `json:"release,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+}
+
+// stateJSON is the state file's content: the routes and the fences.
+type stateJSON struct {
+	routesJSON
+	Fences []fence `json:"fences,omitempty"`
 }
 
 func (r Routes) toJSON() routesJSON {
-	j := routesJSON{Weight: r.Weight}
+	j := routesJSON{Weight: r.Weight, Release: r.Release, Attempt: r.Attempt}
 	if r.Blue != nil {
 		j.Blue = r.Blue.String()
 	}
@@ -82,6 +114,9 @@ func (j routesJSON) routes() (Routes, error) {
 	if j.Weight < 0 || j.Weight > 100 {
 		return Routes{}, fmt.Errorf("weight %d: want 0..100", j.Weight)
 	}
+	if j.Attempt < 0 {
+		return Routes{}, fmt.Errorf("attempt %d: want 0 or more", j.Attempt)
+	}
 	b, err := parseUpstream(j.Blue)
 	if err != nil {
 		return Routes{}, err
@@ -90,7 +125,7 @@ func (j routesJSON) routes() (Routes, error) {
 	if err != nil {
 		return Routes{}, err
 	}
-	return Routes{Blue: b, Green: g, Weight: j.Weight}, nil
+	return Routes{Blue: b, Green: g, Weight: j.Weight, Release: j.Release, Attempt: j.Attempt}, nil
 }
 
 // maxControlBody bounds a control request.
@@ -98,10 +133,11 @@ const maxControlBody = 4 << 10
 
 // Control is the HTTP control API of a Proxy, served by `runnel proxy`
 // on its own listener: GET /routes returns the routes, PUT /routes
-// replaces them (JSON {"blue", "green", "weight"}). With Token set every
-// request needs "Authorization: Bearer <Token>". With StateFile set, the
-// routes are written there (atomically) before a PUT is answered, so a
-// restarted proxy serves the same routes (LoadState).
+// replaces them (JSON {"blue", "green", "weight", "release", "attempt"};
+// 409 Conflict when fenced). With Token set every request needs
+// "Authorization: Bearer <Token>". With StateFile set, the routes and
+// fences are written there (atomically) before a PUT is answered, so a
+// restarted proxy serves the same routes and keeps fencing (LoadState).
 type Control struct {
 	Proxy     *Proxy
 	Token     string
@@ -137,14 +173,20 @@ func (c *Control) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "bad routes: "+err.Error(), http.StatusBadRequest)
 			return
 		}
+		var persist func(Routes, []fence) error
 		if c.StateFile != "" {
-			if err := writeState(c.StateFile, rt.toJSON()); err != nil {
-				http.Error(w, "save routes: "+err.Error(), http.StatusInternalServerError)
-				return
+			persist = func(rt Routes, fences []fence) error {
+				return writeState(c.StateFile, stateJSON{rt.toJSON(), fences})
 			}
 		}
-		c.Proxy.Set(rt.Blue, rt.Green, rt.Weight)
-		writeJSON(w, rt.toJSON())
+		switch err := c.Proxy.update(rt, persist); {
+		case errors.Is(err, ErrFenced):
+			http.Error(w, err.Error(), http.StatusConflict)
+		case err != nil:
+			http.Error(w, "save routes: "+err.Error(), http.StatusInternalServerError)
+		default:
+			writeJSON(w, rt.toJSON())
+		}
 	default:
 		w.Header().Set("Allow", "GET, PUT")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -156,7 +198,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func writeState(path string, j routesJSON) error {
+func writeState(path string, j stateJSON) error {
 	b, err := json.Marshal(j)
 	if err != nil {
 		return err
@@ -180,8 +222,8 @@ func writeState(path string, j routesJSON) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// LoadState sets p's routes from a state file a Control wrote; a missing
-// file leaves p without routes.
+// LoadState sets p's routes and fences from a state file a Control
+// wrote; a missing file leaves p without routes.
 func LoadState(p *Proxy, path string) error {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -190,7 +232,7 @@ func LoadState(p *Proxy, path string) error {
 	if err != nil {
 		return fmt.Errorf("proxy state: %w", err)
 	}
-	var j routesJSON
+	var j stateJSON
 	if err := json.Unmarshal(b, &j); err != nil {
 		return fmt.Errorf("proxy state %s: %w", path, err)
 	}
@@ -198,6 +240,9 @@ func LoadState(p *Proxy, path string) error {
 	if err != nil {
 		return fmt.Errorf("proxy state %s: %w", path, err)
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fences = j.Fences[max(0, len(j.Fences)-maxFences):]
 	p.Set(rt.Blue, rt.Green, rt.Weight)
 	return nil
 }
@@ -262,7 +307,11 @@ func (c *Client) do(ctx context.Context, method string, body []byte) ([]byte, er
 	if err != nil {
 		return nil, fmt.Errorf("proxy control %s %s: %w", method, c.base, err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusConflict:
+		return nil, fmt.Errorf("proxy control %s %s: %w: %s", method, c.base, ErrFenced, strings.TrimSpace(string(out)))
+	default:
 		return nil, fmt.Errorf("proxy control %s %s: %s: %s", method, c.base, resp.Status, strings.TrimSpace(string(out)))
 	}
 	return out, nil

@@ -195,7 +195,7 @@ func (b *backend) Prepare(ctx context.Context, rel deploy.Release) (string, erro
 		b.blue = &instance{id: serving.ID, color: serving.Labels[LabelColor], version: serving.Labels[LabelVersion], url: u}
 		version, blueURL = b.blue.version, u
 	}
-	if err := b.p.o.Proxy.SetRoutes(ctx, Routes{Blue: blueURL}); err != nil {
+	if err := b.p.o.Proxy.SetRoutes(ctx, Routes{Blue: blueURL, Release: rel.ID, Attempt: rel.Attempt}); err != nil {
 		return "", err
 	}
 	for _, c := range cs {
@@ -277,16 +277,16 @@ func (b *backend) Probe(ctx context.Context, rel deploy.Release, _ int) error {
 	return nil
 }
 
-func (b *backend) Shift(ctx context.Context, _ deploy.Release, weight int) error {
+func (b *backend) Shift(ctx context.Context, rel deploy.Release, weight int) error {
 	var blue *url.URL
 	if b.blue != nil {
 		blue = b.blue.url
 	}
-	return b.p.o.Proxy.SetRoutes(ctx, Routes{Blue: blue, Green: b.green.url, Weight: weight})
+	return b.p.o.Proxy.SetRoutes(ctx, Routes{Blue: blue, Green: b.green.url, Weight: weight, Release: rel.ID, Attempt: rel.Attempt})
 }
 
-func (b *backend) Promote(ctx context.Context, _ deploy.Release) error {
-	if err := b.p.o.Proxy.SetRoutes(ctx, Routes{Blue: b.green.url}); err != nil {
+func (b *backend) Promote(ctx context.Context, rel deploy.Release) error {
+	if err := b.p.o.Proxy.SetRoutes(ctx, Routes{Blue: b.green.url, Release: rel.ID, Attempt: rel.Attempt}); err != nil {
 		return err
 	}
 	if b.blue == nil {
@@ -304,7 +304,9 @@ func (b *backend) Rollback(ctx context.Context, rel deploy.Release) error {
 	if b.blue != nil {
 		blue = b.blue.url
 	}
-	if err := b.p.o.Proxy.SetRoutes(ctx, Routes{Blue: blue}); err != nil {
+	// Fenced when a later attempt of the release has taken over: then
+	// nothing of the app is removed.
+	if err := b.p.o.Proxy.SetRoutes(ctx, Routes{Blue: blue, Release: rel.ID, Attempt: rel.Attempt}); err != nil {
 		return err
 	}
 	// Remove every container of the app but blue: also a green whose

@@ -53,10 +53,12 @@ func newClient(t testing.TB) *client.Client {
 // env is one test app: a provider, its proxy served on a loopback port,
 // and cleanup of everything labelled with the app.
 type env struct {
-	cli   *client.Client
-	app   string
-	prov  *docker.Provider
-	proxy string // base URL of the proxy
+	cli     *client.Client
+	app     string
+	net     string // the app's network
+	prov    *docker.Provider
+	proxy   string // base URL of the proxy
+	control string // base URL of its control API
 }
 
 func newEnv(t testing.TB) *env {
@@ -105,7 +107,7 @@ func newEnv(t testing.TB) *env {
 			t.Errorf("remove network: %v", err)
 		}
 	})
-	return &env{cli: cli, app: app, prov: prov, proxy: "http://" + ln.Addr().String()}
+	return &env{cli: cli, app: app, net: netName, prov: prov, proxy: "http://" + ln.Addr().String(), control: control.URL}
 }
 
 func (e *env) release(version string, steps ...int) deploy.Release {

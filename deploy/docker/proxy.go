@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -25,6 +26,9 @@ type Proxy struct {
 	log    *slog.Logger
 	routes atomic.Pointer[routes]
 	n      atomic.Uint64
+
+	mu     sync.Mutex // serialises fenced updates (SetRoutes)
+	fences []fence    // the latest releases' highest attempts
 }
 
 type routes struct {
