@@ -5,9 +5,33 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/runner/trust"
+	"github.com/runnel-ci/runnel/scm"
 )
+
+// pipelineCommit returns the commit and ref the pipeline file of req is
+// read from: the event's, or for a pull request from a fork to a
+// repository that takes it from the base branch
+// (Repo.ForkPipelineFromBase), the base branch's commit the forge named
+// with the event, else the branch's head in src now (a rerun).
+func (r *Runner) pipelineCommit(ctx context.Context, req TriggerRequest, src string) (commit, ref string, err error) {
+	ev := req.Event
+	fork := ev.Kind == scm.KindPullRequest && (ev.PullRequest == nil || !ev.PullRequest.SameRepo)
+	if !fork || !req.Repo.ForkPipelineFromBase {
+		return ev.Commit, ev.Ref, nil
+	}
+	ref = "refs/heads/" + ev.Branch
+	if ev.PullRequest != nil && scm.ValidSHA(ev.PullRequest.BaseSHA) {
+		return ev.PullRequest.BaseSHA, ref, nil
+	}
+	sha, err := gitmirror.ResolveRef(ctx, src, ref)
+	if err != nil {
+		return "", "", fmt.Errorf("pipeline file of a fork's pull request from base branch %s: %w", ev.Branch, err)
+	}
+	return sha, ref, nil
+}
 
 // untrustedHead returns the head commit whose approval st of run waits
 // for (trust.Hold: a fork's pull request's stage that asks for secrets or

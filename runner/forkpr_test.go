@@ -67,3 +67,54 @@ func TestForkPullRequestApproval(t *testing.T) {
 		t.Errorf("approve a push run: got %v, want ErrConflict", err)
 	}
 }
+
+// TestForkPipelineFromBase: a repository set to take the pipeline of a
+// fork's pull request from the base branch runs the base branch's file,
+// whatever the head's says; a pull request from the repository itself,
+// and every pull request when the setting is off, runs its own.
+func TestForkPipelineFromBase(t *testing.T) {
+	f := newFixture(t, false, 0)
+	ctx := context.Background()
+	stage := func(name string) string {
+		return "version: 1\nstages:\n  " + name + ":\n    steps:\n      - name: s\n        run: echo\n"
+	}
+	base := f.push(map[string]string{".pipeline.yml": stage("base-stage")})
+	head := f.push(map[string]string{".pipeline.yml": stage("head-stage")})
+	// The head is the pull request's, not the branch's: move main back.
+	git(t, f.work, "push", "-q", "-f", "origin", base.Commit+":refs/heads/main", head.Commit+":refs/pull/1/head")
+	pr := func(same bool, baseSHA string) string {
+		t.Helper()
+		ev := *head
+		ev.Kind, ev.Ref = scm.KindPullRequest, "refs/pull/1/head"
+		ev.PullRequest = &scm.PullRequest{Number: 1, HeadSHA: head.Commit, BaseRef: "main", BaseSHA: baseSHA, SameRepo: same}
+		run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: &ev, Trigger: store.TriggerWebhook})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run.Commit != head.Commit || len(run.Stages) != 1 {
+			t.Fatalf("run: commit %s, %d stages (%s %s); want the head's commit and one stage", run.Commit, len(run.Stages), run.Status, run.Reason)
+		}
+		return run.Stages[0].Key
+	}
+	if got := pr(false, base.Commit); got != "head-stage" {
+		t.Errorf("setting off, fork: ran %s, want head-stage", got)
+	}
+	f.repo.ForkPipelineFromBase = true
+	if err := f.store.UpdateRepo(ctx, *f.repo); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		same    bool
+		baseSHA string
+		want    string
+	}{
+		{"fork, base commit from the payload", false, base.Commit, "base-stage"},
+		{"fork, base branch head (no base commit in the event)", false, "", "base-stage"},
+		{"same repository", true, base.Commit, "head-stage"},
+	} {
+		if got := pr(tc.same, tc.baseSHA); got != tc.want {
+			t.Errorf("%s: ran %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

@@ -114,10 +114,14 @@ func (r *Runner) plan(ctx context.Context, req TriggerRequest, nr *store.NewRun)
 		}
 		nr.SourceURL = src
 	}
-	src, err := r.readPipeline(ctx, nr.SourceURL, req.Event.Commit, req.Event.Ref)
+	at, ref, err := r.pipelineCommit(ctx, req, nr.SourceURL)
+	var src []byte
+	if err == nil {
+		src, err = r.readPipeline(ctx, nr.SourceURL, at, ref)
+	}
 	switch {
 	case errors.Is(err, gitrepo.ErrNoFile):
-		return failed(ReasonPipelineMissing, pipeline.Diagnostic{Message: "no " + PipelineFile + " in commit " + req.Event.Commit})
+		return failed(ReasonPipelineMissing, pipeline.Diagnostic{Message: "no " + PipelineFile + " in commit " + at})
 	case errors.Is(err, gitrepo.ErrTooLarge):
 		return failed(store.ReasonPipelineInvalid, pipeline.Diagnostic{Code: "file-too-large", Message: err.Error()})
 	case errors.Is(err, gitmirror.ErrUnsafe):

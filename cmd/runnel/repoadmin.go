@@ -59,7 +59,7 @@ type repoUpdateFlags struct {
 	cloneURL, bare, secret, branch, statusToken string
 	statusAPIURL, forgeURL                      string
 	cancelPrevious, private, newHookToken       bool
-	genericHook                                 bool
+	genericHook, forkPipelineFromBase           bool
 	allowContainer                              []string
 }
 
@@ -89,6 +89,7 @@ one is refused from then on (re-install git hooks with it).`,
 	fl.StringVar(&f.forgeURL, "forge-url", "", "forge instance the repository's events must name")
 	fl.BoolVar(&f.genericHook, "generic-hook", false, "let a forge repository also take the generic hook")
 	fl.BoolVar(&f.newHookToken, "new-hook-token", false, "make a new hook token (printed once)")
+	fl.BoolVar(&f.forkPipelineFromBase, "fork-pipeline-from-base", false, "pull requests from forks run the base branch's pipeline file, not their own")
 	fl.StringSliceVar(&f.allowContainer, "allow-container", nil, "container permissions the repository's pipelines may ask for (replaces the list; \"none\" for none): "+permissionNames())
 	return cmd
 }
@@ -111,7 +112,8 @@ func (a *app) repoUpdate(cmd *cobra.Command, name string, f repoUpdateFlags) err
 	changed := cmd.Flags().Changed
 	for flag, field := range map[string]any{"clone-url": f.cloneURL, "secret": f.secret, "default-branch": f.branch,
 		"cancel-previous": f.cancelPrevious, "private": f.private, "status-token": f.statusToken, "status-api-url": f.statusAPIURL,
-		"forge-url": f.forgeURL, "generic-hook": f.genericHook, "allow-container": f.allowContainer} {
+		"forge-url": f.forgeURL, "generic-hook": f.genericHook, "allow-container": f.allowContainer,
+		"fork-pipeline-from-base": f.forkPipelineFromBase} {
 		if changed(flag) {
 			body[jsonField(flag)] = field
 		}

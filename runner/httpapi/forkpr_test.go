@@ -64,3 +64,13 @@ func TestApprovePullRequestHead(t *testing.T) {
 		t.Errorf("approve a push run: %d %s, want 409", code, b)
 	}
 }
+
+func TestPatchForkPipeline(t *testing.T) {
+	e := newEnv(t)
+	e.do("POST", "/api/v1/repos", []byte(`{"name":"app","forge":"git","clone_url":"`+e.bare+`"}`), e.auth())
+	code, b := e.do("PATCH", "/api/v1/repos/app", []byte(`{"fork_pipeline_from_base":true}`), e.auth())
+	var v RepoView
+	if err := json.Unmarshal([]byte(b), &v); code != 200 || err != nil || !v.ForkPipelineFromBase {
+		t.Fatalf("patch: %d %s, want fork_pipeline_from_base true", code, b)
+	}
+}

@@ -30,8 +30,11 @@ type RepoView struct {
 	HasSecret      bool   `json:"has_secret"`
 	// AllowContainer are the container permissions the repository's
 	// pipelines may ask for (docs/pipeline.md#container).
-	AllowContainer []string  `json:"allow_container"`
-	CreatedAt      time.Time `json:"created_at"`
+	AllowContainer []string `json:"allow_container"`
+	// ForkPipelineFromBase: pull requests from forks run the base
+	// branch's pipeline file (docs/secrets.md#pull-requests-from-forks).
+	ForkPipelineFromBase bool      `json:"fork_pipeline_from_base"`
+	CreatedAt            time.Time `json:"created_at"`
 	// HookToken and BadgeToken are returned once, at creation.
 	HookToken  string `json:"hook_token,omitempty"`
 	BadgeToken string `json:"badge_token,omitempty"`
@@ -41,7 +44,7 @@ func repoView(r *store.Repo) RepoView {
 	return RepoView{ID: r.ID, Name: r.Name, Forge: r.Forge, CloneURL: r.CloneURL, ForgeURL: r.ForgeURL,
 		GenericHook: r.GenericHook, DefaultBranch: r.DefaultBranch,
 		CancelPrevious: r.CancelPrevious, Private: r.Private, HasSecret: r.WebhookSecret != "", CreatedAt: r.CreatedAt,
-		AllowContainer: append([]string{}, r.AllowContainer...)}
+		AllowContainer: append([]string{}, r.AllowContainer...), ForkPipelineFromBase: r.ForkPipelineFromBase}
 }
 
 func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) {
@@ -171,6 +174,9 @@ type RepoPatch struct {
 	// AllowContainer replaces the repository's container permissions
 	// ([] grants none).
 	AllowContainer *[]string `json:"allow_container"`
+	// ForkPipelineFromBase sets where pull requests from forks take their
+	// pipeline file: true, the base branch; false, their own head.
+	ForkPipelineFromBase *bool `json:"fork_pipeline_from_base"`
 }
 
 // patchRepo changes a repository's settings (where its code is fetched
@@ -220,6 +226,7 @@ func (s *Server) patchRepo(w http.ResponseWriter, r *http.Request) {
 	set(&repo.Private, p.Private)
 	set(&repo.StatusToken, p.StatusToken)
 	set(&repo.StatusAPIURL, p.StatusAPIURL)
+	set(&repo.ForkPipelineFromBase, p.ForkPipelineFromBase)
 	if err := s.cfg.Store.UpdateRepo(r.Context(), *repo); err != nil {
 		s.storeError(w, err)
 		return

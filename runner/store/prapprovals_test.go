@@ -34,3 +34,20 @@ func TestPRApprovals(t *testing.T) {
 		}
 	})
 }
+
+func TestForkPipelineSetting(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := ctxT(t)
+		repo := mustRepo(t, s, "acme/base-pipeline")
+		if repo.ForkPipelineFromBase {
+			t.Fatal("a new repository takes the fork's pipeline from the base branch; want its head (the default)")
+		}
+		repo.ForkPipelineFromBase = true
+		if err := s.UpdateRepo(ctx, *repo); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.RepoByID(ctx, repo.ID); err != nil || !got.ForkPipelineFromBase {
+			t.Errorf("after UpdateRepo: ForkPipelineFromBase %v, %v; want true", got != nil && got.ForkPipelineFromBase, err)
+		}
+	})
+}

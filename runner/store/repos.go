@@ -49,7 +49,10 @@ type Repo struct {
 	// AllowContainer are the container permissions (pipeline.Permission
 	// names) the repository's pipelines may ask for; nil grants none.
 	AllowContainer []string
-	CreatedAt      time.Time
+	// ForkPipelineFromBase: a pull request from a fork runs the pipeline
+	// file of its base branch, not its own (docs/secrets.md).
+	ForkPipelineFromBase bool
+	CreatedAt            time.Time
 	// HasHookToken and HasBadgeToken say whether a token was set; the
 	// tokens themselves are stored only as SHA-256 hashes.
 	HasHookToken  bool
@@ -57,7 +60,8 @@ type Repo struct {
 }
 
 const repoCols = `id, name, forge, clone_url, forge_url, generic_hook, webhook_secret, default_branch, cancel_previous,
-	private, status_api_url, status_token, created_at, hook_token_hash <> '', badge_token_hash <> '', allow_container`
+	private, status_api_url, status_token, created_at, hook_token_hash <> '', badge_token_hash <> '', allow_container,
+	fork_pipeline_base`
 
 func (s *Store) scanRepo(row interface{ Scan(...any) error }) (*Repo, error) {
 	var r Repo
@@ -65,7 +69,7 @@ func (s *Store) scanRepo(row interface{ Scan(...any) error }) (*Repo, error) {
 	var allow string
 	if err := row.Scan(&r.ID, &r.Name, &r.Forge, &r.CloneURL, &r.ForgeURL, &r.GenericHook, &r.WebhookSecret, &r.DefaultBranch,
 		&r.CancelPrevious, &r.Private, &r.StatusAPIURL, &r.StatusToken, &created,
-		&r.HasHookToken, &r.HasBadgeToken, &allow); err != nil {
+		&r.HasHookToken, &r.HasBadgeToken, &allow, &r.ForkPipelineFromBase); err != nil {
 		return nil, err
 	}
 	if allow != "" {
@@ -117,7 +121,8 @@ func (s *Store) CreateRepo(ctx context.Context, r Repo) (*Repo, error) {
 
 // UpdateRepo stores the settings of r, found by r.ID: forge, clone URL,
 // forge URL, generic hook, webhook secret, default branch, cancel-previous, private, status report
-// settings. Name and tokens are not changed here.
+// settings, container permissions, fork pipeline source. Name and tokens
+// are not changed here.
 func (s *Store) UpdateRepo(ctx context.Context, r Repo) error {
 	secret, token, err := s.sealRepo(r)
 	if err != nil {
@@ -125,9 +130,9 @@ func (s *Store) UpdateRepo(ctx context.Context, r Repo) error {
 	}
 	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE repos SET forge = ?, clone_url = ?, forge_url = ?, generic_hook = ?,
 		webhook_secret = ?, default_branch = ?, cancel_previous = ?, private = ?, status_api_url = ?, status_token = ?,
-		allow_container = ? WHERE id = ?`),
+		allow_container = ?, fork_pipeline_base = ? WHERE id = ?`),
 		r.Forge, r.CloneURL, r.ForgeURL, r.GenericHook, secret, r.DefaultBranch, r.CancelPrevious, r.Private,
-		r.StatusAPIURL, token, strings.Join(r.AllowContainer, ","), r.ID)
+		r.StatusAPIURL, token, strings.Join(r.AllowContainer, ","), r.ForkPipelineFromBase, r.ID)
 	if err != nil {
 		return fmt.Errorf("update repo %d: %w", r.ID, err)
 	}
