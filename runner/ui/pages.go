@@ -28,6 +28,7 @@ var funcs = template.FuncMap{
 	"runURL":    func(id int64) string { return "/runs/" + strconv.FormatInt(id, 10) },
 	"pathEsc":   url.PathEscape,
 	"size":      humanSize,
+	"rest":      func(percent int) int { return 100 - percent },
 }
 
 // parsePages parses each page template together with the layout.
@@ -444,5 +445,10 @@ func (h *Handler) deploymentsPage(w http.ResponseWriter, r *http.Request) {
 		h.storeError(w, r, "list deployments", err)
 		return
 	}
-	h.render(w, r, http.StatusOK, "deployments", "Deployments", map[string]any{"Deployments": deps})
+	data := map[string]any{"Deployments": deps}
+	if slices.ContainsFunc(deps, func(d *store.Deployment) bool { return d.Result == "" }) {
+		// A release in progress: the page follows its traffic split.
+		data["Refresh"] = h.cfg.RefreshInterval.Milliseconds()
+	}
+	h.render(w, r, http.StatusOK, "deployments", "Deployments", data)
 }

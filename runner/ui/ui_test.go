@@ -430,7 +430,10 @@ func TestAgentsAndDeployments(t *testing.T) {
 	if err := e.store.FinishDeployment(ctx, id, store.DeployRolledBack); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.CreateDeployment(ctx, store.Deployment{RepoID: e.repo.ID, Environment: "staging", Commit: "1111111122222222"}); err != nil {
+	// A release in progress: 10 % of the traffic on the new version.
+	staging, err := e.store.DeployProgress(ctx, store.Deployment{RepoID: e.repo.ID, Environment: "staging", RunID: e.run.ID, Commit: "1111111122222222",
+		Release: store.Release{Provider: "docker", Version: "1111111122222222", From: "0000000099999999", Phase: "shift", Traffic: 10}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	c := e.client()
@@ -445,10 +448,19 @@ func TestAgentsAndDeployments(t *testing.T) {
 		t.Error("connected agents should be listed first")
 	}
 	_, body, _ = e.get(c, "/deployments")
-	for _, want := range []string{"prod", "staging", "abcdef01", "rolled_back", "in progress", `href="/runs/1"`, "acme/web"} {
+	for _, want := range []string{"prod", "staging", "abcdef01", "rolled_back", "in progress", `href="/runs/1"`, "acme/web",
+		`<code title="0000000099999999">00000000</code> 90% / <code title="1111111122222222">11111111</code> 10%`, "shift",
+		`id="live" data-refresh="300"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("deployments page lacks %q", want)
 		}
+	}
+	// Nothing in progress: the page no longer refreshes itself.
+	if err := e.store.FinishDeployment(ctx, staging, store.DeploySuccess); err != nil {
+		t.Fatal(err)
+	}
+	if _, body, _ = e.get(c, "/deployments"); !strings.Contains(body, `id="live"`) || strings.Contains(body, "data-refresh") {
+		t.Errorf("deployments page without a release in progress still refreshes:\n%s", body)
 	}
 }
 
