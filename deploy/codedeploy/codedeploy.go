@@ -158,7 +158,7 @@ func (r *release) run(ctx context.Context) {
 		return
 	}
 	if past.active != nil {
-		if err := r.stopLeftover(ctx, past.active); err != nil {
+		if err := r.leftover(ctx, past.active); err != nil {
 			r.fail("leftover deployment", err)
 			return
 		}
@@ -204,11 +204,17 @@ func (r *release) start(ctx context.Context, cluster, service string) {
 	r.follow(ctx, id)
 }
 
-// stopLeftover stops an active deployment of an earlier release of the
-// group (rolling it back) and waits for it and its rollback to end.
-// A deployment not started by Runnel is left alone: the release fails.
-func (r *release) stopLeftover(ctx context.Context, d *cdtypes.DeploymentInfo) error {
+// leftover ends an active deployment of an earlier release of the group
+// before this release starts: CodeDeploy's own rollback is waited for;
+// one of Runnel's is stopped with a rollback, and both waited for. A
+// deployment not started by Runnel is left alone: the release fails.
+func (r *release) leftover(ctx context.Context, d *cdtypes.DeploymentInfo) error {
 	id := aws.ToString(d.DeploymentId)
+	if d.Creator == cdtypes.DeploymentCreatorCodeDeployRollback {
+		r.emit(deploy.PhaseStart, fmt.Sprintf("waiting for deployment %s, CodeDeploy's rollback of an earlier release (%s)", id, d.Status))
+		_, err := r.p.waitEnd(ctx, id)
+		return err
+	}
 	if _, _, ok := parseDescription(aws.ToString(d.Description)); !ok {
 		return fmt.Errorf("deployment %s (%s) of the group was not started by runnel; not touching it", id, d.Status)
 	}

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	cd "github.com/aws/aws-sdk-go-v2/service/codedeploy"
+	cdtypes "github.com/aws/aws-sdk-go-v2/service/codedeploy/types"
 	awsecs "github.com/aws/aws-sdk-go-v2/service/ecs"
 
 	"github.com/runnel-ci/runnel/deploy"
@@ -268,5 +270,67 @@ func TestResume(t *testing.T) {
 	}
 	if n := len(w.s.Calls("CreateDeployment")); n != 1 {
 		t.Errorf("got %d deployments created, want still 1", n)
+	}
+}
+
+// TestLeftovers: before a release starts, CodeDeploy's rollback of an
+// earlier release still running is waited for (not stopped), and an
+// active deployment of an earlier Runnel release is stopped and rolled
+// back; one Runnel did not start fails the release untouched.
+func TestLeftovers(t *testing.T) {
+	w := newWorld(t, "DEPLOYMENT_FAILURE")
+	w.cd.Step = time.Hour // nothing moves until the test advances the clock
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	client := cd.NewFromConfig(w.s.Config("us-east-1", "AK"))
+	create := func(desc, config string) {
+		t.Helper()
+		spec := `{"version": 0.0, "Resources": [{"TargetService": {"Type": "AWS::ECS::Service", "Properties": {"TaskDefinition": "web:1", "LoadBalancerInfo": {"ContainerName": "web", "ContainerPort": 8080}}}}]}`
+		if _, err := client.CreateDeployment(ctx, &cd.CreateDeploymentInput{ApplicationName: aws.String("web"), DeploymentGroupName: aws.String("prod"),
+			DeploymentConfigName: aws.String(config), Description: aws.String(desc), Revision: &cdtypes.RevisionLocation{RevisionType: cdtypes.RevisionLocationTypeAppSpecContent,
+				AppSpecContent: &cdtypes.AppSpecContent{Content: aws.String(spec)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.cd.FailNext("BeforeInstall", "abandoned")
+	create("runnel release v0 id run-0/production", "CodeDeployDefault.ECSAllAtOnce")
+	w.s.Advance(2 * time.Hour) // v0 fails; its rollback is created, not yet started
+	if _, err := client.ListDeployments(ctx, &cd.ListDeploymentsInput{ApplicationName: aws.String("web"), DeploymentGroupName: aws.String("prod")}); err != nil {
+		t.Fatal(err) // a request makes the fake catch up with its clock
+	}
+	w.s.Do(func() { w.cd.Step = 2 * time.Millisecond })
+
+	done := make(chan error, 1)
+	var l log
+	go func() {
+		_, err := w.provider(t).Deploy(ctx, release("v1"), l.add)
+		done <- err
+	}()
+	// Once the release waits for the rollback, let the rollback run.
+	if err := w.s.Wait(ctx, func() bool {
+		ds := w.cd.DeploymentsLocked()
+		return len(ds) == 2 && strings.Contains(l.String(), "waiting for deployment "+ds[1].ID)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w.s.Advance(time.Hour)
+	if err := <-done; err != nil {
+		t.Fatalf("release after a running rollback: %v\n%s", err, &l)
+	}
+	if n := len(w.s.Calls("StopDeployment")); n != 0 {
+		t.Errorf("%d StopDeployment calls, want none (the rollback was waited for)", n)
+	}
+
+	w.s.Do(func() { w.cd.Minute = time.Hour })
+	create("runnel release v2 id run-2/production", "CodeDeployDefault.ECSCanary10Percent5Minutes") // held in its canary
+	res, err := w.provider(t).Deploy(ctx, release("v3"), nil)
+	ds := w.cd.Deployments()
+	if err != nil || ds[3].Status != "Stopped" || ds[4].RollbackOf != ds[3].ID || ds[5].Description != "runnel release v3 id run-1/production" {
+		t.Errorf("release after an abandoned one: %s %v, deployments %+v, want the abandoned one stopped and rolled back, then v3", res.Outcome, err, ds[3:])
+	}
+
+	create("deployed by hand", "CodeDeployDefault.ECSCanary10Percent5Minutes")
+	if res, err := w.provider(t).Deploy(ctx, release("v4"), nil); res.Outcome != deploy.Failed || !strings.Contains(fmt.Sprint(err), "not started by runnel") {
+		t.Errorf("release beside a foreign deployment: %s %v, want failed, not touching it", res.Outcome, err)
 	}
 }
