@@ -6,6 +6,9 @@
 //
 // Providers live in sub-packages: deploy/docker (two containers behind an
 // in-process weighted reverse proxy), deploy/ecs (ECS task sets behind
-// ELBv2 weighted forwarding) and deploy/ecsservice (ECS's own blue/green
-// deployments, which it drives and Runnel follows). See docs/deploy.md.
+// ELBv2 weighted forwarding), deploy/ecsservice (ECS's own blue/green
+// deployments, which it drives and Runnel follows) and deploy/codedeploy
+// (AWS CodeDeploy deployments of an ECS service, likewise). The platform
+// providers (ecsservice, codedeploy) run their own state machine and do
+// not use BlueGreen. See docs/deploy.md.
 package deploy
