@@ -77,34 +77,50 @@ summary. Exit status: 0 if the run succeeded (allowed failures included),
 	return cmd
 }
 
-func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) error {
-	extraEnv, err := parseEnvFlags(f.env)
-	if err != nil {
-		return usageError(err)
+// runInputs are the flags of `runnel run` checked and read.
+type runInputs struct {
+	extraEnv map[string]string
+	pull     engine.PullPolicy
+	allowed  []pipeline.Permission
+	dir      string // absolute
+	secrets  map[string]string
+}
+
+// checkRunFlags checks f (setting --event from --tag) and reads what the
+// flags name; its errors are usage errors.
+func checkRunFlags(cmd *cobra.Command, f *runFlags) (runInputs, error) {
+	var in runInputs
+	var err error
+	if in.extraEnv, err = parseEnvFlags(f.env); err != nil {
+		return in, usageError(err)
 	}
-	pull, err := engine.ParsePullPolicy(f.pull)
-	if err != nil {
-		return usageError(err)
+	if in.pull, err = engine.ParsePullPolicy(f.pull); err != nil {
+		return in, usageError(err)
 	}
-	allowed, err := pipeline.ParsePermissions(f.allow)
-	if err != nil {
-		return usageError(fmt.Errorf("--allow-container: %w", err))
+	if in.allowed, err = pipeline.ParsePermissions(f.allow); err != nil {
+		return in, usageError(fmt.Errorf("--allow-container: %w", err))
 	}
-	dir, err := filepath.Abs(f.dir)
-	if err != nil {
-		return usageError(fmt.Errorf("--dir: %w", err))
+	if in.dir, err = filepath.Abs(f.dir); err != nil {
+		return in, usageError(fmt.Errorf("--dir: %w", err))
 	}
 	if !cmd.Flags().Changed("event") && f.tag != "" {
 		f.event = pipeline.EventTag
 	}
 	if !slices.Contains(eventKinds, f.event) {
-		return usageError(fmt.Errorf("--event %q: want one of %s", f.event, strings.Join(eventKinds, ", ")))
+		return in, usageError(fmt.Errorf("--event %q: want one of %s", f.event, strings.Join(eventKinds, ", ")))
 	}
-	secrets, err := readSecretsFile(f.secretsFile)
+	if in.secrets, err = readSecretsFile(f.secretsFile); err != nil {
+		return in, usageError(err)
+	}
+	return in, nil
+}
+
+func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) error {
+	in, err := checkRunFlags(cmd, &f)
 	if err != nil {
-		return usageError(err)
+		return err
 	}
-	plan, err := a.loadPlan(ctx, dir, f, allowed, secrets)
+	plan, err := a.loadPlan(ctx, in.dir, f, in.allowed, in.secrets)
 	if err != nil || plan == nil {
 		return err
 	}
@@ -112,7 +128,7 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 		if st.Env == nil {
 			st.Env = map[string]string{}
 		}
-		maps.Copy(st.Env, extraEnv)
+		maps.Copy(st.Env, in.extraEnv)
 	}
 
 	// Operational records go to stderr, apart from the build output:
@@ -122,7 +138,7 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
-	eng, closeEngine, err := newEngine(ctx, f.backend, pull, logger)
+	eng, closeEngine, err := newEngine(ctx, f.backend, in.pull, logger)
 	if err != nil {
 		return err
 	}
@@ -133,12 +149,12 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 		return err
 	}
 	con := newConsole(a.stdout, a.env)
-	for _, v := range secrets {
+	for _, v := range in.secrets {
 		con.secrets.Add(v)
 	}
-	x := &stage.Executor{Engine: eng, Output: con.stepOutput, Reporter: con, Logger: logger, AllowContainer: allowed}
+	x := &stage.Executor{Engine: eng, Output: con.stepOutput, Reporter: con, Logger: logger, AllowContainer: in.allowed}
 	if usesTransfers(plan) {
-		tr, done, err := localTransfer(ctx, f.cacheDir, dir, runID, eng, logger)
+		tr, done, err := localTransfer(ctx, f.cacheDir, in.dir, runID, eng, logger)
 		if err != nil {
 			return err
 		}
@@ -148,7 +164,7 @@ func (a *app) runPipeline(ctx context.Context, cmd *cobra.Command, f runFlags) e
 	sched := &stage.Scheduler{
 		Executor: x,
 		Spec: func(st *pipeline.Stage) *engine.Spec {
-			return &engine.Spec{RunID: runID, Attempt: 1, Stage: st, Source: dir, Secrets: stageSecrets(st, secrets)}
+			return &engine.Spec{RunID: runID, Attempt: 1, Stage: st, Source: in.dir, Secrets: stageSecrets(st, in.secrets)}
 		},
 		StageStarted:  con.stageStarted,
 		StageFinished: con.stageFinished,

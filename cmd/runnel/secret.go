@@ -62,6 +62,12 @@ are never shown again: not by the API, the UI or this command.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
+	cmd.AddCommand(a.secretSetCommand(), a.secretListCommand(), a.secretRmCommand(), a.secretRotateCommand())
+	return cmd
+}
+
+// secretSetCommand is `runnel secret set`.
+func (a *app) secretSetCommand() *cobra.Command {
 	var sf secretFlags
 	set := &cobra.Command{
 		Use:   "set NAME [--repo REPO] [--from-file FILE]",
@@ -98,7 +104,11 @@ bytes: shorter values cannot be masked in logs usefully.`,
 	fl.StringArrayVar(&sf.events, "event", nil, "only for this event: push, pull_request, tag, cron, manual (repeatable)")
 	fl.StringArrayVar(&sf.branches, "branch", nil, "only on branches matching this glob (repeatable)")
 	fl.StringArrayVar(&sf.environments, "environment", nil, "only for stages deploying to this environment (repeatable)")
+	return set
+}
 
+// secretListCommand is `runnel secret list`.
+func (a *app) secretListCommand() *cobra.Command {
 	var lf secretFlags
 	list := &cobra.Command{
 		Use:   "list [--repo REPO]",
@@ -126,7 +136,11 @@ bytes: shorter values cannot be masked in logs usefully.`,
 	}
 	a.addClientFlags(list, &lf.client)
 	list.Flags().StringVar(&lf.repo, "repo", "", "repository (default: the global secrets)")
+	return list
+}
 
+// secretRmCommand is `runnel secret rm`.
+func (a *app) secretRmCommand() *cobra.Command {
 	var rf secretFlags
 	rm := &cobra.Command{
 		Use:   "rm NAME [--repo REPO]",
@@ -146,7 +160,11 @@ bytes: shorter values cannot be masked in logs usefully.`,
 	}
 	a.addClientFlags(rm, &rf.client)
 	rm.Flags().StringVar(&rf.repo, "repo", "", "repository (default: a global secret)")
+	return rm
+}
 
+// secretRotateCommand is `runnel secret rotate-key`.
+func (a *app) secretRotateCommand() *cobra.Command {
 	var data, db string
 	rotate := &cobra.Command{
 		Use:   "rotate-key --data DIR",
@@ -167,8 +185,7 @@ RUNNEL_SECRET_KEY_PREVIOUS, then restart the server with only the new key.`,
 	rotate.Flags().StringVar(&data, "data", "", "server data directory (required)")
 	rotate.Flags().StringVar(&db, "db", a.env["RUNNEL_DB"], "the server's database DSN when not DATA/runnel.db ($RUNNEL_DB)")
 	_ = rotate.MarkFlagRequired("data")
-	cmd.AddCommand(set, list, rm, rotate)
-	return cmd
+	return rotate
 }
 
 func scopeName(repo string) string {
