@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"golang.org/x/sync/semaphore"
 
@@ -24,6 +25,14 @@ var errBusy = errors.New("webhook bodies being read use the whole budget")
 
 // firstChunk is the first reservation of a body of unknown length.
 const firstChunk = 64 << 10
+
+// Buffers of pooledSize, what the start of a body longer than memBody
+// is read into before it is spooled (or refused), are reused: a flood of
+// long bodies then makes little garbage, and the heap stays near what is
+// held. Doubling from firstChunk reaches it exactly.
+const pooledSize = memBody
+
+var pooled = sync.Pool{New: func() any { b := make([]byte, 0, pooledSize); return &b }}
 
 // hookBody is one request's body being read under the budget.
 type hookBody struct {
@@ -45,7 +54,7 @@ func (b *hookBody) bytes() []byte { return b.buf }
 
 // release returns the reservation; the bytes must not be used after it.
 func (b *hookBody) release() {
-	b.budget.Release(b.reserved)
+	b.drop()
 	b.reserved, b.buf = 0, nil
 }
 
@@ -131,9 +140,24 @@ func (b *hookBody) grow(n int64) error {
 	if !b.budget.TryAcquire(size) {
 		return errBusy
 	}
-	buf := make([]byte, len(b.buf), size)
+	var buf []byte
+	if size == pooledSize {
+		buf = (*pooled.Get().(*[]byte))[:len(b.buf)]
+	} else {
+		buf = make([]byte, len(b.buf), size)
+	}
 	copy(buf, b.buf)
-	b.budget.Release(b.reserved)
+	b.drop()
 	b.buf, b.reserved = buf, size
 	return nil
+}
+
+// drop returns the buffer's reservation, and the buffer to the pool
+// when it came from there.
+func (b *hookBody) drop() {
+	if cap(b.buf) == pooledSize {
+		buf := b.buf[:0]
+		pooled.Put(&buf)
+	}
+	b.budget.Release(b.reserved)
 }

@@ -18,8 +18,9 @@ import (
 // unnamedRepoPrefix is how much of a forge hook's body is read, when the
 // URL does not name the repository, to find the name in it. Forges put
 // the repository object early (GitHub pushes: after three short members;
-// pull requests: after the pull request object), well within this.
-const unnamedRepoPrefix = 256 << 10
+// pull requests: after the pull request object), well within this. It
+// is what a body may hold in memory before it is verified (memBody).
+const unnamedRepoPrefix = memBody
 
 // hook handles POST /hooks/{forge}[/{repo...}]. Nothing of the request is
 // trusted before it is verified, so it is bounded first: the handler has
@@ -122,7 +123,7 @@ func (s *Server) forgeEvent(ctx context.Context, r *http.Request, forge, name st
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := body.prefix(memBody + 1); err != nil {
+	if err := body.prefix(memBody); err != nil {
 		return nil, nil, err
 	}
 	if !body.eof {

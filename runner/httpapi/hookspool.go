@@ -14,8 +14,8 @@ import (
 	"github.com/runnel-ci/runnel/scm"
 )
 
-// A forge hook's body longer than memBody is not held in memory before
-// it is verified: it streams through the hook's scm.BodyCheck into an
+// A forge hook's body longer than memBody (or of exactly that length:
+// reading stops there) is not held in memory before it is verified: it streams through the hook's scm.BodyCheck into an
 // unlinked temporary file, and only a body that passed is read back into
 // memory (from the body budget, waiting for it until the hook's
 // deadline). The file's bytes come from a budget of their own, reserved

@@ -38,12 +38,12 @@ func TestHookSpool(t *testing.T) {
 		wantLoaded  bool
 		lengthKnown bool
 	}{
-		{"unverified, memory for its start only", memBody + 1, 64 << 20, scm.MaxBodySize, "wrong", time.Second, scm.ErrSignature, false, true},
+		{"unverified, memory for its start only", memBody, 64 << 20, scm.MaxBodySize, "wrong", time.Second, scm.ErrSignature, false, true},
 		// Growing by doubling holds the old buffer while it copies.
-		{"unverified, length unknown", 2*memBody + 1, 64 << 20, scm.MaxBodySize, "wrong", time.Second, scm.ErrSignature, false, false},
+		{"unverified, length unknown", 2 * memBody, 64 << 20, scm.MaxBodySize, "wrong", time.Second, scm.ErrSignature, false, false},
 		{"authentic", 4 << 20, 64 << 20, scm.MaxBodySize, "s", time.Second, nil, true, true},
 		{"authentic, length unknown", 4 << 20, 64 << 20, scm.MaxBodySize, "s", time.Second, nil, true, false},
-		{"authentic, no memory to load it", memBody + 1, 64 << 20, scm.MaxBodySize, "s", 50 * time.Millisecond, errBusy, false, true},
+		{"authentic, no memory to load it", memBody, 64 << 20, scm.MaxBodySize, "s", 50 * time.Millisecond, errBusy, false, true},
 		{"over the limit", 4 << 20, 64 << 20, 1 << 20, "s", time.Second, scm.ErrTooLarge, false, false},
 		{"announced over the limit", 4 << 20, 64 << 20, 1 << 20, "s", time.Second, scm.ErrTooLarge, false, true},
 		{"spool budget spent", 4 << 20, 1 << 20, scm.MaxBodySize, "s", time.Second, errBusy, false, true},
@@ -65,7 +65,7 @@ func TestHookSpool(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), tc.wait)
 			defer cancel()
-			if err := b.prefix(memBody + 1); err != nil {
+			if err := b.prefix(memBody); err != nil {
 				t.Fatal(err)
 			}
 			err = sp.verify(ctx, b, chk, tc.limit)
