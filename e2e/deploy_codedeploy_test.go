@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,5 +134,69 @@ func TestDeployCodeDeployPipeline(t *testing.T) {
 	}
 	if n := len(fake.Calls("CreateDeployment")); n != 3 {
 		t.Errorf("%d deployments created, want 3 (one per release)", n)
+	}
+}
+
+// TestDeployCodeDeployAgentKilled: the agent following a CodeDeploy
+// release is killed (SIGKILL) in the canary. The deployment goes on in
+// CodeDeploy; the stage is re-delivered to another agent, which finds
+// the deployment the first attempt created (by the release ID in its
+// description) and follows it to its end: one deployment, recorded once.
+func TestDeployCodeDeployAgentKilled(t *testing.T) {
+	fake := awsfake.New(t)
+	cdf := awsfake.NewCodeDeploy(fake)
+	cdf.Step, cdf.Minute = 5*time.Millisecond, time.Minute // the canary holds until the test advances the clock
+	td := `{"family": "web", "containerDefinitions": [{"name": "web", "image": "registry.example.com/web:v0"}]}`
+	if _, err := awsfake.NewECS(fake).AddService("prod", "web", "CODE_DEPLOY", td, ""); err != nil {
+		t.Fatal(err)
+	}
+	cdf.AddGroup(awsfake.DeploymentGroup{App: "web", Name: "prod", Cluster: "prod", Service: "web", AutoRollback: []string{"DEPLOYMENT_FAILURE"}})
+
+	c := newCluster(t, []string{"cd-a", "cd-b"})
+	e := &deployEnv{t: t, srv: c.srv}
+	bare, work := repoSetup(t, c.dir)
+	e.work = work
+	c.addRepo("app", bare)
+	declareEnvironment(t, c.srv, "app", "production", []string{"main"})
+	c.srv.setSecret("app", "AWS_ACCESS_KEY_ID", "AKIASTAGEEXAMPLE")
+	c.srv.setSecret("app", "AWS_SECRET_ACCESS_KEY", "stage-secret-access-key")
+	a := c.startAgent("cd-a", "", 1)
+	c.waitAgents("cd-a")
+
+	sha := commit(t, work, fmt.Sprintf(codeDeployPipeline, fake.URL, 1))
+	e.trigger("app", sha)
+	before := e.waitTraffic(sha, 10)
+	a.stop(syscall.SIGKILL)
+	polled := len(fake.Calls("GetDeployment"))
+	c.startAgent("cd-b", "", 1)
+	c.waitAgents("cd-b")
+
+	// Once the re-delivered stage reads the deployment, end the canary.
+	deadline := time.Now().Add(5 * time.Minute)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for range tick.C {
+		if len(fake.Calls("GetDeployment")) > polled+2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no agent follows the deployment after the kill\n%s", c.srv.log())
+		}
+	}
+	fake.Advance(time.Hour)
+
+	r := c.srv.waitRun(sha, 5*time.Minute, terminal)
+	log := e.deployLog(r)
+	if r.Status != "success" || r.Stages[0].Attempt < 2 || r.Stages[0].Agent != "cd-b" {
+		t.Fatalf("run after the kill: %s, stage attempt %d on %q; want success, attempt ≥ 2 on cd-b\n%s\n%s", r.Status, r.Stages[0].Attempt, r.Stages[0].Agent, log, c.srv.log())
+	}
+	if !strings.Contains(log, "created by an earlier attempt") {
+		t.Errorf("the re-delivered stage's log does not say it follows the earlier deployment:\n%s", log)
+	}
+	if n := len(fake.Calls("CreateDeployment")); n != 1 {
+		t.Errorf("%d deployments created, want 1", n)
+	}
+	if d := e.deployment(r.ID); d.ID != before.ID || d.Result != "success" || d.Release.Traffic != 100 {
+		t.Errorf("deployment after the kill = %+v (release %+v), want the same deployment %d ended success at 100%%", d, d.Release, before.ID)
 	}
 }
