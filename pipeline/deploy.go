@@ -316,6 +316,31 @@ func (ps *parser) checkDeployRefs(p *Pipeline) {
 	}
 }
 
+// awsCredentialVars are the variables the AWS providers read credentials
+// from; only the stage's secrets set them (docs/deploy.md#credentials).
+var awsCredentialVars = []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+
+// checkDeployCredentials refuses AWS credentials in the plain env (the
+// pipeline's or the stage's) of a stage that deploys with an AWS
+// provider: the file is in the repository, and the provider would not
+// use them anyway.
+func (ps *parser) checkDeployCredentials(p *Pipeline) {
+	for _, sd := range p.stages {
+		if sd.deploy == nil || sd.deploy.d.Provider == ProviderDocker || !slices.Contains(DeployProviders, sd.deploy.d.Provider) {
+			continue
+		}
+		for _, v := range awsCredentialVars {
+			_, inStage := sd.env[v]
+			_, inPipeline := p.env[v]
+			if inStage || inPipeline {
+				ps.errorf(sd.deploy.vals["provider"], CodeBadValue,
+					"stage %s deploys with %s and its env sets %s: AWS credentials come from the stage's secrets (secrets: [%s]), never from the file",
+					sd.name, sd.deploy.d.Provider, v, v)
+			}
+		}
+	}
+}
+
 func (ps *parser) strategy(n *yaml.Node) Strategy {
 	s := Strategy{Type: StrategyAllAtOnce}
 	n = ps.mapping(n, "deploy.strategy")

@@ -309,6 +309,7 @@ func (ps *parser) parse(src []byte) *Pipeline {
 	ps.checkNeeds(p.stages)
 	ps.checkArtifactsFrom(p.stages)
 	ps.checkDeployRefs(p)
+	ps.checkDeployCredentials(p)
 	ps.checkEnvRefs(p)
 	return p
 }
