@@ -45,8 +45,9 @@ stages:
 func TestDeployCodeDeployPipeline(t *testing.T) {
 	fake := awsfake.New(t)
 	cdf := awsfake.NewCodeDeploy(fake)
-	// A CodeDeploy minute lasts 100 ms: the 5-minute canary holds 500 ms.
-	cdf.Step, cdf.Minute = 5*time.Millisecond, 100*time.Millisecond
+	// A CodeDeploy minute lasts 400 ms: the 5-minute canary holds 2 s, many
+	// polls (every 50 ms) even on a busy machine.
+	cdf.Step, cdf.Minute = 5*time.Millisecond, 400*time.Millisecond
 	td := `{"family": "web", "requiresCompatibilities": ["FARGATE"], "networkMode": "awsvpc", "cpu": "256", "memory": "512",
 		"containerDefinitions": [{"name": "web", "image": "registry.example.com/web:v0", "portMappings": [{"containerPort": 8080}]}]}`
 	if _, err := awsfake.NewECS(fake).AddService("prod", "web", "CODE_DEPLOY", td, ""); err != nil {
