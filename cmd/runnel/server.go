@@ -22,8 +22,10 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine/local"
 	"github.com/runnel-ci/runnel/internal/install"
 	"github.com/runnel-ci/runnel/internal/private"
+	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/access"
+	"github.com/runnel-ci/runnel/runner/cron"
 	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
@@ -31,6 +33,7 @@ import (
 	"github.com/runnel-ci/runnel/runner/secretbox"
 	"github.com/runnel-ci/runnel/runner/statusq"
 	"github.com/runnel-ci/runnel/runner/store"
+	"github.com/runnel-ci/runnel/runner/transfers"
 	"github.com/runnel-ci/runnel/runner/ui"
 	"github.com/runnel-ci/runnel/scm"
 	"github.com/runnel-ci/runnel/scm/gitea"
@@ -167,51 +170,18 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	if err := refuseFlags(append(a.envProblems(), serverFlagProblems(f)...)); err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return usageError(fmt.Errorf("--log-level: %w", err))
-	}
-	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
-	labels, err := parseLabels(f.agentLabels)
-	if err != nil {
-		return usageError(fmt.Errorf("--agent-labels: %w", err))
-	}
-	allowed, limits, err := f.container.parse("agent-")
+	base, err := a.serverBase(f)
 	if err != nil {
 		return err
 	}
-	data, err := filepath.Abs(f.data)
-	if err != nil {
-		return err
-	}
-	if err := private.MkdirAll(data); err != nil {
-		return fmt.Errorf("data dir: %w", err)
-	}
-	inst, err := install.Load(data)
-	if err != nil {
-		return err
-	}
-	log = log.With("install", inst)
-	dsn := f.db
-	if dsn == "" {
-		dsn = filepath.Join(data, "runnel.db")
-	}
+	log, data := base.log, base.data
 	// The store outlives the first signal: draining stages still write.
 	bg := context.WithoutCancel(ctx)
-	box, err := secretbox.Load(data, func(k string) string { return a.env[k] })
+	st, logs, closeStorage, err := a.openStorage(bg, f, data, log)
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(bg, dsn, store.WithLogger(log), store.WithSealer(box))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	logs, err := logstore.New(filepath.Join(data, "logs"))
-	if err != nil {
-		return err
-	}
-	defer logs.Close()
+	defer closeStorage()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -226,89 +196,31 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.addr, err)
 	}
+	// On an error below; after a clean stop the HTTP server has closed it.
+	defer ln.Close()
 	baseURL := f.baseURL
 	if baseURL == "" {
 		baseURL = "http://" + ln.Addr().String()
 	}
 
 	if f.natsURL == "" || f.natsURL == "none" {
-		ln.Close()
 		return usageError(fmt.Errorf("--nats-url %q: want \"embedded\" or nats://... (the built-in agent always talks to the server over NATS)", f.natsURL))
 	}
-	tsvc, stopSweep, err := newTransfers(bg, f.artifacts, data, st, baseURL, reg, log)
+	c, err := startCore(bg, f, base, st, logs, statuses, mets, reg, baseURL)
 	if err != nil {
-		ln.Close()
 		return err
 	}
-	defer stopSweep()
-	var agentEng engine.Engine
-	if !f.noAgent {
-		eng, closer, err := serverEngine(bg, f.backend, inst, limits, log)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		defer closer()
-		agentEng = eng
-	}
-	nb, err := startNATS(bg, f, data, inst, log)
+	defer c.close()
+	api, srv, err := newHTTP(f, base, baseURL, st, logs, mets, reg, c)
 	if err != nil {
-		ln.Close()
 		return err
 	}
-	defer nb.close()
-	rn, err := runner.New(runner.Config{Store: st, Bus: nb.d, Logs: logs, Statuses: statuses, Metrics: mets, Logger: log,
-		BaseURL: baseURL, CacheDir: filepath.Join(data, "cache"), LeaseTimeout: f.leaseTimeout, Transfers: tsvc})
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	if err := mets.Rebuild(bg, runner.History{Store: st}); err != nil {
-		log.Warn("rebuild metrics from history", "err", err)
-	}
-	if err := nb.run(bg, rn, f, agentEng, labels, allowed, filepath.Join(data, "agent"), log); err != nil {
-		ln.Close()
-		return err
-	}
-	if err := rn.Start(bg); err != nil {
-		ln.Close()
-		return err
-	}
-	defer rn.Close()
-	deliveries, err := deliveryq.New(deliveryq.Config{Store: st, Logger: log,
-		Trigger: rn.TriggerDelivery})
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	sched, stopSched := startScheduler(bg, st, rn, inst, log)
-	defer stopSched()
-	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
-	// /deployments, /login, /logout and /static/; everything else goes to the API.
-	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: rn, Agents: rn.Agents, Logger: log, Artifacts: tsvc,
-		SecureCookie: strings.HasPrefix(baseURL, "https://"), BaseURL: f.baseURL})
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	// The UI's pages read the API (the log endpoint) with their session.
-	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log, Deliveries: deliveries,
-		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
-		Agents:         rn.Agents, Session: web.SessionToken, ScheduleAdded: sched.Kick,
-		Transfers: tsvc.Handler(), Artifacts: tsvc.RunArtifacts, HookSpoolDir: data})
-	// Headers are bounded in size and time for every request; webhook
-	// bodies get their own deadline and budgets (httpapi.Config); long
-	// ones are verified while written, unlinked, to the data directory.
-	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	// Webhooks accepted (202) but not triggered before the last stop are
 	// still stored as received: trigger them now, in the background.
-	deliveries.Resume()
+	c.deliveries.Resume()
 	// The first admin token is made only now that start-up succeeded: a
 	// start that failed earlier stores none, so the next start prints it.
 	if err := a.ensureAdminToken(bg, st); err != nil {
-		ln.Close()
 		return err
 	}
 	errc := make(chan error, 1)
@@ -322,21 +234,199 @@ func (a *app) runServer(ctx context.Context, f serverFlags) error {
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: no new webhooks; draining running stages", "deadline", f.drainTimeout)
-	api.StopHooks()
-	stopSched()
-	dctx, cancel := context.WithTimeout(bg, f.drainTimeout)
+	stop := stopping{api: api, stopSched: c.stopSched, deliveries: c.deliveries, nb: c.nb, srv: srv, statuses: statuses}
+	stop.drain(bg, f.drainTimeout, log)
+	return nil
+}
+
+// basics is what the server's flags and data directory say before
+// anything starts.
+type basics struct {
+	log     *slog.Logger
+	labels  map[string]string
+	allowed []pipeline.Permission
+	limits  docker.Limits
+	data    string // absolute
+	inst    string // the install id
+}
+
+// serverBase reads the flags that need no service and the data
+// directory's install id (made on the first start).
+func (a *app) serverBase(f serverFlags) (basics, error) {
+	var b basics
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return b, usageError(fmt.Errorf("--log-level: %w", err))
+	}
+	b.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	var err error
+	if b.labels, err = parseLabels(f.agentLabels); err != nil {
+		return b, usageError(fmt.Errorf("--agent-labels: %w", err))
+	}
+	if b.allowed, b.limits, err = f.container.parse("agent-"); err != nil {
+		return b, err
+	}
+	if b.data, err = filepath.Abs(f.data); err != nil {
+		return b, err
+	}
+	if err := private.MkdirAll(b.data); err != nil {
+		return b, fmt.Errorf("data dir: %w", err)
+	}
+	if b.inst, err = install.Load(b.data); err != nil {
+		return b, err
+	}
+	b.log = b.log.With("install", b.inst)
+	return b, nil
+}
+
+// openStorage opens the store (sealing secrets with the data directory's
+// or the environment's key) and the log store; close closes both.
+func (a *app) openStorage(ctx context.Context, f serverFlags, data string, log *slog.Logger) (*store.Store, *logstore.Store, func(), error) {
+	dsn := f.db
+	if dsn == "" {
+		dsn = filepath.Join(data, "runnel.db")
+	}
+	box, err := secretbox.Load(data, func(k string) string { return a.env[k] })
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := store.Open(ctx, dsn, store.WithLogger(log), store.WithSealer(box))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	logs, err := logstore.New(filepath.Join(data, "logs"))
+	if err != nil {
+		st.Close()
+		return nil, nil, nil, err
+	}
+	return st, logs, func() { logs.Close(); st.Close() }, nil
+}
+
+// core is what runs behind the HTTP server: transfers, the built-in
+// agent's engine, NATS and its dispatcher, the runner, the delivery queue
+// and the schedule ticker.
+type core struct {
+	tsvc       *transfers.Service
+	nb         *natsSetup
+	rn         *runner.Runner
+	deliveries *deliveryq.Queue
+	sched      *cron.Scheduler
+	stopSched  func()
+	closers    []func() // in start order
+}
+
+// close stops what started, last first.
+func (c *core) close() {
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		c.closers[i]()
+	}
+}
+
+// startCore starts the core; on an error it stops what it started.
+func startCore(bg context.Context, f serverFlags, b basics, st *store.Store, logs *logstore.Store, statuses *statusq.Queue,
+	mets *metrics.Metrics, reg *prometheus.Registry, baseURL string) (_ *core, err error) {
+	c := &core{}
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	log := b.log
+	tsvc, stopSweep, err := newTransfers(bg, f.artifacts, b.data, st, baseURL, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	c.tsvc, c.closers = tsvc, append(c.closers, stopSweep)
+	var agentEng engine.Engine
+	if !f.noAgent {
+		eng, closer, err := serverEngine(bg, f.backend, b.inst, b.limits, log)
+		if err != nil {
+			return nil, err
+		}
+		c.closers = append(c.closers, closer)
+		agentEng = eng
+	}
+	if c.nb, err = startNATS(bg, f, b.data, b.inst, log); err != nil {
+		return nil, err
+	}
+	c.closers = append(c.closers, c.nb.close)
+	c.rn, err = runner.New(runner.Config{Store: st, Bus: c.nb.d, Logs: logs, Statuses: statuses, Metrics: mets, Logger: log,
+		BaseURL: baseURL, CacheDir: filepath.Join(b.data, "cache"), LeaseTimeout: f.leaseTimeout, Transfers: tsvc})
+	if err != nil {
+		return nil, err
+	}
+	if err := mets.Rebuild(bg, runner.History{Store: st}); err != nil {
+		log.Warn("rebuild metrics from history", "err", err)
+	}
+	if err := c.nb.run(bg, c.rn, f, agentEng, b.labels, b.allowed, filepath.Join(b.data, "agent"), log); err != nil {
+		return nil, err
+	}
+	if err := c.rn.Start(bg); err != nil {
+		return nil, err
+	}
+	c.closers = append(c.closers, c.rn.Close)
+	if c.deliveries, err = deliveryq.New(deliveryq.Config{Store: st, Logger: log, Trigger: c.rn.TriggerDelivery}); err != nil {
+		return nil, err
+	}
+	c.sched, c.stopSched = startScheduler(bg, st, c.rn, b.inst, log)
+	c.closers = append(c.closers, c.stopSched)
+	return c, nil
+}
+
+// newHTTP makes the web UI and the API in front of the core, as one
+// http.Server.
+func newHTTP(f serverFlags, b basics, baseURL string, st *store.Store, logs *logstore.Store, mets *metrics.Metrics, reg *prometheus.Registry,
+	c *core) (*httpapi.Server, *http.Server, error) {
+	log := b.log
+	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
+	// /deployments, /login, /logout and /static/; everything else goes to the API.
+	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: c.rn, Agents: c.rn.Agents, Logger: log, Artifacts: c.tsvc,
+		SecureCookie: strings.HasPrefix(baseURL, "https://"), BaseURL: f.baseURL})
+	if err != nil {
+		return nil, nil, err
+	}
+	// The UI's pages read the API (the log endpoint) with their session.
+	api := httpapi.New(httpapi.Config{Store: st, Runner: c.rn, Logs: logs, Metrics: mets, Logger: log, Deliveries: c.deliveries,
+		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
+		Agents:         c.rn.Agents, Session: web.SessionToken, ScheduleAdded: c.sched.Kick,
+		Transfers: c.tsvc.Handler(), Artifacts: c.tsvc.RunArtifacts, HookSpoolDir: b.data})
+	// Headers are bounded in size and time for every request; webhook
+	// bodies get their own deadline and budgets (httpapi.Config); long
+	// ones are verified while written, unlinked, to the data directory.
+	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	return api, srv, nil
+}
+
+// stopping is what a first signal stops, in order.
+type stopping struct {
+	api        *httpapi.Server
+	stopSched  func()
+	deliveries *deliveryq.Queue
+	nb         *natsSetup
+	srv        *http.Server
+	statuses   *statusq.Queue
+}
+
+// drain takes no new webhooks or ticks, lets running stages and queued
+// deliveries finish within timeout, then stops the HTTP server and sends
+// the statuses still queued.
+func (s stopping) drain(bg context.Context, timeout time.Duration, log *slog.Logger) {
+	log.Info("shutting down: no new webhooks; draining running stages", "deadline", timeout)
+	s.api.StopHooks()
+	s.stopSched()
+	dctx, cancel := context.WithTimeout(bg, timeout)
 	defer cancel()
-	deliveries.Drain(dctx)
-	nb.drain(dctx)
+	s.deliveries.Drain(dctx)
+	s.nb.drain(dctx)
 	sctx, scancel := context.WithTimeout(bg, 5*time.Second)
 	defer scancel()
-	_ = srv.Shutdown(sctx)
-	if err := statuses.Close(sctx); err != nil {
+	_ = s.srv.Shutdown(sctx)
+	if err := s.statuses.Close(sctx); err != nil {
 		log.Warn("status queue", "err", err)
 	}
 	log.Info("stopped")
-	return nil
 }
 
 // ensureAdminToken creates the first admin API token and prints it once.
