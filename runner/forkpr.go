@@ -33,6 +33,22 @@ func (r *Runner) pipelineCommit(ctx context.Context, req TriggerRequest, src str
 	return sha, ref, nil
 }
 
+// holdUntrusted keeps st of run pending while it waits for the approval
+// of run's head commit (untrustedHead), with a pending reason and a
+// commit status that say so, and reports whether it does.
+func (r *Runner) holdUntrusted(ctx context.Context, run *store.Run, st *store.Stage) (bool, error) {
+	head, err := r.untrustedHead(ctx, run, st)
+	if err != nil || head == "" {
+		return false, err
+	}
+	why := trust.PendingReason(head)
+	if st.PendingReason != why {
+		r.report(run, "runnel/"+st.Key, "pending", "Waiting for a maintainer to approve head "+head[:min(7, len(head))])
+	}
+	r.setPending(ctx, st, why)
+	return true, nil
+}
+
 // untrustedHead returns the head commit whose approval st of run waits
 // for (trust.Hold: a fork's pull request's stage that asks for secrets or
 // deploys), or "" when it does not wait.

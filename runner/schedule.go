@@ -11,7 +11,6 @@ import (
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/store"
-	"github.com/runnel-ci/runnel/runner/trust"
 )
 
 // schedule re-evaluates the DAG of one run: it skips stages whose
@@ -79,11 +78,8 @@ func (r *Runner) advance(ctx context.Context, run *store.Run, st *store.Stage, d
 	case rules.Skip:
 		return r.skipStage(ctx, run, st, d.Reason)
 	}
-	if head, err := r.untrustedHead(ctx, run, st); err != nil {
+	if held, err := r.holdUntrusted(ctx, run, st); err != nil || held {
 		return err
-	} else if head != "" {
-		r.setPending(ctx, st, trust.PendingReason(head))
-		return nil
 	}
 	switch d.Action {
 	case rules.AwaitApproval:

@@ -43,6 +43,13 @@ func TestApprovePullRequestHead(t *testing.T) {
 	if v := get(); v.HeadApproval == nil || v.HeadApproval.Approved || v.Status.Terminal() {
 		t.Fatalf("before approval: %s, head approval %+v; want waiting, not approved", v.Status, v.HeadApproval)
 	}
+	var held bool
+	for _, st := range e.stats.of(sha) {
+		held = held || st.Context == "runnel/p" && st.State == "pending" && st.Description == "Waiting for a maintainer to approve head "+sha[:7]
+	}
+	if !held {
+		t.Errorf("commit statuses %+v: want runnel/p pending, waiting for a maintainer", e.stats.of(sha))
+	}
 	path := fmt.Sprintf("/api/v1/runs/%d/approve", run.ID)
 	if code, b := e.do("POST", path, []byte(`{"commit":"`+sha[:39]+`0"}`), e.auth()); code != 409 {
 		t.Errorf("approve another commit: %d %s, want 409", code, b)
