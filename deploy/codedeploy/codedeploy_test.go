@@ -36,7 +36,7 @@ func newWorld(t *testing.T, rollback ...string) *world {
 	w := &world{s: s, cd: awsfake.NewCodeDeploy(s), ecs: awsfake.NewECS(s)}
 	// A step of the canary or linear routings holds for 5 and 2 (fake)
 	// minutes: long enough for polls every 2 ms to see it on a busy machine.
-	w.cd.Step, w.cd.Minute = 2*time.Millisecond, 100*time.Millisecond
+	w.cd.Step, w.cd.Minute = 2*time.Millisecond, 200*time.Millisecond
 	if _, err := w.ecs.AddService("prod", "web", "CODE_DEPLOY", taskDef, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,9 @@ func newCodeDeploy(t *testing.T, rollback ...string) (*Server, *CodeDeploy, *cd.
 	t.Helper()
 	s := New(t)
 	c := NewCodeDeploy(s)
+	// Long steps: only Advance moves a deployment, however slow the
+	// machine (real time adds microseconds).
+	s.Do(func() { c.Step, c.Minute = time.Minute, time.Hour })
 	c.AddGroup(DeploymentGroup{App: "web", Name: "prod", Cluster: "prod", Service: "web", AutoRollback: rollback})
 	return s, c, cd.NewFromConfig(s.Config("us-east-1", "AK"))
 }
