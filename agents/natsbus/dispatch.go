@@ -237,6 +237,14 @@ func (d *Dispatcher) Cancel(ctx context.Context, c wire.Cancel) error {
 	return nil
 }
 
+// eventsBuffer bounds the bytes of events pulled and not yet handled. It
+// must stay below the subscription's pending limit (nats.go's default 64
+// MiB): beyond it the client drops messages as a slow consumer, JetStream
+// redelivers them only after AckWait, and by then the step's later chunks
+// and its end have closed the log without them. A count bound does not
+// do: 256 log chunks of wire.MaxChunk are 90 MB once encoded.
+const eventsBuffer = 16 << 20
+
 // Run consumes updates and logs with the durable consumer EventsConsumer
 // and hands them to h one at a time, acking each after h returns nil; a
 // restarted server continues where the last one stopped. It answers
@@ -257,7 +265,7 @@ func (d *Dispatcher) Run(ctx context.Context, h Handler) error {
 		return fmt.Errorf("events consumer: %w", err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) { d.handle(ctx, h, m) },
-		jetstream.PullMaxMessages(256),
+		jetstream.PullMaxBytes(eventsBuffer),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			d.log.Debug("events consume", "err", err)
 		}))
