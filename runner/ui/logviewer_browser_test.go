@@ -124,6 +124,12 @@ func TestLogViewerPagesByScrolling(t *testing.T) {
 	}
 	size := strconv.Itoa(log.Len())
 	b.login(e, runPath(e.run.ID)+"/stages/build/steps/1/log", `#log[data-final="true"]`)
+	// The page opens at the end of the log (it opened at the top of its
+	// last page when the viewer scrolled before the lines were laid out;
+	// scrolling "up" to where it already was then fetched nothing).
+	b.run("opens at the end", chromedp.Poll[chromedp.Void](`window.runnelLog !== undefined &&
+		(p => p.scrollHeight > p.clientHeight && p.scrollHeight - p.clientHeight - p.scrollTop < 30)(document.getElementById("log"))`,
+		chromedp.WithPollingTimeout(10*time.Second)))
 	b.eval("watch", watchLog)
 	pages := e.ui.cfg.LogPageLines
 	checkConsecutive(t, b, total-pages+1, total)

@@ -33,12 +33,19 @@
     el.setAttribute("data-from", String(from));
     el.setAttribute("data-to", String(to));
     for (var i = 0; i < lines.length; i++) { el.appendChild(lineNode(lines[i])); }
-    // Chunks out of view are not laid out or painted (content-visibility
-    // in ui.css); until a chunk is first shown, it takes the height of its
-    // lines unwrapped. Setting a style property from script is allowed by
-    // the CSP (only style attributes in markup are not).
-    el.style.containIntrinsicSize = "auto " + Math.round(lines.length * LINE_PX) + "px";
+    sizeChunk(el, lines.length);
     return el;
+  }
+
+  // sizeChunk sets the height a chunk of n lines takes until it is first
+  // shown. Chunks out of view are not laid out or painted
+  // (content-visibility in ui.css) and, without this, take no height:
+  // the page's first chunk is not laid out yet when the viewer scrolls to
+  // the end, so the log opened at the top of its last page. Setting a
+  // style property from script is allowed by the CSP (only style
+  // attributes in markup are not).
+  function sizeChunk(el, n) {
+    el.style.containIntrinsicSize = "auto " + Math.round(n * LINE_PX) + "px";
   }
 
   // Viewer shows a window of a log: chunks of lines for the byte range
@@ -61,6 +68,7 @@
     v.maxLines = +pre.getAttribute("data-max-lines") || 5000;
     v.chunks = [];
     Array.prototype.forEach.call(pre.children, function (el) {
+      sizeChunk(el, el.childElementCount);
       v.chunks.push({ el: el, from: +el.getAttribute("data-from"), to: +el.getAttribute("data-to"), n: el.childElementCount });
     });
     v.lines = v.chunks.reduce(function (a, c) { return a + c.n; }, 0);
