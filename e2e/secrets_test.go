@@ -10,9 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/runnel-ci/runnel/agents/engine/docker"
 )
 
 const (
@@ -175,8 +178,10 @@ func TestSecretsMasked(t *testing.T) {
 		checkClean("GET "+p, b)
 	}
 	// Nothing of the stage is left on Docker (a finished container's
-	// inspect would show its environment).
-	out2, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=runnel.run="+fmt.Sprint(id)).Output()
+	// inspect would show its environment). Run ids are per install: other
+	// servers on this Docker have a run of this id too.
+	out2, _ := exec.Command("docker", "ps", "-aq", "--filter", "label="+docker.LabelInstall+"="+readID(t, filepath.Join(dir, "data")),
+		"--filter", "label="+docker.LabelRun+"="+fmt.Sprint(id)).Output()
 	if strings.TrimSpace(string(out2)) != "" {
 		t.Errorf("containers of run %d left: %s", id, out2)
 	}
