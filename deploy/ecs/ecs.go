@@ -220,10 +220,10 @@ func (b *backend) Prepare(ctx context.Context, rel deploy.Release) (string, erro
 	if err != nil {
 		return "", err
 	}
-	var blue *ecstypes.TaskSet
-	for i := range sets {
-		if aws.ToString(sets[i].Status) == "PRIMARY" {
-			blue = &sets[i]
+	var blue *ecstypes.TaskSet // a copy: sets is sorted below
+	for _, s := range sets {
+		if aws.ToString(s.Status) == "PRIMARY" {
+			blue = &s
 		}
 	}
 	b.greenTG = b.p.c.TargetGroups[0]
@@ -341,6 +341,31 @@ func (b *backend) waitSteady(ctx context.Context) error {
 	}
 }
 
+// ErrSuperseded ends a release whose green task set is gone: the next
+// attempt of its stage (its agent was frozen or cut off, not dead), or a
+// later release, has taken over and removed it in Prepare. Such a
+// release changes nothing more: no weights, no task sets.
+var ErrSuperseded = errors.New("superseded: this release's green task set is gone (a later attempt took over)")
+
+// owned checks, before a change of weights or task sets, that green still
+// exists: the fence against a stale attempt acting under a later one.
+// Prepare of the later attempt routes everything to blue before it
+// removes green, so the window left is that between this check and the
+// change.
+func (b *backend) owned(ctx context.Context) error {
+	if b.greenSet == "" {
+		return nil
+	}
+	out, err := b.p.c.ECS.DescribeTaskSets(ctx, &awsecs.DescribeTaskSetsInput{Cluster: aws.String(b.p.c.Cluster), Service: aws.String(b.p.c.Service), TaskSets: []string{b.greenSet}})
+	if err != nil {
+		return fmt.Errorf("describe task set %s: %w", b.greenSet, err)
+	}
+	if len(out.TaskSets) != 1 || (aws.ToString(out.TaskSets[0].Status) != "ACTIVE" && aws.ToString(out.TaskSets[0].Status) != "PRIMARY") {
+		return fmt.Errorf("task set %s: %w", b.greenSet, ErrSuperseded)
+	}
+	return nil
+}
+
 func (b *backend) Probe(ctx context.Context, rel deploy.Release, weight int) error {
 	return b.p.c.Health(ctx, Check{App: rel.App, Version: rel.Version, TaskSetARN: b.greenSet, TargetGroupARN: b.greenTG, Weight: weight})
 }
@@ -348,6 +373,9 @@ func (b *backend) Probe(ctx context.Context, rel deploy.Release, weight int) err
 // Shift writes the forward weights: green gets weight, blue the rest. On
 // a first release (no blue) green gets everything once weight > 0.
 func (b *backend) Shift(ctx context.Context, _ deploy.Release, weight int) error {
+	if err := b.owned(ctx); err != nil {
+		return err
+	}
 	other := b.p.c.TargetGroups[0]
 	if other == b.greenTG {
 		other = b.p.c.TargetGroups[1]
@@ -376,6 +404,9 @@ func (b *backend) Shift(ctx context.Context, _ deploy.Release, weight int) error
 }
 
 func (b *backend) Promote(ctx context.Context, _ deploy.Release) error {
+	if err := b.owned(ctx); err != nil {
+		return err
+	}
 	_, err := b.p.c.ECS.UpdateServicePrimaryTaskSet(ctx, &awsecs.UpdateServicePrimaryTaskSetInput{
 		Cluster: aws.String(b.p.c.Cluster), Service: aws.String(b.p.c.Service), PrimaryTaskSet: aws.String(b.greenSet),
 	})
@@ -389,6 +420,9 @@ func (b *backend) Promote(ctx context.Context, _ deploy.Release) error {
 }
 
 func (b *backend) Rollback(ctx context.Context, rel deploy.Release) error {
+	if err := b.owned(ctx); err != nil {
+		return err
+	}
 	if b.blueTG != "" {
 		if err := b.Shift(ctx, rel, 0); err != nil {
 			return err

@@ -167,3 +167,46 @@ func TestResumeAfterAgentLoss(t *testing.T) {
 		t.Errorf("task sets after the re-delivered release: %+v, want only primary v2 in %s", got, w.tgs[1])
 	}
 }
+
+// TestStaleAttemptSuperseded: the agent releasing v2 freezes while green
+// takes 10 % (a stopped process: it wakes up later); the stage's next
+// attempt releases v2 to the end on another agent. The woken release
+// finds its green gone and changes nothing: the listener keeps sending
+// everything to the new attempt's v2, its only task set.
+func TestStaleAttemptSuperseded(t *testing.T) {
+	w := setup(t)
+	ctx := context.Background()
+	if _, err := w.provider(t, healthy).Deploy(ctx, rel("v1"), nil); err != nil {
+		t.Fatalf("deploy v1: %v", err)
+	}
+	frozen, wake := make(chan struct{}), make(chan struct{})
+	type result struct {
+		res deploy.Result
+		err error
+	}
+	first := make(chan result, 1)
+	go func() {
+		res, err := w.provider(t, healthy).Deploy(ctx, rel("v2"), func(e deploy.Event) {
+			if e.Phase == deploy.PhaseShift && e.Weight == 10 {
+				close(frozen)
+				<-wake
+			}
+		})
+		first <- result{res, err}
+	}()
+	<-frozen
+	if res, err := w.provider(t, healthy).Deploy(ctx, rel("v2"), nil); err != nil || res.From != "v1" {
+		t.Fatalf("the next attempt: %s from %q, %v; want succeeded from v1", res.Outcome, res.From, err)
+	}
+	close(wake)
+	r := <-first
+	if r.res.Outcome == deploy.Succeeded || !errors.Is(r.err, ecs.ErrSuperseded) {
+		t.Errorf("the woken release: %s, %v; want it superseded", r.res.Outcome, r.err)
+	}
+	if got := w.weights(t); got[w.tgs[0]] != 0 || got[w.tgs[1]] != 100 {
+		t.Errorf("weights after the woken release: %v, want A 0, B 100", got)
+	}
+	if got := w.sets(t); len(got) != 1 || got[0] != (set{"v2", "PRIMARY", w.tgs[1]}) {
+		t.Errorf("task sets after the woken release: %+v, want only primary v2 in %s", got, w.tgs[1])
+	}
+}
