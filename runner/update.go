@@ -285,7 +285,12 @@ func (r *Runner) HandleLog(ctx context.Context, c *wire.LogChunk) error {
 		}
 	}
 	if c.EOF {
-		if err := r.cfg.Logs.Finish(key); err != nil {
+		err := r.cfg.Logs.Finish(key)
+		if errors.Is(err, logstore.ErrIncomplete) {
+			r.log.Warn("step log stored with chunks missing", "run", runID, "stage", c.StageID, "step", c.Step, "err", err)
+			return nil
+		}
+		if err != nil {
 			return fmt.Errorf("finish log %s: %w", key, err)
 		}
 	}

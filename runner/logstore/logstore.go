@@ -16,6 +16,10 @@ import (
 // ErrNotFound reports that a step has no log (yet).
 var ErrNotFound = errors.New("log not found")
 
+// ErrIncomplete reports that a log was finished while chunks before some
+// it held had not arrived: the log is stored without them.
+var ErrIncomplete = errors.New("log finished with chunks missing")
+
 // Key names one step attempt's log.
 type Key struct {
 	Run     string
@@ -165,7 +169,8 @@ func (s *Store) Append(k Key, seq int64, data []byte) error {
 }
 
 // Finish marks k's log complete: chunks still waiting for a gap are
-// written in order, the file is closed and followers reach EOF.
+// written in order (and the error says so with ErrIncomplete: what was
+// missing is lost), the file is closed and followers reach EOF.
 // Finishing a log that was never written creates an empty one.
 func (s *Store) Finish(k Key) error {
 	s.mu.Lock()
@@ -181,6 +186,9 @@ func (s *Store) Finish(k Key) error {
 		return nil
 	}
 	var errs []error
+	if len(e.pending) > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d chunks held after the gap at chunk %d", ErrIncomplete, len(e.pending), e.next))
+	}
 	for len(e.pending) > 0 {
 		low := int64(-1)
 		for q := range e.pending {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -47,14 +48,15 @@ func TestPathStaysInside(t *testing.T) {
 
 func TestAppendOrder(t *testing.T) {
 	tests := []struct {
-		name   string
-		chunks []int64
-		want   string
+		name       string
+		chunks     []int64
+		want       string
+		incomplete bool // Finish says chunks are missing
 	}{
-		{"in order", []int64{0, 1, 2}, "012"},
-		{"duplicate dropped", []int64{0, 1, 1, 0, 2}, "012"},
-		{"gap filled later", []int64{0, 2, 3, 1}, "0123"},
-		{"gap never filled", []int64{0, 2, 4}, "024"},
+		{"in order", []int64{0, 1, 2}, "012", false},
+		{"duplicate dropped", []int64{0, 1, 1, 0, 2}, "012", false},
+		{"gap filled later", []int64{0, 2, 3, 1}, "0123", false},
+		{"gap never filled", []int64{0, 2, 4}, "024", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,8 +70,8 @@ func TestAppendOrder(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := s.Finish(k); err != nil {
-				t.Fatal(err)
+			if err := s.Finish(k); errors.Is(err, ErrIncomplete) != tt.incomplete || (err != nil && !tt.incomplete) {
+				t.Errorf("finish: got %v, want incomplete %v", err, tt.incomplete)
 			}
 			b, err := os.ReadFile(s.Path(k))
 			if err != nil {
