@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,6 +162,12 @@ func (w *ecsWorld) taskSets(t *testing.T) []string {
 	return vs
 }
 
+// pipeline is revision n of ecsPipeline for w, holding the canary's 10 %
+// for interval.
+func (w *ecsWorld) pipeline(url string, n int, interval string) string {
+	return fmt.Sprintf(ecsPipeline, url, w.listener, w.tgs[0], w.tgs[1], strings.Join(w.subnets, ", "), w.sg, n, interval)
+}
+
 const ecsPipeline = `version: 1
 stages:
   production:
@@ -172,7 +179,7 @@ stages:
       app: web
       image: registry.example.com/web:${RUNNEL_COMMIT}
       port: 8080
-      strategy: {type: canary, percent: 10, interval: 1s}
+      strategy: {type: canary, percent: 10, interval: %[8]s}
       health: {interval: 200ms, start_timeout: 2m}
       region: us-east-1
       endpoints: {ecs: "%[1]s", elbv2: "%[1]s"}
@@ -206,7 +213,7 @@ func TestDeployECSPipeline(t *testing.T) {
 
 	release := func(n int) (string, string) {
 		t.Helper()
-		sha := commit(t, work, fmt.Sprintf(ecsPipeline, url, w.listener, w.tgs[0], w.tgs[1], strings.Join(w.subnets, ", "), w.sg, n))
+		sha := commit(t, work, w.pipeline(url, n, "1s"))
 		e.trigger("app", sha)
 		r := srv.waitRun(sha, 5*time.Minute, terminal)
 		log := e.deployLog(r)
@@ -234,5 +241,56 @@ func TestDeployECSPipeline(t *testing.T) {
 	}
 	if got := w.taskSets(t); len(got) != 1 || !strings.HasPrefix(got[0], v2+":") {
 		t.Errorf("task sets after the second release: %v, want only %s (%s removed)", got, v2, v1)
+	}
+}
+
+// TestDeployECSAgentKilled: the agent releasing v2 to ECS task sets in
+// moto_server is SIGKILLed while green takes 10 % (listener 90/10). The
+// stage is re-delivered to another agent: its release routes everything
+// to blue, removes the dead release's green and releases v2 again,
+// ending the same deployment with the listener at 0/100 and v2 the only
+// task set.
+func TestDeployECSAgentKilled(t *testing.T) {
+	url := startMoto(t)
+	w := newECSWorld(t, url)
+	c := newCluster(t, []string{"ecs-a", "ecs-b"}, "--lease-timeout", "15s")
+	bare, work := repoSetup(t, t.TempDir())
+	c.addRepo("app", bare)
+	declareEnvironment(t, c.srv, "app", "production", []string{"main"})
+	c.srv.setSecret("app", "PROD_AWS_KEY", "AKIAMOTOEXAMPLE")
+	c.srv.setSecret("app", "AWS_SECRET_ACCESS_KEY", "moto-secret-access-key")
+	e := &deployEnv{t: t, srv: c.srv, work: work}
+	a := c.startAgent("ecs-a", "", 1)
+	c.waitAgents("ecs-a")
+
+	v1 := commit(t, work, w.pipeline(url, 1, "1s"))
+	e.trigger("app", v1)
+	if r := c.srv.waitRun(v1, 5*time.Minute, terminal); r.Status != "success" {
+		t.Fatalf("first release: run %s\nagent log:\n%s", r.Status, a.log())
+	}
+	v2 := commit(t, work, w.pipeline(url, 2, "20s"))
+	e.trigger("app", v2)
+	before := e.waitTraffic(v2, 10)
+	if got := w.weights(t); got != "90/10" {
+		t.Fatalf("listener at the kill: %s (a/b), want 90/10", got)
+	}
+	a.stop(syscall.SIGKILL)
+	c.startAgent("ecs-b", "", 1)
+
+	r := c.srv.waitRun(v2, 10*time.Minute, terminal)
+	log := e.deployLog(r)
+	if r.Status != "success" || r.Stages[0].Attempt < 2 || r.Stages[0].Agent != "ecs-b" {
+		t.Fatalf("run after the kill: %s, stage attempt %d on %q; want success, attempt ≥ 2 on ecs-b\ndeploy log:\n%s",
+			r.Status, r.Stages[0].Attempt, r.Stages[0].Agent, log)
+	}
+	d := e.deployment(r.ID)
+	if d.ID != before.ID || d.Result != "success" || d.Release.Traffic != 100 || d.Release.From != v1 {
+		t.Errorf("deployment after the kill = %+v (release %+v), want the same deployment %d ended success at 100%% from %s", d, d.Release, before.ID, v1)
+	}
+	if got := w.weights(t); got != "0/100" {
+		t.Errorf("listener after the re-delivered release: %s (a/b), want 0/100", got)
+	}
+	if got := w.taskSets(t); len(got) != 1 || got[0] != v2+":PRIMARY" {
+		t.Errorf("task sets after the re-delivered release: %v, want only %s, primary", got, v2)
 	}
 }
