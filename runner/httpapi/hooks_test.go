@@ -183,10 +183,11 @@ func status(t *testing.T, c net.Conn, guard time.Duration) *http.Response {
 
 // TestHookBodyBounds (issue 11, item 4): unauthenticated webhook input is
 // bounded before it costs memory or time. A client that sends its body
-// slowly is cut off at HookReadTimeout; a body announced beyond the
-// limit, or for a repository that takes no such hook, is refused without
-// being read; a body that does not fit the shared budget is refused with
-// 503 at once.
+// slowly is cut off at HookReadTimeout, also while a long body is being
+// spooled; a body announced beyond the limit, for a repository that
+// takes no such hook, or without a well-formed signature is refused
+// without being read; a body that does not fit the shared budget is
+// refused with 503 at once.
 func TestHookBodyBounds(t *testing.T) {
 	e := newEnvWith(t, func(c *Config) { c.HookReadTimeout = 300 * time.Millisecond; c.HookBodyBudget = 256 << 10 }, nil)
 	if _, err := e.st.CreateRepo(context.Background(), store.Repo{Name: "acme/app", Forge: "github", CloneURL: e.bare, WebhookSecret: "s"}); err != nil {
@@ -230,6 +231,12 @@ func TestHookBodyBounds(t *testing.T) {
 		c := e.rawRequest(strings.Replace(hook, badSignature, "sha256=00", 1)+"\r\nContent-Length: 100000", nil)
 		if resp := status(t, c, 10*time.Second); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("got %s, want 401", resp.Status)
+		}
+	})
+	t.Run("slow long body is cut off while spooled", func(t *testing.T) {
+		c := e.rawRequest(hook+"\r\nContent-Length: 1048576", bytes.Repeat([]byte(" "), 300<<10))
+		if resp := status(t, c, 10*time.Second); resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("got %s, want 408", resp.Status)
 		}
 	})
 	t.Run("budget spent: 503 at once", func(t *testing.T) {

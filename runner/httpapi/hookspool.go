@@ -41,73 +41,95 @@ type hookSpool struct {
 // into a file, and when chk passes, loads the file into body: an error
 // wrapping scm.ErrSignature when it does not, scm.ErrTooLarge, errBusy,
 // or the read error (a deadline, a closed connection). ctx bounds the
-// wait for the body budget.
+// waits for either budget.
 func (sp *hookSpool) verify(ctx context.Context, body *hookBody, chk scm.BodyCheck, limit int64) error {
 	if err := body.announced(limit); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(sp.dir, "webhook-body-*")
+	f, err := sp.create(chk, limit)
 	if err != nil {
-		return fmt.Errorf("spool webhook body: %w", err)
+		return err
 	}
-	defer f.Close()
-	// Unlinked at once: nothing is left behind, even by a crash.
-	if err := os.Remove(f.Name()); err != nil {
-		return fmt.Errorf("spool webhook body: %w", err)
+	defer f.close()
+	if err := f.write(ctx, body.bytes()); err != nil {
+		return err
 	}
-	var reserved int64
-	defer func() { sp.budget.Release(reserved) }()
-	n, err := sp.copy(ctx, f, chk, body, limit, &reserved)
-	if err != nil {
+	body.release()
+	if err := f.copy(ctx, body); err != nil {
 		return err
 	}
 	if err := chk.Check(); err != nil {
 		return fmt.Errorf("webhook body: %w", err)
 	}
-	return body.load(ctx, f, n)
+	return body.load(ctx, f.f, f.n)
 }
 
-// copy writes what body holds, then the rest of it as it arrives, to f
-// and chk, reserving the file's bytes ahead; it releases body's bytes
-// once written and returns the body's length.
-func (sp *hookSpool) copy(ctx context.Context, f *os.File, chk scm.BodyCheck, body *hookBody, limit int64, reserved *int64) (int64, error) {
-	var n int64
-	write := func(p []byte) error {
-		if n+int64(len(p)) > limit {
-			return fmt.Errorf("read webhook body: more than %d bytes: %w", limit, scm.ErrTooLarge)
-		}
-		for *reserved < n+int64(len(p)) {
-			if err := sp.reserve(ctx); err != nil {
-				return err
-			}
-			*reserved += spoolChunk
-		}
-		if _, err := f.Write(p); err != nil {
-			return fmt.Errorf("spool webhook body: %w", err)
-		}
-		chk.Write(p)
-		n += int64(len(p))
-		return nil
+// spoolFile is one body being spooled: an unlinked file whose bytes are
+// reserved from the spool budget ahead of writing, and the check every
+// byte also goes through.
+type spoolFile struct {
+	sp          *hookSpool
+	f           *os.File
+	chk         scm.BodyCheck
+	n, reserved int64
+	limit       int64
+}
+
+func (sp *hookSpool) create(chk scm.BodyCheck, limit int64) (*spoolFile, error) {
+	f, err := os.CreateTemp(sp.dir, "webhook-body-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool webhook body: %w", err)
 	}
-	if err := write(body.bytes()); err != nil {
-		return 0, err
+	// Unlinked at once: nothing is left behind, even by a crash.
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool webhook body: %w", err)
 	}
-	body.release()
+	return &spoolFile{sp: sp, f: f, chk: chk, limit: limit}, nil
+}
+
+// close closes the file, which frees its bytes, and returns them to the
+// budget.
+func (s *spoolFile) close() {
+	_ = s.f.Close() // unlinked and read (or refused): nothing to keep
+	s.sp.budget.Release(s.reserved)
+}
+
+func (s *spoolFile) write(ctx context.Context, p []byte) error {
+	if s.n+int64(len(p)) > s.limit {
+		return fmt.Errorf("read webhook body: more than %d bytes: %w", s.limit, scm.ErrTooLarge)
+	}
+	for s.reserved < s.n+int64(len(p)) {
+		if err := s.sp.reserve(ctx); err != nil {
+			return err
+		}
+		s.reserved += spoolChunk
+	}
+	if _, err := s.f.Write(p); err != nil {
+		return fmt.Errorf("spool webhook body: %w", err)
+	}
+	s.chk.Write(p)
+	s.n += int64(len(p))
+	return nil
+}
+
+// copy writes the rest of body as it arrives.
+func (s *spoolFile) copy(ctx context.Context, body *hookBody) error {
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
 	for !body.eof {
 		m, err := body.r.Read(*bp)
-		if werr := write((*bp)[:m]); werr != nil {
-			return 0, werr
+		if werr := s.write(ctx, (*bp)[:m]); werr != nil {
+			return werr
 		}
 		switch {
 		case errors.Is(err, io.EOF):
 			body.eof = true
 		case err != nil:
-			return 0, fmt.Errorf("read webhook body: %w", err)
+			return fmt.Errorf("read webhook body: %w", err)
 		}
 	}
-	return n, nil
+	return nil
 }
 
 // reserve takes spoolChunk bytes of the spool budget, waiting at most
