@@ -50,8 +50,9 @@ func listPackages(t *testing.T) []listed {
 func TestLayering(t *testing.T) {
 	// What only agents run: the agent loop, the stage executor, the
 	// engines, deployers and transfers. The server must not link them
-	// (`go list -deps ./runner` lists none); only runner/runnertest, which
-	// starts a real agent for tests, does.
+	// (`go list -deps ./runner` lists none of agents/ but agents/wire and
+	// agents/logs); only runner/runnertest, which starts a real agent for
+	// tests, does.
 	agentSide := []string{module + "/agents/agent", module + "/agents/engine", module + "/agents/stage",
 		module + "/agents/workspace", module + "/agents/transfer", module + "/agents/deployer", module + "/deploy"}
 	rules := []struct {
@@ -66,6 +67,8 @@ func TestLayering(t *testing.T) {
 		{"deploy", []string{module + "/runner", module + "/scm", module + "/cmd"}, ""},
 		{"runner", []string{module + "/cmd"}, ""},
 		{"runner", agentSide, "runner/runnertest"},
+		// Nor the bus: cmd/runnel wires agents/natsbus in as runner.Bus.
+		{"runner", []string{module + "/agents/natsbus"}, "runner/runnertest"},
 		{"internal/gitmirror", []string{module + "/"}, ""},
 	}
 	for _, p := range listPackages(t) {

@@ -4,15 +4,16 @@ import (
 	"context"
 	"time"
 
-	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 )
 
 // Bus carries jobs and cancellations to agents and tells who is there. It
 // speaks the wire protocol (agents/wire) and nothing else; its one
-// implementation is *natsbus.Dispatcher. Agents' updates and log chunks
-// come back the other way through Runner.Handler, which the bus's owner
-// passes to the dispatcher's Run.
+// implementation is agents/natsbus's Dispatcher, which cmd/runnel wires
+// in (the runner links no bus: `go list -deps ./runner` lists only
+// agents/wire of agents/). Agents' updates and log chunks come back the
+// other way through Runner.Handler, which the bus's owner passes to the
+// dispatcher's Run.
 //
 // The runner relies on the bus being durable: a published job stays in
 // the queue across server restarts. Attempts are the runner's: agents
@@ -29,13 +30,11 @@ type Bus interface {
 	Cancel(ctx context.Context, c wire.Cancel) error
 	// Agents lists the agents whose presence the bus has seen, lost ones
 	// included (Lost set).
-	Agents() []natsbus.AgentStatus
+	Agents() []wire.AgentStatus
 }
 
-var _ Bus = (*natsbus.Dispatcher)(nil)
-
 // AgentInfo is a connected agent as the HTTP API (GET /api/v1/agents) and
-// the UI show it. It is a view of natsbus.AgentStatus without the
+// the UI show it. It is a view of wire.AgentStatus without the
 // protocol's fields (version, presence kind, heartbeat interval), so the
 // API's JSON does not change with the wire protocol.
 type AgentInfo struct {

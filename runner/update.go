@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/logstore"
@@ -21,15 +20,23 @@ func LogKey(runID int64, stageKey string, attempt, step int) logstore.Key {
 	return logstore.Key{Run: strconv.FormatInt(runID, 10), Stage: stageKey, Attempt: attempt, Step: strconv.Itoa(step)}
 }
 
-// Handler returns the natsbus.Handler that feeds agents' updates and log
-// chunks into r; pass it to the dispatcher's Run.
-func (r *Runner) Handler() natsbus.Handler { return handler{r} }
+// Handler returns what feeds agents' updates, log chunks and claims into
+// r: pass it to the bus dispatcher's Run (it is a natsbus.Handler).
+func (r *Runner) Handler() BusHandler { return BusHandler{r} }
 
-type handler struct{ r *Runner }
+// BusHandler hands what agents send to its Runner.
+type BusHandler struct{ r *Runner }
 
-func (h handler) Update(ctx context.Context, u *wire.Update) error { return h.r.HandleUpdate(ctx, u) }
-func (h handler) Log(ctx context.Context, c *wire.LogChunk) error  { return h.r.HandleLog(ctx, c) }
-func (h handler) Claim(ctx context.Context, c *wire.Claim) *wire.ClaimReply {
+// Update applies an agent's update (Runner.HandleUpdate).
+func (h BusHandler) Update(ctx context.Context, u *wire.Update) error {
+	return h.r.HandleUpdate(ctx, u)
+}
+
+// Log stores a chunk of a step's output (Runner.HandleLog).
+func (h BusHandler) Log(ctx context.Context, c *wire.LogChunk) error { return h.r.HandleLog(ctx, c) }
+
+// Claim answers an agent's claim of a job (Runner.HandleClaim).
+func (h BusHandler) Claim(ctx context.Context, c *wire.Claim) *wire.ClaimReply {
 	return h.r.HandleClaim(ctx, c)
 }
 

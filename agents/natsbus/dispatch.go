@@ -121,13 +121,6 @@ type DispatcherOptions struct {
 	LostAfter int
 }
 
-// AgentStatus is what the dispatcher knows of an agent.
-type AgentStatus struct {
-	wire.Presence
-	LastSeen time.Time
-	Lost     bool // silent for LostAfter intervals, or said bye
-}
-
 // Dispatcher is the server's side of the bus: it publishes jobs and
 // cancellations, consumes updates and logs, and tracks agent presence.
 // It is safe for concurrent use.
@@ -139,7 +132,7 @@ type Dispatcher struct {
 	subs []*nats.Subscription
 
 	mu     sync.Mutex
-	agents map[string]*AgentStatus
+	agents map[string]*wire.AgentStatus
 }
 
 // NewDispatcher ensures the streams and starts tracking presence and
@@ -158,7 +151,7 @@ func NewDispatcher(ctx context.Context, nc *nats.Conn, o DispatcherOptions) (*Di
 	if err := EnsureStreams(ctx, js, o.Limits); err != nil {
 		return nil, err
 	}
-	d := &Dispatcher{nc: nc, js: js, log: o.Logger, opts: o, agents: map[string]*AgentStatus{}}
+	d := &Dispatcher{nc: nc, js: js, log: o.Logger, opts: o, agents: map[string]*wire.AgentStatus{}}
 	sub, err := nc.Subscribe(wire.PresenceWildcard, d.presence)
 	if err != nil {
 		return nil, fmt.Errorf("dispatcher: subscribe presence: %w", err)
@@ -363,14 +356,14 @@ func (d *Dispatcher) presence(m *nats.Msg) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.agents[p.Name] = &AgentStatus{Presence: p, LastSeen: time.Now(), Lost: p.Kind == wire.PresenceBye}
+	d.agents[p.Name] = &wire.AgentStatus{Presence: p, LastSeen: time.Now(), Lost: p.Kind == wire.PresenceBye}
 }
 
 // Agents lists the agents seen, by name.
-func (d *Dispatcher) Agents() []AgentStatus {
+func (d *Dispatcher) Agents() []wire.AgentStatus {
 	now := time.Now()
 	d.mu.Lock()
-	out := make([]AgentStatus, 0, len(d.agents))
+	out := make([]wire.AgentStatus, 0, len(d.agents))
 	for _, a := range d.agents {
 		s := *a
 		if iv := s.Interval.D(); iv > 0 && now.Sub(s.LastSeen) > time.Duration(d.opts.LostAfter)*iv {

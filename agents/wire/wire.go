@@ -217,6 +217,15 @@ type Presence struct {
 	Time     time.Time         `json:"time"`
 }
 
+// AgentStatus is an agent as the server's side of the bus knows it from
+// its presence messages: what the runner, the API and the UI see.
+type AgentStatus struct {
+	Presence
+	LastSeen time.Time
+	// Lost: silent for several heartbeat intervals, or it said bye.
+	Lost bool
+}
+
 // Message is any of the protocol's message types.
 type Message interface {
 	version() *int

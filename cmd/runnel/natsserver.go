@@ -21,6 +21,12 @@ import (
 	"github.com/runnel-ci/runnel/runner"
 )
 
+// The runner links no bus; the one it runs on is wired here.
+var (
+	_ runner.Bus      = (*natsbus.Dispatcher)(nil)
+	_ natsbus.Handler = runner.BusHandler{}
+)
+
 // natsSetup is the server's NATS side: an embedded or external NATS, the
 // dispatcher, its event consumer and, unless --no-agent, the built-in
 // agent as a NATS agent.

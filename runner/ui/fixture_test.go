@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/artifact/fs"
 	"github.com/runnel-ci/runnel/pipeline"
@@ -50,8 +49,8 @@ func (b *quietBus) Cancel(ctx context.Context, c wire.Cancel) error {
 	b.canceled = append(b.canceled, c.StageID)
 	return nil
 }
-func (b *quietBus) Agents() []natsbus.AgentStatus {
-	return []natsbus.AgentStatus{{Presence: wire.Presence{Name: "agent-1", Labels: map[string]string{"os": "linux", "arch": "amd64"}, Capacity: 4, Running: 1}}}
+func (b *quietBus) Agents() []wire.AgentStatus {
+	return []wire.AgentStatus{{Presence: wire.Presence{Name: "agent-1", Labels: map[string]string{"os": "linux", "arch": "amd64"}, Capacity: 4, Running: 1}}}
 }
 
 // env is a UI over a real SQLite store, a real log store and a real
