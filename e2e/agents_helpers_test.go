@@ -27,7 +27,10 @@ type cluster struct {
 	extra    []string
 	srv      *server
 	tokens   map[string]string
-	agents   map[string]*agentProc
+	// tokenLabels are the labels each token allows (startAgent remakes a
+	// token for other labels: a credential fixes them).
+	tokenLabels map[string]string
+	agents      map[string]*agentProc
 }
 
 // newCluster makes agent tokens for names (the embedded NATS loads them
@@ -36,18 +39,23 @@ func newCluster(t *testing.T, names []string, extra ...string) *cluster {
 	t.Helper()
 	needDocker(t)
 	c := &cluster{t: t, dir: t.TempDir(), natsPort: freePort(t), extra: extra,
-		tokens: map[string]string{}, agents: map[string]*agentProc{}}
-	tokRE := regexp.MustCompile(`agent token \(shown once\): (\S+)`)
+		tokens: map[string]string{}, tokenLabels: map[string]string{}, agents: map[string]*agentProc{}}
 	for _, n := range names {
-		out := runnel(t, "agent", "token", n, "--data", filepath.Join(c.dir, "data"))
-		m := tokRE.FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("no agent token in %q", out)
-		}
-		c.tokens[n] = m[1]
+		c.makeToken(n, "")
 	}
 	c.startServer("")
 	return c
+}
+
+// makeToken makes agent name's credential allowing labels ("k=v,...").
+func (c *cluster) makeToken(name, labels string) {
+	c.t.Helper()
+	out := runnel(c.t, "agent", "token", name, "--labels", labels, "--data", filepath.Join(c.dir, "data"))
+	m := regexp.MustCompile(`agent token \(shown once\): (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		c.t.Fatalf("no agent token in %q", out)
+	}
+	c.tokens[name], c.tokenLabels[name] = m[1], labels
 }
 
 func (c *cluster) startServer(token string) {
@@ -67,6 +75,9 @@ type agentProc struct {
 // startAgent starts agent name with labels ("k=v,...") and capacity.
 func (c *cluster) startAgent(name, labels string, capacity int) *agentProc {
 	c.t.Helper()
+	if c.tokenLabels[name] != labels || c.tokens[name] == "" {
+		c.makeToken(name, labels)
+	}
 	logf := filepath.Join(c.dir, "agent-"+name+".log")
 	f, err := os.Create(logf)
 	if err != nil {

@@ -566,7 +566,7 @@ func TestRemoteAgent(t *testing.T) {
 	needDocker(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	out := runnel(t, "agent", "token", "remote-e2e", "--data", data)
+	out := runnel(t, "agent", "token", "remote-e2e", "--labels", "arch=amd64,e2e=yes", "--data", data)
 	m := regexp.MustCompile(`agent token \(shown once\): (\S+)`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no agent token in %q", out)

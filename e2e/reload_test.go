@@ -3,8 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,12 +13,7 @@ import (
 // is started right after its token is made (the README's "More agents").
 func TestAgentTokenReload(t *testing.T) {
 	c := newCluster(t, nil)
-	out := runnel(t, "agent", "token", "late", "--data", filepath.Join(c.dir, "data"))
-	m := regexp.MustCompile(`agent token \(shown once\): (\S+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no agent token in %q", out)
-	}
-	c.tokens["late"] = m[1]
+	c.makeToken("late", "os=linux")
 	c.startAgent("late", "os=linux", 1)
 	got := c.waitAgents("late")
 	if len(got) != 1 || got[0].Name != "late" {

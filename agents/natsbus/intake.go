@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,7 +112,7 @@ func NewIntake(ctx context.Context, nc *nats.Conn, o IntakeOptions) (*Intake, er
 				InactiveThreshold: 24 * time.Hour,
 			})
 			if err != nil {
-				return nil, fmt.Errorf("intake %s: consumer %s: %w", o.Name, sub.name, err)
+				return nil, consumerError(nc, o, sub.name, err)
 			}
 			in.cons = append(in.cons, c)
 		}
@@ -350,4 +352,21 @@ func (in *Intake) delivery(m jetstream.Msg, leased time.Time) (*Delivery, error)
 	return &Delivery{
 		Job: &j, Delivered: md.NumDelivered, Leased: leased, AckWait: in.opts.AckWait, msg: m, nc: in.nc,
 	}, nil
+}
+
+// consumerError says why the intake could not make consumer name. NATS
+// refusing it means the agent's credential does not allow the labels it
+// announces: the message names the command that remakes the credential.
+func consumerError(nc *nats.Conn, o IntakeOptions, name string, err error) error {
+	last := nc.LastError()
+	if !errors.Is(last, nats.ErrPermissionViolation) || !strings.Contains(last.Error(), name) {
+		return fmt.Errorf("intake %s: consumer %s: %w", o.Name, name, err)
+	}
+	kv := make([]string, 0, len(o.Labels))
+	for k, v := range o.Labels {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	return fmt.Errorf("agent %s: its credential does not allow the labels %s it announces (a credential made without --labels takes only jobs that need no labels): announce fewer labels, or remake the credential on the server host with: runnel agent token %s --labels %s",
+		o.Name, strings.Join(kv, ","), nc.Opts.User, strings.Join(kv, ","))
 }

@@ -483,7 +483,7 @@ func TestFixedLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cred.Fixed, cred.Labels = true, map[string]string{"os": "linux"}
+	cred.Labels = map[string]string{"os": "linux"}
 	srv, err := StartEmbedded(Options{DataDir: t.TempDir(), Port: -1, Agents: []AgentCredential{cred}})
 	if err != nil {
 		t.Fatal(err)
@@ -542,4 +542,78 @@ func TestFixedLabels(t *testing.T) {
 		t.Fatalf("intake with the credential's labels: %v", err)
 	}
 	in.Stop()
+}
+
+// TestLabelLessCredential: a credential made without labels fails closed.
+// Its agent announcing secure=prod does not start (the message names the
+// command that remakes the credential) and cannot receive a job that needs
+// secure=prod; announcing no labels it starts and takes label-less jobs.
+func TestLabelLessCredential(t *testing.T) {
+	tok, cred, err := NewAgentCredential("plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := StartEmbedded(Options{DataDir: t.TempDir(), Port: -1, Agents: []AgentCredential{cred}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	d, snc := dispatcher(t, srv, StreamLimits{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	prod := map[string]string{"secure": "prod"}
+	if err := d.Publish(ctx, &wire.Job{RunID: "r", StageID: "deploy", Attempt: 1, Stage: &pipeline.Stage{ID: "deploy", Labels: prod}}); err != nil {
+		t.Fatal(err)
+	}
+	prodKey := wire.LabelSetKey(prod)
+	sjs, err := jetstream.New(snc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sjs.CreateOrUpdateConsumer(ctx, JobsStream, jetstream.ConsumerConfig{Durable: wire.ConsumerName(prodKey),
+		FilterSubject: wire.JobsPrefix + prodKey, AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	creds, err := ParseAgentToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := Connect(srv.ClientURL(), creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer dcancel()
+	_, err = NewIntake(dctx, nc, IntakeOptions{Name: "plain", Labels: prod, Capacity: 1})
+	if err == nil {
+		t.Fatal("intake with secure=prod was allowed to a credential made without labels")
+	}
+	if want := "runnel agent token plain --labels secure=prod"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not name %q", err, want)
+	}
+	if _, err := nc.Request("$JS.API.CONSUMER.MSG.NEXT."+JobsStream+"."+wire.ConsumerName(prodKey), []byte(`{"batch":1,"expires":1000000000}`), 3*time.Second); err == nil {
+		t.Error("agent pulled from the secure=prod consumer")
+	}
+	if err := d.Publish(ctx, &wire.Job{RunID: "r", StageID: "build", Attempt: 1, Stage: &pipeline.Stage{ID: "build"}}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 2)
+	in, err := NewIntake(ctx, nc, IntakeOptions{Name: "plain", Capacity: 1})
+	if err != nil {
+		t.Fatalf("intake without labels: %v", err)
+	}
+	defer in.Stop()
+	go func() {
+		_ = in.Run(ctx, func(_ context.Context, dl *Delivery) { got <- dl.Job.StageID; _ = dl.Ack(ctx) })
+	}()
+	select {
+	case id := <-got:
+		if id != "build" {
+			t.Errorf("got job %s, want build", id)
+		}
+	case <-ctx.Done():
+		t.Fatal("label-less job not delivered")
+	}
 }

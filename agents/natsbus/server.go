@@ -29,16 +29,15 @@ type Creds struct {
 }
 
 // AgentCredential is what the NATS server keeps about one agent: its name
-// (= NATS user) and the bcrypt hash of its secret.
+// (= NATS user), the bcrypt hash of its secret and the labels it may take
+// jobs for: only jobs whose required labels are a subset of Labels
+// (enforced by its NATS permissions: it can create and pull from the
+// consumers of those label sets only). No Labels: only jobs that need no
+// labels (fail closed; an older file's "Fixed" field is ignored).
 type AgentCredential struct {
 	Name         string
 	PasswordHash string
-	// Fixed says the credential fixes the agent's labels: it may take
-	// only jobs whose required labels are a subset of Labels (enforced by
-	// its NATS permissions: it can create and pull from the consumers of
-	// those label sets only). Without Fixed it may claim any labels.
-	Fixed  bool              `json:",omitempty"`
-	Labels map[string]string `json:",omitempty"`
+	Labels       map[string]string `json:",omitempty"`
 }
 
 // NewAgentCredential makes a fresh token "<name>:<secret>" (what the agent
@@ -108,11 +107,11 @@ type Server struct {
 //
 // So an agent cannot publish jobs or cancels, cannot touch streams, cannot
 // read another agent's replies or presence, cannot read logs, and cannot
-// report updates or logs in another agent's name. A credential with Fixed
-// labels narrows pulls, consumer info and creation to the consumers of
-// the label sets its labels cover (wire.Subsets), so such an agent never
-// receives a job that needs a label it was not given, whatever labels it
-// announces. Not enforced here: which run an agent reports on (the server
+// report updates or logs in another agent's name. Pulls, consumer info
+// and creation are narrowed to the consumers of the label sets the
+// credential's labels cover (wire.Subsets; none: the label-less set only),
+// so an agent never receives a job that needs a label it was not given,
+// whatever labels it announces. Not enforced here: which run an agent reports on (the server
 // accepts a stage's updates and logs only from the agent that started its
 // current attempt).
 func AgentPermissions(a AgentCredential) (*server.Permissions, error) {
@@ -124,29 +123,21 @@ func AgentPermissions(a AgentCredential) (*server.Permissions, error) {
 		wire.ClaimSubject(name),
 		"$JS.ACK." + JobsStream + ".>",
 	}
-	if !a.Fixed {
-		pub = append(pub,
-			"$JS.API.CONSUMER.MSG.NEXT."+JobsStream+".*",
-			"$JS.API.CONSUMER.INFO."+JobsStream+".*",
-			"$JS.API.CONSUMER.CREATE."+JobsStream+".*."+wire.JobsPrefix+"*",
-			"$JS.API.CONSUMER.CREATE."+JobsStream+".*."+wire.JobsPrefix+"*"+wire.PrioritySuffix)
-	} else {
-		// Only the consumers of the label sets the credential covers:
-		// every subset of its labels, as the agent's intake makes them.
-		keys, err := wire.Subsets(a.Labels)
-		if err != nil {
-			return nil, fmt.Errorf("agent %s: labels: %w", name, err)
-		}
-		for _, k := range keys {
-			for _, c := range []struct{ name, filter string }{
-				{wire.ConsumerName(k), wire.JobsPrefix + k},
-				{wire.PriorityConsumerName(k), wire.JobsPrefix + k + wire.PrioritySuffix},
-			} {
-				pub = append(pub,
-					"$JS.API.CONSUMER.MSG.NEXT."+JobsStream+"."+c.name,
-					"$JS.API.CONSUMER.INFO."+JobsStream+"."+c.name,
-					"$JS.API.CONSUMER.CREATE."+JobsStream+"."+c.name+"."+c.filter)
-			}
+	// Only the consumers of the label sets the credential covers: every
+	// subset of its labels, as the agent's intake makes them.
+	keys, err := wire.Subsets(a.Labels)
+	if err != nil {
+		return nil, fmt.Errorf("agent %s: labels: %w", name, err)
+	}
+	for _, k := range keys {
+		for _, c := range []struct{ name, filter string }{
+			{wire.ConsumerName(k), wire.JobsPrefix + k},
+			{wire.PriorityConsumerName(k), wire.JobsPrefix + k + wire.PrioritySuffix},
+		} {
+			pub = append(pub,
+				"$JS.API.CONSUMER.MSG.NEXT."+JobsStream+"."+c.name,
+				"$JS.API.CONSUMER.INFO."+JobsStream+"."+c.name,
+				"$JS.API.CONSUMER.CREATE."+JobsStream+"."+c.name+"."+c.filter)
 		}
 	}
 	return &server.Permissions{

@@ -67,21 +67,19 @@ taking jobs and waits up to --drain-timeout for running stages.`,
 		Use:   "token NAME",
 		Short: "Make a NATS credential for an agent of the embedded NATS server (a running server loads it within a second)",
 		Args:  usageArgs(cobra.ExactArgs(1)),
-		Long: `Token makes a NATS credential for agent NAME. With --labels the
-credential fixes the agent's labels: the agent can take only jobs whose
-required labels are among them (its NATS permissions reach only the job
-queues of those label sets), whatever labels it announces. Without
---labels the agent may announce any labels.`,
+		Long: `Token makes a NATS credential for agent NAME. --labels fixes the labels
+the agent may take jobs for: only jobs whose required labels are among
+them (its NATS permissions reach only the job queues of those label
+sets), whatever labels it announces. Without --labels the agent takes only
+jobs that need no labels; an agent announcing labels its credential does
+not allow stops at start and names this command.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var labels map[string]string
-			if cmd.Flags().Changed("labels") {
-				var err error
-				if labels, err = parseLabels(tokenLabels); err != nil {
-					return usageError(fmt.Errorf("--labels: %w", err))
-				}
-				if err := wire.ValidateLabels(labels); err != nil {
-					return usageError(fmt.Errorf("--labels: %w", err))
-				}
+			labels, err := parseLabels(tokenLabels)
+			if err != nil {
+				return usageError(fmt.Errorf("--labels: %w", err))
+			}
+			if err := wire.ValidateLabels(labels); err != nil {
+				return usageError(fmt.Errorf("--labels: %w", err))
 			}
 			tok, err := addAgentCredential(data, args[0], labels)
 			if err != nil {
@@ -124,8 +122,8 @@ func loadAgentCredentials(data string) ([]natsbus.AgentCredential, error) {
 	return creds, nil
 }
 
-// addAgentCredential adds (or replaces) the credential of agent name;
-// non-nil labels fix its labels (natsbus.AgentCredential.Fixed).
+// addAgentCredential adds (or replaces) the credential of agent name,
+// allowing jobs of labels (nil: only jobs that need no labels).
 func addAgentCredential(data, name string, labels map[string]string) (string, error) {
 	creds, err := loadAgentCredentials(data)
 	if err != nil {
@@ -135,7 +133,7 @@ func addAgentCredential(data, name string, labels map[string]string) (string, er
 	if err != nil {
 		return "", err
 	}
-	cred.Fixed, cred.Labels = labels != nil, labels
+	cred.Labels = labels
 	out := []natsbus.AgentCredential{cred}
 	for _, c := range creds {
 		if c.Name != name {

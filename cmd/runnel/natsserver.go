@@ -48,7 +48,9 @@ type natsSetup struct {
 	agNC   *nats.Conn
 }
 
-func startNATS(ctx context.Context, f serverFlags, data, inst string, log *slog.Logger) (*natsSetup, error) {
+// startNATS starts (or joins) NATS; the built-in agent's credential on the
+// embedded NATS allows its labels (--agent-labels) and no others.
+func startNATS(ctx context.Context, f serverFlags, data, inst string, labels map[string]string, log *slog.Logger) (*natsSetup, error) {
 	n := &natsSetup{log: log, data: data}
 	var creds natsbus.Creds
 	if f.natsURL == "embedded" {
@@ -61,6 +63,7 @@ func startNATS(ctx context.Context, f serverFlags, data, inst string, log *slog.
 			if err != nil {
 				return nil, err
 			}
+			cred.Labels = labels
 			agents = append(agents, cred)
 			n.builtin = &cred
 			if n.agentC, err = natsbus.ParseAgentToken(tok); err != nil {

@@ -346,7 +346,7 @@ func startCore(bg context.Context, f serverFlags, b basics, st *store.Store, log
 		c.closers = append(c.closers, closer)
 		agentEng = eng
 	}
-	if c.nb, err = startNATS(bg, f, b.data, b.inst, log); err != nil {
+	if c.nb, err = startNATS(bg, f, b.data, b.inst, b.labels, log); err != nil {
 		return nil, err
 	}
 	c.closers = append(c.closers, c.nb.close)
