@@ -423,20 +423,9 @@ func (ps *parser) deployHealth(n *yaml.Node) DeployHealth {
 }
 
 func (ps *parser) dockerTarget(n *yaml.Node) *DockerTarget {
-	n = ps.mapping(n, "deploy.docker")
-	if n == nil {
-		return nil
-	}
 	t := &DockerTarget{}
-	es := ps.entries(n, 0)
-	ps.checkKeys(es, "deploy.docker", dockerKeys, nil)
-	for _, e := range es {
-		switch e.key.Value {
-		case "network":
-			t.Network, _ = ps.str(e.val, "deploy.docker.network")
-		case "proxy":
-			t.Proxy, _ = ps.str(e.val, "deploy.docker.proxy")
-		}
+	if n = ps.stringMapping(n, "deploy.docker", dockerKeys, &t.Network, &t.Proxy); n == nil {
+		return nil
 	}
 	if t.Network == "" {
 		ps.errorf(n, CodeMissingField, "deploy.docker needs a network")
@@ -445,6 +434,44 @@ func (ps *parser) dockerTarget(n *yaml.Node) *DockerTarget {
 		ps.errorf(n, CodeMissingField, "deploy.docker needs proxy: the control address of the app's runnel proxy")
 	}
 	return t
+}
+
+// stringMapping reads the mapping n at what (e.g. "deploy.docker"), whose
+// values are all strings: the value of keys[i] goes to *dst[i]. It
+// reports keys not in keys and returns n, or nil when n is no mapping.
+func (ps *parser) stringMapping(n *yaml.Node, what string, keys []string, dst ...*string) *yaml.Node {
+	n = ps.mapping(n, what)
+	if n == nil {
+		return nil
+	}
+	es := ps.entries(n, 0)
+	ps.checkKeys(es, what, keys, nil)
+	for _, e := range es {
+		if i := slices.Index(keys, e.key.Value); i >= 0 {
+			*dst[i], _ = ps.str(e.val, what+"."+e.key.Value)
+		}
+	}
+	return n
+}
+
+// refuseHealthKeys reports each of keys set in deploy.health, which
+// provider does not take: why says what checks health instead.
+func (ps *parser) refuseHealthKeys(dd *deployDef, keys []string, provider, why string) {
+	for _, k := range keys {
+		if v := mapValue(dd.vals["health"], k); v != nil {
+			ps.errorf(v, CodeBadValue, "deploy.health.%s does not apply to provider %s: %s", k, provider, why)
+		}
+	}
+}
+
+// intervalNode is where a diagnostic about strategy.interval points: the
+// interval's value, else the strategy.
+func intervalNode(dd *deployDef) *yaml.Node {
+	n := dd.vals["strategy"]
+	if v := mapValue(n, "interval"); v != nil {
+		return v
+	}
+	return n
 }
 
 func (ps *parser) ecsTarget(n *yaml.Node) *ECSTarget {

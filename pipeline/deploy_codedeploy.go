@@ -24,24 +24,10 @@ type CodeDeployTarget struct {
 var codeDeployKeys = []string{"application", "deployment_group", "container", "deployment_config"}
 
 func (ps *parser) codeDeployTarget(n *yaml.Node) *CodeDeployTarget {
-	n = ps.mapping(n, "deploy.codedeploy")
+	t := &CodeDeployTarget{}
+	n = ps.stringMapping(n, "deploy.codedeploy", codeDeployKeys, &t.Application, &t.DeploymentGroup, &t.Container, &t.DeploymentConfig)
 	if n == nil {
 		return nil
-	}
-	t := &CodeDeployTarget{}
-	es := ps.entries(n, 0)
-	ps.checkKeys(es, "deploy.codedeploy", codeDeployKeys, nil)
-	for _, e := range es {
-		switch e.key.Value {
-		case "application":
-			t.Application, _ = ps.str(e.val, "deploy.codedeploy.application")
-		case "deployment_group":
-			t.DeploymentGroup, _ = ps.str(e.val, "deploy.codedeploy.deployment_group")
-		case "container":
-			t.Container, _ = ps.str(e.val, "deploy.codedeploy.container")
-		case "deployment_config":
-			t.DeploymentConfig, _ = ps.str(e.val, "deploy.codedeploy.deployment_config")
-		}
 	}
 	if t.Application == "" {
 		ps.errorf(n, CodeMissingField, "deploy.codedeploy needs an application")
@@ -71,20 +57,13 @@ func (ps *parser) checkCodeDeploy(key *yaml.Node, dd *deployDef) {
 	if d.Docker != nil || d.ECS != nil || d.ECSService != nil {
 		ps.errorf(key, CodeBadValue, "deploy with provider codedeploy takes no docker, ecs or ecs_service settings")
 	}
-	for _, k := range []string{"path", "command", "timeout", "start_timeout", "failures"} {
-		if v := mapValue(dd.vals["health"], k); v != nil {
-			ps.errorf(v, CodeBadValue, "deploy.health.%s does not apply to provider codedeploy: CodeDeploy checks health (target groups, alarms, lifecycle hooks); only health.interval does", k)
-		}
-	}
+	ps.refuseHealthKeys(dd, []string{"path", "command", "timeout", "start_timeout", "failures"}, ProviderCodeDeploy,
+		"CodeDeploy checks health (target groups, alarms, lifecycle hooks); only health.interval does")
 	if v := dd.vals["bake"]; v != nil {
 		ps.errorf(v, CodeBadValue, "deploy.bake does not apply to provider codedeploy: the deployment group's termination wait keeps blue after the traffic moved")
 	}
 	if d.Strategy.Type != StrategyAllAtOnce && (!wholeMinutes(d.Strategy.Interval) || d.Strategy.Interval < Duration(time.Minute)) {
-		n := dd.vals["strategy"]
-		if v := mapValue(n, "interval"); v != nil {
-			n = v
-		}
-		ps.errorf(n, CodeBadValue, "deploy.strategy.interval %s: CodeDeploy holds traffic steps for whole minutes, from 1m to 24h (e.g. 5m)", d.Strategy.Interval.D())
+		ps.errorf(intervalNode(dd), CodeBadValue, "deploy.strategy.interval %s: CodeDeploy holds traffic steps for whole minutes, from 1m to 24h (e.g. 5m)", d.Strategy.Interval.D())
 	}
 	if d.CodeDeploy != nil && d.CodeDeploy.DeploymentConfig != "" && dd.vals["strategy"] != nil {
 		ps.errorf(dd.vals["strategy"], CodeBadValue, "deploy takes a strategy or codedeploy.deployment_config, not both")

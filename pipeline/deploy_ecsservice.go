@@ -21,22 +21,9 @@ type ECSServiceTarget struct {
 var ecsServiceKeys = []string{"cluster", "service", "container"}
 
 func (ps *parser) ecsServiceTarget(n *yaml.Node) *ECSServiceTarget {
-	n = ps.mapping(n, "deploy.ecs_service")
-	if n == nil {
-		return nil
-	}
 	t := &ECSServiceTarget{}
-	es := ps.entries(n, 0)
-	ps.checkKeys(es, "deploy.ecs_service", ecsServiceKeys, nil)
-	for _, e := range es {
-		switch e.key.Value {
-		case "cluster":
-			t.Cluster, _ = ps.str(e.val, "deploy.ecs_service.cluster")
-		case "service":
-			t.Service, _ = ps.str(e.val, "deploy.ecs_service.service")
-		case "container":
-			t.Container, _ = ps.str(e.val, "deploy.ecs_service.container")
-		}
+	if n = ps.stringMapping(n, "deploy.ecs_service", ecsServiceKeys, &t.Cluster, &t.Service, &t.Container); n == nil {
+		return nil
 	}
 	if t.Cluster == "" {
 		ps.errorf(n, CodeMissingField, "deploy.ecs_service needs a cluster")
@@ -59,20 +46,13 @@ func (ps *parser) checkECSService(key *yaml.Node, dd *deployDef) {
 	if d.Docker != nil || d.ECS != nil {
 		ps.errorf(key, CodeBadValue, "deploy with provider ecs-service takes no docker or ecs settings")
 	}
-	for _, k := range []string{"path", "command", "timeout", "failures"} {
-		if v := mapValue(dd.vals["health"], k); v != nil {
-			ps.errorf(v, CodeBadValue, "deploy.health.%s does not apply to provider ecs-service: ECS checks health (target group health checks, circuit breaker, alarms, lifecycle hooks of the service); only health.interval and health.start_timeout do", k)
-		}
-	}
+	ps.refuseHealthKeys(dd, []string{"path", "command", "timeout", "failures"}, ProviderECSService,
+		"ECS checks health (target group health checks, circuit breaker, alarms, lifecycle hooks of the service); only health.interval and health.start_timeout do")
 	if !wholeMinutes(d.Bake) {
 		ps.errorf(dd.vals["bake"], CodeBadValue, "deploy.bake %s: ECS bakes for whole minutes, up to 24h (e.g. 5m)", d.Bake.D())
 	}
 	if !wholeMinutes(d.Strategy.Interval) {
-		n := dd.vals["strategy"]
-		if v := mapValue(n, "interval"); v != nil {
-			n = v
-		}
-		ps.errorf(n, CodeBadValue, "deploy.strategy.interval %s: ECS holds traffic steps for whole minutes, up to 24h (e.g. 5m)", d.Strategy.Interval.D())
+		ps.errorf(intervalNode(dd), CodeBadValue, "deploy.strategy.interval %s: ECS holds traffic steps for whole minutes, up to 24h (e.g. 5m)", d.Strategy.Interval.D())
 	}
 }
 
