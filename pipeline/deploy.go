@@ -580,3 +580,14 @@ func (dd *deployDef) compile(env, vars map[string]string) *Deploy {
 	}
 	return &d
 }
+
+// deployGroup is the concurrency group of a deploy stage that names none:
+// its environment, or without one its release target (provider and app),
+// so that two runs never release the same thing at once, in run order,
+// also when the file does not ask for it (docs/deploy.md).
+func deployGroup(env string, d *Deploy) string {
+	if env != "" {
+		return env
+	}
+	return "deploy:" + d.Provider + ":" + d.App
+}

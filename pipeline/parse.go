@@ -808,10 +808,8 @@ func (ps *parser) stage(key, n *yaml.Node) *stageDef {
 				ps.errorf(key, CodeReservedName, "stage %s deploys: its steps may not be named %q", s.name, DeployStep)
 			}
 		}
-		if s.environment != "" && s.concurrency == "" {
-			// One release per environment at a time, in run order, also
-			// when the file does not ask for it (docs/deploy.md).
-			s.concurrency = s.environment
+		if s.concurrency == "" {
+			s.concurrency = deployGroup(s.environment, s.deploy.d)
 		}
 	}
 	// Check step timeouts again now that the stage timeout is known
