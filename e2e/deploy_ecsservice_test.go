@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,5 +122,62 @@ func TestDeployECSServicePipeline(t *testing.T) {
 		if c.AccessKey != "AKIDECSSERVICE" {
 			t.Fatalf("%s signed with %q, want the stage's secret key", c.Op, c.AccessKey)
 		}
+	}
+}
+
+// TestDeployECSServiceAgentKilled: the agent following a service
+// deployment is killed (SIGKILL) while the canary takes traffic; the
+// stage is re-delivered to another agent, which finds the service
+// deployment the first attempt started (by its identity label) and
+// follows it to the end: one task definition, one UpdateService, one
+// deployment record that succeeds.
+func TestDeployECSServiceAgentKilled(t *testing.T) {
+	fake := awsfake.New(t)
+	ecs := awsfake.NewECS(fake)
+	// A minute of the strategy (the canary's interval, the bake) lasts an
+	// hour of the fake's clock: the release goes on when the test
+	// advances the clock.
+	ecs.StageTime, ecs.Minute = 50*time.Millisecond, time.Hour
+	td := `{"family": "web", "containerDefinitions": [{"name": "web", "image": "registry.example.com/web:initial"}]}`
+	if _, err := ecs.AddService("prod", "web", "ECS", td, ""); err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, []string{"ecs-a", "ecs-b"})
+	bare, work := repoSetup(t, c.dir)
+	c.addRepo("app", bare)
+	declareEnvironment(t, c.srv, "app", "production", []string{"main"})
+	c.srv.setSecret("app", "AWS_ACCESS_KEY_ID", "AKIDECSSERVICE")
+	c.srv.setSecret("app", "AWS_SECRET_ACCESS_KEY", "fake-secret-access-key")
+	e := &deployEnv{t: t, srv: c.srv, work: work}
+	a := c.startAgent("ecs-a", "", 1)
+	c.waitAgents("ecs-a")
+
+	sha := commit(t, work, fmt.Sprintf(ecsServicePipeline, fake.URL, "1m", 1))
+	e.trigger("app", sha)
+	before := e.waitTraffic(sha, 10)
+	a.stop(syscall.SIGKILL)
+	c.startAgent("ecs-b", "", 1)
+	c.waitAgents("ecs-b")
+	r := e.srv.waitRun(sha, 5*time.Minute, func(r run) bool { return len(r.Stages) > 0 && r.Stages[0].Attempt >= 2 && r.Stages[0].Agent == "ecs-b" })
+	fake.Advance(2 * time.Hour) // past the canary's and the bake's minute
+
+	r = e.srv.waitRun(sha, 5*time.Minute, terminal)
+	log := e.deployLog(r)
+	if r.Status != "success" || r.Stages[0].Attempt < 2 {
+		t.Fatalf("run after the kill: %s, stage attempt %d on %q; want success on a later attempt\ndeploy log:\n%s\nserver log:\n%s",
+			r.Status, r.Stages[0].Attempt, r.Stages[0].Agent, log, e.srv.log())
+	}
+	if !strings.Contains(log, "following service deployment") {
+		t.Errorf("the re-delivered attempt did not follow the first one's service deployment:\n%s", log)
+	}
+	if u, reg := len(fake.Calls("UpdateService")), len(fake.Calls("RegisterTaskDefinition")); u != 1 || reg != 1 {
+		t.Errorf("%d UpdateService and %d RegisterTaskDefinition calls, want one each", u, reg)
+	}
+	d := e.deployment(r.ID)
+	if d.ID != before.ID || d.Result != "success" || d.Release == nil || d.Release.Traffic != 100 {
+		t.Errorf("deployment after the kill = %+v (release %+v), want deployment %d ended success at 100%%", d, d.Release, before.ID)
+	}
+	if got := ecs.ServingImage("prod", "web"); got != "registry.example.com/web:"+sha {
+		t.Errorf("ECS serves %s, want the released image", got)
 	}
 }
