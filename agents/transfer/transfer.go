@@ -66,13 +66,6 @@ func (t *Transfer) take(s *engine.Spec) *restored {
 	return r
 }
 
-func (t *Transfer) logger() *slog.Logger {
-	if t.Logger != nil {
-		return t.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 // logf writes one "runnel: " line to a step log.
 func logf(out io.Writer, format string, args ...any) {
 	fmt.Fprintf(out, "runnel: "+format+"\n", args...)

@@ -95,6 +95,3 @@ func (f *fair) done(j *job) {
 	}
 	f.list(j.repoID, r)
 }
-
-// waiting reports whether any job waits to be handed out.
-func (f *fair) waiting() bool { return len(f.ready) > 0 }

@@ -2,9 +2,6 @@ package generic
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -40,36 +37,10 @@ type Payload struct {
 	Manual bool `json:"manual,omitempty"`
 }
 
-// HashToken returns the "sha256:<hex>" form of token, usable as the secret
-// of Parse instead of the token itself.
-func HashToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-// Parse authenticates r's bearer token against secret (the token, or
-// HashToken of it) before reading the body, then decodes the Payload into
-// an Event. A server with per-repository tokens finds the repository by
-// Token and decodes the body with ParseBody.
-func Parse(r *http.Request, secret []byte) (*scm.Event, error) {
-	if err := authorize(r, secret); err != nil {
-		return nil, err
-	}
-	body, err := scm.ReadBody(r, MaxBodySize)
-	if err != nil {
-		return nil, fmt.Errorf("generic hook: %w", err)
-	}
-	p, err := Decode(body)
-	if err != nil {
-		return nil, err
-	}
-	return p.event(delivery(r))
-}
-
 // ParseBody decodes body, the body of r, into an Event, with the
-// delivery id of r's headers. It authenticates nothing: a server that
-// found the repository by r's bearer token (Token) calls it after that,
-// and must check that the Event names that repository.
+// delivery id of r's headers. It authenticates nothing: the server finds
+// the repository by r's bearer token (Token) first, and checks that the
+// Event names that repository.
 func ParseBody(r *http.Request, body []byte) (*scm.Event, error) {
 	p, err := Decode(body)
 	if err != nil {
@@ -111,38 +82,6 @@ func bearer(r *http.Request) string {
 		return ""
 	}
 	return strings.TrimSpace(h[7:])
-}
-
-func authorize(r *http.Request, secret []byte) error {
-	if len(secret) == 0 {
-		return fmt.Errorf("generic hook: no token configured: %w", scm.ErrSignature)
-	}
-	tok := bearer(r)
-	if tok == "" {
-		return fmt.Errorf("generic hook: missing bearer token: %w", scm.ErrSignature)
-	}
-	if !TokenMatches(tok, secret) {
-		return fmt.Errorf("generic hook: wrong token: %w", scm.ErrSignature)
-	}
-	return nil
-}
-
-// TokenMatches compares token in constant time with secret, which is the
-// token itself or HashToken(token). An empty secret matches nothing.
-func TokenMatches(token string, secret []byte) bool {
-	if len(secret) == 0 {
-		return false
-	}
-	if h, ok := bytes.CutPrefix(secret, []byte("sha256:")); ok {
-		sum := sha256.Sum256([]byte(token))
-		want := make([]byte, hex.EncodedLen(len(sum)))
-		hex.Encode(want, sum[:])
-		return subtle.ConstantTimeCompare(bytes.ToLower(h), want) == 1
-	}
-	// Compare fixed-size digests so the token's length is not revealed by
-	// timing either.
-	a, b := sha256.Sum256([]byte(token)), sha256.Sum256(secret)
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
 func (p *Payload) event(delivery string) (*scm.Event, error) {

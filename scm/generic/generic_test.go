@@ -38,15 +38,13 @@ func TestParse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, secret := range []string{"s3cret", HashToken("s3cret")} {
-				got, err := Parse(req(tt.body, "Bearer s3cret"), []byte(secret))
-				if err != nil {
-					t.Fatalf("secret %q: %v", secret, err)
-				}
-				tt.want.Forge, tt.want.Repo, tt.want.Delivery = scm.ForgeGeneric, "team/app", "d-1"
-				if !reflect.DeepEqual(*got, tt.want) {
-					t.Errorf("got  %+v\nwant %+v", *got, tt.want)
-				}
+			got, err := ParseBody(req(tt.body, "Bearer s3cret"), []byte(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.want.Forge, tt.want.Repo, tt.want.Delivery = scm.ForgeGeneric, "team/app", "d-1"
+			if !reflect.DeepEqual(*got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", *got, tt.want)
 			}
 		})
 	}
@@ -55,25 +53,19 @@ func TestParse(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	ok := `{"repo":"team/app","ref":"refs/heads/main","commit":"` + sha + `"}`
 	tests := []struct {
-		name, body, auth, secret string
-		want                     error
+		name, body string
+		want       error
 	}{
-		{"wrong token", ok, "Bearer nope", "s3cret", scm.ErrSignature},
-		{"wrong token vs hash", ok, "Bearer nope", HashToken("s3cret"), scm.ErrSignature},
-		{"missing token", ok, "", "s3cret", scm.ErrSignature},
-		{"basic auth", ok, "Basic czNjcmV0", "s3cret", scm.ErrSignature},
-		{"no secret configured", ok, "Bearer ", "", scm.ErrSignature},
-		{"hash given as token", ok, "Bearer " + HashToken("s3cret"), HashToken("s3cret"), scm.ErrSignature},
-		{"deletion", `{"repo":"team/app","ref":"refs/heads/main","commit":"` + scm.ZeroSHA + `"}`, "Bearer s3cret", "s3cret", scm.ErrIgnored},
-		{"other ref", `{"repo":"team/app","ref":"refs/notes/x","commit":"` + sha + `"}`, "Bearer s3cret", "s3cret", scm.ErrIgnored},
-		{"unknown field", `{"repo":"team/app","ref":"refs/heads/main","commit":"` + sha + `","x":1}`, "Bearer s3cret", "s3cret", scm.ErrBadRequest},
-		{"short sha", `{"repo":"team/app","ref":"refs/heads/main","commit":"abc"}`, "Bearer s3cret", "s3cret", scm.ErrBadRequest},
-		{"no repo", `{"ref":"refs/heads/main","commit":"` + sha + `"}`, "Bearer s3cret", "s3cret", scm.ErrBadRequest},
-		{"trailing data", ok + `{}`, "Bearer s3cret", "s3cret", scm.ErrBadRequest},
+		{"deletion", `{"repo":"team/app","ref":"refs/heads/main","commit":"` + scm.ZeroSHA + `"}`, scm.ErrIgnored},
+		{"other ref", `{"repo":"team/app","ref":"refs/notes/x","commit":"` + sha + `"}`, scm.ErrIgnored},
+		{"unknown field", `{"repo":"team/app","ref":"refs/heads/main","commit":"` + sha + `","x":1}`, scm.ErrBadRequest},
+		{"short sha", `{"repo":"team/app","ref":"refs/heads/main","commit":"abc"}`, scm.ErrBadRequest},
+		{"no repo", `{"ref":"refs/heads/main","commit":"` + sha + `"}`, scm.ErrBadRequest},
+		{"trailing data", ok + `{}`, scm.ErrBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Parse(req(tt.body, tt.auth), []byte(tt.secret))
+			got, err := ParseBody(req(tt.body, ""), []byte(tt.body))
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("got %+v, %v; want error %v", got, err, tt.want)
 			}
@@ -110,21 +102,6 @@ func FuzzParseBody(f *testing.F) {
 		ev, err := ParseBody(req(body, ""), []byte(body))
 		if err == nil && (ev.Commit == "" || ev.Kind == "" || ev.Repo == "") {
 			t.Fatalf("got %+v without commit, kind or repo", ev)
-		}
-	})
-}
-
-func FuzzGenericHook(f *testing.F) {
-	f.Add(`{"repo":"team/app","ref":"refs/heads/main","commit":"`+sha+`","inputs":{"a":"b"}}`, "Bearer s3cret")
-	f.Add(`{"repo":"r","ref":"refs/tags/v1","commit":"`+sha+`","timestamp":"2024-05-01T10:00:00Z"}`, "bearer s3cret")
-	f.Add(`{"repo":"r","changed":["a",null]}`, "Bearer x")
-	f.Fuzz(func(t *testing.T, body, auth string) {
-		ev, err := Parse(req(body, auth), []byte("s3cret"))
-		if err == nil && (ev.Commit == "" || ev.Kind == "") {
-			t.Fatalf("got %+v without commit or kind", ev)
-		}
-		if err == nil && auth[7:] != "s3cret" && strings.TrimSpace(auth[7:]) != "s3cret" {
-			t.Fatalf("accepted auth %q", auth)
 		}
 	})
 }

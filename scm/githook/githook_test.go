@@ -63,8 +63,11 @@ func TestPushTriggersHook(t *testing.T) {
 		}
 		// The server side parses the same request successfully.
 		r.Body = io.NopCloser(bytes.NewReader(b))
-		if ev, err := generic.Parse(r, []byte(generic.HashToken("tok-123"))); err != nil || ev.Commit != p.Commit {
-			t.Errorf("generic.Parse: got %+v, %v; want the event of %s", ev, err, p.Commit)
+		if tok := generic.Token(r); tok != "tok-123" {
+			t.Errorf("generic.Token: got %q, want tok-123", tok)
+		}
+		if ev, err := generic.ParseBody(r, b); err != nil || ev.Commit != p.Commit {
+			t.Errorf("generic.ParseBody: got %+v, %v; want the event of %s", ev, err, p.Commit)
 		}
 		mu.Lock()
 		got = append(got, received{r.Header.Get("Authorization"), r.Header.Get(generic.DeliveryHeader), *p})
