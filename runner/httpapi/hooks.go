@@ -30,9 +30,9 @@ const unnamedRepoPrefix = memBody
 // to a file (hookSpool), and the repository is known before its body is
 // read in full: from the URL (recommended, /hooks/github/{owner}/{name}),
 // from the generic hook's token, or else from the first
-// unnamedRepoPrefix bytes. An unknown repository, one
-// that does not accept this hook (acceptsHook), or a bad signature or
-// token answers 401 (fail closed, without saying which).
+// unnamedRepoPrefix bytes. An unknown repository, one that does not
+// accept this hook (acceptsHook), or a bad signature or token answers
+// 401 (fail closed, without saying which).
 //
 // The verified event is then stored, bound to the repository that
 // verified it, deduplicated per repository, and answered 202; the
