@@ -175,14 +175,19 @@ func (c *CodeDeploy) deployment(id string) (*Deployment, error) {
 	return d, nil
 }
 
-func (c *CodeDeploy) getDeployment(r *Request) (any, error) {
+// named returns the deployment a request's deploymentId names.
+func (c *CodeDeploy) named(r *Request) (*Deployment, error) {
 	var in struct {
 		ID string `json:"deploymentId"`
 	}
 	if err := r.Decode(&in); err != nil {
 		return nil, err
 	}
-	d, err := c.deployment(in.ID)
+	return c.deployment(in.ID)
+}
+
+func (c *CodeDeploy) getDeployment(r *Request) (any, error) {
+	d, err := c.named(r)
 	if err != nil {
 		return nil, err
 	}
@@ -259,13 +264,7 @@ func (c *CodeDeploy) stopDeployment(r *Request) (any, error) {
 }
 
 func (c *CodeDeploy) listDeploymentTargets(r *Request) (any, error) {
-	var in struct {
-		ID string `json:"deploymentId"`
-	}
-	if err := r.Decode(&in); err != nil {
-		return nil, err
-	}
-	d, err := c.deployment(in.ID)
+	d, err := c.named(r)
 	if err != nil {
 		return nil, err
 	}
