@@ -49,10 +49,10 @@ func (src Source) Validate() error {
 	case u == "":
 		return fmt.Errorf("%w: empty URL", ErrUnsafe)
 	case strings.HasPrefix(u, "-"):
-		return fmt.Errorf("%w: URL %q starts with '-'", ErrUnsafe, u)
+		return fmt.Errorf("%w: URL %q starts with '-'", ErrUnsafe, Redact(u))
 	case isRemoteHelper(u):
 		// ext:: runs any command; fd:: and other helpers are refused too.
-		return fmt.Errorf("%w: URL %q names a remote helper transport", ErrUnsafe, u)
+		return fmt.Errorf("%w: URL %q names a remote helper transport", ErrUnsafe, Redact(u))
 	case strings.ContainsAny(u, "\x00\n\r"):
 		return fmt.Errorf("%w: URL contains control characters", ErrUnsafe)
 	}
@@ -151,10 +151,10 @@ func (c *Cache) Checkout(ctx context.Context, src Source, dest string) error {
 	defer os.Remove(index.Name())
 	env := append(gitEnv(src), "GIT_DIR="+mirror, "GIT_INDEX_FILE="+index.Name(), "GIT_WORK_TREE="+dest)
 	if _, err := git(ctx, env, "read-tree", src.Commit); err != nil {
-		return fmt.Errorf("check out %s: read tree of %s: %w", src.URL, src.Commit, err)
+		return fmt.Errorf("check out %s: read tree of %s: %w", Redact(src.URL), src.Commit, err)
 	}
 	if _, err := git(ctx, env, "checkout-index", "--all", "--force"); err != nil {
-		return fmt.Errorf("check out %s at %s into %s: %w", src.URL, src.Commit, dest, err)
+		return fmt.Errorf("check out %s at %s into %s: %w", Redact(src.URL), src.Commit, dest, err)
 	}
 	return nil
 }
@@ -178,7 +178,7 @@ func (c *Cache) Fetch(ctx context.Context, src Source) (string, error) {
 	env := gitEnv(src)
 	if _, err := os.Stat(filepath.Join(mirror, "HEAD")); err != nil {
 		if _, err := git(ctx, env, "init", "--quiet", "--bare", "--", mirror); err != nil {
-			return "", fmt.Errorf("init mirror for %s: %w", src.URL, err)
+			return "", fmt.Errorf("init mirror for %s: %w", Redact(src.URL), err)
 		}
 	}
 	env = append(env, "GIT_DIR="+mirror)
@@ -195,14 +195,14 @@ func (c *Cache) Fetch(ctx context.Context, src Source) (string, error) {
 		return mirror, nil
 	}
 	if src.Ref == "" {
-		return "", fmt.Errorf("fetch %s from %s: %w", src.Commit, src.URL, err)
+		return "", fmt.Errorf("fetch %s from %s: %w", src.Commit, Redact(src.URL), err)
 	}
 	// Some servers refuse a want by SHA: fetch the ref instead.
 	if _, err2 := git(ctx, env, append(fetch, "--", src.URL, "+"+src.Ref+":refs/runnel/"+strings.TrimPrefix(src.Ref, "refs/"))...); err2 != nil {
-		return "", fmt.Errorf("fetch %s from %s: %w (by ref %s: %v)", src.Commit, src.URL, err, src.Ref, err2)
+		return "", fmt.Errorf("fetch %s from %s: %w (by ref %s: %v)", src.Commit, Redact(src.URL), err, src.Ref, err2)
 	}
 	if !has() {
-		return "", fmt.Errorf("fetch %s from %s: commit not found after fetching %s", src.Commit, src.URL, src.Ref)
+		return "", fmt.Errorf("fetch %s from %s: commit not found after fetching %s", src.Commit, Redact(src.URL), src.Ref)
 	}
 	return mirror, nil
 }
@@ -307,7 +307,7 @@ func ResolveRef(ctx context.Context, url, ref string) (string, error) {
 	}
 	out, err := git(ctx, gitEnv(src), "ls-remote", "--", url, ref)
 	if err != nil {
-		return "", fmt.Errorf("resolve %s in %s: %w", ref, url, err)
+		return "", fmt.Errorf("resolve %s in %s: %w", ref, Redact(url), err)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
@@ -315,5 +315,5 @@ func ResolveRef(ctx context.Context, url, ref string) (string, error) {
 			return f[0], nil
 		}
 	}
-	return "", fmt.Errorf("resolve %s in %s: %w", ref, url, ErrNoRef)
+	return "", fmt.Errorf("resolve %s in %s: %w", ref, Redact(url), ErrNoRef)
 }

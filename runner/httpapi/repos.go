@@ -41,7 +41,7 @@ type RepoView struct {
 }
 
 func repoView(r *store.Repo) RepoView {
-	return RepoView{ID: r.ID, Name: r.Name, Forge: r.Forge, CloneURL: r.CloneURL, ForgeURL: r.ForgeURL,
+	return RepoView{ID: r.ID, Name: r.Name, Forge: r.Forge, CloneURL: gitmirror.Redact(r.CloneURL), ForgeURL: r.ForgeURL,
 		GenericHook: r.GenericHook, DefaultBranch: r.DefaultBranch,
 		CancelPrevious: r.CancelPrevious, Private: r.Private, HasSecret: r.WebhookSecret != "", CreatedAt: r.CreatedAt,
 		AllowContainer: append([]string{}, r.AllowContainer...), ForkPipelineFromBase: r.ForkPipelineFromBase}
@@ -93,6 +93,10 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if err := checkCloneCredentials(req.CloneURL); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	repo, err := s.cfg.Store.CreateRepo(r.Context(), store.Repo{Name: req.Name, Forge: req.Forge, CloneURL: req.CloneURL,
 		ForgeURL: req.ForgeURL, GenericHook: req.GenericHook, WebhookSecret: req.Secret, DefaultBranch: req.DefaultBranch,
 		CancelPrevious: req.CancelPrevious, Private: req.Private, StatusToken: req.StatusToken, StatusAPIURL: req.StatusAPIURL})
@@ -117,6 +121,16 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, v)
 }
 
+// checkCloneCredentials refuses a clone URL that carries credentials (a
+// repository stored with one before keeps it until its URL is changed).
+func checkCloneCredentials(cloneURL string) error {
+	if err := gitmirror.CheckNoCredentials(cloneURL); err != nil {
+		return fmt.Errorf("clone_url %s: %w: they would show in errors, the API and the UI; register the URL without them and give the server's and agents' hosts access with an SSH key (ssh:// or git@host:path) or a git credential helper (docs/operations.md#clone-credentials)",
+			gitmirror.Redact(cloneURL), err)
+	}
+	return nil
+}
+
 // check validates req and fills in defaults.
 func (req *RepoRequest) check() error {
 	switch req.Forge {
@@ -131,6 +145,7 @@ func (req *RepoRequest) check() error {
 		if err := (gitmirror.Source{URL: req.CloneURL, Commit: strings.Repeat("0", 40)}).Validate(); err != nil {
 			return fmt.Errorf("clone_url: %w", err)
 		}
+
 	}
 	if req.DefaultBranch == "" {
 		req.DefaultBranch = "main"
@@ -208,6 +223,12 @@ func (s *Server) patchRepo(w http.ResponseWriter, r *http.Request) {
 	if err := req.check(); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	if p.CloneURL != nil {
+		if err := checkCloneCredentials(*p.CloneURL); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 	}
 	if p.AllowContainer != nil {
 		perms, err := pipeline.ParsePermissions(*p.AllowContainer)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner/store"
 )
@@ -78,7 +79,7 @@ type StepView struct {
 
 func (s *Server) view(run *store.Run) RunView {
 	v := RunView{ID: run.ID, Number: run.Number, Repo: run.Repo, Event: run.Event, Ref: run.Ref, Branch: run.Branch, Tag: run.Tag,
-		Commit: run.Commit, SourceURL: run.SourceURL, Message: run.Message, Author: run.Author, Inputs: run.Inputs, Schedule: run.Schedule, Status: run.Status, Reason: run.Reason,
+		Commit: run.Commit, SourceURL: gitmirror.Redact(run.SourceURL), Message: run.Message, Author: run.Author, Inputs: run.Inputs, Schedule: run.Schedule, Status: run.Status, Reason: run.Reason,
 		PendingReason: run.PendingReason, Trigger: run.Trigger, ParentID: run.ParentID, CreatedAt: run.CreatedAt,
 		QueuedAt: run.QueuedAt, StartedAt: run.StartedAt, FinishedAt: run.FinishedAt}
 	for _, st := range run.Stages {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/runner/transfers"
@@ -29,6 +30,7 @@ var funcs = template.FuncMap{
 	"pathEsc":   url.PathEscape,
 	"size":      humanSize,
 	"rest":      func(percent int) int { return 100 - percent },
+	"redact":    gitmirror.Redact, // credentials of a clone URL stored before they were refused
 }
 
 // parsePages parses each page template together with the layout.
