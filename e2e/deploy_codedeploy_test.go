@@ -41,7 +41,8 @@ stages:
 //     restoring the first one;
 //  3. the run is cancelled during the canary: the agent stops the
 //     deployment (StopDeployment with autoRollbackEnabled) and follows
-//     CodeDeploy's rollback to its end.
+//     CodeDeploy's rollback to its end; the deployment, in progress
+//     until then, is rolled_back, restoring the first one.
 func TestDeployCodeDeployPipeline(t *testing.T) {
 	fake := awsfake.New(t)
 	cdf := awsfake.NewCodeDeploy(fake)
@@ -128,10 +129,13 @@ func TestDeployCodeDeployPipeline(t *testing.T) {
 	if calls := fake.Calls("StopDeployment"); len(calls) != 1 || json.Unmarshal(calls[0].Body, &in) != nil || !in.AutoRollbackEnabled {
 		t.Errorf("StopDeployment calls %+v, want one with autoRollbackEnabled", calls)
 	}
-	// The server records the deployment when the run is cancelled, before
-	// the agent's rollback ends, and ignores later reports: not a success.
-	if d3 := e.deployment(r3.ID); r3.Status != "canceled" || d3.Result == "success" || d3.Result == "" {
-		t.Errorf("release 3: run %s, deployment %+v (release %+v), want canceled, not a success\n%s", r3.Status, d3, d3.Release, e.deployLog(r3))
+	// The deployment ends when the agent reports the rollback's end:
+	// rolled_back, restoring the first release (the second rolled back).
+	d3 := e.deploymentEnded(r3.ID)
+	if r3.Status != "canceled" || d3.Result != "rolled_back" || d3.RollsBack != d1.ID || d3.Release == nil ||
+		d3.Release.Outcome != "rolled_back" || d3.Release.Traffic != 0 {
+		t.Errorf("release 3: run %s, deployment %+v (release %+v), want canceled, rolled_back restoring %d at 0%%\n%s",
+			r3.Status, d3, d3.Release, d1.ID, e.deployLog(r3))
 	}
 	if n := len(fake.Calls("CreateDeployment")); n != 3 {
 		t.Errorf("%d deployments created, want 3 (one per release)", n)

@@ -284,6 +284,24 @@ func (e *deployEnv) deployment(runID int64) deployView {
 	return found[0]
 }
 
+// deploymentEnded waits until the deployment of a run has a result (a
+// cancelled release's ends after its rollback) and returns it.
+func (e *deployEnv) deploymentEnded(runID int64) deployView {
+	e.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for d := e.deployment(runID); ; d = e.deployment(runID) {
+		if d.Result != "" {
+			return d
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("deployment of run %d still in progress after 2 minutes: %+v (release %+v)", runID, d, d.Release)
+		}
+		<-tick.C
+	}
+}
+
 // sickenAtHalf waits until the release of sha sends it half the traffic
 // (as the deployments API shows) and removes the new container's /health.
 func (e *deployEnv) sickenAtHalf(sha string) {

@@ -49,8 +49,15 @@ func deploymentResult(stages []*store.Stage) (result string, ok bool) {
 // of env are all final: in the store, then in the metrics with the same
 // finish time, so that a rebuild after a restart gives the same samples.
 // Callers hold r.mu, and each stage becomes final once, so the last of
-// them records it exactly once. st is the stage that just ended.
+// them records it exactly once. A release cancelled on its way waits
+// for its rollback (unwinding).
 func (r *Runner) recordDeployment(ctx context.Context, run *store.Run, env string) {
+	r.endDeployment(ctx, run, env, false)
+}
+
+// endDeployment is recordDeployment; with unwound, a cancelled release
+// ends with what its agent reported last instead of waiting for more.
+func (r *Runner) endDeployment(ctx context.Context, run *store.Run, env string, unwound bool) {
 	if env == "" {
 		return
 	}
@@ -62,6 +69,10 @@ func (r *Runner) recordDeployment(ctx context.Context, run *store.Run, env strin
 	}
 	result, ok := deploymentResult(group)
 	cur := r.release(ctx, run.ID, env)
+	if !unwound && allTerminal(group) && unwinding(group, cur) {
+		r.markCanceling(ctx, cur)
+		return
+	}
 	switch {
 	case ok && cur != nil:
 		result = releaseResult(result, cur.Release.Outcome)
@@ -99,6 +110,9 @@ func (r *Runner) recordDeployment(ctx context.Context, run *store.Run, env strin
 			r.log.Error("record deployment", "run", run.ID, "environment", env, "err", err)
 			return
 		}
+		r.seenMu.Lock()
+		delete(r.unwinding, cur.ID)
+		r.seenMu.Unlock()
 	}
 	if r.cfg.Metrics != nil {
 		r.cfg.Metrics.DeploymentFinished(metrics.Deployment{Repo: run.Repo, Environment: env, CommitTime: run.CommitTime,

@@ -221,6 +221,7 @@ func (r *Runner) checkLeases(ctx context.Context) {
 			r.agentLost(ctx, run, st)
 		}
 	}
+	r.checkUnwinding(ctx)
 	// Stages that ended by a path that did not forget them.
 	r.seenMu.Lock()
 	for ref := range r.seen {

@@ -75,6 +75,9 @@ type Runner struct {
 	// of a previous process one lease period.
 	seenMu sync.Mutex
 	seen   map[stageRef]lease
+	// unwinding is when the agent of each cancelled release (deployment
+	// ID) last reported while it stops and rolls back (see unwindingUpdate).
+	unwinding map[int64]time.Time
 	// lag is how far behind the agents the update stream was at lagAt:
 	// the age of the last update applied (see leaseExpired).
 	lag   time.Duration
@@ -98,7 +101,7 @@ func New(cfg Config) (*Runner, error) {
 		cfg.LeaseTimeout = 45 * time.Second
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	r := &Runner{cfg: cfg, log: cfg.Logger, seen: map[stageRef]lease{}, stop: make(chan struct{})}
+	r := &Runner{cfg: cfg, log: cfg.Logger, seen: map[stageRef]lease{}, unwinding: map[int64]time.Time{}, stop: make(chan struct{})}
 	if cfg.CacheDir != "" {
 		c, err := gitmirror.NewCache(cfg.CacheDir)
 		if err != nil {

@@ -88,6 +88,9 @@ func (r *Runner) HandleUpdate(ctx context.Context, u *wire.Update) error {
 		log.Warn("update for unknown stage")
 		return nil
 	}
+	if done, err := r.unwindingUpdate(ctx, run, st, u); done {
+		return err
+	}
 	switch v := updateVerdict(st, u); v {
 	case foreign:
 		// Not stale either, so no cancel: it would reach the agent that

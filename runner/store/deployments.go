@@ -137,6 +137,15 @@ func (s *Store) DeployProgress(ctx context.Context, d Deployment) (int64, error)
 	return id, nil
 }
 
+// UnfinishedDeployments returns the deployments in progress, oldest first.
+func (s *Store) UnfinishedDeployments(ctx context.Context) ([]*Deployment, error) {
+	ds, err := s.queryDeployments(ctx, `SELECT `+deploymentCols+deploymentFrom+` WHERE d.result = '' ORDER BY d.id`)
+	if err != nil {
+		return nil, fmt.Errorf("unfinished deployments: %w", err)
+	}
+	return ds, nil
+}
+
 // DeploymentOfRun returns the deployment of a run to env; ErrNotFound
 // when there is none.
 func (s *Store) DeploymentOfRun(ctx context.Context, runID int64, env string) (*Deployment, error) {
