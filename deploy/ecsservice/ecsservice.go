@@ -24,6 +24,8 @@ type API interface {
 	DescribeServiceDeployments(context.Context, *awsecs.DescribeServiceDeploymentsInput, ...func(*awsecs.Options)) (*awsecs.DescribeServiceDeploymentsOutput, error)
 	DescribeServiceRevisions(context.Context, *awsecs.DescribeServiceRevisionsInput, ...func(*awsecs.Options)) (*awsecs.DescribeServiceRevisionsOutput, error)
 	StopServiceDeployment(context.Context, *awsecs.StopServiceDeploymentInput, ...func(*awsecs.Options)) (*awsecs.StopServiceDeploymentOutput, error)
+	TagResource(context.Context, *awsecs.TagResourceInput, ...func(*awsecs.Options)) (*awsecs.TagResourceOutput, error)
+	ListTagsForResource(context.Context, *awsecs.ListTagsForResourceInput, ...func(*awsecs.Options)) (*awsecs.ListTagsForResourceOutput, error)
 }
 
 // Docker labels the Provider sets on the released container: the version,
@@ -123,6 +125,7 @@ type release struct {
 	// every is how often the service deployment is described; timeout
 	// how long it may run beyond its strategy's times.
 	every, timeout time.Duration
+	svcARN         string
 }
 
 func (r *release) emit(ph deploy.Phase, msg string) {
@@ -148,6 +151,7 @@ func (r *release) run(ctx context.Context) {
 		r.fail("describe service", err)
 		return
 	}
+	r.svcARN = aws.ToString(svc.ServiceArn)
 	if arn := aws.ToString(svc.CurrentServiceDeployment); arn != "" {
 		done, err := r.current(ctx, arn)
 		if err != nil {
@@ -182,6 +186,10 @@ func (r *release) current(ctx context.Context, arn string) (done bool, err error
 			return false, err
 		}
 		r.emit(deploy.PhaseStart, fmt.Sprintf("following service deployment %s, started by an earlier attempt (%s)", arn, sd.Status))
+		if err := r.fence(ctx, true); err != nil {
+			r.fail("fence", err)
+			return true, nil
+		}
 		r.follow(ctx, sd)
 		return true, nil
 	}
@@ -231,6 +239,10 @@ func (r *release) start(ctx context.Context, svc *ecstypes.Service) {
 		return
 	}
 	r.emit(deploy.PhaseStart, fmt.Sprintf("replacing %s with %s, strategy %s", orNone(r.res.From), r.rel.Version, cfg.Strategy))
+	if err := r.fence(ctx, true); err != nil {
+		r.fail("fence", err)
+		return
+	}
 	green, err := p.register(ctx, blue, r.rel)
 	if err != nil {
 		r.fail("register task definition", err)

@@ -54,7 +54,7 @@ func (r *rig) provider(t *testing.T) *Provider {
 
 // canary is a release of version v: 10 % for a minute, then all.
 func canary(v string) deploy.Release {
-	return deploy.Release{App: "web", ID: "run1/deploy", Version: v, Image: "web:" + v, Port: 8080, Env: map[string]string{"COLOR": "green"},
+	return deploy.Release{App: "web", ID: "run1/deploy", Attempt: 1, Version: v, Image: "web:" + v, Port: 8080, Env: map[string]string{"COLOR": "green"},
 		TrafficSteps: []int{10}, Interval: time.Minute}
 }
 
@@ -211,7 +211,9 @@ func TestResume(t *testing.T) {
 		t.Fatalf("first attempt: %+v, %v; want failed, cancelled", res, err)
 	}
 	ev := &events{r: r}
-	res, err = r.provider(t).Deploy(context.Background(), canary("v2"), ev.add)
+	rel = canary("v2")
+	rel.Attempt = 2
+	res, err = r.provider(t).Deploy(context.Background(), rel, ev.add)
 	if err != nil || res.Outcome != deploy.Succeeded || res.From != "v1" {
 		t.Fatalf("second attempt: %+v, %v\n%s", res, err, strings.Join(ev.lines, "\n"))
 	}
@@ -248,5 +250,56 @@ func TestExternalControllerRefused(t *testing.T) {
 	res, err := r.provider(t).Deploy(context.Background(), canary("v2"), nil)
 	if res.Outcome != deploy.Failed || err == nil || !strings.Contains(err.Error(), "EXTERNAL") {
 		t.Errorf("deploy: %+v, %v; want failed naming the controller", res, err)
+	}
+}
+
+// TestStaleAttemptDoesNotStop: the first attempt of a release, cut off
+// while a second attempt follows the same service deployment, neither
+// stops it when its context ends nor updates the service: the service's
+// tags name the later attempt.
+func TestStaleAttemptDoesNotStop(t *testing.T) {
+	r := newRig(t, "ECS")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	second := make(chan error, 1)
+	first := &events{r: r}
+	first.at10 = func() {
+		rel := canary("v2")
+		rel.Attempt = 2
+		p2 := r.provider(t)
+		go func() {
+			_, err := p2.Deploy(context.Background(), rel, (&events{r: r, at10: func() {}}).add)
+			second <- err
+		}()
+		waitCalls(t, r.srv, "TagResource", 2)
+		cancel() // the first attempt's lease is lost
+	}
+	res, err := r.provider(t).Deploy(ctx, canary("v2"), first.add)
+	if res.Outcome != deploy.Failed || !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("first attempt: %+v, %v; want failed, superseded\n%s", res, err, strings.Join(first.lines, "\n"))
+	}
+	if n := len(r.srv.Calls("StopServiceDeployment")); n != 0 {
+		t.Errorf("%d StopServiceDeployment calls, want none from the stale attempt", n)
+	}
+	r.srv.Advance(time.Hour)
+	if err := <-second; err != nil {
+		t.Errorf("second attempt: %v", err)
+	}
+	if u := len(r.srv.Calls("UpdateService")); u != 1 {
+		t.Errorf("%d UpdateService calls, want 1", u)
+	}
+}
+
+// waitCalls waits until the fake has n calls of op.
+func waitCalls(t *testing.T, srv *awsfake.Server, op string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for len(srv.Calls(op)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %s calls after 30 s, want %d", len(srv.Calls(op)), op, n)
+		}
+		<-tick.C
 	}
 }

@@ -42,6 +42,11 @@ func (r *release) follow(ctx context.Context, sd *ecstypes.ServiceDeployment) {
 				var cancel context.CancelFunc
 				wctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), deploy.RollbackTimeout)
 				defer cancel()
+				if err := r.fence(wctx, false); err != nil {
+					r.emit(deploy.PhaseRollback, fmt.Sprintf("not stopping service deployment %s: %v", arn, err))
+					r.fail("roll back", errors.Join(cause, err))
+					return
+				}
 				r.emit(deploy.PhaseRollback, fmt.Sprintf("stopping service deployment %s with a rollback: %v", arn, cause))
 				if err := r.p.stop(wctx, sd); err != nil {
 					r.fail("roll back", errors.Join(cause, err))

@@ -19,7 +19,7 @@ const (
 // ECS is a stateful fake of Amazon ECS services that ECS deploys
 // (deploymentController ECS) with the BLUE_GREEN, CANARY or LINEAR
 // strategy: task definitions, services, service revisions and service
-// deployments (see ecs_api.go for the operations). UpdateService with a
+// deployments (see ecs_api.go for the operations) and service tags. UpdateService with a
 // new task definition starts a service deployment, which passes through
 // the lifecycle stages (RECONCILE_SERVICE … CLEAN_UP) on the Server's
 // clock, shifting production traffic as its strategy says, and ends
@@ -67,6 +67,7 @@ type ecsService struct {
 	revision           *ecsRevision    // before the latest deployment
 	latest             *ecsDeployment
 	created            time.Time
+	tags               map[string]string
 }
 
 type ecsRevision struct {
@@ -90,6 +91,8 @@ func NewECS(s *Server) *ECS {
 		"DescribeServiceDeployments": f.describeServiceDeployments,
 		"ListServiceDeployments":     f.listServiceDeployments,
 		"StopServiceDeployment":      f.stopServiceDeployment,
+		"TagResource":                f.tagResource,
+		"ListTagsForResource":        f.listTagsForResource,
 	} {
 		s.Handle(ECSTarget+op, h)
 	}
@@ -113,7 +116,7 @@ func (f *ECS) AddService(cluster, name, controller, taskDef, config string) (str
 			config = `{"strategy":"BLUE_GREEN"}`
 		}
 		svc := &ecsService{arn: fmt.Sprintf("arn:aws:ecs:%s:%s:service/%s/%s", ecsRegion, ecsAccount, cluster, name), name: name, cluster: cluster,
-			controller: controller, config: json.RawMessage(config), created: f.s.now()}
+			controller: controller, config: json.RawMessage(config), created: f.s.now(), tags: map[string]string{}}
 		svc.revision = f.newRevision(svc, td.arn, f.s.now())
 		f.services[cluster+"/"+name] = svc
 		arn = svc.arn

@@ -3,6 +3,7 @@ package awsfake
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -293,4 +294,55 @@ func (f *ECS) stopServiceDeployment(r *Request) (any, error) {
 	}
 	d.rollback(r.Now, "Service deployment rolled back because of a StopServiceDeployment request.", f.stageTime())
 	return map[string]any{"serviceDeploymentArn": d.arn}, nil
+}
+
+// serviceByARN finds a service by its ARN (tags are set on ARNs).
+func (f *ECS) serviceByARN(arn string) *ecsService {
+	for _, svc := range f.services {
+		if svc.arn == arn {
+			return svc
+		}
+	}
+	return nil
+}
+
+type ecsTag struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+func (f *ECS) tagResource(r *Request) (any, error) {
+	var in struct {
+		ResourceARN string   `json:"resourceArn"`
+		Tags        []ecsTag `json:"tags"`
+	}
+	if err := r.Decode(&in); err != nil {
+		return nil, err
+	}
+	svc := f.serviceByARN(in.ResourceARN)
+	if svc == nil {
+		return nil, Errorf("ResourceNotFoundException", "The specified resource could not be found (this fake tags services only).")
+	}
+	for _, t := range in.Tags {
+		svc.tags[t.Key] = t.Value
+	}
+	return struct{}{}, nil
+}
+
+func (f *ECS) listTagsForResource(r *Request) (any, error) {
+	var in struct {
+		ResourceARN string `json:"resourceArn"`
+	}
+	if err := r.Decode(&in); err != nil {
+		return nil, err
+	}
+	svc := f.serviceByARN(in.ResourceARN)
+	if svc == nil {
+		return nil, Errorf("ResourceNotFoundException", "The specified resource could not be found (this fake tags services only).")
+	}
+	tags := []ecsTag{}
+	for _, k := range slices.Sorted(maps.Keys(svc.tags)) {
+		tags = append(tags, ecsTag{k, svc.tags[k]})
+	}
+	return map[string]any{"tags": tags}, nil
 }
