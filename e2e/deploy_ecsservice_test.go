@@ -37,7 +37,8 @@ stages:
 // succeeds (10 %, then 100 %), one whose lifecycle hook fails after
 // production traffic moved (ECS rolls back: the deployment is recorded
 // rolled_back, pointing at the first), and one whose run is cancelled
-// while the canary takes traffic (Runnel asks ECS to roll back).
+// while the canary takes traffic (Runnel asks ECS to roll back; the
+// deployment is rolled_back too).
 func TestDeployECSServicePipeline(t *testing.T) {
 	fake := awsfake.New(t)
 	ecs := awsfake.NewECS(fake)
@@ -111,11 +112,10 @@ func TestDeployECSServicePipeline(t *testing.T) {
 	if r3.Status != "canceled" || len(stops) != 1 || !strings.Contains(string(stops[0].Body), `"stopType":"ROLLBACK"`) {
 		t.Errorf("release 3: run %s, stop calls %+v; want canceled and one ROLLBACK\ndeploy log:\n%s", r3.Status, stops, e.deployLog(r3))
 	}
-	// The server ends a cancelled stage's deployment when the stage is
-	// cancelled, with what the release had reported by then (runner
-	// recordDeployment): a change failure either way.
-	if d3 := e.deployment(r3.ID); d3.Result != "failure" && d3.Result != "rolled_back" {
-		t.Errorf("release 3: deployment %+v, want failure or rolled_back", d3)
+	// The deployment ends when the agent reports the rollback's end:
+	// rolled_back, restoring the first release (the second rolled back).
+	if d3 := e.deploymentEnded(r3.ID); d3.Result != "rolled_back" || d3.RollsBack != d1.ID || d3.Release == nil || d3.Release.Outcome != "rolled_back" {
+		t.Errorf("release 3: deployment %+v (release %+v), want rolled_back restoring %d", d3, d3.Release, d1.ID)
 	}
 
 	for _, c := range fake.Calls("") {
