@@ -37,7 +37,8 @@ func (ps *parser) ecsServiceTarget(n *yaml.Node) *ECSServiceTarget {
 // checkECSService reports what the ecs-service provider needs or cannot
 // do: ECS checks health itself (health.interval is how often Runnel
 // looks at the deployment, health.start_timeout how long it may take
-// beyond the strategy's times), and counts its times in whole minutes.
+// beyond the strategy's times), counts its times in whole minutes, and
+// shifts at least 3 % per linear step.
 func (ps *parser) checkECSService(key *yaml.Node, dd *deployDef) {
 	d := dd.d
 	if d.ECSService == nil {
@@ -53,6 +54,13 @@ func (ps *parser) checkECSService(key *yaml.Node, dd *deployDef) {
 	}
 	if !wholeMinutes(d.Strategy.Interval) {
 		ps.errorf(intervalNode(dd), CodeBadValue, "deploy.strategy.interval %s: ECS holds traffic steps for whole minutes, up to 24h (e.g. 5m)", d.Strategy.Interval.D())
+	}
+	if d.Strategy.Type == StrategyLinear && d.Strategy.Percent > 0 && d.Strategy.Percent < 3 {
+		n := dd.vals["strategy"]
+		if v := mapValue(n, "percent"); v != nil {
+			n = v
+		}
+		ps.errorf(n, CodeBadValue, "deploy.strategy.percent %d: ECS shifts at least 3%% per linear step", d.Strategy.Percent)
 	}
 }
 
