@@ -61,6 +61,9 @@ func TestCancelledReleaseRollsBack(t *testing.T) {
 	if d := f.deployment(run); d.Result != "" || d.Release.Phase != phaseCanceling || d.Release.Traffic != 10 {
 		t.Fatalf("after the cancel: %+v (release %+v), want in progress, canceling at 10%%", d, d.Release)
 	}
+	if n := f.metric("runnel_deployments_total", map[string]string{"environment": "production"}); n > 0 {
+		t.Fatalf("after the cancel: %v deployments counted, want none yet", n)
+	}
 	progress := func(phase, outcome string) {
 		f.update(run, wire.Update{Kind: wire.KindDeploy, StageID: "release", Attempt: 1, Agent: "a",
 			Deploy: &wire.DeployProgress{Provider: "docker", App: "web", Version: "v2", Phase: phase, Outcome: outcome}})
@@ -78,6 +81,16 @@ func TestCancelledReleaseRollsBack(t *testing.T) {
 	f.update(run, wire.Update{Kind: wire.KindFinished, StageID: "release", Attempt: 1, Agent: "a", Status: "canceled"})
 	if d := f.deployment(run); d.Result != store.DeployRolledBack {
 		t.Fatalf("after the end: %+v, want rolled_back", d)
+	}
+	// Counted once, as a change failure.
+	if n := f.metric("runnel_deployments_total", map[string]string{"environment": "production", "result": "rolled_back"}); n != 1 {
+		t.Errorf("rolled_back deployments counted %v, want 1", n)
+	}
+	if n := f.metric("runnel_deployments_total", map[string]string{"environment": "production", "result": "failure"}); n > 0 {
+		t.Errorf("failed deployments counted %v, want none", n)
+	}
+	if n := f.metric("runnel_change_failures_total", map[string]string{"environment": "production"}); n != 1 {
+		t.Errorf("change failures counted %v, want 1", n)
 	}
 }
 
