@@ -125,17 +125,23 @@ func TestDeploySucceeds(t *testing.T) {
 // hook fails; after traffic moved it is rolled_back, before it failed.
 func TestHookFailureRollsBack(t *testing.T) {
 	for _, tt := range []struct {
-		name, stage string
-		slow        bool // polls too rarely to see the traffic move
-		want        deploy.Outcome
+		name, stage   string
+		slow          bool // polls too rarely to see the traffic move
+		rollbackFails bool
+		want          deploy.Outcome
+		serving       string
 	}{
-		{"after traffic", "POST_PRODUCTION_TRAFFIC_SHIFT", false, deploy.RolledBack},
-		{"after traffic, unseen", "POST_PRODUCTION_TRAFFIC_SHIFT", true, deploy.RolledBack},
-		{"before traffic", "POST_SCALE_UP", false, deploy.Failed},
+		{"after traffic", "POST_PRODUCTION_TRAFFIC_SHIFT", false, false, deploy.RolledBack, "web:v1"},
+		{"after traffic, unseen", "POST_PRODUCTION_TRAFFIC_SHIFT", true, false, deploy.RolledBack, "web:v1"},
+		{"before traffic", "POST_SCALE_UP", false, false, deploy.Failed, "web:v1"},
+		{"rollback failed", "POST_PRODUCTION_TRAFFIC_SHIFT", false, true, deploy.Failed, "web:bad"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, "ECS")
 			r.ecs.FailHook("web:bad", tt.stage, "smoke test failed")
+			if tt.rollbackFails {
+				r.ecs.FailRollback("web:bad")
+			}
 			ev := &events{r: r}
 			rel := canary("bad")
 			if tt.slow {
@@ -147,8 +153,8 @@ func TestHookFailureRollsBack(t *testing.T) {
 			if res.Outcome != tt.want || !errors.Is(err, want) || !strings.Contains(res.Reason, "smoke test failed") {
 				t.Fatalf("deploy: %+v, %v; want %s\n%s", res, err, tt.want, strings.Join(ev.lines, "\n"))
 			}
-			if got := r.ecs.ServingImage("c", "web"); got != "web:v1" {
-				t.Errorf("serving %s, want web:v1", got)
+			if got := r.ecs.ServingImage("c", "web"); got != tt.serving {
+				t.Errorf("serving %s, want %s", got, tt.serving)
 			}
 			if n := len(r.srv.Calls("StopServiceDeployment")); n != 0 {
 				t.Errorf("%d StopServiceDeployment calls, want none (ECS rolls back by itself)", n)
@@ -171,6 +177,32 @@ func TestCancelStops(t *testing.T) {
 	stops := r.srv.Calls("StopServiceDeployment")
 	if len(stops) != 1 || !strings.Contains(string(stops[0].Body), `"stopType":"ROLLBACK"`) {
 		t.Errorf("stop calls %v, want one ROLLBACK", stops)
+	}
+	if got := r.ecs.ServingImage("c", "web"); got != "web:v1" {
+		t.Errorf("serving %s, want web:v1", got)
+	}
+}
+
+// TestTimeoutStops: a service deployment that runs longer than its
+// strategy's times and Health.StartTimeout is stopped with a rollback;
+// it never took traffic, so the release failed.
+func TestTimeoutStops(t *testing.T) {
+	r := newRig(t, "ECS")
+	r.ecs.StageTime = time.Hour // every stage takes an hour of the fake's clock
+	rel := canary("v2")
+	rel.TrafficSteps, rel.Interval, rel.Health.StartTimeout = nil, 0, 30*time.Millisecond
+	var lines []string
+	res, err := r.provider(t).Deploy(context.Background(), rel, func(ev deploy.Event) {
+		lines = append(lines, fmt.Sprintf("[%s] %d%% %s", ev.Phase, ev.Weight, ev.Message))
+		if ev.Phase == deploy.PhaseRollback {
+			r.srv.Advance(time.Hour) // on through the rollback's stages
+		}
+	})
+	if res.Outcome != deploy.Failed || !errors.Is(err, deploy.ErrFailed) || !strings.Contains(res.Reason, "not finished after 30ms") {
+		t.Fatalf("deploy: %+v, %v; want failed by the timeout\n%s", res, err, strings.Join(lines, "\n"))
+	}
+	if n := len(r.srv.Calls("StopServiceDeployment")); n != 1 {
+		t.Errorf("%d StopServiceDeployment calls, want 1", n)
 	}
 	if got := r.ecs.ServingImage("c", "web"); got != "web:v1" {
 		t.Errorf("serving %s, want web:v1", got)

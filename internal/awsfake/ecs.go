@@ -75,8 +75,12 @@ type ecsRevision struct {
 	created                        time.Time
 }
 
-// ecsHookFailure makes deployments of an image fail at a lifecycle stage.
-type ecsHookFailure struct{ stage, reason string }
+// ecsHookFailure makes deployments of an image fail at a lifecycle stage
+// (none: only their rollbacks fail, if rollbackFails).
+type ecsHookFailure struct {
+	stage, reason string
+	rollbackFails bool
+}
 
 // NewECS registers the ECS operations on s and returns their state.
 func NewECS(s *Server) *ECS {
@@ -129,7 +133,21 @@ func (f *ECS) AddService(cluster, name, controller, taskDef, config string) (str
 // "POST_PRODUCTION_TRAFFIC_SHIFT"), as a lifecycle hook answering FAILED
 // would, with reason.
 func (f *ECS) FailHook(image, stage, reason string) {
-	f.s.Do(func() { f.hooks[image] = ecsHookFailure{stage: stage, reason: reason} })
+	f.s.Do(func() {
+		hf := f.hooks[image]
+		hf.stage, hf.reason = stage, reason
+		f.hooks[image] = hf
+	})
+}
+
+// FailRollback makes the rollbacks of later service deployments of image
+// end ROLLBACK_FAILED, the service left on the new revision.
+func (f *ECS) FailRollback(image string) {
+	f.s.Do(func() {
+		hf := f.hooks[image]
+		hf.rollbackFails = true
+		f.hooks[image] = hf
+	})
 }
 
 // DeploymentStatus returns the status and lifecycle stage of a service

@@ -292,7 +292,7 @@ func (f *ECS) stopServiceDeployment(r *Request) (any, error) {
 	if st := d.at(r.Now).status; st != "PENDING" && st != "IN_PROGRESS" {
 		return nil, Errorf("ConflictException", "The service deployment is %s, not in progress.", st)
 	}
-	d.rollback(r.Now, "Service deployment rolled back because of a StopServiceDeployment request.", f.stageTime())
+	d.rollback(r.Now, "Service deployment rolled back because of a StopServiceDeployment request.", f.stageTime(), true, f.rollbackFails(d.target))
 	return map[string]any{"serviceDeploymentArn": d.arn}, nil
 }
 

@@ -115,7 +115,7 @@ func (f *ECS) startDeployment(svc *ecsService, target *ecsRevision, now time.Tim
 	if hf, ok := f.hookFailure(target); ok {
 		for _, s := range d.segs {
 			if s.stage == hf.stage && s.status == "IN_PROGRESS" {
-				d.rollback(s.end, fmt.Sprintf("lifecycle hook at %s returned FAILED: %s", hf.stage, hf.reason), stage)
+				d.rollback(s.end, fmt.Sprintf("lifecycle hook at %s returned FAILED: %s", hf.stage, hf.reason), stage, false, hf.rollbackFails)
 				break
 			}
 		}
@@ -135,6 +135,11 @@ func (f *ECS) hookFailure(target *ecsRevision) (ecsHookFailure, bool) {
 	return ecsHookFailure{}, false
 }
 
+func (f *ECS) rollbackFails(target *ecsRevision) bool {
+	hf, _ := f.hookFailure(target)
+	return hf.rollbackFails
+}
+
 // at returns the segment the deployment is in at now.
 func (d *ecsDeployment) at(now time.Time) ecsSegment {
 	for _, s := range d.segs {
@@ -145,10 +150,12 @@ func (d *ecsDeployment) at(now time.Time) ecsSegment {
 	return d.segs[len(d.segs)-1]
 }
 
-// rollback cuts the timeline at t (which must be before it ends): the
-// traffic goes back to the source revision over one stage and the
-// deployment ends ROLLBACK_SUCCESSFUL.
-func (d *ecsDeployment) rollback(t time.Time, reason string, stage time.Duration) {
+// rollback cuts the timeline at t (which must be before it ends): a
+// requested rollback is ROLLBACK_REQUESTED for a stage; then the traffic
+// goes back to the source revision over one stage and the deployment
+// ends ROLLBACK_SUCCESSFUL, or ROLLBACK_FAILED (still on the target)
+// when fails is set.
+func (d *ecsDeployment) rollback(t time.Time, reason string, stage time.Duration, requested, fails bool) {
 	cur := d.at(t)
 	var kept []ecsSegment
 	for _, s := range d.segs {
@@ -160,15 +167,21 @@ func (d *ecsDeployment) rollback(t time.Time, reason string, stage time.Duration
 		}
 	}
 	d.rollbackReason, d.rollbackStarted = reason, t
-	d.segs = append(kept,
-		ecsSegment{status: "ROLLBACK_IN_PROGRESS", stage: cur.stage, weight: 0, start: t, end: t.Add(stage)},
-		ecsSegment{status: "ROLLBACK_SUCCESSFUL", stage: cur.stage, weight: 0, start: t.Add(stage)})
+	if requested {
+		kept = append(kept, ecsSegment{status: "ROLLBACK_REQUESTED", stage: cur.stage, weight: cur.weight, start: t, end: t.Add(stage)})
+		t = t.Add(stage)
+	}
+	end := ecsSegment{status: "ROLLBACK_SUCCESSFUL", stage: cur.stage, weight: 0, start: t.Add(stage)}
+	if fails {
+		end.status, end.weight = "ROLLBACK_FAILED", cur.weight
+	}
+	d.segs = append(kept, ecsSegment{status: "ROLLBACK_IN_PROGRESS", stage: cur.stage, weight: 0, start: t, end: t.Add(stage)}, end)
 }
 
 // active reports whether the deployment has not ended at now.
 func (d *ecsDeployment) active(now time.Time) bool {
 	switch d.at(now).status {
-	case "PENDING", "IN_PROGRESS", "ROLLBACK_IN_PROGRESS":
+	case "PENDING", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS":
 		return true
 	}
 	return false
