@@ -52,90 +52,105 @@ func (s *Store) Reseal(ctx context.Context) (int, error) {
 	}
 	n := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, webhook_secret, status_token FROM repos`)
+		repos, err := s.resealRepos(ctx, tx, stale)
 		if err != nil {
 			return err
 		}
-		type repoRow struct {
-			id            int64
-			secret, token string
-		}
-		var repos []repoRow
-		for rows.Next() {
-			var r repoRow
-			if err := rows.Scan(&r.id, &r.secret, &r.token); err != nil {
-				rows.Close()
-				return err
-			}
-			if stale(r.secret) || stale(r.token) {
-				repos = append(repos, r)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, r := range repos {
-			vals := [2]string{}
-			for i, c := range []struct{ v, col string }{{r.secret, "webhook_secret"}, {r.token, "status_token"}} {
-				plain, err := s.openColumn(c.v, c.col)
-				if err != nil {
-					return fmt.Errorf("repo %d: %w", r.id, err)
-				}
-				if vals[i], err = s.sealColumn(plain, c.col); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE repos SET webhook_secret = ?, status_token = ? WHERE id = ?`),
-				vals[0], vals[1], r.id); err != nil {
-				return err
-			}
-			n++
-		}
-
-		rows, err = tx.QueryContext(ctx, `SELECT repo_id, name, value FROM secrets`)
-		if err != nil {
-			return err
-		}
-		type secretRow struct {
-			repo        int64
-			name, value string
-		}
-		var secrets []secretRow
-		for rows.Next() {
-			var r secretRow
-			if err := rows.Scan(&r.repo, &r.name, &r.value); err != nil {
-				rows.Close()
-				return err
-			}
-			if stale(r.value) {
-				secrets = append(secrets, r)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, r := range secrets {
-			aad := secretAAD(r.repo, r.name)
-			plain, err := s.sealer.Open(r.value, aad)
-			if err != nil {
-				return fmt.Errorf("secret %s of repo %d: %w", r.name, r.repo, err)
-			}
-			sealed, err := s.sealer.Seal(plain, aad)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE secrets SET value = ? WHERE repo_id = ? AND name = ?`),
-				sealed, r.repo, r.name); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
+		secrets, err := s.resealSecrets(ctx, tx, stale)
+		n = repos + secrets
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("reseal: %w", err)
 	}
 	return n, nil
+}
+
+// resealRepos seals the stale webhook secrets and status tokens of repos
+// again, in tx, and reports how many repos it changed.
+func (s *Store) resealRepos(ctx context.Context, tx *sql.Tx, stale func(string) bool) (int, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, webhook_secret, status_token FROM repos`)
+	if err != nil {
+		return 0, err
+	}
+	type repoRow struct {
+		id            int64
+		secret, token string
+	}
+	var repos []repoRow
+	for rows.Next() {
+		var r repoRow
+		if err := rows.Scan(&r.id, &r.secret, &r.token); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		if stale(r.secret) || stale(r.token) {
+			repos = append(repos, r)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, r := range repos {
+		vals := [2]string{}
+		for i, c := range []struct{ v, col string }{{r.secret, "webhook_secret"}, {r.token, "status_token"}} {
+			plain, err := s.openColumn(c.v, c.col)
+			if err != nil {
+				return 0, fmt.Errorf("repo %d: %w", r.id, err)
+			}
+			if vals[i], err = s.sealColumn(plain, c.col); err != nil {
+				return 0, err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE repos SET webhook_secret = ?, status_token = ? WHERE id = ?`),
+			vals[0], vals[1], r.id); err != nil {
+			return 0, err
+		}
+	}
+	return len(repos), nil
+}
+
+// resealSecrets seals the stale pipeline secrets again, in tx, and
+// reports how many it changed.
+func (s *Store) resealSecrets(ctx context.Context, tx *sql.Tx, stale func(string) bool) (int, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT repo_id, name, value FROM secrets`)
+	if err != nil {
+		return 0, err
+	}
+	type secretRow struct {
+		repo        int64
+		name, value string
+	}
+	var secrets []secretRow
+	for rows.Next() {
+		var r secretRow
+		if err := rows.Scan(&r.repo, &r.name, &r.value); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		if stale(r.value) {
+			secrets = append(secrets, r)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, r := range secrets {
+		aad := secretAAD(r.repo, r.name)
+		plain, err := s.sealer.Open(r.value, aad)
+		if err != nil {
+			return 0, fmt.Errorf("secret %s of repo %d: %w", r.name, r.repo, err)
+		}
+		sealed, err := s.sealer.Seal(plain, aad)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE secrets SET value = ? WHERE repo_id = ? AND name = ?`),
+			sealed, r.repo, r.name); err != nil {
+			return 0, err
+		}
+	}
+	return len(secrets), nil
 }
