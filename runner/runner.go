@@ -102,6 +102,9 @@ func New(cfg Config) (*Runner, error) {
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	r := &Runner{cfg: cfg, log: cfg.Logger, seen: map[stageRef]lease{}, unwinding: map[int64]time.Time{}, stop: make(chan struct{})}
+	cfg.Logs.OnIncomplete(func(k logstore.Key, err error) {
+		r.log.Warn("step log stored with chunks missing", "run", k.Run, "stage", k.Stage, "attempt", k.Attempt, "step", k.Step, "err", err)
+	})
 	if cfg.CacheDir != "" {
 		c, err := gitmirror.NewCache(cfg.CacheDir)
 		if err != nil {

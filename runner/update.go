@@ -250,7 +250,7 @@ func (r *Runner) stepUpdate(ctx context.Context, run *store.Run, st *store.Stage
 	if err := fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, step, su)); err != nil {
 		return err
 	}
-	if err := r.cfg.Logs.Finish(key); err != nil {
+	if err := r.cfg.Logs.EndStep(key); err != nil {
 		log.Warn("finish step log", "err", err)
 	}
 	return nil
@@ -289,20 +289,13 @@ func (r *Runner) HandleLog(ctx context.Context, c *wire.LogChunk) error {
 		return nil
 	}
 	key := LogKey(runID, c.StageID, c.Attempt, idx)
-	if len(c.Data) > 0 {
-		if err := r.cfg.Logs.Append(key, int64(c.Seq), c.Data); err != nil {
-			return fmt.Errorf("append log %s: %w", key, err)
-		}
-	}
 	if c.EOF {
-		err := r.cfg.Logs.Finish(key)
-		if errors.Is(err, logstore.ErrIncomplete) {
-			r.log.Warn("step log stored with chunks missing", "run", runID, "stage", c.StageID, "step", c.Step, "err", err)
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("finish log %s: %w", key, err)
-		}
+		err = r.cfg.Logs.End(key, int64(c.Seq), c.Data)
+	} else if len(c.Data) > 0 {
+		err = r.cfg.Logs.Append(key, int64(c.Seq), c.Data)
+	}
+	if err != nil {
+		return fmt.Errorf("store log %s: %w", key, err)
 	}
 	return nil
 }

@@ -3,5 +3,8 @@
 // arrive with a sequence number and are written in sequence order (late
 // duplicates are dropped, early chunks wait for the gap to close); no
 // database row is written per line. Live followers get a reader that first
-// replays the file and then follows it until the step is finished.
+// replays the file and then follows it until the step is finished. A log
+// whose writer ended with chunks missing stays open for them (they come
+// again after a failed store) for a grace period, then closes with the
+// gaps marked in it.
 package logstore

@@ -46,6 +46,10 @@ type Store struct {
 	// are finished: followers of a step that has not written yet wake at
 	// once instead of polling.
 	waiting map[Key]*waiter
+
+	grace      time.Duration
+	after      func(time.Duration, func()) func() // the clock of grace periods
+	incomplete func(Key, error)
 }
 
 // waiter is a wake-up shared by the followers of one log not open yet.
@@ -64,6 +68,10 @@ type entry struct {
 	pending map[int64][]byte // chunks that arrived before their predecessors
 	done    bool
 	notify  chan struct{} // closed and replaced on every write and at finish
+	last    int64         // sequence of the EOF mark, -1 until it arrives
+	wantEOF bool          // the step ended after writing: wait for its EOF mark
+	ending  bool          // the writer ended: close once complete (End, Finish)
+	stop    func()        // stops the grace period's timer
 }
 
 // New returns a Store keeping logs below dir, creating it if needed.
@@ -71,7 +79,8 @@ func New(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create log dir %s: %w", dir, err)
 	}
-	return &Store{dir: dir, open: make(map[Key]*entry), finished: make(map[Key]struct{}), waiting: make(map[Key]*waiter)}, nil
+	return &Store{dir: dir, open: make(map[Key]*entry), finished: make(map[Key]struct{}), waiting: make(map[Key]*waiter),
+		grace: DefaultGrace, after: afterFunc}, nil
 }
 
 // component makes an ID safe as one path element: bytes outside
@@ -112,7 +121,7 @@ func (s *Store) entryLocked(k Key) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", k, err)
 	}
-	e := &entry{f: f, next: -1, pending: map[int64][]byte{}, notify: make(chan struct{})}
+	e := &entry{f: f, next: -1, last: -1, pending: map[int64][]byte{}, notify: make(chan struct{})}
 	s.open[k] = e
 	s.wakeLocked(k)
 	return e, nil
@@ -121,20 +130,32 @@ func (s *Store) entryLocked(k Key) (*entry, error) {
 // Append writes chunk seq of k's log. Sequences start anywhere (the first
 // chunk seen fixes the start) and count up by one; a chunk below the next
 // expected sequence is a redelivery and is dropped; one above it is held
-// until the gap is filled (or the log is finished).
+// until the gap is filled (or the log is finished). A log whose writer
+// ended (End, Finish) closes when the chunk that completes it arrives.
 func (s *Store) Append(k Key, seq int64, data []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, done := s.finished[k]; done {
-		return nil
-	}
-	e, err := s.entryLocked(k)
-	if err != nil {
+	e, err := s.writableLocked(k)
+	if e == nil {
 		return err
 	}
-	if e.done {
-		return nil
+	return s.appendLocked(k, e, seq, data)
+}
+
+// writableLocked returns k's open log, opening it if needed, or nil when
+// it was finished (or cannot be opened: the error says why).
+func (s *Store) writableLocked(k Key) (*entry, error) {
+	if _, done := s.finished[k]; done {
+		return nil, nil
 	}
+	e, err := s.entryLocked(k)
+	if err != nil || e.done {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (s *Store) appendLocked(k Key, e *entry, seq int64, data []byte) error {
 	if e.next < 0 {
 		e.next = seq
 	}
@@ -163,55 +184,11 @@ func (s *Store) Append(k Key, seq int64, data []byte) error {
 		}
 		e.next++
 	}
+	if e.ending && e.complete() {
+		return s.closeLocked(k, e)
+	}
 	close(e.notify)
 	e.notify = make(chan struct{})
-	return nil
-}
-
-// Finish marks k's log complete: chunks still waiting for a gap are
-// written in order (and the error says so with ErrIncomplete: what was
-// missing is lost), the file is closed and followers reach EOF.
-// Finishing a log that was never written creates an empty one.
-func (s *Store) Finish(k Key) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, done := s.finished[k]; done {
-		return nil
-	}
-	e, err := s.entryLocked(k)
-	if err != nil {
-		return err
-	}
-	if e.done {
-		return nil
-	}
-	var errs []error
-	if len(e.pending) > 0 {
-		errs = append(errs, fmt.Errorf("%w: %d chunks held after the gap at chunk %d", ErrIncomplete, len(e.pending), e.next))
-	}
-	for len(e.pending) > 0 {
-		low := int64(-1)
-		for q := range e.pending {
-			if low < 0 || q < low {
-				low = q
-			}
-		}
-		if _, err := e.f.Write(e.pending[low]); err != nil {
-			errs = append(errs, err)
-		}
-		delete(e.pending, low)
-	}
-	errs = append(errs, e.f.Close())
-	e.done = true
-	close(e.notify)
-	delete(s.open, k)
-	if len(s.finished) >= maxFinished {
-		clear(s.finished)
-	}
-	s.finished[k] = struct{}{}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("finish log %s: %w", k, err)
-	}
 	return nil
 }
 
@@ -403,6 +380,9 @@ func (s *Store) Close() error {
 	defer s.mu.Unlock()
 	var errs []error
 	for k, e := range s.open {
+		if e.stop != nil {
+			e.stop()
+		}
 		errs = append(errs, e.f.Close())
 		close(e.notify)
 		delete(s.open, k)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -56,7 +55,7 @@ func TestAppendOrder(t *testing.T) {
 		{"in order", []int64{0, 1, 2}, "012", false},
 		{"duplicate dropped", []int64{0, 1, 1, 0, 2}, "012", false},
 		{"gap filled later", []int64{0, 2, 3, 1}, "0123", false},
-		{"gap never filled", []int64{0, 2, 4}, "024", true},
+		{"gap never filled", []int64{0, 2, 4}, "0" + gapMark(1, 1) + "2" + gapMark(3, 3) + "4", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,14 +63,24 @@ func TestAppendOrder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			clock, missing := fakeClock(s), incompleteLogs(s)
 			k := Key{Run: "1", Stage: "s", Attempt: 1, Step: "x"}
 			for _, c := range tt.chunks {
 				if err := s.Append(k, c, []byte{byte('0' + c)}); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := s.Finish(k); errors.Is(err, ErrIncomplete) != tt.incomplete || (err != nil && !tt.incomplete) {
-				t.Errorf("finish: got %v, want incomplete %v", err, tt.incomplete)
+			if err := s.Finish(k); err != nil {
+				t.Fatal(err)
+			}
+			if s.Live(k) != tt.incomplete {
+				t.Fatalf("open after finish: %v, want %v", s.Live(k), tt.incomplete)
+			}
+			if tt.incomplete {
+				clock.pass(t)
+			}
+			if got := len(*missing); got != map[bool]int{true: 1}[tt.incomplete] {
+				t.Errorf("%d incomplete logs reported, want incomplete %v", got, tt.incomplete)
 			}
 			b, err := os.ReadFile(s.Path(k))
 			if err != nil {
