@@ -23,7 +23,7 @@ import (
 
 // Causes of a stage context's cancellation (see context.Cause).
 var (
-	ErrCancelled     = errors.New("cancelled by the server")
+	ErrCanceled      = errors.New("canceled by the server")
 	ErrLeaseLost     = errors.New("lease lost: could not reach NATS to extend it")
 	ErrDrainDeadline = errors.New("agent drain deadline passed")
 )
@@ -244,7 +244,7 @@ func (a *Agent) onCancel(m *nats.Msg) {
 		a.log.Warn("bad cancel", "err", err)
 		return
 	}
-	a.cancelMatching(func(j *wire.Job) bool { return c.Matches(j.RunID, j.StageID, j.Attempt) }, ErrCancelled)
+	a.cancelMatching(func(j *wire.Job) bool { return c.Matches(j.RunID, j.StageID, j.Attempt) }, ErrCanceled)
 }
 
 func (a *Agent) cancelMatching(match func(*wire.Job) bool, cause error) {

@@ -211,8 +211,8 @@ func TestCancel(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("stage not cancelled within 2s")
 	}
-	if c, _ := cause.Load().(error); !errors.Is(c, ErrCancelled) {
-		t.Errorf("got cause %v, want ErrCancelled", c)
+	if c, _ := cause.Load().(error); !errors.Is(c, ErrCanceled) {
+		t.Errorf("got cause %v, want ErrCanceled", c)
 	}
 	b.rec.wait(t, 5*time.Second, "finished", func() bool {
 		f := b.rec.find(wire.KindFinished, "cancel-me", "")

@@ -184,7 +184,7 @@ func approveCommand(ok bool) func(*app) *cobra.Command {
 	verb, short := "approve", "Approve a stage that waits for approval, or the head commit of a pull request from a fork"
 	use, args := "approve RUN [STAGE]", cobra.RangeArgs(1, 2)
 	if !ok {
-		verb, short = "reject", "Reject a stage that waits for approval (it is cancelled)"
+		verb, short = "reject", "Reject a stage that waits for approval (it is canceled)"
 		use, args = "reject RUN STAGE", cobra.ExactArgs(2)
 	}
 	return func(a *app) *cobra.Command {
