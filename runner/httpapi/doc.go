@@ -9,7 +9,9 @@
 // hook body over 256 KiB is verified while it streams to an unlinked
 // file and held in memory only once verified (hookspool.go), and its
 // repository is known before the body is read in full (from the URL, the
-// generic hook's token, or the start of the body). A verified event is
+// generic hook's token, or the start of the body). A rejected request is
+// counted by reason and logged within bounds (rejectlog.go): a few lines
+// per reason per interval, then one summary. A verified event is
 // handed to the delivery queue (package deliveryq), which stores it bound
 // to the verifying repository and triggers it after the 202. The
 // recommended forge hook URL names the repository, e.g.

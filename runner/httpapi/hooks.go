@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"time"
@@ -40,12 +41,11 @@ const unnamedRepoPrefix = memBody
 func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 	forge, pathRepo := r.PathValue("forge"), r.PathValue("repo")
 	if !s.accepting.Load() || s.cfg.Deliveries == nil {
-		w.Header().Set("Retry-After", "30")
-		writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+		s.reject(w, r, forge, rejection{http.StatusServiceUnavailable, metrics.RejectedShuttingDown, "server is shutting down", "30"}, nil)
 		return
 	}
 	if forge != scm.ForgeGeneric && s.cfg.Hooks[forge] == nil {
-		writeError(w, http.StatusNotFound, "unknown forge "+forge)
+		s.reject(w, r, forge, rejection{http.StatusNotFound, metrics.RejectedUnknownForge, "unknown forge " + clip(forge), ""}, nil)
 		return
 	}
 	// A failure to set the deadline (a connection that cannot have one)
@@ -72,7 +72,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 			// 256 KiB of the unwanted body before the answer.
 			w.Header().Set("Connection", "close")
 		}
-		s.hookError(w, forge, err)
+		s.hookError(w, r, forge, err)
 		return
 	}
 	label := forge
@@ -183,33 +183,77 @@ func (s *Server) count(forge, result string) {
 	}
 }
 
-func (s *Server) hookError(w http.ResponseWriter, forge string, err error) {
-	switch {
-	case errors.Is(err, scm.ErrIgnored):
+// hookError answers a webhook request that ended in err: 202 for an
+// event that is ignored, else a rejection (rejectionOf), or 500.
+func (s *Server) hookError(w http.ResponseWriter, r *http.Request, forge string, err error) {
+	if errors.Is(err, scm.ErrIgnored) {
 		s.count(forge, metrics.WebhookIgnored)
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "ignored"})
 		return
-	case errors.Is(err, scm.ErrSignature):
-		s.count(forge, metrics.WebhookRejectedSignature)
-		s.log.Warn("webhook rejected", "forge", forge, "err", err)
-		writeError(w, http.StatusUnauthorized, "invalid signature or token")
-		return
 	}
-	s.count(forge, metrics.WebhookError)
+	rej, ok := rejectionOf(err)
 	switch {
-	case errors.Is(err, scm.ErrTooLarge):
-		writeError(w, http.StatusRequestEntityTooLarge, "body too large")
-	case errors.Is(err, scm.ErrBadRequest):
-		writeError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, errBusy):
-		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "too many webhook bodies being read; retry later")
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		writeError(w, http.StatusRequestTimeout, "webhook body not received in time")
-	case errors.Is(err, context.Canceled), errors.Is(err, io.ErrUnexpectedEOF):
-		// The client went away before the body was read: nobody to answer.
-	default:
-		s.log.Error("webhook failed", "forge", forge, "err", err)
+	case !ok:
+		// An internal failure, but one that unauthenticated requests can
+		// cause (a store that fails to look up a repository): logged
+		// within the same bounds.
+		s.count(forge, metrics.WebhookError)
+		s.rejects.rejected("internal_error", slog.LevelError, "webhook failed", "forge", forge, "err", clip(err.Error()))
 		writeError(w, http.StatusInternalServerError, "internal error")
+		return
+	case rej.reason == metrics.RejectedBadSignature:
+		s.count(forge, metrics.WebhookRejectedSignature)
+	default:
+		s.count(forge, metrics.WebhookError)
 	}
+	s.reject(w, r, forge, rej, err)
+}
+
+// rejection is how a webhook request that is not taken is answered.
+type rejection struct {
+	status     int    // 0: none, the client is gone
+	reason     string // metrics.Rejected*: counted and logged under it
+	msg        string
+	retryAfter string // seconds, for a 503
+}
+
+// rejectionOf classifies the error that ended a webhook request; false
+// for an internal failure.
+func rejectionOf(err error) (rejection, bool) {
+	switch {
+	case errors.Is(err, scm.ErrSignature):
+		return rejection{http.StatusUnauthorized, metrics.RejectedBadSignature, "invalid signature or token", ""}, true
+	case errors.Is(err, scm.ErrTooLarge):
+		return rejection{http.StatusRequestEntityTooLarge, metrics.RejectedTooLarge, "body too large", ""}, true
+	case errors.Is(err, scm.ErrBadRequest):
+		return rejection{http.StatusBadRequest, metrics.RejectedBadRequest, err.Error(), ""}, true
+	case errors.Is(err, errBusy):
+		return rejection{http.StatusServiceUnavailable, metrics.RejectedBusy, "too many webhook bodies being read; retry later", "5"}, true
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return rejection{http.StatusRequestTimeout, metrics.RejectedSlowBody, "webhook body not received in time", ""}, true
+	case errors.Is(err, context.Canceled), errors.Is(err, io.ErrUnexpectedEOF):
+		return rejection{0, metrics.RejectedAborted, "", ""}, true
+	}
+	return rejection{}, false
+}
+
+// reject answers a webhook request that is not taken, counts it by its
+// reason and logs it within bounds (rejectLog): senders of rejected
+// requests are not authenticated, and choose how many they send.
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, forge string, rej rejection, err error) {
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.WebhookRejected(rej.reason)
+	}
+	args := []any{"forge", clip(forge), "remote", r.RemoteAddr, "status", rej.status}
+	if err != nil {
+		args = append(args, "err", clip(err.Error()))
+	}
+	s.rejects.rejected(rej.reason, slog.LevelWarn, "webhook rejected", args...)
+	if rej.status == 0 {
+		return // nobody to answer
+	}
+	if rej.retryAfter != "" {
+		w.Header().Set("Retry-After", rej.retryAfter)
+	}
+	writeError(w, rej.status, rej.msg)
 }

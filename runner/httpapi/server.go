@@ -55,6 +55,10 @@ type Config struct {
 	// answers 503 with Retry-After.
 	HookSpoolDir    string
 	HookSpoolBudget int64
+	// HookLogInterval is the interval of the rejected webhooks' log
+	// (default 10 s): in each, the first 5 rejections of each reason are
+	// logged one by one and the others in one summary line at its end.
+	HookLogInterval time.Duration
 	// RepoCacheTTL is how long webhook repo lookups are cached (default
 	// 2 s; negative disables). API repo changes invalidate the cache.
 	RepoCacheTTL time.Duration
@@ -86,6 +90,7 @@ type Server struct {
 	repos     repoCache
 	bodies    *semaphore.Weighted // the webhook body budget
 	spool     hookSpool
+	rejects   *rejectLog // rejected webhooks' log lines
 }
 
 // New returns a Server.
@@ -105,13 +110,17 @@ func New(cfg Config) *Server {
 	if cfg.HookSpoolBudget <= 0 {
 		cfg.HookSpoolBudget = 256 << 20
 	}
+	if cfg.HookLogInterval <= 0 {
+		cfg.HookLogInterval = 10 * time.Second
+	}
 	if cfg.RepoCacheTTL == 0 {
 		cfg.RepoCacheTTL = 2 * time.Second
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
-		repos:  repoCache{ttl: cfg.RepoCacheTTL, m: map[string]repoEntry{}},
-		bodies: semaphore.NewWeighted(cfg.HookBodyBudget),
-		spool:  hookSpool{dir: cfg.HookSpoolDir, budget: semaphore.NewWeighted(cfg.HookSpoolBudget)}}
+		repos:   repoCache{ttl: cfg.RepoCacheTTL, m: map[string]repoEntry{}},
+		bodies:  semaphore.NewWeighted(cfg.HookBodyBudget),
+		spool:   hookSpool{dir: cfg.HookSpoolDir, budget: semaphore.NewWeighted(cfg.HookSpoolBudget)},
+		rejects: newRejectLog(cfg.Logger, cfg.HookLogInterval)}
 	s.accepting.Store(true)
 	s.routes()
 	return s

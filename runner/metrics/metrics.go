@@ -36,6 +36,19 @@ const (
 	WebhookError             = "error"
 )
 
+// Reasons a webhook request is not taken (runnel_webhook_rejected_total).
+// Other values count as RejectedBadRequest.
+const (
+	RejectedBadSignature = "bad_signature" // 401: unknown repository or token, bad signature
+	RejectedUnknownForge = "unknown_forge" // 404
+	RejectedBadRequest   = "bad_request"   // 400
+	RejectedTooLarge     = "too_large"     // 413
+	RejectedSlowBody     = "slow_body"     // 408: body not received within the read timeout
+	RejectedBusy         = "busy"          // 503: the body or spool budget is spent
+	RejectedShuttingDown = "shutting_down" // 503
+	RejectedAborted      = "aborted"       // the client went away before its body was read
+)
+
 // Forges are the forge label values: the webhook forges, "generic" for
 // the generic JSON hook and "git" for pushes reported by the git
 // post-receive hook. Their series exist from start-up at 0.
@@ -45,6 +58,8 @@ var (
 	runResults     = []string{ResultSuccess, ResultFailure, ResultError, ResultCanceled, ResultSkipped}
 	deployResults  = []string{DeploySuccess, DeployFailure, DeployRolledBack}
 	webhookResults = []string{WebhookAccepted, WebhookDuplicate, WebhookRejectedSignature, WebhookIgnored, WebhookError}
+	rejectReasons  = []string{RejectedBadSignature, RejectedUnknownForge, RejectedBadRequest, RejectedTooLarge,
+		RejectedSlowBody, RejectedBusy, RejectedShuttingDown, RejectedAborted}
 )
 
 // Deployment is one finished deploy of a commit to an environment.
@@ -117,6 +132,7 @@ type Metrics struct {
 	agentCapacity  prometheus.GaugeFunc
 	agentBusy      prometheus.Gauge
 	webhooks       *prometheus.CounterVec
+	rejected       *prometheus.CounterVec
 	statusFailures *prometheus.CounterVec
 
 	leadTime       *prometheus.HistogramVec
@@ -171,6 +187,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "runnel_webhook_deliveries_total",
 			Help: "Webhook deliveries received, by forge and result (accepted, duplicate, rejected_signature, ignored, error).",
 		}, []string{"forge", "result"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runnel_webhook_rejected_total",
+			Help: "Webhook requests not taken, by reason (bad_signature, unknown_forge, bad_request, too_large, slow_body, busy, shutting_down, aborted).",
+		}, []string{"reason"}),
 		statusFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runnel_status_report_failures_total",
 			Help: "Commit statuses given up on after all delivery attempts failed, by forge.",
@@ -209,7 +229,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.runsFinished, m.stagesFinished, m.runDuration, m.stageDuration,
 		m.queueWait, m.stagesRunning, m.agents, m.agentCapacity, m.agentBusy,
-		m.webhooks, m.statusFailures,
+		m.webhooks, m.rejected, m.statusFailures,
 		m.leadTime, m.deployments, m.changeFailures, m.timeToRestore,
 	} {
 		if err := reg.Register(c); err != nil {
@@ -221,6 +241,9 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			m.webhooks.WithLabelValues(f, r)
 		}
 		m.statusFailures.WithLabelValues(f)
+	}
+	for _, r := range rejectReasons {
+		m.rejected.WithLabelValues(r)
 	}
 	return m, nil
 }
@@ -358,6 +381,14 @@ func (m *Metrics) agentCount() (int, int) {
 func (m *Metrics) WebhookDelivery(forge, result string) {
 	result = oneOf(result, WebhookError, WebhookAccepted, WebhookDuplicate, WebhookRejectedSignature, WebhookIgnored, WebhookError)
 	m.webhooks.WithLabelValues(forge, result).Inc()
+}
+
+// WebhookRejected counts a webhook request that was not taken, by one of
+// the Rejected* reasons; other reasons count as RejectedBadRequest. It
+// has no forge label: the forge of a rejected request may be any string
+// its sender chose.
+func (m *Metrics) WebhookRejected(reason string) {
+	m.rejected.WithLabelValues(oneOf(reason, RejectedBadRequest, rejectReasons...)).Inc()
 }
 
 // StatusReportFailed counts a commit status that could not be delivered to

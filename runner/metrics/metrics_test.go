@@ -412,6 +412,8 @@ func TestLabelsBounded(t *testing.T) {
 	m.RunFinished("r", "weird-"+strings.Repeat("x", 10), time.Time{}, at(0), at(1))
 	m.WebhookDelivery("github", "something-new")
 	m.WebhookDelivery("github", WebhookDuplicate)
+	m.WebhookRejected("no-such-reason")
+	m.WebhookRejected(RejectedSlowBody)
 	m.DeploymentFinished(Deployment{Repo: "r", Environment: "prod", Finished: at(1), Result: "exploded"})
 	fams := parseText(t, scrape(t, reg))
 	tests := []struct {
@@ -421,6 +423,8 @@ func TestLabelsBounded(t *testing.T) {
 		{"runnel_runs_finished_total", lbl("repo", "r", "result", "error")},
 		{"runnel_webhook_deliveries_total", lbl("forge", "github", "result", "error")},
 		{"runnel_webhook_deliveries_total", lbl("forge", "github", "result", "duplicate")},
+		{"runnel_webhook_rejected_total", lbl("reason", "bad_request")},
+		{"runnel_webhook_rejected_total", lbl("reason", "slow_body")},
 		{"runnel_deployments_total", lbl("repo", "r", "environment", "prod", "result", "failure")},
 	}
 	for _, tt := range tests {
@@ -429,7 +433,7 @@ func TestLabelsBounded(t *testing.T) {
 		}
 	}
 	// Every label name used by any metric must be one of the bounded ones.
-	allowed := map[string]bool{"repo": true, "result": true, "environment": true, "forge": true, "le": true}
+	allowed := map[string]bool{"repo": true, "result": true, "environment": true, "forge": true, "reason": true, "le": true}
 	var bad []string
 	for name, f := range fams {
 		for _, mm := range f.GetMetric() {
