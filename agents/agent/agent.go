@@ -182,6 +182,7 @@ func (a *Agent) Run(ctx context.Context, nc *nats.Conn) error {
 	a.mu.Unlock()
 
 	a.presence(nc, wire.PresenceHello, in)
+	a.log.Info("agent started", "agent", a.cfg.Name, "labels", a.cfg.Labels, "capacity", a.cfg.Capacity)
 	hbCtx, stopHB := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -210,7 +210,7 @@ func (a *app) runAgent(ctx context.Context, f agentFlags) error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- ag.Run(runCtx, nc) }()
-	log.Info("agent started", "agent", name, "nats", f.natsURL, "labels", labels, "capacity", f.capacity)
+	log.Info("agent connected", "agent", name, "nats", f.natsURL)
 	select {
 	case err := <-errc:
 		return err
