@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"hash"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -101,6 +102,7 @@ func (b *bus) connect(name string) *nats.Conn {
 // agent starts an agent with its own connection; it is stopped at cleanup.
 func (b *bus) agent(cfg Config) (*Agent, *nats.Conn) {
 	b.t.Helper()
+	b.allowLabels(cfg.Name, cfg.Labels)
 	nc := b.connect(cfg.Name)
 	a, err := New(cfg)
 	if err != nil {
@@ -116,6 +118,20 @@ func (b *bus) agent(cfg Config) (*Agent, *nats.Conn) {
 	}()
 	b.t.Cleanup(func() { cancel(); <-done })
 	return a, nc
+}
+
+// allowLabels makes agent name's credential allow labels (a credential
+// fixes the labels its agent may take jobs for).
+func (b *bus) allowLabels(name string, labels map[string]string) {
+	b.t.Helper()
+	for i := range b.creds {
+		if b.creds[i].Name == name && !maps.Equal(b.creds[i].Labels, labels) {
+			b.creds[i].Labels = maps.Clone(labels)
+			if err := b.srv.SetAgents(b.creds); err != nil {
+				b.t.Fatal(err)
+			}
+		}
+	}
 }
 
 func (b *bus) publish(ctx context.Context, run, stage string, labels map[string]string, steps ...*pipeline.Step) {

@@ -96,6 +96,7 @@ func TestCraftedJobRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cred.Labels = map[string]string{"pool": name}
 		tokens[name], creds = tok, append(creds, cred)
 	}
 	srv, err := natsbus.StartEmbedded(natsbus.Options{DataDir: t.TempDir(), Port: -1, Agents: creds})

@@ -86,6 +86,7 @@ func Start(t testing.TB, o Options) *Harness {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cred.Labels = maps.Clone(o.Labels)
 		creds = append(creds, cred)
 		if h.creds, err = natsbus.ParseAgentToken(tok); err != nil {
 			t.Fatal(err)
