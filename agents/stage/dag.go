@@ -89,7 +89,7 @@ func (s *Scheduler) Run(ctx context.Context, plan *pipeline.Plan) (RunResult, er
 					continue
 				case ctx.Err() != nil:
 					started[i] = true
-					finish(i, notRun(st, rules.Canceled, "canceled before it started", now()))
+					finish(i, notRun(st, rules.Canceled, rules.ReasonCanceledByUser, now()))
 					progressed = true
 					continue
 				case d.Action == rules.Skip:

@@ -211,6 +211,10 @@ func TestSchedulerCancel(t *testing.T) {
 			t.Errorf("stage %s: got %s, want %s", id, got, w)
 		}
 	}
+	// A stage that never started says why as the server does.
+	if r := res.Stages[1]; r.Reason != rules.ReasonCanceledByUser {
+		t.Errorf("stage next: reason %q, want %q", r.Reason, rules.ReasonCanceledByUser)
+	}
 	if res.Status != rules.Canceled {
 		t.Errorf("run: got %s, want canceled", res.Status)
 	}

@@ -92,7 +92,7 @@ const (
 	ReasonCheckoutFailed   = "checkout_failed"
 	ReasonAgentLost        = "agent_lost"
 	ReasonTimeout          = "timeout"
-	ReasonCanceledByUser   = "canceled_by_user"
+	ReasonCanceledByUser   = rules.ReasonCanceledByUser
 	ReasonSuperseded       = "superseded"
 	ReasonApprovalRejected = "approval_rejected"
 )
