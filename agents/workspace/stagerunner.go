@@ -59,7 +59,7 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 		s := gitmirror.Source{URL: job.Workspace.URL, Commit: job.Workspace.Commit, Ref: job.Workspace.Ref}
 		if err := r.Cache.Checkout(ctx, s, src); err != nil {
 			log.Error("checkout failed", "err", err)
-			return agent.Result{Status: rules.Error, Reason: "checkout_failed: " + err.Error()}
+			return agent.Result{Status: rules.Error, Reason: rules.ReasonCheckoutFailed + ": " + err.Error()}
 		}
 	}
 	r.reapEarlierAttempts(ctx, job, log)

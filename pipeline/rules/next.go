@@ -12,6 +12,9 @@ const (
 	// ReasonCanceledByUser: a person stopped the run (`runnel run`:
 	// interrupted) before the stage started, or while it ran.
 	ReasonCanceledByUser = "canceled_by_user"
+	// ReasonCheckoutFailed: the agent could not check the commit out; the
+	// agent adds ": " and the error.
+	ReasonCheckoutFailed = "checkout_failed"
 )
 
 // Need is one of a stage's needs as the stage sees it.

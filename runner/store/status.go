@@ -89,7 +89,6 @@ var unfinished = []Status{StatusPending, StatusWaiting, StatusQueued, StatusRunn
 // They are stable strings for the UI and metrics; other values are allowed.
 const (
 	ReasonPipelineInvalid  = "pipeline_invalid"
-	ReasonCheckoutFailed   = "checkout_failed"
 	ReasonAgentLost        = "agent_lost"
 	ReasonTimeout          = "timeout"
 	ReasonCanceledByUser   = rules.ReasonCanceledByUser
