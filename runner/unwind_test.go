@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -109,7 +110,31 @@ func TestCancelledReleaseAgentEnds(t *testing.T) {
 // goes silent: a lease period later the deployment ends failure.
 func TestCancelledReleaseAgentDies(t *testing.T) {
 	f := newFixture(t, false, time.Second)
+	f.waitUnwound(startRelease(t, f))
+}
+
+// TestCancelledReleaseServerRestarts: the server dies while a cancelled
+// release unwinds and its agent with it; the next server ends the
+// deployment a lease period after it starts.
+func TestCancelledReleaseServerRestarts(t *testing.T) {
+	f := newFixture(t, false, time.Hour)
 	run := startRelease(t, f)
+	next, err := New(Config{Store: f.store, Bus: f.bus.Dispatcher, Logs: f.logs, CacheDir: filepath.Join(f.dir, "cache-next"),
+		LeaseTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(next.Close)
+	f.waitUnwound(run)
+}
+
+// waitUnwound waits until the deployment of run ends, and wants failure.
+func (f *fixture) waitUnwound(run *store.Run) {
+	t := f.t
+	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
