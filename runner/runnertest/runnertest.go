@@ -34,6 +34,9 @@ type Options struct {
 	// quickly (see KillAgent).
 	AckWait time.Duration
 	Logger  *slog.Logger // default: discard
+	// Wrap, if set, wraps the handler given to Serve (a test making the
+	// runner's handling fail).
+	Wrap func(natsbus.Handler) natsbus.Handler
 }
 
 // Harness is a running NATS, dispatcher and agent. Everything stops when
@@ -188,6 +191,9 @@ func (h *Harness) present() bool {
 // Serve hands the agents' updates and log chunks to hd (the runner's
 // Handler) until the test ends.
 func (h *Harness) Serve(hd natsbus.Handler) {
+	if h.opts.Wrap != nil {
+		hd = h.opts.Wrap(hd)
+	}
 	h.wg.Go(func() {
 		if err := h.Dispatcher.Run(h.ctx, hd); err != nil {
 			h.t.Errorf("dispatcher run: %v", err)
