@@ -17,16 +17,17 @@ import (
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
-// failLate fails the handling of log chunk 1 until the stage's end was
+// failLate fails the handling of log chunk seq until the stage's end was
 // handled, as a transient disk or database error would: the bus delivers
 // it again 1 s later each time.
 type failLate struct {
 	natsbus.Handler
+	seq           uint64
 	failed, ended atomic.Bool
 }
 
 func (h *failLate) Log(ctx context.Context, c *wire.LogChunk) error {
-	if c.Seq == 1 && !h.ended.Load() {
+	if c.Seq == h.seq && !h.ended.Load() {
 		h.failed.Store(true)
 		return errors.New("store log chunk: transient failure")
 	}
@@ -42,11 +43,17 @@ func (h *failLate) Update(ctx context.Context, u *wire.Update) error {
 }
 
 // TestLateLogChunkStored: a step prints 5 or more chunks; storing chunk 1
-// fails until the step's EOF chunk, its end and the stage's end were
+// (or the first, 0) fails until the step's EOF chunk, its end and the stage's end were
 // handled. The stored log is complete, and a follower
 // that started before the step reads all of it and then ends.
 func TestLateLogChunkStored(t *testing.T) {
-	flaky := &failLate{}
+	for _, seq := range []uint64{1, 0} {
+		t.Run(fmt.Sprintf("chunk %d", seq), func(t *testing.T) { lateLogChunk(t, seq) })
+	}
+}
+
+func lateLogChunk(t *testing.T, seq uint64) {
+	flaky := &failLate{seq: seq}
 	f := newFixtureOpts(t, runnertest.Options{Wrap: func(h natsbus.Handler) natsbus.Handler {
 		flaky.Handler = h
 		return flaky
@@ -84,7 +91,7 @@ func TestLateLogChunkStored(t *testing.T) {
 		t.Fatal("follower did not end")
 	}
 	if !flaky.failed.Load() {
-		t.Fatal("chunk 1 was never handled")
+		t.Fatalf("chunk %d was never handled", seq)
 	}
 	if f.logs.Live(key) {
 		t.Error("log still open after its follower ended")

@@ -44,7 +44,7 @@ func (s *Store) End(k Key, seq int64, data []byte) error {
 // is sent before the step's end; it is missing only when storing it
 // failed and it comes again).
 func (s *Store) EndStep(k Key) error {
-	return s.end(k, func(e *entry) { e.wantEOF = e.next >= 0 })
+	return s.end(k, func(e *entry) { e.wantEOF = e.next > 0 })
 }
 
 // Finish says k's log has no more writer (its step ended, was cancelled

@@ -64,7 +64,7 @@ const maxFinished = 100000
 // entry is the in-memory state of a log being written.
 type entry struct {
 	f       *os.File
-	next    int64            // next expected chunk sequence
+	next    int64            // next expected chunk sequence (-1: the first to come, in a file written before)
 	pending map[int64][]byte // chunks that arrived before their predecessors
 	done    bool
 	notify  chan struct{} // closed and replaced on every write and at finish
@@ -121,14 +121,23 @@ func (s *Store) entryLocked(k Key) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", k, err)
 	}
-	e := &entry{f: f, next: -1, last: -1, pending: map[int64][]byte{}, notify: make(chan struct{})}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open log %s: %w", k, err)
+	}
+	e := &entry{f: f, next: 0, last: -1, pending: map[int64][]byte{}, notify: make(chan struct{})}
+	if fi.Size() > 0 {
+		e.next = -1 // written by an earlier process: continue where it stopped
+	}
 	s.open[k] = e
 	s.wakeLocked(k)
 	return e, nil
 }
 
-// Append writes chunk seq of k's log. Sequences start anywhere (the first
-// chunk seen fixes the start) and count up by one; a chunk below the next
+// Append writes chunk seq of k's log. Sequences start at 0 and count up
+// by one (in a log an earlier process wrote to, the first chunk seen
+// fixes where they continue); a chunk below the next
 // expected sequence is a redelivery and is dropped; one above it is held
 // until the gap is filled (or the log is finished). A log whose writer
 // ended (End, Finish) closes when the chunk that completes it arrives.

@@ -55,6 +55,7 @@ func TestAppendOrder(t *testing.T) {
 		{"in order", []int64{0, 1, 2}, "012", false},
 		{"duplicate dropped", []int64{0, 1, 1, 0, 2}, "012", false},
 		{"gap filled later", []int64{0, 2, 3, 1}, "0123", false},
+		{"first chunk late", []int64{1, 2, 0}, "012", false},
 		{"gap never filled", []int64{0, 2, 4}, "0" + gapMark(1, 1) + "2" + gapMark(3, 3) + "4", true},
 	}
 	for _, tt := range tests {
