@@ -356,9 +356,11 @@ func (e *deployEnv) deployLog(r run) string {
 // `runnel proxy` process, under constant HTTP load: a first release, a
 // blue/green switch, a green that never becomes healthy, a green that
 // becomes unhealthy under traffic (rolled back), and two pushes in quick
-// succession (released one after the other, in commit order). No request
-// through the proxy may fail; the deployments and /metrics show each
-// outcome, the rollback as a change failure.
+// succession (released one after the other, in commit order), and a run
+// cancelled while green takes half the traffic (switched back: rolled
+// back once the agent has). No request through the proxy may fail; the
+// deployments and /metrics show each outcome, the rollbacks as change
+// failures.
 func TestDeployDockerPipeline(t *testing.T) {
 	e := newDeployEnv(t)
 	e.srv = startServer(t, e.dir, "")
@@ -451,6 +453,24 @@ func TestDeployDockerPipeline(t *testing.T) {
 		t.Errorf("after the quick pushes the proxy serves %q, want %s", got, v6)
 	}
 
+	// Cancelled while the new version takes half the traffic: the agent
+	// switches back; the deployment, in progress until then, ends
+	// rolled_back, restoring v6 (docs/deploy.md#cancelling-a-release).
+	v7 := e.commitApp(appSlow)
+	git(t, work, "push", "-q", "origin", "HEAD:refs/heads/main")
+	e.waitTraffic(v7, 50)
+	r7 := e.srv.waitRun(v7, time.Minute, func(run) bool { return true })
+	if code, b := e.srv.api("POST", fmt.Sprintf("/api/v1/runs/%d/cancel", r7.ID)); code != 200 {
+		t.Fatalf("cancel run %d: %d %s", r7.ID, code, b)
+	}
+	d7 := e.deploymentEnded(r7.ID)
+	if d7.Result != "rolled_back" || d7.RollsBack != d6.ID || d7.Release == nil || d7.Release.Outcome != "rolled_back" || d7.Release.Traffic != 0 {
+		t.Errorf("cancelled release = %+v (release %+v), want rolled_back restoring %d at 0%%\ndeploy log:\n%s", d7, d7.Release, d6.ID, e.deployLog(r7))
+	}
+	if got := e.serving(); got != v6 {
+		t.Errorf("after the cancelled release the proxy serves %q, want %s", got, v6)
+	}
+
 	total, failed, errs := l.end()
 	loadEnded = true
 	t.Logf("docker deploy under load: switch %d requests in %s, %d failed; whole test %d requests, %d failed %v",
@@ -463,7 +483,7 @@ func TestDeployDockerPipeline(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("/metrics: %d", code)
 	}
-	want := map[string]string{"success": "4", "failure": "1", "rolled_back": "1"}
+	want := map[string]string{"success": "4", "failure": "1", "rolled_back": "2"}
 	sc := bufio.NewScanner(strings.NewReader(string(b)))
 	got := map[string]string{}
 	for sc.Scan() {
