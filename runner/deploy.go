@@ -69,7 +69,7 @@ func (r *Runner) endDeployment(ctx context.Context, run *store.Run, env string, 
 	}
 	result, ok := deploymentResult(group)
 	cur := r.release(ctx, run.ID, env)
-	if !unwound && allTerminal(group) && unwinding(group, cur) {
+	if !unwound && allTerminal(group) && cancelledRelease(group, cur) {
 		r.markCanceling(ctx, cur)
 		return
 	}

@@ -21,9 +21,9 @@ import (
 // agent's next report.
 const phaseCanceling = "canceling"
 
-// unwinding reports whether cur is the release of a stage of group that
+// cancelledRelease reports whether cur is the release of a stage of group that
 // was cancelled while it ran and has not reported its end.
-func unwinding(group []*store.Stage, cur *store.Deployment) bool {
+func cancelledRelease(group []*store.Stage, cur *store.Deployment) bool {
 	if cur == nil || cur.Release.Outcome != "" {
 		return false
 	}
@@ -122,7 +122,7 @@ func (r *Runner) checkUnwinding(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		if !unwinding(run.Stages, d) {
+		if !cancelledRelease(run.Stages, d) {
 			continue
 		}
 		live[d.ID] = true
