@@ -42,17 +42,24 @@ func (h *failLate) Update(ctx context.Context, u *wire.Update) error {
 	return err
 }
 
-// TestLateLogChunkStored: a step prints 5 or more chunks; storing chunk 1
-// (or the first, 0) fails until the step's EOF chunk, its end and the stage's end were
+// TestLateLogChunkStored: a step prints 5 or more chunks (or one line);
+// storing chunk 1 (or the first, 0) fails until the step's EOF chunk, its end and the stage's end were
 // handled. The stored log is complete, and a follower
 // that started before the step reads all of it and then ends.
 func TestLateLogChunkStored(t *testing.T) {
-	for _, seq := range []uint64{1, 0} {
-		t.Run(fmt.Sprintf("chunk %d", seq), func(t *testing.T) { lateLogChunk(t, seq) })
+	for _, tt := range []struct {
+		seq   uint64
+		lines int
+	}{
+		{1, 200000}, // `seq` prints 1288895 bytes: at least 5 chunks (wire.MaxChunk)
+		{0, 200000},
+		{0, 1}, // one chunk, the EOF one, or two: only the step's end says how many
+	} {
+		t.Run(fmt.Sprintf("chunk %d of %d lines", tt.seq, tt.lines), func(t *testing.T) { lateLogChunk(t, tt.seq, tt.lines) })
 	}
 }
 
-func lateLogChunk(t *testing.T, seq uint64) {
+func lateLogChunk(t *testing.T, seq uint64, lines int) {
 	flaky := &failLate{seq: seq}
 	f := newFixtureOpts(t, runnertest.Options{Wrap: func(h natsbus.Handler) natsbus.Handler {
 		flaky.Handler = h
@@ -60,7 +67,6 @@ func lateLogChunk(t *testing.T, seq uint64) {
 	}}, time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	const lines = 200000 // `seq` prints 1288895 bytes: at least 5 chunks (wire.MaxChunk)
 	ev := f.push(map[string]string{".pipeline.yml": fmt.Sprintf("version: 1\nstages:\n  a:\n    steps:\n      - name: s1\n        run: seq 1 %d\n", lines)})
 	run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: f.repo, Event: ev, Trigger: store.TriggerGitHook})
 	if err != nil {

@@ -250,7 +250,7 @@ func (r *Runner) stepUpdate(ctx context.Context, run *store.Run, st *store.Stage
 	if err := fence(r.cfg.Store.UpdateStep(ctx, st.ID, u.Attempt, step, su)); err != nil {
 		return err
 	}
-	if err := r.cfg.Logs.EndStep(key); err != nil {
+	if err := r.cfg.Logs.EndStep(key, int64(u.LogChunks)); err != nil {
 		log.Warn("finish step log", "err", err)
 	}
 	return nil

@@ -496,6 +496,9 @@ type reporter struct {
 	started chan struct{}
 	// finishing is set before "finished" is sent: no heartbeat after it.
 	finishing atomic.Bool
+
+	logsMu sync.Mutex
+	logs   map[string]*logWriter // by step, until the step's end is sent
 }
 
 // errFinishing: the stage's "finished" is on its way; no more beats.
@@ -532,7 +535,15 @@ func (r *reporter) StepStarted(step string) {
 }
 
 func (r *reporter) StepFinished(step string, status rules.Status, exitCode, attempts int, reason string) {
-	r.send(wire.Update{Kind: wire.KindStepFinished, Step: step, Status: status, ExitCode: exitCode, Attempts: attempts, Reason: reason})
+	r.logsMu.Lock()
+	w := r.logs[step]
+	delete(r.logs, step)
+	r.logsMu.Unlock()
+	var chunks uint64
+	if w != nil {
+		chunks = w.sent()
+	}
+	r.send(wire.Update{Kind: wire.KindStepFinished, Step: step, Status: status, ExitCode: exitCode, Attempts: attempts, Reason: reason, LogChunks: chunks})
 }
 
 func (r *reporter) Deploying(step string, p wire.DeployProgress) {
@@ -540,7 +551,14 @@ func (r *reporter) Deploying(step string, p wire.DeployProgress) {
 }
 
 func (r *reporter) Log(step string) io.WriteCloser {
-	return newLogWriter(r, step)
+	w := newLogWriter(r, step)
+	r.logsMu.Lock()
+	defer r.logsMu.Unlock()
+	if r.logs == nil {
+		r.logs = map[string]*logWriter{}
+	}
+	r.logs[step] = w
+	return w
 }
 
 // send publishes u after "started" has been stored.

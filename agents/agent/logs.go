@@ -60,6 +60,14 @@ func (w *logWriter) flush() {
 	}
 }
 
+// sent returns how many chunks were sent (the step's end tells the
+// server, which waits for one it failed to store).
+func (w *logWriter) sent() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seq
+}
+
 // Close sends the rest and the EOF mark. It is idempotent.
 func (w *logWriter) Close() error {
 	w.mu.Lock()

@@ -118,7 +118,10 @@
 // from 0 per (run, stage, attempt, step) by Seq; the last chunk has EOF set
 // (possibly with no data). Long lines are split, never dropped. Chunks are
 // published to JetStream with message id LogMsgID so a publish retry is
-// not stored twice; the server orders by Seq.
+// not stored twice; the server orders by Seq. A step's KindStepFinished
+// says how many chunks its log was sent in (LogChunks): the server keeps
+// the log open, for a bounded time, for chunks it failed to store and
+// that come again after the step's end.
 //
 // # Transfers
 //

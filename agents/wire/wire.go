@@ -157,6 +157,11 @@ type Update struct {
 	// older agents means 1.
 	Attempts int    `json:"attempts,omitempty"`
 	Reason   string `json:"reason,omitempty"`
+	// LogChunks is, in a step's KindStepFinished, how many log chunks the
+	// step's log was sent in (its EOF chunk is LogChunks-1), so the server
+	// waits for a chunk it failed to store; 0 from older agents and for
+	// steps without a log.
+	LogChunks uint64 `json:"log_chunks,omitempty"`
 	// Seq numbers the updates of one attempt from 0, for ordering and
 	// deduplication.
 	Seq  uint64    `json:"seq"`

@@ -39,12 +39,18 @@ func (s *Store) End(k Key, seq int64, data []byte) error {
 	return s.endLocked(k, e)
 }
 
-// EndStep says that k's step ended: like Finish, but a log that was
-// written and whose EOF mark has not arrived waits for it too (the mark
-// is sent before the step's end; it is missing only when storing it
-// failed and it comes again).
-func (s *Store) EndStep(k Key) error {
-	return s.end(k, func(e *entry) { e.wantEOF = e.next > 0 })
+// EndStep says that k's step ended after sending its log in chunks
+// chunks (0: not said): like Finish, but it also waits for chunks up to
+// chunks-1, and a log that was written and whose EOF mark has not
+// arrived waits for it too (the mark is sent before the step's end; it is
+// missing only when storing it failed and it comes again).
+func (s *Store) EndStep(k Key, chunks int64) error {
+	return s.end(k, func(e *entry) {
+		if chunks > 0 && e.last < 0 {
+			e.last = chunks - 1
+		}
+		e.wantEOF = e.next > 0
+	})
 }
 
 // Finish says k's log has no more writer (its step ended, was cancelled

@@ -102,7 +102,7 @@ func TestLateChunkAfterEnd(t *testing.T) {
 			if err := s.End(k, last, data); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.EndStep(k); err != nil {
+			if err := s.EndStep(k, 0); err != nil {
 				t.Fatal(err)
 			}
 			if !s.Live(k) {
@@ -139,7 +139,7 @@ func TestEOFAfterStepEnd(t *testing.T) {
 	if err := s.Append(k, 0, []byte("zero\n")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.EndStep(k); err != nil {
+	if err := s.EndStep(k, 0); err != nil {
 		t.Fatal(err)
 	}
 	if !s.Live(k) {
@@ -154,9 +154,20 @@ func TestEOFAfterStepEnd(t *testing.T) {
 	if b := readLog(t, s, k); b != "zero\nlast\n" {
 		t.Errorf("stored %q", b)
 	}
+	// A step whose only chunk (with the EOF mark) failed says it sent one.
+	short := Key{Run: "1", Stage: "build", Attempt: 1, Step: "2"}
+	if err := s.EndStep(short, 1); err != nil || !s.Live(short) {
+		t.Fatalf("log of a step that sent 1 chunk, none stored: err %v, open %v", err, s.Live(short))
+	}
+	if err := s.End(short, 0, []byte("only\n")); err != nil || s.Live(short) {
+		t.Fatalf("its chunk came: err %v, open %v", err, s.Live(short))
+	}
+	if b := readLog(t, s, short); b != "only\n" {
+		t.Errorf("stored %q", b)
+	}
 	// A step that wrote nothing (skipped) closes at its end.
 	skipped := Key{Run: "1", Stage: "build", Attempt: 1, Step: "1"}
-	if err := s.EndStep(skipped); err != nil || s.Live(skipped) {
+	if err := s.EndStep(skipped, 0); err != nil || s.Live(skipped) {
 		t.Fatalf("skipped step's log: err %v, open %v", err, s.Live(skipped))
 	}
 }
@@ -174,7 +185,9 @@ func TestGraceBound(t *testing.T) {
 			"zero\n" + gapMark(1, 1) + "two\n"},
 		{"chunks up to EOF", func(s *Store, k Key) error { return s.End(k, 3, nil) },
 			"zero\n" + gapMark(1, 2)},
-		{"no EOF", func(s *Store, k Key) error { return s.EndStep(k) },
+		{"chunks the step's end counts", func(s *Store, k Key) error { return s.EndStep(k, 3) },
+			"zero\n" + "\n[runnel: log chunks 1-2 were not received; the end of the output is missing]\n"},
+		{"no EOF", func(s *Store, k Key) error { return s.EndStep(k, 0) },
 			"zero\n\n[runnel: the end of this log was not received; output may be missing]\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
