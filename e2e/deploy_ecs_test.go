@@ -198,7 +198,8 @@ stages:
 // the first release goes to target group a (no blue), the second to b:
 // the credentials are the stage's secrets (one renamed to its variable);
 // the weights move 100/0 → 90/10 → 0/100 (the deploy log shows each
-// step, the listener holds the last) and the old task set is removed.
+// step, the listener holds the last) and the old task set is removed; a
+// third release cancelled at 90/10 goes back to 0/100 and is rolled_back.
 func TestDeployECSPipeline(t *testing.T) {
 	url := startMoto(t)
 	w := newECSWorld(t, url)
@@ -241,6 +242,28 @@ func TestDeployECSPipeline(t *testing.T) {
 	}
 	if got := w.taskSets(t); len(got) != 1 || !strings.HasPrefix(got[0], v2+":") {
 		t.Errorf("task sets after the second release: %v, want only %s (%s removed)", got, v2, v1)
+	}
+
+	// Cancelled while green takes 10 %: the agent routes everything back
+	// to blue and removes green; the deployment ends rolled_back, restoring
+	// the second release (docs/deploy.md#cancelling-a-release).
+	d2 := e.deployment(srv.waitRun(v2, time.Minute, terminal).ID)
+	v3 := commit(t, work, w.pipeline(url, 3, "60s"))
+	e.trigger("app", v3)
+	e.waitTraffic(v3, 10)
+	r3 := srv.waitRun(v3, time.Minute, func(run) bool { return true })
+	if code, b := srv.api("POST", fmt.Sprintf("/api/v1/runs/%d/cancel", r3.ID)); code != 200 {
+		t.Fatalf("cancel run %d: %d %s", r3.ID, code, b)
+	}
+	d3 := e.deploymentEnded(r3.ID)
+	if d3.Result != "rolled_back" || d3.RollsBack != d2.ID || d3.Release == nil || d3.Release.Outcome != "rolled_back" {
+		t.Errorf("cancelled release: deployment %+v (release %+v), want rolled_back restoring %d\ndeploy log:\n%s", d3, d3.Release, d2.ID, e.deployLog(r3))
+	}
+	if got := w.weights(t); got != "0/100" {
+		t.Errorf("after the cancelled release the listener forwards %s (a/b), want 0/100", got)
+	}
+	if got := w.taskSets(t); len(got) != 1 || !strings.HasPrefix(got[0], v2+":") {
+		t.Errorf("task sets after the cancelled release: %v, want only %s", got, v2)
 	}
 }
 
