@@ -198,6 +198,19 @@ func (rel Release) Steps() ([]int, error) {
 	return out, nil
 }
 
+// Linear reports whether steps (as Steps returns them, two or more) are
+// p, 2p, 3p, … and a final 100: equal shifts that AWS's linear
+// strategies can take.
+func Linear(steps []int) bool {
+	p := steps[0]
+	for i, w := range steps[:len(steps)-1] {
+		if w != (i+1)*p {
+			return false
+		}
+	}
+	return steps[len(steps)-1]-steps[len(steps)-2] <= p
+}
+
 // Validate reports what is missing or wrong in rel.
 func (rel Release) Validate() error {
 	var errs []error

@@ -43,6 +43,20 @@ func TestSteps(t *testing.T) {
 	}
 }
 
+func TestLinear(t *testing.T) {
+	for _, tt := range []struct {
+		steps []int
+		want  bool
+	}{
+		{[]int{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}, true}, {[]int{30, 60, 90, 100}, true}, {[]int{40, 80, 100}, true},
+		{[]int{10, 100}, false}, {[]int{10, 30, 100}, false}, {[]int{30, 60, 100}, false},
+	} {
+		if got := deploy.Linear(tt.steps); got != tt.want {
+			t.Errorf("Linear(%v) = %v, want %v", tt.steps, got, tt.want)
+		}
+	}
+}
+
 // platform is an in-memory Backend that records the calls BlueGreen makes
 // and fails where told.
 type platform struct {

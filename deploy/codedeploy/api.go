@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -13,14 +12,14 @@ import (
 	cd "github.com/aws/aws-sdk-go-v2/service/codedeploy"
 	cdtypes "github.com/aws/aws-sdk-go-v2/service/codedeploy/types"
 	awsecs "github.com/aws/aws-sdk-go-v2/service/ecs"
-	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/runnel-ci/runnel/deploy"
+	"github.com/runnel-ci/runnel/deploy/ecstask"
 )
 
 // LabelVersion is the Docker label the Provider sets on the released
 // container of the task definitions it registers.
-const LabelVersion = "runnel.deploy.version"
+const LabelVersion = ecstask.LabelVersion
 
 // historyLimit bounds how many of the group's latest deployments a
 // release reads to find its own and the serving version.
@@ -123,65 +122,15 @@ func (p *Provider) register(ctx context.Context, cluster, service string, rel de
 	if len(svcs.Services) != 1 || svcs.Services[0].TaskDefinition == nil {
 		return "", "", 0, fmt.Errorf("service %s of cluster %s not found", service, cluster)
 	}
-	blue, err := p.c.ECS.DescribeTaskDefinition(ctx, &awsecs.DescribeTaskDefinitionInput{TaskDefinition: svcs.Services[0].TaskDefinition,
-		Include: []ecstypes.TaskDefinitionField{ecstypes.TaskDefinitionFieldTags}})
+	blue, err := ecstask.Describe(ctx, p.c.ECS, aws.ToString(svcs.Services[0].TaskDefinition))
 	if err != nil {
 		return "", "", 0, err
 	}
-	td := *blue.TaskDefinition
-	td.ContainerDefinitions = slices.Clone(td.ContainerDefinitions)
-	c, err := p.container(&td, rel.App)
+	td, container, err := ecstask.Register(ctx, p.c.ECS, blue, p.c.Container, rel, nil)
 	if err != nil {
 		return "", "", 0, err
 	}
-	c.Image = aws.String(rel.Image)
-	if len(rel.Command) > 0 {
-		c.Command = rel.Command
-	}
-	c.Environment = mergeEnv(c.Environment, rel.Env)
-	c.DockerLabels = maps.Clone(c.DockerLabels)
-	if c.DockerLabels == nil {
-		c.DockerLabels = map[string]string{}
-	}
-	c.DockerLabels[LabelVersion] = rel.Version
-	out, err := p.c.ECS.RegisterTaskDefinition(ctx, &awsecs.RegisterTaskDefinitionInput{
-		Family: td.Family, ContainerDefinitions: td.ContainerDefinitions, Cpu: td.Cpu, Memory: td.Memory,
-		ExecutionRoleArn: td.ExecutionRoleArn, TaskRoleArn: td.TaskRoleArn, NetworkMode: td.NetworkMode,
-		RequiresCompatibilities: td.RequiresCompatibilities, Volumes: td.Volumes, PlacementConstraints: td.PlacementConstraints,
-		RuntimePlatform: td.RuntimePlatform, EphemeralStorage: td.EphemeralStorage, Tags: blue.Tags,
-	})
-	if err != nil {
-		return "", "", 0, err
-	}
-	if out.TaskDefinition == nil {
-		return "", "", 0, errors.New("no task definition in the answer")
-	}
-	return aws.ToString(out.TaskDefinition.TaskDefinitionArn), aws.ToString(c.Name), rel.Port, nil
-}
-
-// container returns the container of td that runs the release.
-func (p *Provider) container(td *ecstypes.TaskDefinition, app string) (*ecstypes.ContainerDefinition, error) {
-	cs := td.ContainerDefinitions
-	name := p.c.Container
-	if name == "" && len(cs) == 1 {
-		return &cs[0], nil
-	}
-	if name == "" {
-		name = app
-	}
-	i := slices.IndexFunc(cs, func(c ecstypes.ContainerDefinition) bool { return aws.ToString(c.Name) == name })
-	if i < 0 {
-		return nil, fmt.Errorf("task definition %s has no container %q", aws.ToString(td.TaskDefinitionArn), name)
-	}
-	return &cs[i], nil
-}
-
-func mergeEnv(env []ecstypes.KeyValuePair, set map[string]string) []ecstypes.KeyValuePair {
-	out := slices.DeleteFunc(slices.Clone(env), func(kv ecstypes.KeyValuePair) bool { _, ok := set[aws.ToString(kv.Name)]; return ok })
-	for _, k := range slices.Sorted(maps.Keys(set)) {
-		out = append(out, ecstypes.KeyValuePair{Name: aws.String(k), Value: aws.String(set[k])})
-	}
-	return out
+	return aws.ToString(td.TaskDefinitionArn), container, rel.Port, nil
 }
 
 // deployment reads a deployment.

@@ -74,7 +74,7 @@ func routing(rel deploy.Release) (name string, tr *cdtypes.TrafficRoutingConfig,
 		name = fmt.Sprintf("Canary%dPercent%dMinutes", p, m)
 		tr = &cdtypes.TrafficRoutingConfig{Type: cdtypes.TrafficRoutingTypeTimeBasedCanary,
 			TimeBasedCanary: &cdtypes.TimeBasedCanary{CanaryPercentage: p, CanaryInterval: m}}
-	case linear(steps):
+	case deploy.Linear(steps):
 		name = fmt.Sprintf("Linear%dPercentEvery%dMinutes", p, m)
 		tr = &cdtypes.TrafficRoutingConfig{Type: cdtypes.TrafficRoutingTypeTimeBasedLinear,
 			TimeBasedLinear: &cdtypes.TimeBasedLinear{LinearPercentage: p, LinearInterval: m}}
@@ -86,15 +86,4 @@ func routing(rel deploy.Release) (name string, tr *cdtypes.TrafficRoutingConfig,
 		return "CodeDeployDefault.ECS" + name, tr, nil
 	}
 	return "Runnel.ECS" + name, tr, nil
-}
-
-// linear reports whether steps are p, 2p, 3p, … and a final 100.
-func linear(steps []int) bool {
-	p := steps[0]
-	for i, w := range steps[:len(steps)-1] {
-		if w != (i+1)*p {
-			return false
-		}
-	}
-	return steps[len(steps)-1]-steps[len(steps)-2] <= p
 }

@@ -15,6 +15,7 @@ import (
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
 	"github.com/runnel-ci/runnel/deploy"
+	"github.com/runnel-ci/runnel/deploy/ecstask"
 )
 
 // ECS is the part of the ECS API the Provider uses; *ecs.Client has it.
@@ -270,11 +271,6 @@ func (b *backend) CreateGreen(ctx context.Context, rel deploy.Release) error {
 	if name == "" {
 		name = rel.App
 	}
-	env := make([]ecstypes.KeyValuePair, 0, len(rel.Env))
-	for k, v := range rel.Env {
-		env = append(env, ecstypes.KeyValuePair{Name: aws.String(k), Value: aws.String(v)})
-	}
-	sort.Slice(env, func(i, j int) bool { return *env[i].Name < *env[j].Name })
 	td, err := c.ECS.RegisterTaskDefinition(ctx, &awsecs.RegisterTaskDefinitionInput{
 		Family:      aws.String(rel.App),
 		NetworkMode: ecstypes.NetworkModeAwsvpc,
@@ -284,12 +280,12 @@ func (b *backend) CreateGreen(ctx context.Context, rel deploy.Release) error {
 			Name:         aws.String(name),
 			Image:        aws.String(rel.Image),
 			Command:      rel.Command,
-			Environment:  env,
+			Environment:  ecstask.MergeEnv(nil, rel.Env),
 			Memory:       aws.Int32(c.Memory),
 			Essential:    aws.Bool(true),
 			PortMappings: []ecstypes.PortMapping{{ContainerPort: aws.Int32(int32(rel.Port)), Protocol: ecstypes.TransportProtocolTcp}},
 		}},
-		Tags: []ecstypes.Tag{{Key: aws.String("runnel.deploy.version"), Value: aws.String(rel.Version)}},
+		Tags: []ecstypes.Tag{{Key: aws.String(ecstask.LabelVersion), Value: aws.String(rel.Version)}},
 	})
 	if err != nil {
 		return fmt.Errorf("register task definition %s: %w", rel.App, err)

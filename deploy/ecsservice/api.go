@@ -2,16 +2,13 @@ package ecsservice
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"maps"
-	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsecs "github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
-	"github.com/runnel-ci/runnel/deploy"
+	"github.com/runnel-ci/runnel/deploy/ecstask"
 )
 
 // service describes the service and checks that ECS deploys it.
@@ -55,11 +52,11 @@ func (p *Provider) revisionLabels(ctx context.Context, rev *ecstypes.ServiceRevi
 	if len(out.ServiceRevisions) != 1 {
 		return nil, fmt.Errorf("service revision %s not found", aws.ToString(rev.Arn))
 	}
-	td, err := p.taskDefinition(ctx, aws.ToString(out.ServiceRevisions[0].TaskDefinition))
+	td, err := ecstask.Describe(ctx, p.c.ECS, aws.ToString(out.ServiceRevisions[0].TaskDefinition))
 	if err != nil {
 		return nil, err
 	}
-	c, err := p.container(td.TaskDefinition, "")
+	c, err := ecstask.Container(td.TaskDefinition, p.c.Container, "")
 	if err != nil {
 		return nil, err
 	}
@@ -73,101 +70,6 @@ func (p *Provider) sourceVersion(ctx context.Context, sd *ecstypes.ServiceDeploy
 	}
 	l, err := p.revisionLabels(ctx, &sd.SourceServiceRevisions[0])
 	return l[LabelVersion], err
-}
-
-func (p *Provider) taskDefinition(ctx context.Context, arn string) (*awsecs.DescribeTaskDefinitionOutput, error) {
-	out, err := p.c.ECS.DescribeTaskDefinition(ctx, &awsecs.DescribeTaskDefinitionInput{
-		TaskDefinition: aws.String(arn), Include: []ecstypes.TaskDefinitionField{ecstypes.TaskDefinitionFieldTags},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("describe task definition %s: %w", arn, err)
-	}
-	if out.TaskDefinition == nil {
-		return nil, fmt.Errorf("task definition %s not found", arn)
-	}
-	return out, nil
-}
-
-// container returns the container that runs the released image: the
-// configured one, the only one, or the one named app.
-func (p *Provider) container(td *ecstypes.TaskDefinition, app string) (*ecstypes.ContainerDefinition, error) {
-	cs := td.ContainerDefinitions
-	name := p.c.Container
-	if name == "" && len(cs) == 1 {
-		return &cs[0], nil
-	}
-	if name == "" {
-		name = app
-	}
-	if name == "" {
-		// The container a labelled revision runs the release in.
-		if i := slices.IndexFunc(cs, func(c ecstypes.ContainerDefinition) bool { return c.DockerLabels[LabelVersion] != "" }); i >= 0 {
-			return &cs[i], nil
-		}
-		return &ecstypes.ContainerDefinition{}, nil
-	}
-	i := slices.IndexFunc(cs, func(c ecstypes.ContainerDefinition) bool { return aws.ToString(c.Name) == name })
-	if i < 0 {
-		return nil, fmt.Errorf("task definition %s has no container %q", aws.ToString(td.TaskDefinitionArn), name)
-	}
-	return &cs[i], nil
-}
-
-// register registers a copy of the serving task definition whose
-// container runs rel: its image, command and environment, labelled with
-// the version and the release's ID.
-func (p *Provider) register(ctx context.Context, blue *awsecs.DescribeTaskDefinitionOutput, rel deploy.Release) (*ecstypes.TaskDefinition, error) {
-	td := *blue.TaskDefinition
-	td.ContainerDefinitions = slices.Clone(td.ContainerDefinitions)
-	c, err := p.container(&td, rel.App)
-	if err != nil {
-		return nil, err
-	}
-	c.Image = aws.String(rel.Image)
-	if len(rel.Command) > 0 {
-		c.Command = rel.Command
-	}
-	c.Environment = mergeEnv(c.Environment, rel.Env)
-	c.DockerLabels = maps.Clone(c.DockerLabels)
-	if c.DockerLabels == nil {
-		c.DockerLabels = map[string]string{}
-	}
-	c.DockerLabels[LabelVersion] = rel.Version
-	if rel.ID != "" {
-		c.DockerLabels[LabelID] = rel.ID
-	} else {
-		delete(c.DockerLabels, LabelID)
-	}
-	out, err := p.c.ECS.RegisterTaskDefinition(ctx, &awsecs.RegisterTaskDefinitionInput{
-		Family: td.Family, ContainerDefinitions: td.ContainerDefinitions, Cpu: td.Cpu, Memory: td.Memory,
-		ExecutionRoleArn: td.ExecutionRoleArn, TaskRoleArn: td.TaskRoleArn, NetworkMode: td.NetworkMode,
-		RequiresCompatibilities: td.RequiresCompatibilities, Volumes: td.Volumes, PlacementConstraints: td.PlacementConstraints,
-		RuntimePlatform: td.RuntimePlatform, EphemeralStorage: td.EphemeralStorage, IpcMode: td.IpcMode, PidMode: td.PidMode,
-		ProxyConfiguration: td.ProxyConfiguration, InferenceAccelerators: td.InferenceAccelerators,
-		EnableFaultInjection: td.EnableFaultInjection, Tags: blue.Tags,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if out.TaskDefinition == nil {
-		return nil, errors.New("no task definition in the answer")
-	}
-	return out.TaskDefinition, nil
-}
-
-// mergeEnv returns env with the values of set replacing or added, in a
-// stable order.
-func mergeEnv(env []ecstypes.KeyValuePair, set map[string]string) []ecstypes.KeyValuePair {
-	out := make([]ecstypes.KeyValuePair, 0, len(env)+len(set))
-	for _, kv := range env {
-		if _, ok := set[aws.ToString(kv.Name)]; !ok {
-			out = append(out, kv)
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(set)) {
-		out = append(out, ecstypes.KeyValuePair{Name: aws.String(k), Value: aws.String(set[k])})
-	}
-	return out
 }
 
 // active reports whether a service deployment has not ended.

@@ -13,6 +13,7 @@ import (
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/runnel-ci/runnel/deploy"
+	"github.com/runnel-ci/runnel/deploy/ecstask"
 )
 
 // API is the part of the ECS API the Provider uses; *ecs.Client has it.
@@ -32,7 +33,7 @@ type API interface {
 // and the release's identity (deploy.Release.ID) by which a re-delivered
 // stage finds the service deployment it started.
 const (
-	LabelVersion = "runnel.deploy.version"
+	LabelVersion = ecstask.LabelVersion
 	LabelID      = "runnel.deploy.id"
 )
 
@@ -216,12 +217,12 @@ func (r *release) current(ctx context.Context, arn string) (done bool, err error
 // follows the service deployment that starts.
 func (r *release) start(ctx context.Context, svc *ecstypes.Service) {
 	p := r.p
-	blue, err := p.taskDefinition(ctx, aws.ToString(svc.TaskDefinition))
+	blue, err := ecstask.Describe(ctx, p.c.ECS, aws.ToString(svc.TaskDefinition))
 	if err != nil {
 		r.fail("describe task definition", err)
 		return
 	}
-	c, err := p.container(blue.TaskDefinition, r.rel.App)
+	c, err := ecstask.Container(blue.TaskDefinition, p.c.Container, r.rel.App)
 	if err != nil {
 		r.fail("task definition", err)
 		return
@@ -243,7 +244,7 @@ func (r *release) start(ctx context.Context, svc *ecstypes.Service) {
 		r.fail("fence", err)
 		return
 	}
-	green, err := p.register(ctx, blue, r.rel)
+	green, _, err := ecstask.Register(ctx, p.c.ECS, blue, p.c.Container, r.rel, map[string]string{LabelID: r.rel.ID})
 	if err != nil {
 		r.fail("register task definition", err)
 		return

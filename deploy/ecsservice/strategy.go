@@ -44,24 +44,13 @@ func strategy(cur *ecstypes.DeploymentConfiguration, rel deploy.Release) (*ecsty
 	case len(steps) == 2:
 		out.Strategy = ecstypes.DeploymentStrategyCanary
 		out.CanaryConfiguration = &ecstypes.CanaryConfiguration{CanaryPercent: aws.Float64(p), CanaryBakeTimeInMinutes: aws.Int32(step)}
-	case linear(steps):
+	case deploy.Linear(steps):
 		out.Strategy = ecstypes.DeploymentStrategyLinear
 		out.LinearConfiguration = &ecstypes.LinearConfiguration{StepPercent: aws.Float64(p), StepBakeTimeInMinutes: aws.Int32(step)}
 	default:
 		return nil, fmt.Errorf("traffic steps %v: ECS shifts all at once, one canary step, or equal linear steps", steps)
 	}
 	return &out, nil
-}
-
-// linear reports whether steps are p, 2p, 3p, … and a final 100.
-func linear(steps []int) bool {
-	p := steps[0]
-	for i, w := range steps[:len(steps)-1] {
-		if w != (i+1)*p {
-			return false
-		}
-	}
-	return steps[len(steps)-1]-steps[len(steps)-2] <= p
 }
 
 // minutes converts d to ECS's whole minutes, refusing fractions.
