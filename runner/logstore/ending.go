@@ -46,7 +46,9 @@ func (s *Store) End(k Key, seq int64, data []byte) error {
 // missing only when storing it failed and it comes again).
 func (s *Store) EndStep(k Key, chunks int64) error {
 	return s.end(k, func(e *entry) {
-		if chunks > 0 && e.last < 0 {
+		// A log an earlier process wrote to (next < 0, no chunk came here)
+		// cannot tell which chunks it holds.
+		if chunks > 0 && e.last < 0 && e.next >= 0 {
 			e.last = chunks - 1
 		}
 		e.wantEOF = e.next > 0

@@ -226,3 +226,24 @@ func TestGraceBound(t *testing.T) {
 		})
 	}
 }
+
+// A server restarted during a step: the log's file holds what the earlier
+// process stored, so the step's end closes it (it cannot tell which
+// chunks that was).
+func TestEndStepAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	k := Key{Run: "1", Stage: "build", Attempt: 1, Step: "0"}
+	s1, _ := New(dir)
+	if err := s1.Append(k, 0, []byte("before the restart\n")); err != nil {
+		t.Fatal(err)
+	}
+	s1.Close()
+	s2, _ := New(dir)
+	fakeClock(s2)
+	if err := s2.EndStep(k, 3); err != nil || s2.Live(k) {
+		t.Fatalf("end of a step written before a restart: err %v, open %v", err, s2.Live(k))
+	}
+	if b := readLog(t, s2, k); b != "before the restart\n" {
+		t.Errorf("stored %q", b)
+	}
+}
