@@ -58,6 +58,11 @@ type Config struct {
 	// Transfers grants jobs access to the artifact store
 	// (runner/transfers); nil means jobs get none.
 	Transfers Granter
+	// Credentials are the agents' credentials: a claim for a stage that
+	// needs labels the claiming agent's credential does not allow is
+	// refused (see labelRefusal). nil: no such check, the NATS
+	// permissions alone keep agents to their labels.
+	Credentials Credentials
 }
 
 // Runner owns the run lifecycle. Create it with New, call Start, and

@@ -92,7 +92,7 @@ func newFixtureOpts(t *testing.T, o runnertest.Options, lease time.Duration) *fi
 		t.Fatal(err)
 	}
 	f.runner, err = New(Config{Store: f.store, Bus: f.bus.Dispatcher, Logs: f.logs, Logger: log, CacheDir: filepath.Join(f.dir, "cache"),
-		LeaseTimeout: lease, Metrics: mets})
+		LeaseTimeout: lease, Metrics: mets, Credentials: f.bus})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,10 +37,14 @@ type natsSetup struct {
 	nc     *nats.Conn
 	d      *natsbus.Dispatcher
 	agentC natsbus.Creds
-	// builtin is the built-in agent's credential on the embedded NATS; a
-	// reload of the agent credentials keeps it.
+	// builtin is the built-in agent's credential (with an external NATS
+	// its name and labels only); a reload of the agent credentials keeps
+	// it.
 	builtin *natsbus.AgentCredential
 	data    string // the server's data directory (absolute)
+	// creds are the labels each credential allows, for the runner's
+	// check of claims; loaded with the embedded or an external NATS.
+	creds credLabels
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -74,6 +78,7 @@ func startNATS(ctx context.Context, f serverFlags, data, inst string, labels map
 		if err != nil {
 			return nil, err
 		}
+		n.creds.set(agents)
 		n.url = n.srv.ClientURL()
 		creds = n.srv.ServerCreds()
 		log.Info("embedded NATS started", "url", n.url)
@@ -89,6 +94,12 @@ func startNATS(ctx context.Context, f serverFlags, data, inst string, labels map
 				return nil, usageError(err)
 			}
 			n.agentC = c
+			n.builtin = &natsbus.AgentCredential{Name: c.User, Labels: labels}
+		}
+		// The server checks claims against DATA/nats-agents.json here
+		// too: the credentials the cluster's users were made from.
+		if err := n.reloadAgents(); err != nil {
+			return nil, err
 		}
 	}
 	var err error
@@ -107,7 +118,8 @@ func startNATS(ctx context.Context, f serverFlags, data, inst string, labels map
 
 // reloadAgents re-reads the agent credentials (written by `runnel agent
 // token`) into the embedded NATS server, so a new agent can join without a
-// restart. Existing connections keep their permissions.
+// restart, and into the labels the runner checks claims against (also
+// with an external NATS). Existing connections keep their permissions.
 func (n *natsSetup) reloadAgents() error {
 	agents, err := loadAgentCredentials(n.data)
 	if err != nil {
@@ -116,7 +128,13 @@ func (n *natsSetup) reloadAgents() error {
 	if n.builtin != nil {
 		agents = append(agents, *n.builtin)
 	}
-	return n.srv.SetAgents(agents)
+	if n.srv != nil {
+		if err := n.srv.SetAgents(agents); err != nil {
+			return err
+		}
+	}
+	n.creds.set(agents)
+	return nil
 }
 
 // credsPoll is how often the server looks for a changed agent
@@ -124,42 +142,39 @@ func (n *natsSetup) reloadAgents() error {
 const credsPoll = time.Second
 
 // run starts consuming agents' events into rn and the built-in agent.
-// With the embedded NATS, a change to the agent credentials file (written
-// by `runnel agent token`) is loaded within credsPoll, and SIGHUP loads
-// it at once.
+// A change to the agent credentials file (written by `runnel agent
+// token`) is loaded within credsPoll, and SIGHUP loads it at once.
 func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, eng engine.Engine, labels map[string]string, allowed []pipeline.Permission, workDir string, log *slog.Logger) error {
 	ctx, n.cancel = context.WithCancel(ctx)
-	if n.srv != nil {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		path := filepath.Join(n.data, agentCredsFile)
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			defer signal.Stop(hup)
-			tick := time.NewTicker(credsPoll)
-			defer tick.Stop()
-			last := fileStamp(path)
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-hup:
-				case <-tick.C:
-					if st := fileStamp(path); st != last {
-						last = st
-					} else {
-						continue
-					}
-				}
-				if err := n.reloadAgents(); err != nil {
-					log.Error("reload agent credentials", "err", err)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	path := filepath.Join(n.data, agentCredsFile)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer signal.Stop(hup)
+		tick := time.NewTicker(credsPoll)
+		defer tick.Stop()
+		last := fileStamp(path)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			case <-tick.C:
+				if st := fileStamp(path); st != last {
+					last = st
 				} else {
-					log.Info("agent credentials reloaded")
+					continue
 				}
 			}
-		}()
-	}
+			if err := n.reloadAgents(); err != nil {
+				log.Error("reload agent credentials", "err", err)
+			} else {
+				log.Info("agent credentials reloaded")
+			}
+		}
+	}()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

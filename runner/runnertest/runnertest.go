@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -60,8 +61,9 @@ type Harness struct {
 	wg     sync.WaitGroup
 
 	mu        sync.Mutex
-	killAgent context.CancelFunc // stops the current agent's Run
-	agentDone chan struct{}      // closed when it returned
+	killAgent context.CancelFunc        // stops the current agent's Run
+	agentDone chan struct{}             // closed when it returned
+	agents    []natsbus.AgentCredential // the credentials NATS knows
 }
 
 // Start starts NATS, the dispatcher and (unless o.NoAgent) the agent, and
@@ -91,6 +93,7 @@ func Start(t testing.TB, o Options) *Harness {
 		}
 		cred.Labels = maps.Clone(o.Labels)
 		creds = append(creds, cred)
+		h.agents = creds
 		if h.creds, err = natsbus.ParseAgentToken(tok); err != nil {
 			t.Fatal(err)
 		}
@@ -163,6 +166,42 @@ func (h *Harness) StartAgent() {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// AddCredential gives NATS one more agent credential, allowing labels, and
+// returns its NATS user (to connect with natsbus.Connect).
+func (h *Harness) AddCredential(name string, labels map[string]string) natsbus.Creds {
+	h.t.Helper()
+	tok, cred, err := natsbus.NewAgentCredential(name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cred.Labels = maps.Clone(labels)
+	h.mu.Lock()
+	h.agents = append(h.agents, cred)
+	all := slices.Clone(h.agents)
+	h.mu.Unlock()
+	if err := h.NATS.SetAgents(all); err != nil {
+		h.t.Fatal(err)
+	}
+	c, err := natsbus.ParseAgentToken(tok)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c
+}
+
+// AgentLabels returns the labels the credential of agent name allows (the
+// runner's Credentials).
+func (h *Harness) AgentLabels(name string) (map[string]string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, a := range h.agents {
+		if a.Name == name {
+			return a.Labels, true
+		}
+	}
+	return nil, false
 }
 
 // KillAgent stops the agent the hard way, as if its process died: its
