@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/runnel-ci/runnel/agents/engine"
+	"github.com/runnel-ci/runnel/deploy"
 	"github.com/runnel-ci/runnel/pipeline"
 )
 
@@ -56,4 +57,22 @@ func endpoint(pd *pipeline.Deploy, service string) *string {
 		return aws.String(ep)
 	}
 	return nil
+}
+
+// awsProvider makes the AWS provider name of a deploy block from its
+// settings t (the block's key is key): build gets them and the stage's
+// AWS configuration (awsConfig); errors name the provider.
+func awsProvider[T any](name, key string, t *T, pd *pipeline.Deploy, spec *engine.Spec, build func(*T, aws.Config) (deploy.Provider, error)) (deploy.Provider, error) {
+	if t == nil {
+		return nil, fmt.Errorf("provider %s: no %s settings", name, key)
+	}
+	cfg, err := awsConfig(pd, spec)
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: %w", name, err)
+	}
+	p, err := build(t, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: %w", name, err)
+	}
+	return p, nil
 }

@@ -1,9 +1,7 @@
 package deployer
 
 import (
-	"errors"
-	"fmt"
-
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsecs "github.com/aws/aws-sdk-go-v2/service/ecs"
 
 	"github.com/runnel-ci/runnel/agents/engine"
@@ -15,20 +13,10 @@ import (
 // ecsServiceProvider makes the ecs-service provider of a deploy block,
 // with the stage's AWS configuration (awsConfig).
 func (d *Deployer) ecsServiceProvider(pd *pipeline.Deploy, spec *engine.Spec) (deploy.Provider, error) {
-	t := pd.ECSService
-	if t == nil {
-		return nil, errors.New("provider ecs-service: no ecs_service settings")
-	}
-	cfg, err := awsConfig(pd, spec)
-	if err != nil {
-		return nil, fmt.Errorf("provider ecs-service: %w", err)
-	}
-	client := awsecs.NewFromConfig(cfg, func(o *awsecs.Options) { o.BaseEndpoint = endpoint(pd, "ecs") })
-	p, err := ecsservice.New(ecsservice.Config{ECS: client, Cluster: t.Cluster, Service: t.Service, Container: t.Container, Logger: d.Logger})
-	if err != nil {
-		return nil, fmt.Errorf("provider ecs-service: %w", err)
-	}
-	return p, nil
+	return awsProvider(pipeline.ProviderECSService, "ecs_service", pd.ECSService, pd, spec, func(t *pipeline.ECSServiceTarget, cfg aws.Config) (deploy.Provider, error) {
+		client := awsecs.NewFromConfig(cfg, func(o *awsecs.Options) { o.BaseEndpoint = endpoint(pd, "ecs") })
+		return ecsservice.New(ecsservice.Config{ECS: client, Cluster: t.Cluster, Service: t.Service, Container: t.Container, Logger: d.Logger})
+	})
 }
 
 // releaseID is the identity of a stage's release: its install, run and
