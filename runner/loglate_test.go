@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/runner/natsserver"
 	"github.com/runnel-ci/runnel/runner/runnertest"
 	"github.com/runnel-ci/runnel/runner/store"
 )
@@ -21,7 +21,7 @@ import (
 // handled, as a transient disk or database error would: the bus delivers
 // it again 1 s later each time.
 type failLate struct {
-	natsbus.Handler
+	natsserver.Handler
 	seq           uint64
 	failed, ended atomic.Bool
 }
@@ -61,7 +61,7 @@ func TestLateLogChunkStored(t *testing.T) {
 
 func lateLogChunk(t *testing.T, seq uint64, lines int) {
 	flaky := &failLate{seq: seq}
-	f := newFixtureOpts(t, runnertest.Options{Wrap: func(h natsbus.Handler) natsbus.Handler {
+	f := newFixtureOpts(t, runnertest.Options{Wrap: func(h natsserver.Handler) natsserver.Handler {
 		flaky.Handler = h
 		return flaky
 	}}, time.Minute)

@@ -21,7 +21,7 @@ func LogKey(runID int64, stageKey string, attempt, step int) logstore.Key {
 }
 
 // Handler returns what feeds agents' updates, log chunks and claims into
-// r: pass it to the bus dispatcher's Run (it is a natsbus.Handler).
+// r: pass it to the bus dispatcher's Run (it is a natsserver.Handler).
 func (r *Runner) Handler() BusHandler { return BusHandler{r} }
 
 // BusHandler hands what agents send to its Runner.

@@ -15,6 +15,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/runner/natsserver"
 )
 
 // bus is an embedded NATS server with a dispatcher and a recording handler.
@@ -22,11 +23,11 @@ type bus struct {
 	t      *testing.T
 	dir    string
 	port   int
-	srv    *natsbus.Server
-	creds  []natsbus.AgentCredential
+	srv    *natsserver.Server
+	creds  []natsserver.AgentCredential
 	tokens map[string]string
 	nc     *nats.Conn
-	d      *natsbus.Dispatcher
+	d      *natsserver.Dispatcher
 	rec    *recorder
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
@@ -36,7 +37,7 @@ func newBus(t *testing.T, agents ...string) *bus {
 	t.Helper()
 	b := &bus{t: t, dir: t.TempDir(), port: -1, tokens: map[string]string{}, rec: newRecorder()}
 	for _, a := range agents {
-		tok, cred, err := natsbus.NewAgentCredential(a)
+		tok, cred, err := natsserver.NewAgentCredential(a)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +51,7 @@ func newBus(t *testing.T, agents ...string) *bus {
 
 func (b *bus) start() {
 	t := b.t
-	srv, err := natsbus.StartEmbedded(natsbus.Options{DataDir: b.dir, Port: b.port, Agents: b.creds, ServerPassword: "server-secret"})
+	srv, err := natsserver.StartEmbedded(natsserver.Options{DataDir: b.dir, Port: b.port, Agents: b.creds, ServerPassword: "server-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func (b *bus) start() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.stop = cancel
-	b.d, err = natsbus.NewDispatcher(ctx, b.nc, natsbus.DispatcherOptions{})
+	b.d, err = natsserver.NewDispatcher(ctx, b.nc, natsserver.DispatcherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func job(run, stage string, labels map[string]string, steps ...*pipeline.Step) *
 		Stage: &pipeline.Stage{ID: stage, Name: stage, Labels: labels, Steps: steps}}
 }
 
-// recorder is a natsbus.Handler that keeps everything. It grants claims
+// recorder is a natsserver.Handler that keeps everything. It grants claims
 // as the server does: the first token of each run/stage/attempt.
 type recorder struct {
 	mu      sync.Mutex

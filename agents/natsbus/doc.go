@@ -1,7 +1,6 @@
-// Package natsbus is the NATS side of Runnel: an embedded NATS server with
-// JetStream and per-agent credentials (StartEmbedded, Connect), the
-// server's Dispatcher (publish jobs, cancel, consume updates and logs,
-// track agent presence) and the agent's Intake (pull the jobs matching its
-// labels up to its capacity, with leases). The protocol itself is written
-// down in package wire.
+// Package natsbus is the agent's side of the NATS bus: connecting with an
+// agent's credentials (ParseAgentToken, Connect) and the Intake (pull the
+// jobs matching its labels up to its capacity, with leases). The server's
+// side (the embedded NATS server, agent permissions, the Dispatcher) is
+// runner/natsserver; the protocol itself is written down in package wire.
 package natsbus

@@ -18,9 +18,10 @@ import (
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/pipeline/rules"
+	"github.com/runnel-ci/runnel/runner/natsserver"
 )
 
-// finishes is a natsbus.Handler that keeps the finished updates.
+// finishes is a natsserver.Handler that keeps the finished updates.
 type finishes struct {
 	mu  sync.Mutex
 	got map[string]wire.Update // by run
@@ -89,17 +90,17 @@ func TestCraftedJobRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var creds []natsbus.AgentCredential
+	var creds []natsserver.AgentCredential
 	tokens := map[string]string{}
 	for _, name := range []string{"strict", "lenient"} {
-		tok, cred, err := natsbus.NewAgentCredential(name)
+		tok, cred, err := natsserver.NewAgentCredential(name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cred.Labels = map[string]string{"pool": name}
 		tokens[name], creds = tok, append(creds, cred)
 	}
-	srv, err := natsbus.StartEmbedded(natsbus.Options{DataDir: t.TempDir(), Port: -1, Agents: creds})
+	srv, err := natsserver.StartEmbedded(natsserver.Options{DataDir: t.TempDir(), Port: -1, Agents: creds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestCraftedJobRefused(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	d, err := natsbus.NewDispatcher(ctx, nc, natsbus.DispatcherOptions{})
+	d, err := natsserver.NewDispatcher(ctx, nc, natsserver.DispatcherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

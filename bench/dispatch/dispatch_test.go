@@ -14,6 +14,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/pipeline/rules"
+	"github.com/runnel-ci/runnel/runner/natsserver"
 )
 
 type counter struct {
@@ -41,8 +42,8 @@ func (c *counter) Claim(_ context.Context, cl *wire.Claim) *wire.ClaimReply {
 }
 
 type env struct {
-	srv  *natsbus.Server
-	d    *natsbus.Dispatcher
+	srv  *natsserver.Server
+	d    *natsserver.Dispatcher
 	rec  *counter
 	toks map[string]string
 }
@@ -51,17 +52,17 @@ type env struct {
 func setup(b *testing.B, n, capacity int, runner agent.StageRunner) *env {
 	b.Helper()
 	e := &env{toks: map[string]string{}, rec: &counter{poke: make(chan struct{}, 1)}}
-	var creds []natsbus.AgentCredential
+	var creds []natsserver.AgentCredential
 	for i := range n {
 		name := fmt.Sprintf("agent%d", i)
-		tok, c, err := natsbus.NewAgentCredential(name)
+		tok, c, err := natsserver.NewAgentCredential(name)
 		if err != nil {
 			b.Fatal(err)
 		}
 		e.toks[name] = tok
 		creds = append(creds, c)
 	}
-	srv, err := natsbus.StartEmbedded(natsbus.Options{DataDir: b.TempDir(), Port: -1, Agents: creds})
+	srv, err := natsserver.StartEmbedded(natsserver.Options{DataDir: b.TempDir(), Port: -1, Agents: creds})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func setup(b *testing.B, n, capacity int, runner agent.StageRunner) *env {
 		snc.Close()
 		srv.Shutdown()
 	})
-	if e.d, err = natsbus.NewDispatcher(ctx, snc, natsbus.DispatcherOptions{}); err != nil {
+	if e.d, err = natsserver.NewDispatcher(ctx, snc, natsserver.DispatcherOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	wg.Go(func() { _ = e.d.Run(ctx, e.rec) })

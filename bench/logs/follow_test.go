@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/internal/gittest"
 	"github.com/runnel-ci/runnel/runner"
@@ -23,6 +22,7 @@ import (
 	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/logview"
+	"github.com/runnel-ci/runnel/runner/natsserver"
 	"github.com/runnel-ci/runnel/runner/runnertest"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
@@ -37,7 +37,7 @@ const (
 // stored records when each printed line was stored by the server (after
 // the runner's HandleLog returned): the baseline of the same run.
 type stored struct {
-	natsbus.Handler
+	natsserver.Handler
 	mu  sync.Mutex
 	lat []time.Duration
 }

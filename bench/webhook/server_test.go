@@ -31,6 +31,7 @@ import (
 	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/metrics"
+	"github.com/runnel-ci/runnel/runner/natsserver"
 	"github.com/runnel-ci/runnel/runner/statusq"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
@@ -172,13 +173,13 @@ func freshSchema(t testing.TB, base string) string {
 }
 
 // dispatcher starts an embedded NATS JetStream server in dir and a
-// natsbus.Dispatcher on it, as `runnel server --no-agent` does: jobs are
+// natsserver.Dispatcher on it, as `runnel server --no-agent` does: jobs are
 // published durably and wait for an agent that never comes, so the
 // benchmark measures ingestion and run creation, not builds. run starts
 // the consumer of agents' events; everything stops when the test ends.
-func dispatcher(t testing.TB, dir string) (d *natsbus.Dispatcher, run func(h natsbus.Handler)) {
+func dispatcher(t testing.TB, dir string) (d *natsserver.Dispatcher, run func(h natsserver.Handler)) {
 	t.Helper()
-	srv, err := natsbus.StartEmbedded(natsbus.Options{DataDir: dir, Port: -1})
+	srv, err := natsserver.StartEmbedded(natsserver.Options{DataDir: dir, Port: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,12 +189,12 @@ func dispatcher(t testing.TB, dir string) (d *natsbus.Dispatcher, run func(h nat
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = nc.Drain() })
-	d, err = natsbus.NewDispatcher(context.Background(), nc, natsbus.DispatcherOptions{})
+	d, err = natsserver.NewDispatcher(context.Background(), nc, natsserver.DispatcherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Close)
-	return d, func(h natsbus.Handler) {
+	return d, func(h natsserver.Handler) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- d.Run(ctx, h) }()

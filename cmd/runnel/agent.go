@@ -27,6 +27,7 @@ import (
 	"github.com/runnel-ci/runnel/internal/install"
 	"github.com/runnel-ci/runnel/internal/private"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/runner/natsserver"
 )
 
 func init() { commands = append(commands, (*app).agentCommand) }
@@ -107,7 +108,7 @@ const agentCredsFile = "nats-agents.json"
 
 // loadAgentCredentials reads the agent credentials the embedded NATS
 // server accepts (bcrypt hashes only).
-func loadAgentCredentials(data string) ([]natsbus.AgentCredential, error) {
+func loadAgentCredentials(data string) ([]natsserver.AgentCredential, error) {
 	b, err := os.ReadFile(filepath.Join(data, agentCredsFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -115,7 +116,7 @@ func loadAgentCredentials(data string) ([]natsbus.AgentCredential, error) {
 	if err != nil {
 		return nil, err
 	}
-	var creds []natsbus.AgentCredential
+	var creds []natsserver.AgentCredential
 	if err := json.Unmarshal(b, &creds); err != nil {
 		return nil, fmt.Errorf("read %s: %w", agentCredsFile, err)
 	}
@@ -129,12 +130,12 @@ func addAgentCredential(data, name string, labels map[string]string) (string, er
 	if err != nil {
 		return "", err
 	}
-	tok, cred, err := natsbus.NewAgentCredential(name)
+	tok, cred, err := natsserver.NewAgentCredential(name)
 	if err != nil {
 		return "", err
 	}
 	cred.Labels = labels
-	out := []natsbus.AgentCredential{cred}
+	out := []natsserver.AgentCredential{cred}
 	for _, c := range creds {
 		if c.Name != name {
 			out = append(out, c)

@@ -4,8 +4,8 @@ import (
 	"maps"
 	"sync"
 
-	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/natsserver"
 )
 
 var _ runner.Credentials = (*credLabels)(nil)
@@ -19,7 +19,7 @@ type credLabels struct {
 }
 
 // set replaces the credentials.
-func (c *credLabels) set(agents []natsbus.AgentCredential) {
+func (c *credLabels) set(agents []natsserver.AgentCredential) {
 	m := make(map[string]map[string]string, len(agents))
 	for _, a := range agents {
 		m[a.Name] = maps.Clone(a.Labels)

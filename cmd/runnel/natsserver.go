@@ -19,12 +19,13 @@ import (
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/runner/natsserver"
 )
 
 // The runner links no bus; the one it runs on is wired here.
 var (
-	_ runner.Bus      = (*natsbus.Dispatcher)(nil)
-	_ natsbus.Handler = runner.BusHandler{}
+	_ runner.Bus         = (*natsserver.Dispatcher)(nil)
+	_ natsserver.Handler = runner.BusHandler{}
 )
 
 // natsSetup is the server's NATS side: an embedded or external NATS, the
@@ -32,15 +33,15 @@ var (
 // agent as a NATS agent.
 type natsSetup struct {
 	log    *slog.Logger
-	srv    *natsbus.Server // nil for an external NATS
+	srv    *natsserver.Server // nil for an external NATS
 	url    string
 	nc     *nats.Conn
-	d      *natsbus.Dispatcher
+	d      *natsserver.Dispatcher
 	agentC natsbus.Creds
 	// builtin is the built-in agent's credential (with an external NATS
 	// its name and labels only); a reload of the agent credentials keeps
 	// it.
-	builtin *natsbus.AgentCredential
+	builtin *natsserver.AgentCredential
 	data    string // the server's data directory (absolute)
 	// creds are the labels each credential allows, for the runner's
 	// check of claims; loaded with the embedded or an external NATS.
@@ -63,7 +64,7 @@ func startNATS(ctx context.Context, f serverFlags, data, inst string, labels map
 			return nil, err
 		}
 		if !f.noAgent {
-			tok, cred, err := natsbus.NewAgentCredential("builtin")
+			tok, cred, err := natsserver.NewAgentCredential("builtin")
 			if err != nil {
 				return nil, err
 			}
@@ -74,7 +75,7 @@ func startNATS(ctx context.Context, f serverFlags, data, inst string, labels map
 				return nil, err
 			}
 		}
-		n.srv, err = natsbus.StartEmbedded(natsbus.Options{DataDir: filepath.Join(data, "nats"), Host: f.natsHost, Port: f.natsPort, Agents: agents, Logger: log})
+		n.srv, err = natsserver.StartEmbedded(natsserver.Options{DataDir: filepath.Join(data, "nats"), Host: f.natsHost, Port: f.natsPort, Agents: agents, Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +95,7 @@ func startNATS(ctx context.Context, f serverFlags, data, inst string, labels map
 				return nil, usageError(err)
 			}
 			n.agentC = c
-			n.builtin = &natsbus.AgentCredential{Name: c.User, Labels: labels}
+			n.builtin = &natsserver.AgentCredential{Name: c.User, Labels: labels}
 		}
 		// The server checks claims against DATA/nats-agents.json here
 		// too: the credentials the cluster's users were made from.
@@ -108,7 +109,7 @@ func startNATS(ctx context.Context, f serverFlags, data, inst string, labels map
 		n.close()
 		return nil, err
 	}
-	n.d, err = natsbus.NewDispatcher(ctx, n.nc, natsbus.DispatcherOptions{Logger: log, Install: inst})
+	n.d, err = natsserver.NewDispatcher(ctx, n.nc, natsserver.DispatcherOptions{Logger: log, Install: inst})
 	if err != nil {
 		n.close()
 		return nil, err

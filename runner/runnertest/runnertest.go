@@ -19,6 +19,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/workspace"
 	"github.com/runnel-ci/runnel/internal/gitmirror"
+	"github.com/runnel-ci/runnel/runner/natsserver"
 )
 
 // Options configure Start. The zero value gives one agent named "local"
@@ -37,7 +38,7 @@ type Options struct {
 	Logger  *slog.Logger // default: discard
 	// Wrap, if set, wraps the handler given to Serve (a test making the
 	// runner's handling fail).
-	Wrap func(natsbus.Handler) natsbus.Handler
+	Wrap func(natsserver.Handler) natsserver.Handler
 }
 
 // Harness is a running NATS, dispatcher and agent. Everything stops when
@@ -45,8 +46,8 @@ type Options struct {
 type Harness struct {
 	// NATS is the embedded server; Dispatcher is connected to it with the
 	// server's credentials and is what the runner takes as its Bus.
-	NATS       *natsbus.Server
-	Dispatcher *natsbus.Dispatcher
+	NATS       *natsserver.Server
+	Dispatcher *natsserver.Dispatcher
 	// Agent is the built-in agent (nil with NoAgent); AgentName its name.
 	Agent     *agent.Agent
 	AgentName string
@@ -61,9 +62,9 @@ type Harness struct {
 	wg     sync.WaitGroup
 
 	mu        sync.Mutex
-	killAgent context.CancelFunc        // stops the current agent's Run
-	agentDone chan struct{}             // closed when it returned
-	agents    []natsbus.AgentCredential // the credentials NATS knows
+	killAgent context.CancelFunc           // stops the current agent's Run
+	agentDone chan struct{}                // closed when it returned
+	agents    []natsserver.AgentCredential // the credentials NATS knows
 }
 
 // Start starts NATS, the dispatcher and (unless o.NoAgent) the agent, and
@@ -85,9 +86,9 @@ func Start(t testing.TB, o Options) *Harness {
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	t.Cleanup(h.stop)
 
-	var creds []natsbus.AgentCredential
+	var creds []natsserver.AgentCredential
 	if !o.NoAgent {
-		tok, cred, err := natsbus.NewAgentCredential(o.AgentName)
+		tok, cred, err := natsserver.NewAgentCredential(o.AgentName)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +99,7 @@ func Start(t testing.TB, o Options) *Harness {
 			t.Fatal(err)
 		}
 	}
-	srv, err := natsbus.StartEmbedded(natsbus.Options{DataDir: filepath.Join(dir, "nats"), Port: -1, Agents: creds, Logger: o.Logger})
+	srv, err := natsserver.StartEmbedded(natsserver.Options{DataDir: filepath.Join(dir, "nats"), Port: -1, Agents: creds, Logger: o.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func Start(t testing.TB, o Options) *Harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.Dispatcher, err = natsbus.NewDispatcher(h.ctx, h.nc, natsbus.DispatcherOptions{Logger: o.Logger})
+	h.Dispatcher, err = natsserver.NewDispatcher(h.ctx, h.nc, natsserver.DispatcherOptions{Logger: o.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func (h *Harness) StartAgent() {
 // returns its NATS user (to connect with natsbus.Connect).
 func (h *Harness) AddCredential(name string, labels map[string]string) natsbus.Creds {
 	h.t.Helper()
-	tok, cred, err := natsbus.NewAgentCredential(name)
+	tok, cred, err := natsserver.NewAgentCredential(name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -229,7 +230,7 @@ func (h *Harness) present() bool {
 
 // Serve hands the agents' updates and log chunks to hd (the runner's
 // Handler) until the test ends.
-func (h *Harness) Serve(hd natsbus.Handler) {
+func (h *Harness) Serve(hd natsserver.Handler) {
 	if h.opts.Wrap != nil {
 		hd = h.opts.Wrap(hd)
 	}

@@ -1,4 +1,4 @@
-package natsbus
+package natsserver
 
 import (
 	"crypto/rand"
@@ -8,25 +8,18 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 )
 
 // ServerUser is the NATS user name of the Runnel server; no agent may have
 // it. It is also the sender token of the server's own updates.
 const ServerUser = wire.ServerAgent
-
-// Creds are a NATS user name and password.
-type Creds struct {
-	User     string
-	Password string
-}
 
 // AgentCredential is what the NATS server keeps about one agent: its name
 // (= NATS user), the bcrypt hash of its secret and the labels it may take
@@ -58,15 +51,6 @@ func NewAgentCredential(name string) (token string, cred AgentCredential, err er
 	return name + ":" + secret, AgentCredential{Name: name, PasswordHash: string(hash)}, nil
 }
 
-// ParseAgentToken splits a token made by NewAgentCredential.
-func ParseAgentToken(token string) (Creds, error) {
-	name, secret, ok := strings.Cut(token, ":")
-	if !ok || !wire.ValidName(name) || secret == "" {
-		return Creds{}, errors.New("agent token: want NAME:SECRET")
-	}
-	return Creds{User: name, Password: secret}, nil
-}
-
 func randomSecret() (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
@@ -91,7 +75,7 @@ type Options struct {
 type Server struct {
 	srv   *server.Server
 	base  server.Options
-	creds Creds
+	creds natsbus.Creds
 	log   *slog.Logger
 }
 
@@ -121,7 +105,7 @@ func AgentPermissions(a AgentCredential) (*server.Permissions, error) {
 		wire.AgentLogsWildcard(name),
 		wire.PresenceSubject(name),
 		wire.ClaimSubject(name),
-		"$JS.ACK." + JobsStream + ".>",
+		"$JS.ACK." + natsbus.JobsStream + ".>",
 	}
 	// Only the consumers of the label sets the credential covers: every
 	// subset of its labels, as the agent's intake makes them.
@@ -135,22 +119,19 @@ func AgentPermissions(a AgentCredential) (*server.Permissions, error) {
 			{wire.PriorityConsumerName(k), wire.JobsPrefix + k + wire.PrioritySuffix},
 		} {
 			pub = append(pub,
-				"$JS.API.CONSUMER.MSG.NEXT."+JobsStream+"."+c.name,
-				"$JS.API.CONSUMER.INFO."+JobsStream+"."+c.name,
-				"$JS.API.CONSUMER.CREATE."+JobsStream+"."+c.name+"."+c.filter)
+				"$JS.API.CONSUMER.MSG.NEXT."+natsbus.JobsStream+"."+c.name,
+				"$JS.API.CONSUMER.INFO."+natsbus.JobsStream+"."+c.name,
+				"$JS.API.CONSUMER.CREATE."+natsbus.JobsStream+"."+c.name+"."+c.filter)
 		}
 	}
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: pub},
 		Subscribe: &server.SubjectPermission{Allow: []string{
-			InboxPrefix(name) + ".>",
+			natsbus.InboxPrefix(name) + ".>",
 			wire.CancelWildcard,
 		}},
 	}, nil
 }
-
-// InboxPrefix is the reply-subject prefix of NATS user.
-func InboxPrefix(user string) string { return "_INBOX.runnel." + wire.Token(user) }
 
 // StartEmbedded starts a NATS server with JetStream and returns when it
 // accepts connections.
@@ -211,7 +192,7 @@ func StartEmbedded(o Options) (*Server, error) {
 		return nil, errors.New("start nats: not ready within 10s")
 	}
 	log.Info("nats started", "url", srv.ClientURL())
-	return &Server{srv: srv, base: base, creds: Creds{User: ServerUser, Password: pw}, log: log}, nil
+	return &Server{srv: srv, base: base, creds: natsbus.Creds{User: ServerUser, Password: pw}, log: log}, nil
 }
 
 func userList(serverPassword string, agents []AgentCredential) ([]*server.User, error) {
@@ -261,29 +242,10 @@ func (s *Server) Port() int {
 }
 
 // ServerCreds are the Runnel server's credentials (all permissions).
-func (s *Server) ServerCreds() Creds { return s.creds }
+func (s *Server) ServerCreds() natsbus.Creds { return s.creds }
 
 // Shutdown stops the server, flushing JetStream, and waits for it.
 func (s *Server) Shutdown() {
 	s.srv.Shutdown()
 	s.srv.WaitForShutdown()
-}
-
-// Connect connects to url as creds.User with reconnects that never give up
-// (JetStream state survives a server restart), and the user's own inbox
-// prefix (agents may subscribe only there).
-func Connect(url string, creds Creds, opts ...nats.Option) (*nats.Conn, error) {
-	all := append([]nats.Option{
-		nats.Name(creds.User),
-		nats.UserInfo(creds.User, creds.Password),
-		nats.CustomInboxPrefix(InboxPrefix(creds.User)),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(100 * time.Millisecond),
-		nats.ReconnectBufSize(8 << 20),
-	}, opts...)
-	nc, err := nats.Connect(url, all...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to nats %s as %s: %w", url, creds.User, err)
-	}
-	return nc, nil
 }

@@ -1,4 +1,4 @@
-package natsbus
+package natsserver
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
 )
@@ -30,12 +31,12 @@ func TestPriorityJobGoesAhead(t *testing.T) {
 	if err := d.Publish(ctx, &wire.Job{RunID: "r", StageID: "p", Attempt: 1, Priority: true, Stage: &pipeline.Stage{ID: "p"}}); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := Connect(srv.ClientURL(), creds["a"])
+	nc, err := natsbus.Connect(srv.ClientURL(), creds["a"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	in, err := NewIntake(ctx, nc, IntakeOptions{Name: "a", Capacity: 1, PullExpiry: time.Second})
+	in, err := natsbus.NewIntake(ctx, nc, natsbus.IntakeOptions{Name: "a", Capacity: 1, PullExpiry: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func TestPriorityJobGoesAhead(t *testing.T) {
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() {
-		_ = in.Run(ctx, func(ctx context.Context, dl *Delivery) {
+		_ = in.Run(ctx, func(ctx context.Context, dl *natsbus.Delivery) {
 			mu.Lock()
 			order = append(order, dl.Job.StageID)
 			mu.Unlock()

@@ -1,4 +1,4 @@
-package natsbus
+package natsserver
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 )
 
@@ -21,7 +22,7 @@ func TestClaimBindsSender(t *testing.T) {
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() { _ = d.Run(ctx, rec) })
-	nc, err := Connect(srv.ClientURL(), creds["a"])
+	nc, err := natsbus.Connect(srv.ClientURL(), creds["a"])
 	if err != nil {
 		t.Fatal(err)
 	}

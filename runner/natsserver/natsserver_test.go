@@ -1,4 +1,4 @@
-package natsbus
+package natsserver
 
 import (
 	"context"
@@ -12,21 +12,22 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
-func start(t *testing.T, agents ...string) (*Server, map[string]Creds) {
+func start(t *testing.T, agents ...string) (*Server, map[string]natsbus.Creds) {
 	t.Helper()
-	creds := map[string]Creds{}
+	creds := map[string]natsbus.Creds{}
 	var ac []AgentCredential
 	for _, a := range agents {
 		tok, c, err := NewAgentCredential(a)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if creds[a], err = ParseAgentToken(tok); err != nil {
+		if creds[a], err = natsbus.ParseAgentToken(tok); err != nil {
 			t.Fatal(err)
 		}
 		ac = append(ac, c)
@@ -41,7 +42,7 @@ func start(t *testing.T, agents ...string) (*Server, map[string]Creds) {
 
 func dispatcher(t *testing.T, srv *Server, l StreamLimits) (*Dispatcher, *nats.Conn) {
 	t.Helper()
-	nc, err := Connect(srv.ClientURL(), srv.ServerCreds())
+	nc, err := natsbus.Connect(srv.ClientURL(), srv.ServerCreds())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestAgentPermissions(t *testing.T) {
 
 	var mu sync.Mutex
 	var asyncErrs []error
-	nc, err := Connect(srv.ClientURL(), creds["a"], nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+	nc, err := natsbus.Connect(srv.ClientURL(), creds["a"], nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		mu.Lock()
 		asyncErrs = append(asyncErrs, err)
 		mu.Unlock()
@@ -97,7 +98,7 @@ func TestAgentPermissions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, subj := range []string{InboxPrefix("b") + ".x", wire.LogsWildcard, "$JS.API.>"} {
+	for _, subj := range []string{natsbus.InboxPrefix("b") + ".x", wire.LogsWildcard, "$JS.API.>"} {
 		if _, err := nc.SubscribeSync(subj); err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +121,7 @@ func TestAgentPermissions(t *testing.T) {
 
 	// Nothing reached the job queue.
 	sjs, _ := jetstream.New(snc)
-	st, err := sjs.Stream(ctx, JobsStream)
+	st, err := sjs.Stream(ctx, natsbus.JobsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func TestAgentPermissions(t *testing.T) {
 	}
 
 	// None of the forged updates or logs reached the events stream.
-	ev, err := sjs.Stream(ctx, EventsStream)
+	ev, err := sjs.Stream(ctx, natsbus.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func TestAgentPermissions(t *testing.T) {
 	}
 
 	// A wrong password is refused.
-	if _, err := Connect(srv.ClientURL(), Creds{User: "a", Password: "wrong"}, nats.MaxReconnects(0)); err == nil {
+	if _, err := natsbus.Connect(srv.ClientURL(), natsbus.Creds{User: "a", Password: "wrong"}, nats.MaxReconnects(0)); err == nil {
 		t.Error("connected with a wrong password")
 	}
 }
@@ -182,7 +183,7 @@ func TestPublishQueueFull(t *testing.T) {
 func TestPresence(t *testing.T) {
 	srv, creds := start(t, "a")
 	d, _ := dispatcher(t, srv, StreamLimits{})
-	nc, err := Connect(srv.ClientURL(), creds["a"])
+	nc, err := natsbus.Connect(srv.ClientURL(), creds["a"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,13 +210,13 @@ func TestPresence(t *testing.T) {
 func TestIntakeRejectsTooManyLabels(t *testing.T) {
 	srv, creds := start(t, "a")
 	dispatcher(t, srv, StreamLimits{})
-	nc, err := Connect(srv.ClientURL(), creds["a"])
+	nc, err := natsbus.Connect(srv.ClientURL(), creds["a"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	labels := map[string]string{"a": "", "b": "", "c": "", "d": "", "e": "", "f": "", "g": ""}
-	if _, err := NewIntake(context.Background(), nc, IntakeOptions{Name: "a", Labels: labels, Capacity: 1}); err == nil {
+	if _, err := natsbus.NewIntake(context.Background(), nc, natsbus.IntakeOptions{Name: "a", Labels: labels, Capacity: 1}); err == nil {
 		t.Error("got no error for 7 labels, want one")
 	}
 }
@@ -335,19 +336,19 @@ func TestMaxDeliver(t *testing.T) {
 	defer cancel()
 	wg.Go(func() { _ = d.Run(ctx, rec) })
 
-	nc, err := Connect(srv.ClientURL(), creds["a"])
+	nc, err := natsbus.Connect(srv.ClientURL(), creds["a"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	in, err := NewIntake(ctx, nc, IntakeOptions{Name: "a", Capacity: 1, AckWait: 300 * time.Millisecond, MaxDeliver: 2, PullExpiry: time.Second})
+	in, err := natsbus.NewIntake(ctx, nc, natsbus.IntakeOptions{Name: "a", Capacity: 1, AckWait: 300 * time.Millisecond, MaxDeliver: 2, PullExpiry: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
 	var attempts []uint64
 	wg.Go(func() {
-		_ = in.Run(ctx, func(_ context.Context, dl *Delivery) {
+		_ = in.Run(ctx, func(_ context.Context, dl *natsbus.Delivery) {
 			mu.Lock()
 			attempts = append(attempts, dl.Delivered)
 			mu.Unlock()
@@ -370,7 +371,7 @@ func TestMaxDeliver(t *testing.T) {
 	}
 	mu.Unlock()
 	sjs, _ := jetstream.New(snc)
-	st, _ := sjs.Stream(ctx, JobsStream)
+	st, _ := sjs.Stream(ctx, natsbus.JobsStream)
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		info, err := st.Info(ctx)
@@ -390,15 +391,15 @@ func TestSetAgents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bc, _ := ParseAgentToken(tok)
-	if _, err := Connect(srv.ClientURL(), bc, nats.MaxReconnects(0)); err == nil {
+	bc, _ := natsbus.ParseAgentToken(tok)
+	if _, err := natsbus.Connect(srv.ClientURL(), bc, nats.MaxReconnects(0)); err == nil {
 		t.Fatal("unknown agent b connected")
 	}
 	_, aCred, _ := NewAgentCredential("a") // a's old token stops working
 	if err := srv.SetAgents([]AgentCredential{aCred, cred}); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := Connect(srv.ClientURL(), bc, nats.MaxReconnects(0))
+	nc, err := natsbus.Connect(srv.ClientURL(), bc, nats.MaxReconnects(0))
 	if err != nil {
 		t.Fatalf("agent b after SetAgents: %v", err)
 	}
@@ -415,7 +416,7 @@ func TestSetAgents(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Error("b published a job without a permissions violation")
 	}
-	if _, err := Connect(srv.ClientURL(), creds["a"], nats.MaxReconnects(0)); err == nil {
+	if _, err := natsbus.Connect(srv.ClientURL(), creds["a"], nats.MaxReconnects(0)); err == nil {
 		t.Error("a's replaced token still connects")
 	}
 }
@@ -425,7 +426,7 @@ func TestSetAgents(t *testing.T) {
 // caller's job is not changed.
 func TestPublishStampsInstall(t *testing.T) {
 	srv, creds := start(t, "a")
-	nc, err := Connect(srv.ClientURL(), srv.ServerCreds())
+	nc, err := natsbus.Connect(srv.ClientURL(), srv.ServerCreds())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,12 +449,12 @@ func TestPublishStampsInstall(t *testing.T) {
 		t.Errorf("Publish changed the caller's job: Install %q", plain.Install)
 	}
 
-	anc, err := Connect(srv.ClientURL(), creds["a"])
+	anc, err := natsbus.Connect(srv.ClientURL(), creds["a"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer anc.Close()
-	in, err := NewIntake(ctx, anc, IntakeOptions{Name: "a", Capacity: 2, PullExpiry: time.Second})
+	in, err := natsbus.NewIntake(ctx, anc, natsbus.IntakeOptions{Name: "a", Capacity: 2, PullExpiry: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +462,7 @@ func TestPublishStampsInstall(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	wg.Go(func() { _ = in.Run(ctx, func(_ context.Context, dl *Delivery) { got <- dl.Job }) })
+	wg.Go(func() { _ = in.Run(ctx, func(_ context.Context, dl *natsbus.Delivery) { got <- dl.Job }) })
 	want := map[string]string{"s": "srv-install", "t": "other"}
 	for range want {
 		select {
@@ -502,15 +503,15 @@ func TestFixedLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sjs.CreateOrUpdateConsumer(ctx, JobsStream, jetstream.ConsumerConfig{Durable: wire.ConsumerName(prodKey),
+	if _, err := sjs.CreateOrUpdateConsumer(ctx, natsbus.JobsStream, jetstream.ConsumerConfig{Durable: wire.ConsumerName(prodKey),
 		FilterSubject: wire.JobsPrefix + prodKey, AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Fatal(err)
 	}
-	creds, err := ParseAgentToken(tok)
+	creds, err := natsbus.ParseAgentToken(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := Connect(srv.ClientURL(), creds)
+	nc, err := natsbus.Connect(srv.ClientURL(), creds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +522,7 @@ func TestFixedLabels(t *testing.T) {
 	// (A refused request gets no answer: short deadlines.)
 	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer dcancel()
-	if _, err := NewIntake(dctx, nc, IntakeOptions{Name: "linux", Labels: prod, Capacity: 1}); err == nil {
+	if _, err := natsbus.NewIntake(dctx, nc, natsbus.IntakeOptions{Name: "linux", Labels: prod, Capacity: 1}); err == nil {
 		t.Fatal("intake with labels beyond the credential's was allowed")
 	}
 	js, err := jetstream.New(nc)
@@ -530,14 +531,14 @@ func TestFixedLabels(t *testing.T) {
 	}
 	dctx2, dcancel2 := context.WithTimeout(ctx, 5*time.Second)
 	defer dcancel2()
-	if _, err := js.Consumer(dctx2, JobsStream, wire.ConsumerName(prodKey)); err == nil {
+	if _, err := js.Consumer(dctx2, natsbus.JobsStream, wire.ConsumerName(prodKey)); err == nil {
 		t.Error("agent read the secure=prod consumer")
 	}
-	if _, err := nc.Request("$JS.API.CONSUMER.MSG.NEXT."+JobsStream+"."+wire.ConsumerName(prodKey), []byte(`{"batch":1,"expires":1000000000}`), 3*time.Second); err == nil {
+	if _, err := nc.Request("$JS.API.CONSUMER.MSG.NEXT."+natsbus.JobsStream+"."+wire.ConsumerName(prodKey), []byte(`{"batch":1,"expires":1000000000}`), 3*time.Second); err == nil {
 		t.Error("agent pulled from the secure=prod consumer")
 	}
 	// Its own labels work.
-	in, err := NewIntake(ctx, nc, IntakeOptions{Name: "linux", Labels: map[string]string{"os": "linux"}, Capacity: 1})
+	in, err := natsbus.NewIntake(ctx, nc, natsbus.IntakeOptions{Name: "linux", Labels: map[string]string{"os": "linux"}, Capacity: 1})
 	if err != nil {
 		t.Fatalf("intake with the credential's labels: %v", err)
 	}
@@ -570,15 +571,15 @@ func TestLabelLessCredential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sjs.CreateOrUpdateConsumer(ctx, JobsStream, jetstream.ConsumerConfig{Durable: wire.ConsumerName(prodKey),
+	if _, err := sjs.CreateOrUpdateConsumer(ctx, natsbus.JobsStream, jetstream.ConsumerConfig{Durable: wire.ConsumerName(prodKey),
 		FilterSubject: wire.JobsPrefix + prodKey, AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Fatal(err)
 	}
-	creds, err := ParseAgentToken(tok)
+	creds, err := natsbus.ParseAgentToken(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := Connect(srv.ClientURL(), creds)
+	nc, err := natsbus.Connect(srv.ClientURL(), creds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -586,27 +587,27 @@ func TestLabelLessCredential(t *testing.T) {
 
 	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer dcancel()
-	_, err = NewIntake(dctx, nc, IntakeOptions{Name: "plain", Labels: prod, Capacity: 1})
+	_, err = natsbus.NewIntake(dctx, nc, natsbus.IntakeOptions{Name: "plain", Labels: prod, Capacity: 1})
 	if err == nil {
 		t.Fatal("intake with secure=prod was allowed to a credential made without labels")
 	}
 	if want := "runnel agent token plain --labels secure=prod"; !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q does not name %q", err, want)
 	}
-	if _, err := nc.Request("$JS.API.CONSUMER.MSG.NEXT."+JobsStream+"."+wire.ConsumerName(prodKey), []byte(`{"batch":1,"expires":1000000000}`), 3*time.Second); err == nil {
+	if _, err := nc.Request("$JS.API.CONSUMER.MSG.NEXT."+natsbus.JobsStream+"."+wire.ConsumerName(prodKey), []byte(`{"batch":1,"expires":1000000000}`), 3*time.Second); err == nil {
 		t.Error("agent pulled from the secure=prod consumer")
 	}
 	if err := d.Publish(ctx, &wire.Job{RunID: "r", StageID: "build", Attempt: 1, Stage: &pipeline.Stage{ID: "build"}}); err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan string, 2)
-	in, err := NewIntake(ctx, nc, IntakeOptions{Name: "plain", Capacity: 1})
+	in, err := natsbus.NewIntake(ctx, nc, natsbus.IntakeOptions{Name: "plain", Capacity: 1})
 	if err != nil {
 		t.Fatalf("intake without labels: %v", err)
 	}
 	defer in.Stop()
 	go func() {
-		_ = in.Run(ctx, func(_ context.Context, dl *Delivery) { got <- dl.Job.StageID; _ = dl.Ack(ctx) })
+		_ = in.Run(ctx, func(_ context.Context, dl *natsbus.Delivery) { got <- dl.Job.StageID; _ = dl.Ack(ctx) })
 	}()
 	select {
 	case id := <-got:

@@ -1,4 +1,4 @@
-package natsbus
+package natsserver
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 )
 
@@ -60,7 +61,7 @@ func TestDispatchSlowHandlerLosesNothing(t *testing.T) {
 	srv, _ := start(t)
 	var mu sync.Mutex
 	var asyncErrs []error
-	nc, err := Connect(srv.ClientURL(), srv.ServerCreds(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+	nc, err := natsbus.Connect(srv.ClientURL(), srv.ServerCreds(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		mu.Lock()
 		asyncErrs = append(asyncErrs, err)
 		mu.Unlock()
@@ -105,7 +106,7 @@ func TestDispatchSlowHandlerLosesNothing(t *testing.T) {
 	// Delivered and unacked, and no pull request left open: the server
 	// sends nothing more until the handler returns.
 	waitFor(t, 30*time.Second, "the dispatcher's pull to be delivered", func() bool {
-		cons, err := js.Consumer(ctx, EventsStream, EventsConsumer)
+		cons, err := js.Consumer(ctx, natsbus.EventsStream, EventsConsumer)
 		if err != nil {
 			return false
 		}

@@ -1,4 +1,4 @@
-package natsbus
+package natsserver
 
 import (
 	"context"
@@ -13,16 +13,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
-// Stream and consumer names.
-const (
-	JobsStream     = "JOBS"
-	EventsStream   = "EVENTS"
-	EventsConsumer = "runnel-server"
-)
+// EventsConsumer is the server's durable consumer of the EVENTS stream.
+const EventsConsumer = "runnel-server"
 
 // Errors of Publish.
 var (
@@ -65,7 +62,7 @@ func (l StreamLimits) withDefaults() StreamLimits {
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, l StreamLimits) error {
 	l = l.withDefaults()
 	cfgs := []jetstream.StreamConfig{{
-		Name:       JobsStream,
+		Name:       natsbus.JobsStream,
 		Subjects:   []string{wire.JobsWildcard},
 		Retention:  jetstream.WorkQueuePolicy,
 		Discard:    jetstream.DiscardNew,
@@ -74,7 +71,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, l StreamLimits) 
 		MaxBytes:   l.JobsMaxBytes,
 		Duplicates: l.Duplicates,
 	}, {
-		Name:       EventsStream,
+		Name:       natsbus.EventsStream,
 		Subjects:   []string{wire.RunsWildcard},
 		Retention:  jetstream.WorkQueuePolicy,
 		Discard:    jetstream.DiscardNew,
@@ -157,7 +154,7 @@ func NewDispatcher(ctx context.Context, nc *nats.Conn, o DispatcherOptions) (*Di
 		return nil, fmt.Errorf("dispatcher: subscribe presence: %w", err)
 	}
 	d.subs = append(d.subs, sub)
-	sub, err = nc.Subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."+JobsStream+".*", d.maxDeliveries)
+	sub, err = nc.Subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."+natsbus.JobsStream+".*", d.maxDeliveries)
 	if err != nil {
 		d.Close()
 		return nil, fmt.Errorf("dispatcher: subscribe advisories: %w", err)
@@ -203,7 +200,7 @@ func (d *Dispatcher) Publish(ctx context.Context, job *wire.Job) error {
 	}
 	_, err = d.js.Publish(ctx, subject, b,
 		jetstream.WithMsgID(wire.JobMsgID(job.RunID, job.StageID, job.Attempt)),
-		jetstream.WithExpectStream(JobsStream))
+		jetstream.WithExpectStream(natsbus.JobsStream))
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == 10077 { // JSStreamStoreFailedF: limits with DiscardNew
@@ -248,7 +245,7 @@ func (d *Dispatcher) Run(ctx context.Context, h Handler) error {
 		return fmt.Errorf("subscribe claims: %w", err)
 	}
 	defer func() { _ = claims.Unsubscribe() }()
-	cons, err := d.js.CreateOrUpdateConsumer(ctx, EventsStream, jetstream.ConsumerConfig{
+	cons, err := d.js.CreateOrUpdateConsumer(ctx, natsbus.EventsStream, jetstream.ConsumerConfig{
 		Durable:       EventsConsumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
@@ -390,7 +387,7 @@ func (d *Dispatcher) maxDeliveries(m *nats.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := d.js.Stream(ctx, JobsStream)
+	st, err := d.js.Stream(ctx, natsbus.JobsStream)
 	if err != nil {
 		d.log.Warn("max deliveries: stream", "err", err)
 		return
