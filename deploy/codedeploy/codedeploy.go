@@ -13,6 +13,7 @@ import (
 	awsecs "github.com/aws/aws-sdk-go-v2/service/ecs"
 
 	"github.com/runnel-ci/runnel/deploy"
+	"github.com/runnel-ci/runnel/deploy/ecstask"
 )
 
 // CodeDeploy is the part of the CodeDeploy API the Provider uses;
@@ -31,8 +32,7 @@ type CodeDeploy interface {
 // ECS is the part of the ECS API the Provider uses; *ecs.Client has it.
 type ECS interface {
 	DescribeServices(context.Context, *awsecs.DescribeServicesInput, ...func(*awsecs.Options)) (*awsecs.DescribeServicesOutput, error)
-	DescribeTaskDefinition(context.Context, *awsecs.DescribeTaskDefinitionInput, ...func(*awsecs.Options)) (*awsecs.DescribeTaskDefinitionOutput, error)
-	RegisterTaskDefinition(context.Context, *awsecs.RegisterTaskDefinitionInput, ...func(*awsecs.Options)) (*awsecs.RegisterTaskDefinitionOutput, error)
+	ecstask.API // describing and registering task definitions
 }
 
 // Config configures a Provider for one CodeDeploy deployment group.
