@@ -26,6 +26,11 @@ type Credentials interface {
 	AgentLabels(name string) (labels map[string]string, ok bool)
 }
 
+// releaseDelay is how long a job whose claim an agent's credential does
+// not allow waits before JetStream delivers it again, so that the agents
+// that may claim it pull it first.
+const releaseDelay = 5 * time.Second
+
 // labelRefusal is the rule that an agent claims only stages its
 // credential allows (issue 10), checked by the server besides the NATS
 // permissions (which an external NATS may lack): every label the stage
@@ -113,7 +118,7 @@ func (r *Runner) HandleClaim(ctx context.Context, c *wire.Claim) *wire.ClaimRepl
 	}
 	if reason != "" {
 		log.Warn("claim refused: the agent's credential does not allow the stage", "reason", reason)
-		return &wire.ClaimReply{Reason: reason}
+		return &wire.ClaimReply{Reason: reason, Release: pipeline.Duration(releaseDelay)}
 	}
 	if write {
 		err := r.cfg.Store.ClaimStage(ctx, st.ID, c.Attempt, c.Token, c.Agent)

@@ -79,8 +79,8 @@ func TestClaimBeyondCredentialRefused(t *testing.T) {
 		return &rep
 	}
 	rep := claim(f.bus.AddCredential("plain", nil), "t1")
-	if rep.Granted || !strings.Contains(rep.Reason, "secure=prod") {
-		t.Fatalf("claim of a secure=prod stage by a label-less credential: got %+v, want refused naming secure=prod", rep)
+	if rep.Granted || !strings.Contains(rep.Reason, "secure=prod") || rep.Release <= 0 {
+		t.Fatalf("claim of a secure=prod stage by a label-less credential: got %+v, want refused naming secure=prod, the job handed back", rep)
 	}
 	now, err := f.store.Run(ctx, run.ID)
 	if err != nil {

@@ -328,7 +328,8 @@ func (a *Agent) handle(ctx context.Context, js jetstream.JetStream, d *natsbus.D
 // claim holds d (its JetStream lease extended at once and then every
 // Progress) while it asks the server for the job's attempt, and settles
 // the message: acked when granted (the server owns the attempt from then
-// on), terminated when refused (a copy, or an attempt that is over). ok
+// on), terminated when refused (a copy, or an attempt that is over),
+// handed back when the server says so (another agent is to run it). ok
 // is false when the job is not to run here: refused, or the lease or ctx
 // ended first (then JetStream delivers the job again).
 func (a *Agent) claim(ctx context.Context, d *natsbus.Delivery, log *slog.Logger) (grant *wire.ClaimReply, ok bool) {
@@ -365,6 +366,13 @@ func (a *Agent) claim(ctx context.Context, d *natsbus.Delivery, log *slog.Logger
 		log.Debug("claim, retrying", "err", err)
 		sleep(holdCtx, wait)
 		wait = min(2*wait, time.Second)
+	}
+	if !grant.Granted && grant.Release > 0 {
+		log.Warn("claim refused; job handed back", "reason", grant.Reason)
+		if err := d.Release(grant.Release.D()); err != nil {
+			log.Warn("hand back refused job", "err", err)
+		}
+		return nil, false
 	}
 	if !grant.Granted {
 		log.Info("claim refused; job dropped", "reason", grant.Reason)

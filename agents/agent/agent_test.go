@@ -407,3 +407,42 @@ func TestStageHeartbeats(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedJobHandedBack: a claim the server refuses with Release (the
+// agent's credential does not allow the stage) hands the job back rather
+// than dropping it, and an agent that may claim it runs it.
+func TestRefusedJobHandedBack(t *testing.T) {
+	b := newBus(t, "wrong", "right")
+	b.rec.mu.Lock()
+	b.rec.release = map[string]time.Duration{"wrong": time.Second}
+	b.rec.mu.Unlock()
+	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
+		return Result{Status: rules.Success}
+	})
+	wrong, _ := b.agent(Config{Name: "wrong", Runner: runner, PullExpiry: time.Second})
+	js, err := jetstream.New(b.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := wire.Encode(job("r1", "deploy", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.Publish(ctx, wire.JobSubject(nil), data); err != nil {
+		t.Fatal(err)
+	}
+	b.rec.wait(t, time.Minute, "the wrong agent's claim refused", func() bool { return b.rec.refused >= 1 })
+	if err := wrong.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.agent(Config{Name: "right", Runner: runner, PullExpiry: time.Second})
+	b.rec.wait(t, time.Minute, "the job finished on the right agent", func() bool {
+		for _, u := range b.rec.find(wire.KindFinished, "r1", "deploy") {
+			if u.Agent == "right" {
+				return true
+			}
+		}
+		return false
+	})
+}

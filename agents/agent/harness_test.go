@@ -155,7 +155,10 @@ type recorder struct {
 	logs    map[string]*logStream // by run/stage/attempt/step
 	claims  map[string]string     // run/stage/attempt -> token
 	refused int                   // claims refused
-	lease   time.Duration         // of granted claims; 0: the agent's default
+	// release refuses every claim of these agents, asking them to hand
+	// the job back after the delay (a credential that does not allow it).
+	release map[string]time.Duration
+	lease   time.Duration // of granted claims; 0: the agent's default
 	changed chan struct{}
 }
 
@@ -163,6 +166,10 @@ func (r *recorder) Claim(_ context.Context, c *wire.Claim) *wire.ClaimReply {
 	key := fmt.Sprintf("%s/%s/%d", c.RunID, c.StageID, c.Attempt)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if d, ok := r.release[c.Agent]; ok {
+		r.refused++
+		return &wire.ClaimReply{Reason: "not for you", Release: pipeline.Duration(d)}
+	}
 	if r.claims == nil {
 		r.claims = map[string]string{}
 	}

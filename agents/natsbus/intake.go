@@ -159,6 +159,15 @@ func (d *Delivery) Term(reason string) error {
 	return nil
 }
 
+// Release hands the job back to its queue unrun: JetStream delivers it
+// again after delay (each delivery counts towards MaxDeliver).
+func (d *Delivery) Release(delay time.Duration) error {
+	if err := d.msg.NakWithDelay(delay); err != nil {
+		return fmt.Errorf("release %s/%s: %w", d.Job.RunID, d.Job.StageID, err)
+	}
+	return nil
+}
+
 // Running is the number of deliveries being handled.
 func (in *Intake) Running() int {
 	in.mu.Lock()

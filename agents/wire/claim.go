@@ -32,9 +32,14 @@ type ClaimReply struct {
 	// attempt; the agent stops the stage before that when it cannot
 	// report (granted only).
 	Lease pipeline.Duration `json:"lease,omitempty"`
-	// Reason says why a claim was refused: the job is a copy, or its
-	// attempt is over.
+	// Reason says why a claim was refused: the job is a copy, its
+	// attempt is over, or the agent's credential does not allow it.
 	Reason string `json:"reason,omitempty"`
+	// Release (refused only) asks the agent to hand the job back to its
+	// queue, delivered again after this long (to an agent that may claim
+	// it), instead of dropping it: the job is still to run, not by this
+	// agent. Zero: drop it.
+	Release pipeline.Duration `json:"release,omitempty"`
 }
 
 func (m *Claim) version() *int      { return &m.V }

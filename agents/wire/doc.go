@@ -84,10 +84,13 @@
 //     grants a claim once per attempt, to the first token, with a
 //     conditional write; the same token gets the same answer again. A
 //     claim for an attempt that is not the stage's current one, for a
-//     finished stage, or for an attempt another token holds is refused.
-//     The agent terminates a refused job's message (a copy: the job runs
-//     elsewhere or is over) and acknowledges a granted one: from then on
-//     the server, not JetStream, owns the attempt.
+//     finished stage, or for an attempt another token holds is refused,
+//     and so is a claim for a stage that needs labels the agent's
+//     credential does not allow. The agent terminates a refused job's
+//     message (a copy: the job runs elsewhere or is over), hands it back
+//     when the refusal says ClaimReply.Release (to run elsewhere), and
+//     acknowledges a granted one: from then on the server, not
+//     JetStream, owns the attempt.
 //  4. The agent reports "started" and the rest with the granted attempt,
 //     and a "heartbeat" update every 5 s while the stage runs. The lease
 //     starts with the grant: the server re-queues the stage as a new
