@@ -105,7 +105,10 @@ func start(bin, dir, data string, attempt int) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--port", fmt.Sprintf("127.0.0.1:%d", port), "--health", "/health", "posix", data)
+	// The health path is this gateway's own: a port taken meanwhile by
+	// another test's gateway does not answer it.
+	health := fmt.Sprintf("/health-%d-%d-%d", os.Getpid(), port, time.Now().UnixNano())
+	cmd := exec.Command(bin, "--port", fmt.Sprintf("127.0.0.1:%d", port), "--health", health, "posix", data)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -125,7 +128,7 @@ func start(bin, dir, data string, attempt int) (*Gateway, error) {
 		logf.Close()
 	}
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
-	if err := waitHealthy(endpoint, exited); err != nil {
+	if err := waitHealthy(endpoint+health, exited); err != nil {
 		stop()
 		log, _ := os.ReadFile(logf.Name())
 		return nil, fmt.Errorf("versitygw on port %d: %w; log:\n%s", port, err, log)
@@ -133,7 +136,7 @@ func start(bin, dir, data string, attempt int) (*Gateway, error) {
 	return &Gateway{Endpoint: endpoint, Dir: data, stop: stop}, nil
 }
 
-func waitHealthy(endpoint string, exited <-chan error) error {
+func waitHealthy(url string, exited <-chan error) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -141,7 +144,7 @@ func waitHealthy(endpoint string, exited <-chan error) error {
 			return fmt.Errorf("exited early: %v", err)
 		default:
 		}
-		resp, err := http.Get(endpoint + "/health")
+		resp, err := http.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
