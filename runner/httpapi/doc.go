@@ -10,7 +10,7 @@
 // file and held in memory only once verified (hookspool.go), and its
 // repository is known before the body is read in full (from the URL, the
 // generic hook's token, or the start of the body). A rejected request is
-// counted by reason and logged within bounds (rejectlog.go): a few lines
+// counted by reason and logged within bounds (internal/ratelog): a few lines
 // per reason per interval, then one summary. A verified event is
 // handed to the delivery queue (package deliveryq), which stores it bound
 // to the verifying repository and triggers it after the 202. The

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/runnel-ci/runnel/internal/ratelog"
 	"github.com/runnel-ci/runnel/runner/metrics"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
@@ -45,7 +46,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if forge != scm.ForgeGeneric && s.cfg.Hooks[forge] == nil {
-		s.reject(w, r, forge, rejection{http.StatusNotFound, metrics.RejectedUnknownForge, "unknown forge " + clip(forge), ""}, nil)
+		s.reject(w, r, forge, rejection{http.StatusNotFound, metrics.RejectedUnknownForge, "unknown forge " + ratelog.Clip(forge), ""}, nil)
 		return
 	}
 	// A failure to set the deadline (a connection that cannot have one)
@@ -198,7 +199,7 @@ func (s *Server) hookError(w http.ResponseWriter, r *http.Request, forge string,
 		// cause (a store that fails to look up a repository): logged
 		// within the same bounds.
 		s.count(forge, metrics.WebhookError)
-		s.rejects.rejected("internal_error", slog.LevelError, "webhook failed", "forge", forge, "err", clip(err.Error()))
+		s.rejects.Log("internal_error", slog.LevelError, "webhook failed", "forge", forge, "err", ratelog.Clip(err.Error()))
 		writeError(w, http.StatusInternalServerError, "internal error")
 		return
 	case rej.reason == metrics.RejectedBadSignature:
@@ -238,17 +239,17 @@ func rejectionOf(err error) (rejection, bool) {
 }
 
 // reject answers a webhook request that is not taken, counts it by its
-// reason and logs it within bounds (rejectLog): senders of rejected
+// reason and logs it within bounds (internal/ratelog): senders of rejected
 // requests are not authenticated, and choose how many they send.
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, forge string, rej rejection, err error) {
 	if s.cfg.Metrics != nil {
 		s.cfg.Metrics.WebhookRejected(rej.reason)
 	}
-	args := []any{"forge", clip(forge), "remote", r.RemoteAddr, "status", rej.status}
+	args := []any{"forge", ratelog.Clip(forge), "remote", r.RemoteAddr, "status", rej.status}
 	if err != nil {
-		args = append(args, "err", clip(err.Error()))
+		args = append(args, "err", ratelog.Clip(err.Error()))
 	}
-	s.rejects.rejected(rej.reason, slog.LevelWarn, "webhook rejected", args...)
+	s.rejects.Log(rej.reason, slog.LevelWarn, "webhook rejected", args...)
 	if rej.status == 0 {
 		return // nobody to answer
 	}

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/runnel-ci/runnel/internal/ratelog"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/deliveryq"
@@ -55,9 +56,10 @@ type Config struct {
 	// answers 503 with Retry-After.
 	HookSpoolDir    string
 	HookSpoolBudget int64
-	// HookLogInterval is the interval of the rejected webhooks' log
-	// (default 10 s): in each, the first 5 rejections of each reason are
-	// logged one by one and the others in one summary line at its end.
+	// HookLogInterval is the interval of the log of rejected webhooks and
+	// of failing token checks (default 10 s): in each, the first 5 of each
+	// reason are logged one by one and the others in one summary line at
+	// its end (internal/ratelog).
 	HookLogInterval time.Duration
 	// RepoCacheTTL is how long webhook repo lookups are cached (default
 	// 2 s; negative disables). API repo changes invalidate the cache.
@@ -90,7 +92,8 @@ type Server struct {
 	repos     repoCache
 	bodies    *semaphore.Weighted // the webhook body budget
 	spool     hookSpool
-	rejects   *rejectLog // rejected webhooks' log lines
+	rejects   *ratelog.Log // rejected webhooks' log lines
+	authFails *ratelog.Log // failing token checks' log lines (unauthenticated requests reach them)
 }
 
 // New returns a Server.
@@ -117,10 +120,11 @@ func New(cfg Config) *Server {
 		cfg.RepoCacheTTL = 2 * time.Second
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
-		repos:   repoCache{ttl: cfg.RepoCacheTTL, m: map[string]repoEntry{}},
-		bodies:  semaphore.NewWeighted(cfg.HookBodyBudget),
-		spool:   hookSpool{dir: cfg.HookSpoolDir, budget: semaphore.NewWeighted(cfg.HookSpoolBudget)},
-		rejects: newRejectLog(cfg.Logger, cfg.HookLogInterval)}
+		repos:     repoCache{ttl: cfg.RepoCacheTTL, m: map[string]repoEntry{}},
+		bodies:    semaphore.NewWeighted(cfg.HookBodyBudget),
+		spool:     hookSpool{dir: cfg.HookSpoolDir, budget: semaphore.NewWeighted(cfg.HookSpoolBudget)},
+		rejects:   ratelog.New(cfg.Logger, cfg.HookLogInterval, "webhook rejections not logged one by one"),
+		authFails: ratelog.New(cfg.Logger, cfg.HookLogInterval, "token check failures not logged one by one")}
 	s.accepting.Store(true)
 	s.routes()
 	return s
@@ -215,7 +219,7 @@ func (s *Server) auth(h http.Handler) http.Handler {
 		t, err := s.cfg.Store.CheckToken(r.Context(), strings.TrimSpace(tok))
 		if err != nil {
 			if !errors.Is(err, store.ErrNotFound) {
-				s.log.Error("check token", "err", err)
+				s.authFails.Log("store_error", slog.LevelError, "check token", "err", err)
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="runnel", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "invalid token")

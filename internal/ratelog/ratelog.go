@@ -1,25 +1,26 @@
-package httpapi
+// Package ratelog logs, within bounds, events that anyone who can reach
+// the server can cause (rejected webhooks, refused logins, failing token
+// checks, net/http's per-connection errors): they can cause them as fast
+// as they can send requests, and one log line each would let them fill
+// the disk (or the journal) too. The first Burst events of each reason in
+// an interval are logged one by one; the others are counted and reported
+// in one summary line per interval.
+package ratelog
 
 import (
 	"cmp"
 	"context"
+	"log"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
 
-// Rejected webhooks are logged within bounds: whoever can reach the
-// hook URL can make the server reject requests as fast as it can send
-// them, and one log line each would let them fill the disk (or the
-// journal) too. The first rejectBurst rejections of each reason in an
-// interval are logged one by one; the others are counted and reported
-// in one summary line per interval. Every rejection is also counted in
-// runnel_webhook_rejected_total, so nothing is lost but the detail.
-
-// rejectBurst is how many rejections of one reason are logged one by one
-// per interval.
-const rejectBurst = 5
+// Burst is how many events of one reason are logged one by one per
+// interval.
+const Burst = 5
 
 // clipLen bounds what a logged value taken from a request may add to a
 // line (an error may name a repository found in an unverified body).
@@ -89,29 +90,42 @@ func (l *rejectLimiter) due() (time.Time, bool) {
 	return l.end, len(l.held) > 0
 }
 
-// rejectLog writes the log lines of rejected webhooks through a
-// rejectLimiter. A summary is written when its interval ends (a timer
-// set when the first count is held), or at the first rejection after
-// that if the timer has not fired yet. Its methods are safe for
-// concurrent use.
-type rejectLog struct {
-	log   *slog.Logger
-	now   func() time.Time
-	after func(time.Duration, func()) // time.AfterFunc, or a test's
+// Log writes log lines through a rejectLimiter. A summary is written
+// when its interval ends (a timer set when the first count is held), or
+// at the first event after that if the timer has not fired yet. Its
+// methods are safe for concurrent use.
+type Log struct {
+	log     *slog.Logger
+	summary string // the summary line's message
+	now     func() time.Time
+	after   func(time.Duration, func()) // time.AfterFunc, or a test's
 
 	mu        sync.Mutex
 	lim       rejectLimiter
 	scheduled bool // a flush is set to run
 }
 
-func newRejectLog(log *slog.Logger, interval time.Duration) *rejectLog {
-	return &rejectLog{log: log, now: time.Now, lim: newRejectLimiter(interval, rejectBurst),
+// New returns a Log writing to log; its summary lines (WARN) have the
+// message summary.
+func New(log *slog.Logger, interval time.Duration, summary string) *Log {
+	return &Log{log: log, summary: summary, now: time.Now, lim: newRejectLimiter(interval, Burst),
 		after: func(d time.Duration, f func()) { time.AfterFunc(d, f) }}
 }
 
-// rejected logs a rejection of reason at level with msg and args, or
-// counts it towards the summary of its interval.
-func (l *rejectLog) rejected(reason string, level slog.Level, msg string, args ...any) {
+// SetClock replaces the clock (time.Now) and, if after is not nil, the
+// timer (time.AfterFunc) of l, for tests.
+func (l *Log) SetClock(now func() time.Time, after func(time.Duration, func())) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.now = now
+	if after != nil {
+		l.after = after
+	}
+}
+
+// Log logs an event of reason at level with msg and args, or counts it
+// towards the summary of its interval.
+func (l *Log) Log(reason string, level slog.Level, msg string, args ...any) {
 	l.mu.Lock()
 	now := l.now()
 	full, ended := l.lim.admit(now, reason)
@@ -123,8 +137,8 @@ func (l *rejectLog) rejected(reason string, level slog.Level, msg string, args .
 	}
 }
 
-// flush writes the summary of the interval that has ended, if any.
-func (l *rejectLog) flush() {
+// Flush writes the summary of the interval that has ended, if any.
+func (l *Log) Flush() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -135,16 +149,16 @@ func (l *rejectLog) flush() {
 
 // schedule sets the timer of the summary due, unless it is set. Called
 // with l.mu held.
-func (l *rejectLog) schedule(now time.Time) {
+func (l *Log) schedule(now time.Time) {
 	if end, ok := l.lim.due(); ok && !l.scheduled {
 		l.scheduled = true
-		l.after(end.Sub(now), l.flush)
+		l.after(end.Sub(now), l.Flush)
 	}
 }
 
 // summarize writes one line with the counts not logged. Called with l.mu
 // held, so that summaries come out in order.
-func (l *rejectLog) summarize(held []reasonCount) {
+func (l *Log) summarize(held []reasonCount) {
 	if len(held) == 0 {
 		return
 	}
@@ -152,11 +166,28 @@ func (l *rejectLog) summarize(held []reasonCount) {
 	for _, h := range held {
 		args = append(args, h.reason, h.n)
 	}
-	l.log.Warn("webhook rejections not logged one by one", args...)
+	l.log.Warn(l.summary, args...)
 }
 
-// clip shortens s, a value taken from a request, for a log line.
-func clip(s string) string {
+// StdLogger returns a *log.Logger (for http.Server.ErrorLog) whose
+// lines are logged through l as events of reason at level with msg, the
+// line in attribute err.
+func (l *Log) StdLogger(reason string, level slog.Level, msg string) *log.Logger {
+	return log.New(writerFunc(func(p []byte) {
+		l.Log(reason, level, msg, "err", Clip(strings.TrimSpace(string(p))))
+	}), "", 0)
+}
+
+// writerFunc is an io.Writer calling itself with each write.
+type writerFunc func([]byte)
+
+func (f writerFunc) Write(p []byte) (int, error) {
+	f(p)
+	return len(p), nil
+}
+
+// Clip shortens s, a value taken from a request, for a log line.
+func Clip(s string) string {
 	if len(s) <= clipLen {
 		return s
 	}
