@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -252,12 +253,12 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	// in constant time.
 	t, err := h.cfg.Store.CheckToken(r.Context(), token)
 	if errors.Is(err, store.ErrNotFound) {
-		h.log.Info("ui login refused", "remote", r.RemoteAddr)
+		h.refusals.Log("bad_token", slog.LevelInfo, "ui login refused", "remote", r.RemoteAddr)
 		fail(http.StatusUnauthorized, "That token is not valid.")
 		return
 	}
 	if err != nil {
-		h.log.Error("ui login: check token", "err", err)
+		h.refusals.Log("store_error", slog.LevelError, "ui login: check token", "err", err)
 		fail(http.StatusInternalServerError, "Could not check the token; try again.")
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/runnel-ci/runnel/internal/ratelog"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/access"
@@ -72,6 +73,11 @@ type Config struct {
 	SecureCookie bool
 	// SessionTTL is how long a login lasts (default 12 h).
 	SessionTTL time.Duration
+	// LoginLogInterval is the interval of the refused logins' log
+	// (default 10 s): in each, the first 5 of each reason are logged one
+	// by one and the others in one summary line at its end
+	// (internal/ratelog): anyone can post to /login.
+	LoginLogInterval time.Duration
 	// RefreshInterval is how often an open runs list, or the page of an
 	// unfinished run, reloads its content in the background (default 5 s).
 	RefreshInterval time.Duration
@@ -107,6 +113,7 @@ type Handler struct {
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
 	sessions *sessions
+	refusals *ratelog.Log // refused logins' log lines
 }
 
 // New returns a Handler.
@@ -119,6 +126,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
+	}
+	if cfg.LoginLogInterval <= 0 {
+		cfg.LoginLogInterval = 10 * time.Second
 	}
 	if cfg.RefreshInterval <= 0 {
 		cfg.RefreshInterval = 5 * time.Second
@@ -136,7 +146,8 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger, pages: pages, mux: http.NewServeMux(), sessions: newSessions(cfg.SessionTTL)}
+	h := &Handler{cfg: cfg, log: cfg.Logger, pages: pages, mux: http.NewServeMux(), sessions: newSessions(cfg.SessionTTL),
+		refusals: ratelog.New(cfg.Logger, cfg.LoginLogInterval, "ui logins refused not logged one by one")}
 	h.routes()
 	return h, nil
 }
