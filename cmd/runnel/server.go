@@ -22,6 +22,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine/local"
 	"github.com/runnel-ci/runnel/internal/install"
 	"github.com/runnel-ci/runnel/internal/private"
+	"github.com/runnel-ci/runnel/internal/ratelog"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/access"
@@ -395,8 +396,14 @@ func newHTTP(f serverFlags, b basics, baseURL string, st *store.Store, logs *log
 	// Headers are bounded in size and time for every request; webhook
 	// bodies get their own deadline and budgets (httpapi.Config); long
 	// ones are verified while written, unlinked, to the data directory.
+	// net/http's own lines (accept errors under fd exhaustion, a
+	// handler's panic) can come per connection, which anyone can open:
+	// they go to the log within bounds (internal/ratelog), not to the
+	// standard logger.
+	errLog := ratelog.New(log, 10*time.Second, "http server errors not logged one by one").
+		StdLogger("http_server", slog.LevelWarn, "http server")
 	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
 	return api, srv, nil
 }
 

@@ -169,12 +169,18 @@ func (l *Log) summarize(held []reasonCount) {
 	l.log.Warn(l.summary, args...)
 }
 
+// stdLineLen bounds a line of StdLogger: net/http's own lines are short
+// but for a handler's panic, whose stack it writes from a 64 KiB buffer;
+// it is kept whole.
+const stdLineLen = 80 << 10
+
 // StdLogger returns a *log.Logger (for http.Server.ErrorLog) whose
 // lines are logged through l as events of reason at level with msg, the
 // line in attribute err.
 func (l *Log) StdLogger(reason string, level slog.Level, msg string) *log.Logger {
 	return log.New(writerFunc(func(p []byte) {
-		l.Log(reason, level, msg, "err", Clip(strings.TrimSpace(string(p))))
+		line := strings.TrimSpace(string(p[:min(len(p), stdLineLen)]))
+		l.Log(reason, level, msg, "err", line)
 	}), "", 0)
 }
 

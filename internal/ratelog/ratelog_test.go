@@ -146,3 +146,25 @@ func TestSummaryOnTime(t *testing.T) {
 		t.Errorf("timers set after the summary: got %v, want no more", timers)
 	}
 }
+
+// TestStdLogger: the lines of a *log.Logger (http.Server.ErrorLog) are
+// logged through the limit, each whole in attribute err.
+func TestStdLogger(t *testing.T) {
+	out := &lines{}
+	l := New(slog.New(slog.NewTextHandler(out, nil)), time.Hour, "http server errors not logged one by one")
+	l.SetClock(time.Now, func(time.Duration, func()) {})
+	std := l.StdLogger("http_server", slog.LevelWarn, "http server")
+	for i := range 1000 {
+		std.Printf("http: TLS handshake error from 10.0.0.%d:1234: %s", i%256, strings.Repeat("x", 500))
+	}
+	got := out.grep(`msg="http server"`)
+	if len(got) != Burst || !strings.Contains(got[0], `err="http: TLS handshake error from 10.0.0.0:1234: `+strings.Repeat("x", 500)+`"`) ||
+		!strings.Contains(got[0], "reason=http_server") {
+		t.Errorf("got %d lines, want %d with the message in err:\n%s", len(got), Burst, strings.Join(got, "\n"))
+	}
+	l.SetClock(func() time.Time { return time.Now().Add(time.Hour) }, nil)
+	l.Flush()
+	if sum := out.grep("not logged one by one"); len(sum) != 1 || !strings.Contains(sum[0], "http_server=995") {
+		t.Errorf("summary: got %q, want one with http_server=995", sum)
+	}
+}
