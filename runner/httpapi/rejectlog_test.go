@@ -98,6 +98,31 @@ func TestRejectedHookLogBounded(t *testing.T) {
 	}
 }
 
+// TestTokenCheckFailureLogBounded: while the store fails, each API
+// request with a bearer token (anyone can send one) fails its token
+// check; 1000 of them make 5 "check token" lines and one summary.
+func TestTokenCheckFailureLogBounded(t *testing.T) {
+	out := &lines{}
+	e := newEnvWith(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(out, nil))
+		c.HookLogInterval = time.Hour // all in one interval, however slow the machine
+	}, nil)
+	e.st.Close() // the store fails from here on
+	for i := range 1000 {
+		if code, b := e.do("GET", "/api/v1/runs", nil, map[string]string{"Authorization": "Bearer not-a-token"}); code != http.StatusUnauthorized {
+			t.Fatalf("request %d: got %d %s, want 401", i, code, b)
+		}
+	}
+	if n := len(out.grep(`msg="check token"`)); n != 5 {
+		t.Errorf("got %d \"check token\" lines, want 5:\n%s", n, strings.Join(out.all(), "\n"))
+	}
+	e.api.authFails.SetClock(func() time.Time { return time.Now().Add(time.Hour) }, nil) // the interval is over
+	e.api.authFails.Flush()
+	if sum := out.grep("token check failures not logged one by one"); len(sum) != 1 || !strings.Contains(sum[0], "store_error=995") {
+		t.Errorf("summary: got %q, want one with store_error=995", sum)
+	}
+}
+
 // TestRejectionOf: how each error that ends a webhook request is answered,
 // counted and logged.
 func TestRejectionOf(t *testing.T) {
