@@ -52,6 +52,7 @@ type IntakeOptions struct {
 type Intake struct {
 	nc      *nats.Conn
 	cons    []jetstream.Consumer
+	prio    []bool // cons[i] is a priority consumer
 	opts    IntakeOptions
 	log     *slog.Logger
 	mu      sync.Mutex
@@ -115,6 +116,7 @@ func NewIntake(ctx context.Context, nc *nats.Conn, o IntakeOptions) (*Intake, er
 				return nil, consumerError(nc, o, sub.name, err)
 			}
 			in.cons = append(in.cons, c)
+			in.prio = append(in.prio, sub.name == wire.PriorityConsumerName(k))
 		}
 	}
 	return in, nil
@@ -236,25 +238,63 @@ func (in *Intake) fetchLoop(ctx context.Context, i int) {
 			}
 		}
 
+		var first *Delivery
+		if d != nil && !in.prio[i] {
+			first = in.readyPriority()
+		}
+
 		in.mu.Lock()
 		in.pending[i]--
-		switch {
-		case d == nil:
-		case in.stopped:
-			in.mu.Unlock()
-			if err := msg.Nak(); err != nil {
-				in.log.Warn("hand back job", "agent", in.opts.Name, "err", err)
+		for _, x := range []*Delivery{first, d} {
+			switch {
+			case x == nil:
+			case in.stopped:
+				in.mu.Unlock()
+				if err := x.msg.Nak(); err != nil {
+					in.log.Warn("hand back job", "agent", in.opts.Name, "err", err)
+				}
+				in.mu.Lock()
+			case in.running < in.opts.Capacity:
+				in.running++
+				in.startLocked(x)
+			case x == first:
+				in.held = slices.Insert(in.held, 0, x)
+			default:
+				in.held = append(in.held, x)
 			}
-			in.mu.Lock()
-		case in.running < in.opts.Capacity:
-			in.running++
-			in.startLocked(d)
-		default:
-			in.held = append(in.held, d)
 		}
 		in.mu.Unlock()
 		in.cond.Broadcast()
 	}
+}
+
+// readyPriority takes a priority job that is waiting in the stream now,
+// if there is one, without waiting: a normal job just pulled does not go
+// ahead of it when the priority consumers' own pull requests are not on
+// the server yet. (A priority job already handed to such a pull request
+// arrives on its own and is held ahead of other held jobs.)
+func (in *Intake) readyPriority() *Delivery {
+	for j, c := range in.cons {
+		if !in.prio[j] {
+			continue
+		}
+		leased := time.Now()
+		batch, err := c.FetchNoWait(1)
+		if err != nil {
+			in.log.Debug("look for a priority job", "agent", in.opts.Name, "err", err)
+			continue
+		}
+		for m := range batch.Messages() {
+			d, err := in.delivery(m, leased)
+			if err != nil {
+				in.log.Warn("terminate bad job", "agent", in.opts.Name, "subject", m.Subject(), "err", err)
+				_ = m.TermWithReason(err.Error())
+				break
+			}
+			return d
+		}
+	}
+	return nil
 }
 
 // startLocked runs the handler for d; in.running already counts it.

@@ -51,6 +51,10 @@ func TestPriorityJobGoesAhead(t *testing.T) {
 			mu.Lock()
 			order = append(order, dl.Job.StageID)
 			mu.Unlock()
+			// A stage takes longer than a round trip to the server:
+			// the other consumers' answers to this slot's pull requests
+			// are in before the slot frees again.
+			_ = nc.Flush()
 			_ = dl.Ack(ctx)
 			got <- struct{}{}
 		})
