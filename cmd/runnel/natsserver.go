@@ -17,6 +17,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/agent"
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/internal/serverbus"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/natsserver"
@@ -26,26 +27,17 @@ import (
 var (
 	_ runner.Bus         = (*natsserver.Dispatcher)(nil)
 	_ natsserver.Handler = runner.BusHandler{}
+	_ runner.Credentials = (*serverbus.Bus)(nil)
 )
 
-// natsSetup is the server's NATS side: an embedded or external NATS, the
-// dispatcher, its event consumer and, unless --no-agent, the built-in
-// agent as a NATS agent.
+// natsSetup is the server's NATS side (internal/serverbus: an embedded or
+// external NATS and the dispatcher), its event consumer and, unless
+// --no-agent, the built-in agent as a NATS agent.
 type natsSetup struct {
-	log    *slog.Logger
-	srv    *natsserver.Server // nil for an external NATS
-	url    string
-	nc     *nats.Conn
-	d      *natsserver.Dispatcher
-	agentC natsbus.Creds
-	// builtin is the built-in agent's credential (with an external NATS
-	// its name and labels only); a reload of the agent credentials keeps
-	// it.
-	builtin *natsserver.AgentCredential
-	data    string // the server's data directory (absolute)
-	// creds are the labels each credential allows, for the runner's
-	// check of claims; loaded with the embedded or an external NATS.
-	creds credLabels
+	log  *slog.Logger
+	bus  *serverbus.Bus
+	d    *natsserver.Dispatcher // bus.Dispatcher
+	data string                 // the server's data directory (absolute)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -54,38 +46,20 @@ type natsSetup struct {
 }
 
 // startNATS starts (or joins) NATS; the built-in agent's credential on the
-// embedded NATS allows its labels (--agent-labels) and no others.
+// embedded NATS allows its labels (--agent-labels) and no others. The
+// server checks claims against DATA/nats-agents.json with an external
+// NATS too: the credentials the cluster's users were made from.
 func startNATS(ctx context.Context, f serverFlags, data, inst string, labels map[string]string, log *slog.Logger) (*natsSetup, error) {
-	n := &natsSetup{log: log, data: data}
-	var creds natsbus.Creds
-	if f.natsURL == "embedded" {
-		agents, err := loadAgentCredentials(data)
-		if err != nil {
-			return nil, err
-		}
-		if !f.noAgent {
-			tok, cred, err := natsserver.NewAgentCredential("builtin")
-			if err != nil {
-				return nil, err
-			}
-			cred.Labels = labels
-			agents = append(agents, cred)
-			n.builtin = &cred
-			if n.agentC, err = natsbus.ParseAgentToken(tok); err != nil {
-				return nil, err
-			}
-		}
-		n.srv, err = natsserver.StartEmbedded(natsserver.Options{DataDir: filepath.Join(data, "nats"), Host: f.natsHost, Port: f.natsPort, Agents: agents, Logger: log})
-		if err != nil {
-			return nil, err
-		}
-		n.creds.set(agents)
-		n.url = n.srv.ClientURL()
-		creds = n.srv.ServerCreds()
-		log.Info("embedded NATS started", "url", n.url)
-	} else {
-		n.url = f.natsURL
-		creds = natsbus.Creds{User: f.natsUser, Password: f.natsPassword}
+	agents, err := loadAgentCredentials(data)
+	if err != nil {
+		return nil, err
+	}
+	o := serverbus.Options{DataDir: data, Host: f.natsHost, Port: f.natsPort, Agents: agents, Install: inst, Logger: log}
+	if !f.noAgent {
+		o.Builtin = &serverbus.Builtin{Name: "builtin", Labels: labels}
+	}
+	if f.natsURL != "embedded" {
+		o.URL, o.Creds = f.natsURL, natsbus.Creds{User: f.natsUser, Password: f.natsPassword}
 		if !f.noAgent {
 			if f.agentToken == "" {
 				return nil, usageError(errors.New("--agent-token is required for the built-in agent with an external NATS (or use --no-agent)"))
@@ -94,27 +68,14 @@ func startNATS(ctx context.Context, f serverFlags, data, inst string, labels map
 			if err != nil {
 				return nil, usageError(err)
 			}
-			n.agentC = c
-			n.builtin = &natsserver.AgentCredential{Name: c.User, Labels: labels}
-		}
-		// The server checks claims against DATA/nats-agents.json here
-		// too: the credentials the cluster's users were made from.
-		if err := n.reloadAgents(); err != nil {
-			return nil, err
+			o.Builtin.Creds = &c
 		}
 	}
-	var err error
-	n.nc, err = natsbus.Connect(n.url, creds)
+	bus, err := serverbus.Start(ctx, o)
 	if err != nil {
-		n.close()
 		return nil, err
 	}
-	n.d, err = natsserver.NewDispatcher(ctx, n.nc, natsserver.DispatcherOptions{Logger: log, Install: inst})
-	if err != nil {
-		n.close()
-		return nil, err
-	}
-	return n, nil
+	return &natsSetup{log: log, bus: bus, d: bus.Dispatcher, data: data}, nil
 }
 
 // reloadAgents re-reads the agent credentials (written by `runnel agent
@@ -126,16 +87,7 @@ func (n *natsSetup) reloadAgents() error {
 	if err != nil {
 		return err
 	}
-	if n.builtin != nil {
-		agents = append(agents, *n.builtin)
-	}
-	if n.srv != nil {
-		if err := n.srv.SetAgents(agents); err != nil {
-			return err
-		}
-	}
-	n.creds.set(agents)
-	return nil
+	return n.bus.SetAgents(agents)
 }
 
 // credsPoll is how often the server looks for a changed agent
@@ -186,11 +138,11 @@ func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, e
 	if eng == nil {
 		return nil
 	}
-	ag, err := newNATSAgent(n.agentC.User, labels, f.agentCapacity, eng, allowed, workDir, log)
+	ag, err := newNATSAgent(n.bus.AgentName(), labels, f.agentCapacity, eng, allowed, workDir, log)
 	if err != nil {
 		return err
 	}
-	n.agNC, err = natsbus.Connect(n.url, n.agentC)
+	n.agNC, err = n.bus.ConnectAgent()
 	if err != nil {
 		return fmt.Errorf("built-in agent: %w", err)
 	}
@@ -242,13 +194,5 @@ func (n *natsSetup) close() {
 	if n.agNC != nil {
 		n.agNC.Close()
 	}
-	if n.d != nil {
-		n.d.Close()
-	}
-	if n.nc != nil {
-		n.nc.Drain()
-	}
-	if n.srv != nil {
-		n.srv.Shutdown()
-	}
+	n.bus.Close()
 }

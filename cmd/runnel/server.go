@@ -353,7 +353,7 @@ func startCore(bg context.Context, f serverFlags, b basics, st *store.Store, log
 	c.closers = append(c.closers, c.nb.close)
 	c.rn, err = runner.New(runner.Config{Store: st, Bus: c.nb.d, Logs: logs, Statuses: statuses, Metrics: mets, Logger: log,
 		BaseURL: baseURL, CacheDir: filepath.Join(b.data, "cache"), LeaseTimeout: f.leaseTimeout, Transfers: tsvc,
-		Credentials: &c.nb.creds})
+		Credentials: c.nb.bus})
 	if err != nil {
 		return nil, err
 	}

@@ -12,13 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/runnel-ci/runnel/agents/agent"
 	"github.com/runnel-ci/runnel/agents/engine/local"
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/workspace"
 	"github.com/runnel-ci/runnel/internal/gitmirror"
+	"github.com/runnel-ci/runnel/internal/serverbus"
 	"github.com/runnel-ci/runnel/runner/natsserver"
 )
 
@@ -55,8 +54,7 @@ type Harness struct {
 	t      testing.TB
 	opts   Options
 	dir    string
-	creds  natsbus.Creds // the agent's
-	nc     *nats.Conn
+	bus    *serverbus.Bus
 	cancel context.CancelFunc // stops Serve and the agent
 	ctx    context.Context
 	wg     sync.WaitGroup
@@ -64,7 +62,7 @@ type Harness struct {
 	mu        sync.Mutex
 	killAgent context.CancelFunc           // stops the current agent's Run
 	agentDone chan struct{}                // closed when it returned
-	agents    []natsserver.AgentCredential // the credentials NATS knows
+	added     []natsserver.AgentCredential // by AddCredential
 }
 
 // Start starts NATS, the dispatcher and (unless o.NoAgent) the agent, and
@@ -86,32 +84,15 @@ func Start(t testing.TB, o Options) *Harness {
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	t.Cleanup(h.stop)
 
-	var creds []natsserver.AgentCredential
+	so := serverbus.Options{DataDir: dir, Port: -1, Logger: o.Logger}
 	if !o.NoAgent {
-		tok, cred, err := natsserver.NewAgentCredential(o.AgentName)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cred.Labels = maps.Clone(o.Labels)
-		creds = append(creds, cred)
-		h.agents = creds
-		if h.creds, err = natsbus.ParseAgentToken(tok); err != nil {
-			t.Fatal(err)
-		}
+		so.Builtin = &serverbus.Builtin{Name: o.AgentName, Labels: o.Labels}
 	}
-	srv, err := natsserver.StartEmbedded(natsserver.Options{DataDir: filepath.Join(dir, "nats"), Port: -1, Agents: creds, Logger: o.Logger})
+	bus, err := serverbus.Start(h.ctx, so)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.NATS = srv
-	h.nc, err = natsbus.Connect(srv.ClientURL(), srv.ServerCreds())
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.Dispatcher, err = natsserver.NewDispatcher(h.ctx, h.nc, natsserver.DispatcherOptions{Logger: o.Logger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h.bus, h.NATS, h.Dispatcher = bus, bus.NATS, bus.Dispatcher
 	if o.NoAgent {
 		return h
 	}
@@ -144,7 +125,7 @@ func (h *Harness) StartAgent() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	anc, err := natsbus.Connect(h.NATS.ClientURL(), h.creds)
+	anc, err := h.bus.ConnectAgent()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,10 +160,10 @@ func (h *Harness) AddCredential(name string, labels map[string]string) natsbus.C
 	}
 	cred.Labels = maps.Clone(labels)
 	h.mu.Lock()
-	h.agents = append(h.agents, cred)
-	all := slices.Clone(h.agents)
+	h.added = append(h.added, cred)
+	all := slices.Clone(h.added)
 	h.mu.Unlock()
-	if err := h.NATS.SetAgents(all); err != nil {
+	if err := h.bus.SetAgents(all); err != nil {
 		h.t.Fatal(err)
 	}
 	c, err := natsbus.ParseAgentToken(tok)
@@ -195,14 +176,7 @@ func (h *Harness) AddCredential(name string, labels map[string]string) natsbus.C
 // AgentLabels returns the labels the credential of agent name allows (the
 // runner's Credentials).
 func (h *Harness) AgentLabels(name string) (map[string]string, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, a := range h.agents {
-		if a.Name == name {
-			return a.Labels, true
-		}
-	}
-	return nil, false
+	return h.bus.AgentLabels(name)
 }
 
 // KillAgent stops the agent the hard way, as if its process died: its
@@ -246,13 +220,7 @@ func (h *Harness) Serve(hd natsserver.Handler) {
 func (h *Harness) stop() {
 	h.cancel()
 	h.wg.Wait()
-	if h.Dispatcher != nil {
-		h.Dispatcher.Close()
-	}
-	if h.nc != nil {
-		h.nc.Close()
-	}
-	if h.NATS != nil {
-		h.NATS.Shutdown()
+	if h.bus != nil {
+		h.bus.Close()
 	}
 }
