@@ -5,6 +5,12 @@ import (
 	"io"
 )
 
+// DefaultStepMax is the default cap on one step's log an agent sends
+// (runnel agent --step-log-max): a step printing gigabytes must not fill
+// the server's disk. The step keeps running; its log ends with a line
+// saying it was truncated.
+const DefaultStepMax = 100 << 20
+
 // Limit returns a Filter that caps output at max bytes (see NewLimitWriter).
 func Limit(max int64) Filter {
 	return func(dst io.Writer) io.WriteCloser { return NewLimitWriter(dst, max) }
@@ -12,13 +18,11 @@ func Limit(max int64) Filter {
 
 // LimitWriter passes on the first max bytes, then one line saying the log
 // was truncated, and discards the rest. It keeps reporting success, so a
-// chatty step is not failed by a write error; Dropped says how much was
-// lost.
+// chatty step is not failed by a write error.
 type LimitWriter struct {
 	dst     io.Writer
 	max     int64
 	written int64
-	dropped int64
 	noted   bool
 }
 
@@ -42,10 +46,7 @@ func (l *LimitWriter) Write(p []byte) (int, error) {
 			return n, err
 		}
 	}
-	if room < 0 {
-		room = 0
-	}
-	l.dropped += int64(len(p)) - room
+	room = max(room, 0)
 	if !l.noted {
 		l.noted = true
 		if _, err := fmt.Fprintf(l.dst, "\n[runnel: log truncated at %d bytes]\n", l.max); err != nil {
@@ -54,9 +55,6 @@ func (l *LimitWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-
-// Dropped returns how many bytes were discarded.
-func (l *LimitWriter) Dropped() int64 { return l.dropped }
 
 // Close does nothing: LimitWriter holds nothing back. It does not close dst.
 func (l *LimitWriter) Close() error { return nil }

@@ -9,11 +9,6 @@ import (
 // Redacted replaces every secret in masked output.
 const Redacted = "***"
 
-// Mask returns a Filter that masks secrets (see NewMasker).
-func Mask(secrets ...string) Filter {
-	return func(dst io.Writer) io.WriteCloser { return NewMasker(dst, secrets) }
-}
-
 // Masker replaces every occurrence of its secrets with Redacted, also when
 // an occurrence is split across Write calls. It holds back at most
 // len(longest secret)-1 bytes that may begin a secret until the next Write

@@ -37,6 +37,11 @@ type StageRunner struct {
 	AllowContainer []pipeline.Permission
 	// Deployer runs deploy steps; nil: they end in error.
 	Deployer *deployer.Deployer
+	// StepLogMax caps the bytes of one step's log (all its retries) the
+	// agent sends; past it the step keeps running and its log ends with
+	// a line saying it was truncated. 0 means logs.DefaultStepMax,
+	// negative no cap.
+	StepLogMax int64
 }
 
 var _ agent.StageRunner = (*StageRunner)(nil)
@@ -63,7 +68,7 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 		}
 	}
 	r.reapEarlierAttempts(ctx, job, log)
-	sr := &sinkReporter{sink: sink, logs: map[*pipeline.Step]io.WriteCloser{}, secrets: logs.NewSet(), notes: job.Withheld}
+	sr := &sinkReporter{sink: sink, logs: map[*pipeline.Step]io.WriteCloser{}, secrets: logs.NewSet(), notes: job.Withheld, max: r.stepLogMax()}
 	spec := &engine.Spec{Install: job.Install, RunID: job.RunID, Attempt: job.Attempt, Stage: job.Stage, Source: src}
 	for _, sec := range job.Secrets {
 		sr.secrets.Add(sec.Value)
@@ -82,6 +87,13 @@ func (r *StageRunner) RunStage(ctx context.Context, job *wire.Job, sink agent.Ev
 		}
 	}
 	return out
+}
+
+func (r *StageRunner) stepLogMax() int64 {
+	if r.StepLogMax == 0 {
+		return logs.DefaultStepMax
+	}
+	return r.StepLogMax
 }
 
 // transfer returns the job's stage.Transfer.
@@ -125,6 +137,8 @@ type sinkReporter struct {
 	secrets *logs.Set
 	// notes are written at the top of the first log (withheld secrets).
 	notes []string
+	// max caps each step's log after masking (StageRunner.StepLogMax).
+	max int64
 }
 
 func (s *sinkReporter) StepStarted(st *pipeline.Stage, step *pipeline.Step, attempt int) {
@@ -148,7 +162,11 @@ func (s *sinkReporter) output(st *pipeline.Stage, step *pipeline.Step, attempt i
 	w, ok := s.logs[step]
 	if !ok {
 		sink := s.sink.Log(step.Name)
-		w = &maskedLog{WriteCloser: logs.Chain(sink, logs.AddMask(s.secrets), logs.MaskSet(s.secrets)), sink: sink}
+		chain := []logs.Filter{logs.AddMask(s.secrets), logs.MaskSet(s.secrets)}
+		if s.max > 0 {
+			chain = append(chain, logs.Limit(s.max))
+		}
+		w = &maskedLog{WriteCloser: logs.Chain(sink, chain...), sink: sink}
 		s.logs[step] = w
 		for _, n := range s.notes {
 			fmt.Fprintf(w, "[runnel: %s]\n", n)

@@ -185,7 +185,7 @@ func BenchmarkLocalLogs(b *testing.B) {
 
 		f = open("chain.log")
 		t0 = time.Now()
-		w := logs.Chain(f, logs.Mask("s3cr3t-token"), logs.Prefix("[build/seq] "), logs.Limit(1<<30))
+		w := logs.Chain(f, logs.MaskSet(logs.NewSet("s3cr3t-token")), logs.Prefix("[build/seq] "), logs.Limit(1<<30))
 		if code, err := e.Run(ctx, s, step, w); err != nil || code != 0 {
 			b.Fatalf("engine+chain: %d, %v", code, err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/agent"
 	"github.com/runnel-ci/runnel/agents/deployer"
 	"github.com/runnel-ci/runnel/agents/engine"
+	"github.com/runnel-ci/runnel/agents/logs"
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/transfer"
 	"github.com/runnel-ci/runnel/agents/wire"
@@ -34,6 +35,7 @@ func init() { commands = append(commands, (*app).agentCommand) }
 
 type agentFlags struct {
 	natsURL, token, credsFile, name, labels, backend, workDir string
+	stepLogMax                                                string
 	capacity                                                  int
 	drainTimeout                                              time.Duration
 	container                                                 containerFlags
@@ -61,6 +63,8 @@ taking jobs and waits up to --drain-timeout for running stages.`,
 	fl.StringVar(&f.backend, "backend", a.envDefault("RUNNEL_BACKEND", "docker"), "executor: docker or local ($RUNNEL_BACKEND)")
 	fl.StringVar(&f.workDir, "work-dir", a.envDefault("RUNNEL_AGENT_DIR", filepath.Join(os.TempDir(), "runnel-agent")), "git cache and workspaces ($RUNNEL_AGENT_DIR)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages")
+	fl.StringVar(&f.stepLogMax, "step-log-max", a.envDefault("RUNNEL_STEP_LOG_MAX", fmt.Sprintf("%dm", logs.DefaultStepMax>>20)),
+		"bytes of one step's log the agent sends (512k, 100m, 1g); past it the step keeps running and its log says it was truncated ($RUNNEL_STEP_LOG_MAX)")
 	a.addContainerFlags(fl, &f.container, "", "RUNNEL_")
 
 	var data, tokenLabels string
@@ -198,7 +202,8 @@ func (a *app) runAgent(ctx context.Context, f agentFlags) error {
 		return err
 	}
 	defer closeEngine()
-	ag, err := newNATSAgent(name, labels, f.capacity, eng, allowed, f.workDir, log)
+	stepLogMax, _ := parseSize(f.stepLogMax) // checked by agentFlagProblems
+	ag, err := newAgent(name, labels, f.capacity, eng, allowed, f.workDir, stepLogMax, log)
 	if err != nil {
 		return err
 	}
@@ -254,9 +259,16 @@ func connectAgent(ctx context.Context, url string, creds natsbus.Creds, log *slo
 	}
 }
 
-// newNATSAgent builds an agent loop running stages with the workspace
-// StageRunner on eng.
+// newNATSAgent builds the server's built-in agent: newAgent with the
+// default step log cap (logs.DefaultStepMax).
 func newNATSAgent(name string, labels map[string]string, capacity int, eng engine.Engine, allowed []pipeline.Permission, workDir string, log *slog.Logger) (*agent.Agent, error) {
+	return newAgent(name, labels, capacity, eng, allowed, workDir, 0, log)
+}
+
+// newAgent builds an agent loop running stages with the workspace
+// StageRunner on eng, capping each step's log at stepLogMax bytes (0: the
+// default).
+func newAgent(name string, labels map[string]string, capacity int, eng engine.Engine, allowed []pipeline.Permission, workDir string, stepLogMax int64, log *slog.Logger) (*agent.Agent, error) {
 	if err := private.MkdirAll(workDir); err != nil {
 		return nil, err
 	}
@@ -266,7 +278,7 @@ func newNATSAgent(name string, labels map[string]string, capacity int, eng engin
 	}
 	fetcher := &artifact.Fetcher{Dir: filepath.Join(workDir, "fetch"), Client: transfer.FetchClient(), MaxBytes: maxFetch, Logger: log}
 	return agent.New(agent.Config{Name: name, Labels: labels, Capacity: capacity, Logger: log,
-		Runner: &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: workDir, Logger: log, Fetcher: fetcher, AllowContainer: allowed,
+		Runner: &workspace.StageRunner{Cache: cache, Engine: eng, WorkDir: workDir, Logger: log, Fetcher: fetcher, AllowContainer: allowed, StepLogMax: stepLogMax,
 			Deployer: &deployer.Deployer{ProxyToken: os.Getenv("RUNNEL_PROXY_TOKEN"), Logger: log}}})
 }
 

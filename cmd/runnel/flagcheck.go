@@ -66,6 +66,9 @@ func agentFlagProblems(f agentFlags) []string {
 	}
 	p = append(p, backendProblem(f.backend)...)
 	p = append(p, drainProblem(f.drainTimeout)...)
+	if _, err := parseSize(f.stepLogMax); err != nil {
+		p = append(p, fmt.Sprintf("--step-log-max %q: want a size like 512k, 100m or 1g", f.stepLogMax))
+	}
 	return p
 }
 

@@ -47,7 +47,7 @@ func TestServerFlagProblems(t *testing.T) {
 }
 
 func TestAgentFlagProblems(t *testing.T) {
-	ok := agentFlags{capacity: 1, backend: "local", workDir: "/var/lib/runnel-agent", drainTimeout: time.Minute}
+	ok := agentFlags{capacity: 1, backend: "local", workDir: "/var/lib/runnel-agent", drainTimeout: time.Minute, stepLogMax: "100m"}
 	for _, c := range []struct {
 		name string
 		edit func(*agentFlags)
@@ -58,6 +58,7 @@ func TestAgentFlagProblems(t *testing.T) {
 		{"no work dir", func(f *agentFlags) { f.workDir = "" }, []string{"--work-dir is empty"}},
 		{"unknown backend", func(f *agentFlags) { f.backend = "k8s" }, []string{`--backend "k8s"`}},
 		{"negative drain", func(f *agentFlags) { f.drainTimeout = -time.Minute }, []string{"--drain-timeout -1m0s is negative"}},
+		{"bad step log max", func(f *agentFlags) { f.stepLogMax = "lots" }, []string{`--step-log-max "lots": want a size`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := ok
