@@ -72,6 +72,30 @@ func layoutDAG(stages []*store.Stage) *dagGraph {
 	if len(stages) == 0 {
 		return nil
 	}
+	nodes, order := dagBoxes(stages)
+	cols := dagColumns(nodes, order)
+	// Columns left to right: a box's place depends on the rows of the
+	// boxes it needs, which sit in earlier columns.
+	g := &dagGraph{}
+	rowOf := map[string]float64{}
+	for c := range cols {
+		var col []*dagNode
+		for _, n := range order {
+			if n.Col == c {
+				col = append(col, n)
+			}
+		}
+		sortColumn(col, rowOf)
+		g.place(col, c, rowOf)
+	}
+	g.Width = 2*dagPad + cols*dagNodeW + (cols-1)*dagColGap
+	g.connect(nodes)
+	return g
+}
+
+// dagBoxes makes one box per stage name, in plan order, with the names
+// of the boxes it needs.
+func dagBoxes(stages []*store.Stage) (map[string]*dagNode, []*dagNode) {
 	nodes := map[string]*dagNode{}
 	var order []*dagNode
 	keyName := map[string]string{}
@@ -95,8 +119,13 @@ func layoutDAG(stages []*store.Stage) *dagGraph {
 			}
 		}
 	}
-	// Columns by longest path; stages are few, so repeat until stable
-	// (bounded by the number of boxes, which also stops a cycle).
+	return nodes, order
+}
+
+// dagColumns sets each box's column by the longest path to it and
+// returns the number of columns. Stages are few, so it repeats until
+// stable (bounded by the number of boxes, which also stops a cycle).
+func dagColumns(nodes map[string]*dagNode, order []*dagNode) int {
 	for range order {
 		changed := false
 		for _, n := range order {
@@ -114,57 +143,59 @@ func layoutDAG(stages []*store.Stage) *dagGraph {
 	for _, n := range order {
 		cols = max(cols, n.Col+1)
 	}
-	// Within a column, boxes sit in the order of the mean row of what they
-	// need (fewer crossings), ties by plan position.
-	g := &dagGraph{}
-	rowOf := map[string]float64{}
-	for c := range cols {
-		var col []*dagNode
-		for _, n := range order {
-			if n.Col == c {
-				col = append(col, n)
-			}
+	return cols
+}
+
+// sortColumn puts the boxes of a column in the order of the mean row of
+// what they need (fewer crossings), ties by plan position.
+func sortColumn(col []*dagNode, rowOf map[string]float64) {
+	mean := func(n *dagNode) float64 {
+		if len(n.needs) == 0 {
+			return -1
 		}
-		mean := func(n *dagNode) float64 {
-			if len(n.needs) == 0 {
-				return -1
-			}
-			var sum float64
-			for _, m := range n.needs {
-				sum += rowOf[m]
-			}
-			return sum / float64(len(n.needs))
+		var sum float64
+		for _, m := range n.needs {
+			sum += rowOf[m]
 		}
-		slices.SortStableFunc(col, func(a, b *dagNode) int {
-			ma, mb := mean(a), mean(b)
-			switch {
-			case ma < mb:
-				return -1
-			case ma > mb:
-				return 1
-			}
-			return a.plan - b.plan
-		})
-		y := dagPad
-		for i, n := range col {
-			rowOf[n.Name] = float64(i)
-			n.X, n.Y, n.W = dagPad+c*(dagNodeW+dagColGap), y, dagNodeW
-			n.H = dagHeadH + len(n.Variants)*dagRowH
-			if len(n.Variants) > 0 {
-				n.H += 4
-			}
-			n.TextX, n.TextY, n.StatusX = n.X+16, n.Y+20, n.X+n.W-10
-			for j := range n.Variants {
-				v := &n.Variants[j]
-				v.DotX, v.DotY = n.X+24, n.Y+dagHeadH+j*dagRowH+10
-				v.TextX, v.TextY = n.X+36, v.DotY+4
-			}
-			y += n.H + dagRowGap
-			g.Height = max(g.Height, y-dagRowGap+dagPad)
-			g.Nodes = append(g.Nodes, n)
-		}
+		return sum / float64(len(n.needs))
 	}
-	g.Width = 2*dagPad + cols*dagNodeW + (cols-1)*dagColGap
+	slices.SortStableFunc(col, func(a, b *dagNode) int {
+		ma, mb := mean(a), mean(b)
+		switch {
+		case ma < mb:
+			return -1
+		case ma > mb:
+			return 1
+		}
+		return a.plan - b.plan
+	})
+}
+
+// place gives the sorted boxes of column c their coordinates, top to
+// bottom, records their rows and adds them to g.
+func (g *dagGraph) place(col []*dagNode, c int, rowOf map[string]float64) {
+	y := dagPad
+	for i, n := range col {
+		rowOf[n.Name] = float64(i)
+		n.X, n.Y, n.W = dagPad+c*(dagNodeW+dagColGap), y, dagNodeW
+		n.H = dagHeadH + len(n.Variants)*dagRowH
+		if len(n.Variants) > 0 {
+			n.H += 4
+		}
+		n.TextX, n.TextY, n.StatusX = n.X+16, n.Y+20, n.X+n.W-10
+		for j := range n.Variants {
+			v := &n.Variants[j]
+			v.DotX, v.DotY = n.X+24, n.Y+dagHeadH+j*dagRowH+10
+			v.TextX, v.TextY = n.X+36, v.DotY+4
+		}
+		y += n.H + dagRowGap
+		g.Height = max(g.Height, y-dagRowGap+dagPad)
+		g.Nodes = append(g.Nodes, n)
+	}
+}
+
+// connect adds an edge per need between placed boxes.
+func (g *dagGraph) connect(nodes map[string]*dagNode) {
 	for _, n := range g.Nodes {
 		for _, m := range n.needs {
 			from := nodes[m]
@@ -175,7 +206,6 @@ func layoutDAG(stages []*store.Stage) *dagGraph {
 				Path: "M" + strconv.Itoa(x1) + " " + strconv.Itoa(y1) + " C" + strconv.Itoa(mid) + " " + strconv.Itoa(y1) + " " + strconv.Itoa(mid) + " " + strconv.Itoa(y2) + " " + strconv.Itoa(x2-4) + " " + strconv.Itoa(y2)})
 		}
 	}
-	return g
 }
 
 // variantLabel is a matrix stage key without its name: "test[go=1.22]"
