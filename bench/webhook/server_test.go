@@ -22,20 +22,18 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for fresh schemas
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/runnel-ci/runnel/agents/natsbus"
+	"github.com/runnel-ci/runnel/internal/assembly"
 	"github.com/runnel-ci/runnel/internal/gittest"
+	"github.com/runnel-ci/runnel/internal/serverbus"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/deliveryq"
-	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/metrics"
 	"github.com/runnel-ci/runnel/runner/natsserver"
 	"github.com/runnel-ci/runnel/runner/statusq"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
-	"github.com/runnel-ci/runnel/scm/github"
 )
 
 const (
@@ -62,14 +60,13 @@ type target struct {
 	verify func(ctx context.Context, sent []string, window time.Duration, drain bool) (*check, error)
 }
 
-// serve runs h on a real loopback listener until the test ends.
-func serve(t testing.TB, h http.Handler) string {
+// serve runs srv on a real loopback listener until the test ends.
+func serve(t testing.TB, srv *http.Server) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -89,7 +86,7 @@ func baseline(t testing.TB, body []byte) *target {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusAccepted)
 	})
-	return &target{url: serve(t, h) + "/hooks/github", body: body, sig: sign(body)}
+	return &target{url: serve(t, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}) + "/hooks/github", body: body, sig: sign(body)}
 }
 
 func sign(body []byte) string { return "sha256=" + hmacHex([]byte(secret), body) }
@@ -172,28 +169,19 @@ func freshSchema(t testing.TB, base string) string {
 	return u.String()
 }
 
-// dispatcher starts an embedded NATS JetStream server in dir and a
-// natsserver.Dispatcher on it, as `runnel server --no-agent` does: jobs are
-// published durably and wait for an agent that never comes, so the
-// benchmark measures ingestion and run creation, not builds. run starts
-// the consumer of agents' events; everything stops when the test ends.
+// dispatcher starts the server's bus (internal/serverbus) in dir, as
+// `runnel server --no-agent` does: jobs are published durably and wait
+// for an agent that never comes, so the benchmark measures ingestion and
+// run creation, not builds. run starts the consumer of agents' events;
+// everything stops when the test ends.
 func dispatcher(t testing.TB, dir string) (d *natsserver.Dispatcher, run func(h natsserver.Handler)) {
 	t.Helper()
-	srv, err := natsserver.StartEmbedded(natsserver.Options{DataDir: dir, Port: -1})
+	bus, err := serverbus.Start(context.Background(), serverbus.Options{DataDir: dir, Port: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := natsbus.Connect(srv.ClientURL(), srv.ServerCreds())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nc.Drain() })
-	d, err = natsserver.NewDispatcher(context.Background(), nc, natsserver.DispatcherOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Close)
+	t.Cleanup(bus.Close)
+	d = bus.Dispatcher
 	return d, func(h natsserver.Handler) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -208,8 +196,8 @@ func dispatcher(t testing.TB, dir string) (d *natsserver.Dispatcher, run func(h 
 }
 
 // runnel builds the server stack the way cmd/runnel's runServer does
-// (store, logstore, metrics, status queue, runner, httpapi with the forge
-// hooks) on dsn ("" = SQLite in a temp dir), registers the fixture's
+// (store, logstore, metrics, status queue, runner, and the UI and API
+// with the forge hooks as internal/assembly serves them) on dsn ("" = SQLite in a temp dir), registers the fixture's
 // repository with a webhook secret and a local bare clone URL, and
 // serves it on loopback.
 func runnel(t testing.TB, dsn string) *target {
@@ -250,7 +238,7 @@ func runnel(t testing.TB, dsn string) *target {
 		}
 		return nil
 	}), statusq.Options{Logger: log})
-	bus, consume := dispatcher(t, filepath.Join(data, "nats"))
+	bus, consume := dispatcher(t, data)
 	rn, err := runner.New(runner.Config{Store: st, Bus: bus, Logs: logs, Statuses: statuses, Metrics: mets,
 		Logger: log, BaseURL: "http://127.0.0.1", CacheDir: filepath.Join(data, "cache")})
 	if err != nil {
@@ -267,11 +255,12 @@ func runnel(t testing.TB, dsn string) *target {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Metrics: mets, Logger: log,
-		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}},
-		Agents:         rn.Agents, Deliveries: deliveries})
-	url := serve(t, api.Handler())
+	api, srv, err := assembly.NewHTTP(assembly.HTTPConfig{Store: st, Logs: logs, Runner: rn, Deliveries: deliveries, Metrics: mets,
+		Registry: reg, HookSpoolDir: data, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serve(t, srv)
 	// Cleanups run last-in first-out: triggers, then listener, runner
 	// and store stop.
 	t.Cleanup(func() {

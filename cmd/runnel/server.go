@@ -14,15 +14,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/runnel-ci/runnel/agents/engine"
 	"github.com/runnel-ci/runnel/agents/engine/docker"
 	"github.com/runnel-ci/runnel/agents/engine/local"
+	"github.com/runnel-ci/runnel/internal/assembly"
 	"github.com/runnel-ci/runnel/internal/install"
 	"github.com/runnel-ci/runnel/internal/private"
-	"github.com/runnel-ci/runnel/internal/ratelog"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/access"
@@ -35,7 +34,6 @@ import (
 	"github.com/runnel-ci/runnel/runner/statusq"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/runner/transfers"
-	"github.com/runnel-ci/runnel/runner/ui"
 	"github.com/runnel-ci/runnel/scm"
 	"github.com/runnel-ci/runnel/scm/gitea"
 	"github.com/runnel-ci/runnel/scm/github"
@@ -376,35 +374,12 @@ func startCore(bg context.Context, f serverFlags, b basics, st *store.Store, log
 }
 
 // newHTTP makes the web UI and the API in front of the core, as one
-// http.Server.
+// http.Server (internal/assembly, as the benchmarks serve it).
 func newHTTP(f serverFlags, b basics, baseURL string, st *store.Store, logs *logstore.Store, mets *metrics.Metrics, reg *prometheus.Registry,
 	c *core) (*httpapi.Server, *http.Server, error) {
-	log := b.log
-	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
-	// /deployments, /login, /logout and /static/; everything else goes to the API.
-	web, err := ui.New(ui.Config{Store: st, Logs: logs, Actions: c.rn, Agents: c.rn.Agents, Logger: log, Artifacts: c.tsvc,
-		SecureCookie: strings.HasPrefix(baseURL, "https://"), BaseURL: f.baseURL})
-	if err != nil {
-		return nil, nil, err
-	}
-	// The UI's pages read the API (the log endpoint) with their session.
-	api := httpapi.New(httpapi.Config{Store: st, Runner: c.rn, Logs: logs, Metrics: mets, Logger: log, Deliveries: c.deliveries,
-		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
-		Agents:         c.rn.Agents, Session: web.SessionToken, ScheduleAdded: c.sched.Kick,
-		Transfers: c.tsvc.Handler(), Artifacts: c.tsvc.RunArtifacts, HookSpoolDir: b.data})
-	// Headers are bounded in size and time for every request; webhook
-	// bodies get their own deadline and budgets (httpapi.Config); long
-	// ones are verified while written, unlinked, to the data directory.
-	// net/http's own lines (accept errors under fd exhaustion, a
-	// handler's panic) can come per connection, which anyone can open:
-	// they go to the log within bounds (internal/ratelog), not to the
-	// standard logger.
-	errLog := ratelog.New(log, 10*time.Second, "http server errors not logged one by one").
-		StdLogger("http_server", slog.LevelWarn, "http server")
-	srv := &http.Server{Handler: web.Wrap(api.Handler()), ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
-	return api, srv, nil
+	return assembly.NewHTTP(assembly.HTTPConfig{Store: st, Logs: logs, Runner: c.rn, Deliveries: c.deliveries, Metrics: mets,
+		Registry: reg, Transfers: c.tsvc, ScheduleAdded: c.sched.Kick, PublicURL: f.baseURL,
+		SecureCookie: strings.HasPrefix(baseURL, "https://"), HookSpoolDir: b.data, Logger: b.log})
 }
 
 // stopping is what a first signal stops, in order.
