@@ -27,13 +27,13 @@ func (s *Server) stepLog(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	st, pos, attempt, ok := s.resolveStep(w, r, run)
+	sl, ok := s.resolveStep(w, r, run)
 	if !ok {
 		return
 	}
-	key := runner.LogKey(run.ID, st.Key, attempt, pos)
+	key := sl.Key
 	q := r.URL.Query()
-	done := s.stepDone(st.ID, attempt, pos)
+	done := s.stepDone(sl.Stage.ID, sl.Attempt, sl.Step.Position)
 	var styled *logview.ANSI
 	if q.Get("styled") == "1" {
 		styled = logview.NewANSI()
@@ -59,49 +59,23 @@ func (s *Server) stepLog(w http.ResponseWriter, r *http.Request) {
 	case q.Has("from") || q.Has("before") || q.Get("tail") == "1":
 		s.logPage(w, q, key, done, styled)
 	default:
-		s.wholeLog(w, st, key)
+		s.wholeLog(w, sl.Stage, key)
 	}
 }
 
-// resolveStep finds the stage, step position and attempt a log URL
-// names ({step} is a name or a position); on failure it has answered.
-func (s *Server) resolveStep(w http.ResponseWriter, r *http.Request, run *store.Run) (*store.Stage, int, int, bool) {
-	var st *store.Stage
-	for _, x := range run.Stages {
-		if x.Key == r.PathValue("stage") {
-			st = x
-		}
+// resolveStep finds the step attempt's log a log URL names ({step} is
+// a name or a position); on failure it has answered.
+func (s *Server) resolveStep(w http.ResponseWriter, r *http.Request, run *store.Run) (runner.StepLog, bool) {
+	sl, err := runner.FindStepLog(run, r.PathValue("stage"), r.PathValue("step"), true, r.URL.Query().Get("attempt"))
+	switch {
+	case err == nil:
+		return sl, true
+	case errors.Is(err, runner.ErrBadAttempt):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		writeError(w, http.StatusNotFound, err.Error())
 	}
-	if st == nil {
-		writeError(w, http.StatusNotFound, "no such stage")
-		return nil, 0, 0, false
-	}
-	stepArg := r.PathValue("step")
-	pos := -1
-	for _, step := range st.Steps {
-		if step.Name == stepArg || strconv.Itoa(step.Position) == stepArg {
-			pos = step.Position
-			break
-		}
-	}
-	if pos < 0 {
-		writeError(w, http.StatusNotFound, "no such step")
-		return nil, 0, 0, false
-	}
-	attempt := st.Attempt
-	if a := r.URL.Query().Get("attempt"); a != "" {
-		n, err := strconv.Atoi(a)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "attempt must be a positive number")
-			return nil, 0, 0, false
-		}
-		if n > st.Attempt {
-			writeError(w, http.StatusNotFound, "no such attempt")
-			return nil, 0, 0, false
-		}
-		attempt = n
-	}
-	return st, pos, attempt, true
+	return sl, false
 }
 
 // stepDone reports whether a step attempt has finished, so a follower of
@@ -111,15 +85,7 @@ func (s *Server) stepDone(stageID int64, attempt, pos int) func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		cur, err := s.cfg.Store.Stage(ctx, stageID)
-		if err != nil || cur.Attempt != attempt || cur.Status.Terminal() {
-			return true
-		}
-		for _, step := range cur.Steps {
-			if step.Position == pos {
-				return step.Status.Terminal()
-			}
-		}
-		return true
+		return err != nil || runner.StepEnded(cur, attempt, pos)
 	}
 }
 
@@ -164,23 +130,7 @@ func (s *Server) logPage(w http.ResponseWriter, q url.Values, key logstore.Key, 
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	final := done() && !s.cfg.Logs.Live(key)
-	f, err := s.cfg.Logs.Open(key)
-	if errors.Is(err, logstore.ErrNotFound) {
-		writeJSON(w, http.StatusOK, logview.Batch{Final: final, Lines: []string{}})
-		return
-	}
-	if err != nil {
-		s.storeError(w, err)
-		return
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		s.storeError(w, err)
-		return
-	}
-	p, err := logview.ReadPage(f, fi.Size(), final, lq)
+	p, err := s.cfg.Logs.Page(key, done(), lq)
 	if err != nil {
 		s.storeError(w, err)
 		return

@@ -19,21 +19,19 @@ import (
 
 // stepRef is a step attempt's log as named by a URL.
 type stepRef struct {
-	run     *store.Run
-	stage   *store.Stage
-	step    *store.Step
-	attempt int
-	key     logstore.Key
+	run *store.Run
+	runner.StepLog
 }
 
-// live reports whether the step attempt may still write to its log.
+// live reports whether the step attempt may still write to its log: it
+// has started and not ended.
 func (s stepRef) live() bool {
-	return s.attempt == s.stage.Attempt && !s.stage.Status.Terminal() && !s.step.Status.Terminal() &&
-		(s.stage.Status == store.StatusQueued || s.stage.Status == store.StatusRunning)
+	return !runner.StepEnded(s.Stage, s.Attempt, s.Step.Position) &&
+		(s.Stage.Status == store.StatusQueued || s.Stage.Status == store.StatusRunning)
 }
 
-// resolveStep finds the run, stage, step and attempt of a log URL; on
-// failure it has answered with code and returns false.
+// resolveStep finds the run, stage, step (by position) and attempt of a
+// log URL; on failure it has answered with code and returns false.
 func (h *Handler) resolveStep(w http.ResponseWriter, r *http.Request, fail func(code int, msg string)) (stepRef, bool) {
 	var ref stepRef
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
@@ -52,38 +50,16 @@ func (h *Handler) resolveStep(w http.ResponseWriter, r *http.Request, fail func(
 		return ref, false
 	}
 	ref.run = run
-	for _, st := range run.Stages {
-		if st.Key == r.PathValue("stage") {
-			ref.stage = st
-		}
+	ref.StepLog, err = runner.FindStepLog(run, r.PathValue("stage"), r.PathValue("step"), false, r.URL.Query().Get("attempt"))
+	switch {
+	case err == nil:
+		return ref, true
+	case errors.Is(err, runner.ErrBadAttempt), errors.Is(err, runner.ErrNoAttempt):
+		fail(http.StatusBadRequest, runner.ErrNoAttempt.Error())
+	default:
+		fail(http.StatusNotFound, err.Error())
 	}
-	if ref.stage == nil {
-		fail(http.StatusNotFound, "no such stage")
-		return ref, false
-	}
-	pos, err := strconv.Atoi(r.PathValue("step"))
-	if err == nil {
-		for _, step := range ref.stage.Steps {
-			if step.Position == pos {
-				ref.step = step
-			}
-		}
-	}
-	if ref.step == nil {
-		fail(http.StatusNotFound, "no such step")
-		return ref, false
-	}
-	ref.attempt = ref.stage.Attempt
-	if a := r.URL.Query().Get("attempt"); a != "" {
-		n, err := strconv.Atoi(a)
-		if err != nil || n < 1 || n > ref.stage.Attempt {
-			fail(http.StatusBadRequest, "no such attempt")
-			return ref, false
-		}
-		ref.attempt = n
-	}
-	ref.key = runner.LogKey(run.ID, ref.stage.Key, ref.attempt, ref.step.Position)
-	return ref, true
+	return ref, false
 }
 
 // logQuery reads the part of the log a log page URL asks for: ?from=N
@@ -127,45 +103,26 @@ func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	live := ref.live()
-	p, err := h.readPage(ref.key, live, lq)
+	p, err := h.cfg.Logs.Page(ref.Key, !live, lq)
 	if err != nil {
 		h.storeError(w, r, "read log", err)
 		return
 	}
-	base := stagePath(ref.run.ID, ref.stage.Key) + "/steps/" + strconv.Itoa(ref.step.Position)
-	q := "?attempt=" + strconv.Itoa(ref.attempt)
+	base := stagePath(ref.run.ID, ref.Stage.Key) + "/steps/" + strconv.Itoa(ref.Step.Position)
+	q := "?attempt=" + strconv.Itoa(ref.Attempt)
 	var attempts []int
-	for i := 1; i <= ref.stage.Attempt; i++ {
+	for i := 1; i <= ref.Stage.Attempt; i++ {
 		attempts = append(attempts, i)
 	}
-	api := "/api/v1/runs/" + strconv.FormatInt(ref.run.ID, 10) + "/stages/" + url.PathEscape(ref.stage.Key) +
-		"/steps/" + strconv.Itoa(ref.step.Position) + "/log" + q + "&styled=1"
+	api := "/api/v1/runs/" + strconv.FormatInt(ref.run.ID, 10) + "/stages/" + url.PathEscape(ref.Stage.Key) +
+		"/steps/" + strconv.Itoa(ref.Step.Position) + "/log" + q + "&styled=1"
 	// A live log's page near its end hands over to the live stream.
 	atEnd := p.To == p.Size || (live && p.Size-p.To < h.cfg.LogPageBytes)
-	d := map[string]any{"Run": ref.run, "Stage": ref.stage, "Step": ref.step, "Attempt": ref.attempt, "Attempts": attempts,
+	d := map[string]any{"Run": ref.run, "Stage": ref.Stage, "Step": ref.Step, "Attempt": ref.Attempt, "Attempts": attempts,
 		"Page": p, "Lines": segmentLines(p.Data), "Live": live, "Follow": live && atEnd, "AtEnd": atEnd,
 		"Raw": base + "/log.txt" + q, "Base": base + "/log", "Here": base + "/log" + q, "Src": api,
 		"PageLines": h.cfg.LogPageLines, "PageBytes": h.cfg.LogPageBytes, "MaxLines": h.cfg.LogMaxLines}
-	h.stream(w, r, "log", fmt.Sprintf("%s #%d · %s · %s", ref.run.Repo, ref.run.Number, ref.stage.Key, ref.step.Name), d)
-}
-
-// readPage reads the page lq asks for; a log not written yet is an
-// empty page.
-func (h *Handler) readPage(k logstore.Key, live bool, lq logview.Query) (logview.Page, error) {
-	final := !live && !h.cfg.Logs.Live(k)
-	f, err := h.cfg.Logs.Open(k)
-	if errors.Is(err, logstore.ErrNotFound) {
-		return logview.Page{Final: final}, nil
-	}
-	if err != nil {
-		return logview.Page{}, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return logview.Page{}, fmt.Errorf("stat log %s: %w", k, err)
-	}
-	return logview.ReadPage(f, fi.Size(), final, lq)
+	h.stream(w, r, "log", fmt.Sprintf("%s #%d · %s · %s", ref.run.Repo, ref.run.Number, ref.Stage.Key, ref.Step.Name), d)
 }
 
 // segmentLines yields the lines of data as styled segments, one at a
@@ -196,12 +153,12 @@ func (h *Handler) logText(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'")
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	f, err := h.cfg.Logs.Open(ref.key)
+	f, err := h.cfg.Logs.Open(ref.Key)
 	if errors.Is(err, logstore.ErrNotFound) {
 		return
 	}
 	if err != nil {
-		h.log.Error("ui: open log", "key", ref.key.String(), "err", err)
+		h.log.Error("ui: open log", "key", ref.Key.String(), "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
