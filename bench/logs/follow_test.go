@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/internal/assembly"
 	"github.com/runnel-ci/runnel/internal/gittest"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/access"
-	"github.com/runnel-ci/runnel/runner/httpapi"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/logview"
 	"github.com/runnel-ci/runnel/runner/natsserver"
@@ -76,18 +76,27 @@ func BenchmarkFollowLatency(b *testing.B) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	bus := runnertest.Start(b, runnertest.Options{Logger: log, Capacity: 1})
-	rn, err := runner.New(runner.Config{Store: st, Bus: bus.Dispatcher, Logs: logs, Logger: log})
+	var base *stored
+	rn, q, err := assembly.StartCore(ctx, assembly.CoreConfig{Runner: runner.Config{Store: st, Bus: bus.Dispatcher, Logs: logs, Logger: log},
+		Serve: func(h runner.BusHandler) error {
+			base = &stored{Handler: h}
+			bus.Serve(base)
+			return nil
+		}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	base := &stored{Handler: rn.Handler()}
-	bus.Serve(base)
-	if err := rn.Start(ctx); err != nil {
+	defer rn.Close()
+	defer q.Drain(ctx)
+	// The UI in front of the API, with the server's bounds, as `runnel
+	// server` serves them.
+	_, hs, err := assembly.NewHTTP(assembly.HTTPConfig{Store: st, Logs: logs, Runner: rn, Deliveries: q, Logger: log})
+	if err != nil {
 		b.Fatal(err)
 	}
-	defer rn.Close()
-	api := httpapi.New(httpapi.Config{Store: st, Runner: rn, Logs: logs, Logger: log})
-	srv := httptest.NewServer(api.Handler())
+	srv := httptest.NewUnstartedServer(hs.Handler)
+	srv.Config = hs
+	srv.Start()
 	defer srv.Close()
 	token, _, err := st.CreateToken(ctx, "bench", access.Admin)
 	if err != nil {

@@ -239,19 +239,12 @@ func runnel(t testing.TB, dsn string) *target {
 		return nil
 	}), statusq.Options{Logger: log})
 	bus, consume := dispatcher(t, data)
-	rn, err := runner.New(runner.Config{Store: st, Bus: bus, Logs: logs, Statuses: statuses, Metrics: mets,
-		Logger: log, BaseURL: "http://127.0.0.1", CacheDir: filepath.Join(data, "cache")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	consume(rn.Handler())
-	if err := rn.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	deliveries, err := deliveryq.New(deliveryq.Config{Store: st, Logger: log,
+	rn, deliveries, err := assembly.StartCore(ctx, assembly.CoreConfig{
+		Runner: runner.Config{Store: st, Bus: bus, Logs: logs, Statuses: statuses, Metrics: mets,
+			Logger: log, BaseURL: "http://127.0.0.1", CacheDir: filepath.Join(data, "cache")},
 		// 0: deliveryq's defaults, what `runnel server` uses.
-		Workers: envInt("RUNNEL_BENCH_WEBHOOK_TRIGGERS", 0), PerRepo: envInt("RUNNEL_BENCH_WEBHOOK_PER_REPO", 0),
-		Trigger: rn.TriggerDelivery})
+		Deliveries: deliveryq.Config{Workers: envInt("RUNNEL_BENCH_WEBHOOK_TRIGGERS", 0), PerRepo: envInt("RUNNEL_BENCH_WEBHOOK_PER_REPO", 0)},
+		Serve:      func(h runner.BusHandler) error { consume(h); return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -94,10 +94,11 @@ func (n *natsSetup) reloadAgents() error {
 // credentials file.
 const credsPoll = time.Second
 
-// run starts consuming agents' events into rn and the built-in agent.
+// run starts consuming agents' events into h (the runner's) and the
+// built-in agent.
 // A change to the agent credentials file (written by `runnel agent
 // token`) is loaded within credsPoll, and SIGHUP loads it at once.
-func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, eng engine.Engine, labels map[string]string, allowed []pipeline.Permission, workDir string, log *slog.Logger) error {
+func (n *natsSetup) run(ctx context.Context, h natsserver.Handler, f serverFlags, eng engine.Engine, labels map[string]string, allowed []pipeline.Permission, workDir string, log *slog.Logger) error {
 	ctx, n.cancel = context.WithCancel(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -131,7 +132,7 @@ func (n *natsSetup) run(ctx context.Context, rn *runner.Runner, f serverFlags, e
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.d.Run(ctx, rn.Handler()); err != nil {
+		if err := n.d.Run(ctx, h); err != nil {
 			log.Error("event consumer stopped", "err", err)
 		}
 	}()

@@ -349,25 +349,16 @@ func startCore(bg context.Context, f serverFlags, b basics, st *store.Store, log
 		return nil, err
 	}
 	c.closers = append(c.closers, c.nb.close)
-	c.rn, err = runner.New(runner.Config{Store: st, Bus: c.nb.d, Logs: logs, Statuses: statuses, Metrics: mets, Logger: log,
+	rc := runner.Config{Store: st, Bus: c.nb.d, Logs: logs, Statuses: statuses, Metrics: mets, Logger: log,
 		BaseURL: baseURL, CacheDir: filepath.Join(b.data, "cache"), LeaseTimeout: f.leaseTimeout, Transfers: tsvc,
-		Credentials: c.nb.bus})
+		Credentials: c.nb.bus}
+	c.rn, c.deliveries, err = assembly.StartCore(bg, assembly.CoreConfig{Runner: rc, Serve: func(h runner.BusHandler) error {
+		return c.nb.run(bg, h, f, agentEng, b.labels, b.allowed, filepath.Join(b.data, "agent"), log)
+	}})
 	if err != nil {
 		return nil, err
 	}
-	if err := mets.Rebuild(bg, runner.History{Store: st}); err != nil {
-		log.Warn("rebuild metrics from history", "err", err)
-	}
-	if err := c.nb.run(bg, c.rn, f, agentEng, b.labels, b.allowed, filepath.Join(b.data, "agent"), log); err != nil {
-		return nil, err
-	}
-	if err := c.rn.Start(bg); err != nil {
-		return nil, err
-	}
 	c.closers = append(c.closers, c.rn.Close)
-	if c.deliveries, err = deliveryq.New(deliveryq.Config{Store: st, Logger: log, Trigger: c.rn.TriggerDelivery}); err != nil {
-		return nil, err
-	}
 	c.sched, c.stopSched = startScheduler(bg, st, c.rn, b.inst, log)
 	c.closers = append(c.closers, c.stopSched)
 	return c, nil

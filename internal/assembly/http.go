@@ -30,7 +30,7 @@ type HTTPConfig struct {
 	Runner     *runner.Runner
 	Deliveries *deliveryq.Queue
 	Metrics    *metrics.Metrics
-	Registry   *prometheus.Registry // served on /metrics
+	Registry   *prometheus.Registry // served on /metrics; nil: no /metrics
 	// Transfers serves agents' transfers and runs' artifacts; nil: none.
 	Transfers *transfers.Service
 	// ScheduleAdded wakes the schedule ticker (nil: none runs).
@@ -62,9 +62,11 @@ func NewHTTP(c HTTPConfig) (*httpapi.Server, *http.Server, error) {
 	}
 	// The UI's pages read the API (the log endpoint) with their session.
 	ac := httpapi.Config{Store: c.Store, Runner: c.Runner, Logs: c.Logs, Metrics: c.Metrics, Logger: log, Deliveries: c.Deliveries,
-		MetricsHandler: promhttp.HandlerFor(c.Registry, promhttp.HandlerOpts{}),
-		Hooks:          map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
-		Agents:         c.Runner.Agents, Session: web.SessionToken, ScheduleAdded: c.ScheduleAdded, HookSpoolDir: c.HookSpoolDir}
+		Hooks:  map[string]scm.Hook{scm.ForgeGitHub: github.Hook{}, scm.ForgeGitea: gitea.Hook{}, scm.ForgeGitLab: gitlab.Hook{}},
+		Agents: c.Runner.Agents, Session: web.SessionToken, ScheduleAdded: c.ScheduleAdded, HookSpoolDir: c.HookSpoolDir}
+	if c.Registry != nil {
+		ac.MetricsHandler = promhttp.HandlerFor(c.Registry, promhttp.HandlerOpts{})
+	}
 	if c.Transfers != nil {
 		ac.Transfers, ac.Artifacts = c.Transfers.Handler(), c.Transfers.RunArtifacts
 	}
