@@ -12,6 +12,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/agent"
 	"github.com/runnel-ci/runnel/agents/natsbus"
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/internal/serverbus"
 	"github.com/runnel-ci/runnel/pipeline"
 	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/natsserver"
@@ -42,7 +43,6 @@ func (c *counter) Claim(_ context.Context, cl *wire.Claim) *wire.ClaimReply {
 }
 
 type env struct {
-	srv  *natsserver.Server
 	d    *natsserver.Dispatcher
 	rec  *counter
 	toks map[string]string
@@ -62,33 +62,28 @@ func setup(b *testing.B, n, capacity int, runner agent.StageRunner) *env {
 		e.toks[name] = tok
 		creds = append(creds, c)
 	}
-	srv, err := natsserver.StartEmbedded(natsserver.Options{DataDir: b.TempDir(), Port: -1, Agents: creds})
-	if err != nil {
-		b.Fatal(err)
-	}
-	e.srv = srv
-	snc, err := natsbus.Connect(srv.ClientURL(), srv.ServerCreds())
-	if err != nil {
-		b.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
+	// The server's bus, as `runnel server --no-agent` starts it, with
+	// the agents' credentials.
+	bus, err := serverbus.Start(ctx, serverbus.Options{DataDir: b.TempDir(), Port: -1, Agents: creds})
+	if err != nil {
+		cancel()
+		b.Fatal(err)
+	}
+	e.d = bus.Dispatcher
 	var wg sync.WaitGroup
 	b.Cleanup(func() {
 		cancel()
 		wg.Wait()
-		snc.Close()
-		srv.Shutdown()
+		bus.Close()
 	})
-	if e.d, err = natsserver.NewDispatcher(ctx, snc, natsserver.DispatcherOptions{}); err != nil {
-		b.Fatal(err)
-	}
 	wg.Go(func() { _ = e.d.Run(ctx, e.rec) })
 	for name, tok := range e.toks {
 		c, err := natsbus.ParseAgentToken(tok)
 		if err != nil {
 			b.Fatal(err)
 		}
-		nc, err := natsbus.Connect(srv.ClientURL(), c)
+		nc, err := natsbus.Connect(bus.URL, c)
 		if err != nil {
 			b.Fatal(err)
 		}
