@@ -6,12 +6,13 @@ import (
 	"strconv"
 
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
 // Cancel cancels a run and its unfinished stages (reason canceled_by_user).
 func (r *Runner) Cancel(ctx context.Context, runID int64) error {
-	return r.cancel(ctx, runID, store.ReasonCanceledByUser)
+	return r.cancel(ctx, runID, rules.ReasonCanceledByUser)
 }
 
 func (r *Runner) cancel(ctx context.Context, runID int64, reason string) error {

@@ -12,6 +12,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
@@ -93,7 +94,7 @@ func TestCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := f.store.Run(ctx, run.ID)
-	if err != nil || got.Status != store.StatusCanceled || got.Reason != store.ReasonCanceledByUser ||
+	if err != nil || got.Status != store.StatusCanceled || got.Reason != rules.ReasonCanceledByUser ||
 		stageByKey(got, "a").Status != store.StatusCanceled {
 		t.Fatalf("after Cancel: run %+v, %v; want it and its stage canceled by the user", got, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/agents/wire"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
@@ -68,7 +69,7 @@ func (r *Runner) republish(ctx context.Context, run *store.Run) {
 		if err != nil {
 			// Not stuck: the stage ends, and the run with it.
 			log.Error("recovery: publish queued job", "err", err)
-			if err := r.endStage(ctx, run, st, st.Attempt, store.StatusError, ReasonDispatchFailed); err != nil {
+			if err := r.endStage(ctx, run, st, st.Attempt, store.StatusError, rules.ReasonDispatchFailed); err != nil {
 				log.Error("recovery: end stage", "err", err)
 			}
 			continue
@@ -248,7 +249,7 @@ const MaxAttempts = 5
 // as a new attempt, or, after MaxAttempts, ends it error/agent_lost.
 func (r *Runner) agentLost(ctx context.Context, run *store.Run, st *store.Stage) {
 	log := r.log.With("run", run.ID, "stage", st.Key, "attempt", st.Attempt, "agent", st.Agent)
-	c := wire.Cancel{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: st.Attempt, Reason: store.ReasonAgentLost}
+	c := wire.Cancel{RunID: strconv.FormatInt(run.ID, 10), StageID: st.Key, Attempt: st.Attempt, Reason: rules.ReasonAgentLost}
 	if err := r.cfg.Bus.Cancel(ctx, c); err != nil {
 		log.Warn("cancel lost attempt", "err", err)
 	}
@@ -266,7 +267,7 @@ func (r *Runner) agentLost(ctx context.Context, run *store.Run, st *store.Stage)
 		log.Error("retry lost attempt", "err", err)
 	}
 	log.Warn("agent lost: ending stage")
-	if err := r.endStage(ctx, run, st, st.Attempt, store.StatusError, store.ReasonAgentLost); err != nil {
+	if err := r.endStage(ctx, run, st, st.Attempt, store.StatusError, rules.ReasonAgentLost); err != nil {
 		// The next lease check tries again: the stage is still running.
 		log.Error("end lost stage", "err", err)
 	}

@@ -19,19 +19,6 @@ import (
 // PipelineFile is the file read from the pushed commit.
 const PipelineFile = ".pipeline.yml"
 
-// Reasons added by the runner to those of the store.
-const (
-	ReasonPipelineMissing = "pipeline_missing"
-	ReasonDispatchFailed  = "dispatch_failed"
-	// ReasonSourceRefused: the run's source may not be fetched (no clone
-	// URL and the event's is not on the repository's forge, or an unsafe
-	// URL, commit or ref).
-	ReasonSourceRefused = "source_refused"
-	// ReasonFetchFailed: the pipeline file could not be fetched, and no
-	// retry follows (TriggerRequest.Final).
-	ReasonFetchFailed = "fetch_failed"
-)
-
 // StatusSink takes commit statuses to report (statusq.Queue).
 type StatusSink interface {
 	Enqueue(s scm.Status) error

@@ -275,8 +275,8 @@ func TestInvalidPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if run.Status != store.StatusError || run.Reason != store.ReasonPipelineInvalid {
-		t.Errorf("run = %s/%s, want error/%s", run.Status, run.Reason, store.ReasonPipelineInvalid)
+	if run.Status != store.StatusError || run.Reason != rules.ReasonPipelineInvalid {
+		t.Errorf("run = %s/%s, want error/%s", run.Status, run.Reason, rules.ReasonPipelineInvalid)
 	}
 	ds := f.runner.Diagnostics(run)
 	if len(ds) == 0 || ds[0].Line == 0 {
@@ -345,8 +345,8 @@ func TestAgentLost(t *testing.T) {
 	}
 	run = f.wait(run.ID, time.Minute)
 	st := stageByKey(run, "a")
-	if run.Status != store.StatusFailure || st.Status != store.StatusError || st.Reason != store.ReasonAgentLost || st.Attempt != MaxAttempts {
-		t.Errorf("got run %s, stage %s/%s attempt %d; want failure, error/%s attempt %d", run.Status, st.Status, st.Reason, st.Attempt, store.ReasonAgentLost, MaxAttempts)
+	if run.Status != store.StatusFailure || st.Status != store.StatusError || st.Reason != rules.ReasonAgentLost || st.Attempt != MaxAttempts {
+		t.Errorf("got run %s, stage %s/%s attempt %d; want failure, error/%s attempt %d", run.Status, st.Status, st.Reason, st.Attempt, rules.ReasonAgentLost, MaxAttempts)
 	}
 	f.update(run, wire.Update{Kind: wire.KindStepStarted, StageID: "a", Attempt: MaxAttempts, Agent: "ghost", Step: "s"})
 	after, _ := f.store.Run(ctx, run.ID)
@@ -623,11 +623,11 @@ func TestStageEnd(t *testing.T) {
 	}{
 		{"success", wire.KindFinished, 1, rules.Success, "", store.StatusSuccess, ""},
 		{"failure", wire.KindFinished, 1, rules.Failure, "step s failed", store.StatusFailure, "step s failed"},
-		{"timeout", wire.KindFinished, 1, rules.Timeout, "", store.StatusFailure, store.ReasonTimeout},
+		{"timeout", wire.KindFinished, 1, rules.Timeout, "", store.StatusFailure, rules.ReasonTimeout},
 		{"cancelled", wire.KindFinished, 1, rules.Canceled, "lease lost", store.StatusCanceled, "lease lost"},
 		{"error", wire.KindFinished, 1, rules.Error, "", store.StatusError, "error"},
 		{"stale finish", wire.KindFinished, 2, rules.Success, "", store.StatusRunning, ""},
-		{"lost", wire.KindLost, 1, rules.Error, "no agent finished the stage in 5 deliveries", store.StatusError, store.ReasonAgentLost},
+		{"lost", wire.KindLost, 1, rules.Error, "no agent finished the stage in 5 deliveries", store.StatusError, rules.ReasonAgentLost},
 		// Deliveries make no attempts: a "lost" of another attempt is stale.
 		{"lost of another attempt", wire.KindLost, 5, rules.Error, "gave up", store.StatusRunning, ""},
 	}
@@ -694,7 +694,7 @@ func TestCancelPreviousAndReject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := f.store.Run(ctx, old.ID); got.Status != store.StatusCanceled || got.Reason != store.ReasonSuperseded {
+	if got, _ := f.store.Run(ctx, old.ID); got.Status != store.StatusCanceled || got.Reason != rules.ReasonSuperseded {
 		t.Errorf("older run = %s/%s, want canceled/superseded", got.Status, got.Reason)
 	}
 	if st := stageByKey(cur, "ship"); st.Status != store.StatusPending || st.PendingReason != "waiting for needs: build" {
@@ -711,7 +711,7 @@ func TestCancelPreviousAndReject(t *testing.T) {
 	}
 	got, _ = f.store.Run(ctx, cur.ID)
 	st := stageByKey(got, "ship")
-	if st.Status != store.StatusCanceled || st.Reason != store.ReasonApprovalRejected || got.Status != store.StatusFailure {
+	if st.Status != store.StatusCanceled || st.Reason != rules.ReasonApprovalRejected || got.Status != store.StatusFailure {
 		t.Errorf("after reject: ship %s/%s, run %s; want canceled/approval_rejected, run failure", st.Status, st.Reason, got.Status)
 	}
 }
@@ -764,8 +764,8 @@ func TestEventCloneURLNeverLocal(t *testing.T) {
 			e := *ev
 			e.CloneURL = url
 			run, err := f.runner.Trigger(ctx, TriggerRequest{Repo: repo, Event: &e, Trigger: store.TriggerWebhook})
-			if err != nil || run.Status != store.StatusError || run.Reason != ReasonSourceRefused || run.SourceURL != "" || run.Plan != nil {
-				t.Errorf("%s repo, clone URL %q: got run %+v, err %v; want error/%s without source or plan", forge, url, run, err, ReasonSourceRefused)
+			if err != nil || run.Status != store.StatusError || run.Reason != rules.ReasonSourceRefused || run.SourceURL != "" || run.Plan != nil {
+				t.Errorf("%s repo, clone URL %q: got run %+v, err %v; want error/%s without source or plan", forge, url, run, err, rules.ReasonSourceRefused)
 				continue
 			}
 			if d := f.runner.Diagnostics(run); len(d) != 1 || !strings.Contains(d[0].Message, "no clone URL") {

@@ -107,7 +107,7 @@ func (r *Runner) advance(ctx context.Context, run *store.Run, st *store.Stage, d
 	}
 	if err := r.dispatch(ctx, run, st); err != nil {
 		r.log.Error("dispatch failed", "run", run.ID, "stage", st.Key, "err", err)
-		return r.endStageLocked(ctx, run, st, store.AnyAttempt, store.StatusError, ReasonDispatchFailed)
+		return r.endStageLocked(ctx, run, st, store.AnyAttempt, store.StatusError, rules.ReasonDispatchFailed)
 	}
 	return nil
 }

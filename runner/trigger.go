@@ -11,6 +11,7 @@ import (
 
 	"github.com/runnel-ci/runnel/internal/gitmirror"
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/logstore"
 	"github.com/runnel-ci/runnel/runner/store"
@@ -110,7 +111,7 @@ func (r *Runner) plan(ctx context.Context, req TriggerRequest, nr *store.NewRun)
 	if nr.SourceURL == "" {
 		src, err := ResolveSource(req.Repo, req.Event)
 		if err != nil {
-			return failed(ReasonSourceRefused, pipeline.Diagnostic{Message: err.Error()})
+			return failed(rules.ReasonSourceRefused, pipeline.Diagnostic{Message: err.Error()})
 		}
 		nr.SourceURL = src
 	}
@@ -121,13 +122,13 @@ func (r *Runner) plan(ctx context.Context, req TriggerRequest, nr *store.NewRun)
 	}
 	switch {
 	case errors.Is(err, gitrepo.ErrNoFile):
-		return failed(ReasonPipelineMissing, pipeline.Diagnostic{Message: "no " + PipelineFile + " in commit " + at})
+		return failed(rules.ReasonPipelineMissing, pipeline.Diagnostic{Message: "no " + PipelineFile + " in commit " + at})
 	case errors.Is(err, gitrepo.ErrTooLarge):
-		return failed(store.ReasonPipelineInvalid, pipeline.Diagnostic{Code: "file-too-large", Message: err.Error()})
+		return failed(rules.ReasonPipelineInvalid, pipeline.Diagnostic{Code: "file-too-large", Message: err.Error()})
 	case errors.Is(err, gitmirror.ErrUnsafe):
-		return failed(ReasonSourceRefused, pipeline.Diagnostic{Message: err.Error()})
+		return failed(rules.ReasonSourceRefused, pipeline.Diagnostic{Message: err.Error()})
 	case err != nil && req.Final:
-		return failed(ReasonFetchFailed, pipeline.Diagnostic{Message: err.Error()})
+		return failed(rules.ReasonFetchFailed, pipeline.Diagnostic{Message: err.Error()})
 	case err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrTransient, err)
 	}
@@ -151,11 +152,11 @@ func (r *Runner) plan(ctx context.Context, req TriggerRequest, nr *store.NewRun)
 	case errors.Is(err, pipeline.ErrSkipped):
 		return nil, fmt.Errorf("%w: %w", scm.ErrIgnored, err)
 	case errors.As(err, &ds):
-		nr.Status, nr.Reason, nr.Plan = store.StatusError, store.ReasonPipelineInvalid, nil
+		nr.Status, nr.Reason, nr.Plan = store.StatusError, rules.ReasonPipelineInvalid, nil
 		return ds, nil
 	case err != nil:
 		nr.Plan = nil
-		return failed(store.ReasonPipelineInvalid, pipeline.Diagnostic{Message: err.Error()})
+		return failed(rules.ReasonPipelineInvalid, pipeline.Diagnostic{Message: err.Error()})
 	}
 	return nil, nil
 }
@@ -194,7 +195,7 @@ func (r *Runner) cancelPrevious(ctx context.Context, repoID int64, run *store.Ru
 	}
 	for _, o := range older {
 		if o.ID < run.ID {
-			if err := r.cancel(ctx, o.ID, store.ReasonSuperseded); err != nil {
+			if err := r.cancel(ctx, o.ID, rules.ReasonSuperseded); err != nil {
 				r.log.Error("cancel previous run", "run", run.ID, "previous", o.ID, "err", err)
 			}
 		}

@@ -174,7 +174,7 @@ func (r *Runner) apply(ctx context.Context, run *store.Run, st *store.Stage, u *
 	case wire.KindLost:
 		r.forget(run.ID, st.Key)
 		r.finishStepLogs(run.ID, st)
-		return r.endStage(ctx, run, st, u.Attempt, store.StatusError, store.ReasonAgentLost)
+		return r.endStage(ctx, run, st, u.Attempt, store.StatusError, rules.ReasonAgentLost)
 	case wire.KindHeartbeat:
 	case wire.KindStarted:
 		return fence(r.stageStarted(ctx, run, st, u, log))
@@ -377,7 +377,7 @@ func stageStatus(s rules.Status, reason string) (store.Status, string) {
 	case rules.Failure:
 		return store.StatusFailure, reason
 	case rules.Timeout:
-		return store.StatusFailure, store.ReasonTimeout
+		return store.StatusFailure, rules.ReasonTimeout
 	case rules.Canceled:
 		return store.StatusCanceled, reason
 	case rules.Skipped:

@@ -2,21 +2,6 @@ package rules
 
 import "github.com/runnel-ci/runnel/pipeline"
 
-// Reasons a stage ends without running, stored as the stage's reason and
-// shown by the API, the UI and `runnel run`.
-const (
-	// ReasonNeedsFailed: a need failed and the stage runs on success.
-	ReasonNeedsFailed = "needs_failed"
-	// ReasonNoNeedFailed: the stage runs on failure and no need failed.
-	ReasonNoNeedFailed = "run_on_failure_not_met"
-	// ReasonCanceledByUser: a person stopped the run (`runnel run`:
-	// interrupted) before the stage started, or while it ran.
-	ReasonCanceledByUser = "canceled_by_user"
-	// ReasonCheckoutFailed: the agent could not check the commit out; the
-	// agent adds ": " and the error.
-	ReasonCheckoutFailed = "checkout_failed"
-)
-
 // Need is one of a stage's needs as the stage sees it.
 type Need struct {
 	ID     string

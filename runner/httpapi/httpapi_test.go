@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/gittest"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/access"
 	"github.com/runnel-ci/runnel/runner/deliveryq"
@@ -331,7 +332,7 @@ func TestInvalidPipelineDiagnostics(t *testing.T) {
 			found = true
 		}
 	}
-	if v.Status != store.StatusError || v.Reason != store.ReasonPipelineInvalid || !found {
+	if v.Status != store.StatusError || v.Reason != rules.ReasonPipelineInvalid || !found {
 		t.Errorf("run = %s/%s diagnostics %+v; want error/pipeline_invalid with the stepz diagnostic on line 4", v.Status, v.Reason, v.Diagnostics)
 	}
 }

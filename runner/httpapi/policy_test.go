@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/store"
 )
 
@@ -32,7 +33,7 @@ func TestContainerPolicy(t *testing.T) {
 	}
 	v := trigger()
 	want := pipeline.Diagnostic{File: ".pipeline.yml", Line: 8, Col: 20, Code: pipeline.CodeNotAllowed}
-	if v.Status != store.StatusError || v.Reason != store.ReasonPipelineInvalid || len(v.Diagnostics) != 1 ||
+	if v.Status != store.StatusError || v.Reason != rules.ReasonPipelineInvalid || len(v.Diagnostics) != 1 ||
 		v.Diagnostics[0].Line != want.Line || v.Diagnostics[0].Col != want.Col || v.Diagnostics[0].Code != want.Code {
 		t.Fatalf("run = %s/%s %+v, want error/pipeline_invalid with %s at %d:%d", v.Status, v.Reason, v.Diagnostics, want.Code, want.Line, want.Col)
 	}

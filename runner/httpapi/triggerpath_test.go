@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/gittest"
-	"github.com/runnel-ci/runnel/runner"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/deliveryq"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
@@ -134,7 +134,7 @@ func TestForgeRepoWithoutCloneURL(t *testing.T) {
 	if d.State != store.DeliveryProcessed || d.RunID == 0 {
 		t.Fatalf("delivery naming another host: got %s run %d (%s), want processed with a run", d.State, d.RunID, d.Error)
 	}
-	if run := e.waitRun(d.RunID); run.Status != store.StatusError || run.Reason != runner.ReasonSourceRefused ||
+	if run := e.waitRun(d.RunID); run.Status != store.StatusError || run.Reason != rules.ReasonSourceRefused ||
 		len(run.Diagnostics) != 1 || !strings.Contains(run.Diagnostics[0].Message, "not on the scheme and host") {
 		t.Errorf("run of a clone URL off the forge: got %s/%s %+v, want error/source_refused saying why", run.Status, run.Reason, run.Diagnostics)
 	}
@@ -173,8 +173,8 @@ func TestAcceptedDeliveryNeverVanishes(t *testing.T) {
 		attempts             int
 	}{
 		{"10 MB pipeline file", "acme/app", "refs/heads/main", bigSHA, "pipeline_invalid", "file-too-large", "limit", 0},
-		{"ref with ..", "acme/app", "refs/heads/a..b", sha, runner.ReasonSourceRefused, "", "ref", 0},
-		{"forge refusing connections", "acme/down", "refs/heads/main", sha, runner.ReasonFetchFailed, "", "connect", 2},
+		{"ref with ..", "acme/app", "refs/heads/a..b", sha, rules.ReasonSourceRefused, "", "ref", 0},
+		{"forge refusing connections", "acme/down", "refs/heads/main", sha, rules.ReasonFetchFailed, "", "connect", 2},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -77,7 +77,7 @@ type NewRun struct {
 	// (creating nothing) when the tick has its run already.
 	TickID int64
 	// Plan may be nil: the run is finished at once (e.g. Status error
-	// with ReasonPipelineInvalid, saying why in Diagnostics).
+	// with rules.ReasonPipelineInvalid, saying why in Diagnostics).
 	Plan        *pipeline.Plan
 	Diagnostics []pipeline.Diagnostic
 	// Status is the initial status, StatusPending when empty. A terminal

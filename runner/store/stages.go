@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/runnel-ci/runnel/pipeline/rules"
 )
 
 // Stage is one stage of a run (one per plan stage).
@@ -314,7 +316,7 @@ func (s *Store) SetQueuedStagePendingReason(ctx context.Context, id int64, attem
 // DecideApproval approves or rejects a stage whose approval is
 // ApprovalWaiting, recording who decided. Approving moves a stage in
 // StatusWaiting back to pending (ready to queue); rejecting cancels a
-// pending or waiting stage with ReasonApprovalRejected. ErrConflict if the
+// pending or waiting stage with rules.ReasonApprovalRejected. ErrConflict if the
 // stage needs no approval, was decided already or has finished.
 func (s *Store) DecideApproval(ctx context.Context, id int64, approve bool, by string) error {
 	what := fmt.Sprintf("decide approval of stage %d", id)
@@ -325,7 +327,7 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approve bool, by s
 		args = []any{ApprovalApproved, by, StatusWaiting, StatusPending}
 	} else {
 		q = `UPDATE stages SET approval = ?, approved_by = ?, status = ?, reason = ?, finished_at = ?, pending_reason = ''`
-		args = []any{ApprovalRejected, by, StatusCanceled, ReasonApprovalRejected, s.now().UnixMicro()}
+		args = []any{ApprovalRejected, by, StatusCanceled, rules.ReasonApprovalRejected, s.now().UnixMicro()}
 	}
 	q += ` WHERE id = ? AND approval = ? AND status IN (?, ?)`
 	args = append(args, id, ApprovalWaiting, StatusPending, StatusWaiting)

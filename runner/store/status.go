@@ -28,7 +28,7 @@ const (
 	StatusRunning Status = "running" // an agent is executing it
 	// The terminal ones are spelled as rules.Status, as on the wire and
 	// in `runnel run --summary-json`; a step or stage that timed out is
-	// stored as failure with ReasonTimeout.
+	// stored as failure with rules.ReasonTimeout.
 	StatusSuccess  = Status(rules.Success)
 	StatusFailure  = Status(rules.Failure)  // a step failed
 	StatusCanceled = Status(rules.Canceled) // by a user, a newer run or a lost lease
@@ -84,17 +84,6 @@ func predecessors(to Status) []Status {
 
 // Unfinished lists the non-terminal statuses.
 var unfinished = []Status{StatusPending, StatusWaiting, StatusQueued, StatusRunning}
-
-// Reasons say why a run or stage ended as it did (Run.Reason, Stage.Reason).
-// They are stable strings for the UI and metrics; other values are allowed.
-const (
-	ReasonPipelineInvalid  = "pipeline_invalid"
-	ReasonAgentLost        = "agent_lost"
-	ReasonTimeout          = "timeout"
-	ReasonCanceledByUser   = rules.ReasonCanceledByUser
-	ReasonSuperseded       = "superseded"
-	ReasonApprovalRejected = "approval_rejected"
-)
 
 // Triggers say what started a run (Run.Trigger).
 const (

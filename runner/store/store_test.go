@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/pipeline"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner/access"
 )
 
@@ -308,8 +309,8 @@ func TestCreateRun(t *testing.T) {
 		// diagnostics.
 		diags := []pipeline.Diagnostic{{File: ".pipeline.yml", Line: 3, Col: 5, Code: "missing-field", Message: "m"}}
 		bad, err := s.CreateRun(ctx, NewRun{RepoID: repo.ID, Event: pipeline.Event{Kind: pipeline.EventPush, Branch: "main"},
-			Trigger: TriggerWebhook, Status: StatusError, Reason: ReasonPipelineInvalid, Diagnostics: diags})
-		if err != nil || bad.Status != StatusError || bad.FinishedAt.IsZero() || bad.Reason != ReasonPipelineInvalid ||
+			Trigger: TriggerWebhook, Status: StatusError, Reason: rules.ReasonPipelineInvalid, Diagnostics: diags})
+		if err != nil || bad.Status != StatusError || bad.FinishedAt.IsZero() || bad.Reason != rules.ReasonPipelineInvalid ||
 			len(bad.Diagnostics) != 1 || bad.Diagnostics[0] != diags[0] {
 			t.Errorf("invalid-pipeline run: got %+v %v", bad, err)
 		}
@@ -401,11 +402,11 @@ func TestRunTransitions(t *testing.T) {
 		if err := s.SetRunPendingReason(ctx, r2.ID, "waiting for an agent"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.UpdateRun(ctx, r2.ID, StatusCanceled, ReasonCanceledByUser); err != nil {
+		if err := s.UpdateRun(ctx, r2.ID, StatusCanceled, rules.ReasonCanceledByUser); err != nil {
 			t.Fatal(err)
 		}
 		got, _ = s.Run(ctx, r2.ID)
-		if got.Reason != ReasonCanceledByUser || got.PendingReason != "" {
+		if got.Reason != rules.ReasonCanceledByUser || got.PendingReason != "" {
 			t.Errorf("canceled run: got reason %q pending %q", got.Reason, got.PendingReason)
 		}
 		if err := s.SetRunPendingReason(ctx, r2.ID, "x"); !errors.Is(err, ErrConflict) {
@@ -520,11 +521,11 @@ func TestStageFencing(t *testing.T) {
 		if err := s.SetStagePendingReason(ctx, test.ID, "needs build"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.UpdateStage(ctx, test.ID, AnyAttempt, StageUpdate{Status: StatusCanceled, Reason: ReasonSuperseded}); err != nil {
+		if err := s.UpdateStage(ctx, test.ID, AnyAttempt, StageUpdate{Status: StatusCanceled, Reason: rules.ReasonSuperseded}); err != nil {
 			t.Fatal(err)
 		}
 		g, _ = s.Stage(ctx, test.ID)
-		if g.Status != StatusCanceled || g.Reason != ReasonSuperseded || g.PendingReason != "" {
+		if g.Status != StatusCanceled || g.Reason != rules.ReasonSuperseded || g.PendingReason != "" {
 			t.Errorf("canceled stage: got %+v", g)
 		}
 	})
@@ -564,7 +565,7 @@ func TestApproval(t *testing.T) {
 			t.Fatal(err)
 		}
 		g, _ = s.Stage(ctx, r2.Stages[2].ID)
-		if g.Status != StatusCanceled || g.Reason != ReasonApprovalRejected || g.Approval != ApprovalRejected || g.ApprovedBy != "bob" {
+		if g.Status != StatusCanceled || g.Reason != rules.ReasonApprovalRejected || g.Approval != ApprovalRejected || g.ApprovedBy != "bob" {
 			t.Errorf("rejected stage: got %+v", g)
 		}
 	})

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/runnel-ci/runnel/internal/gittest"
+	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/store"
 	"github.com/runnel-ci/runnel/scm"
@@ -203,8 +204,8 @@ func TestCSRF(t *testing.T) {
 		t.Fatalf("cancel: got %d to %q", code, loc)
 	}
 	run, _ = e.store.Run(context.Background(), e.run.ID)
-	if run.Status != store.StatusCanceled || run.Reason != store.ReasonCanceledByUser {
-		t.Fatalf("after cancel: got %s/%s, want canceled/%s", run.Status, run.Reason, store.ReasonCanceledByUser)
+	if run.Status != store.StatusCanceled || run.Reason != rules.ReasonCanceledByUser {
+		t.Fatalf("after cancel: got %s/%s, want canceled/%s", run.Status, run.Reason, rules.ReasonCanceledByUser)
 	}
 	// A second cancel conflicts with the finished run.
 	if code, _ := e.post(c, cancel, url.Values{"csrf": {tok}}); code != http.StatusConflict {
@@ -629,8 +630,8 @@ func TestDiagnosticsAndRerun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if run.Reason != store.ReasonPipelineInvalid {
-		t.Fatalf("run reason: got %q, want %s", run.Reason, store.ReasonPipelineInvalid)
+	if run.Reason != rules.ReasonPipelineInvalid {
+		t.Fatalf("run reason: got %q, want %s", run.Reason, rules.ReasonPipelineInvalid)
 	}
 	c := e.client()
 	e.login(c, e.token)
