@@ -80,6 +80,8 @@ func TestLayering(t *testing.T) {
 		// alone, not the ones below it.
 		{"internal/serverbus", []string{module + "/runner$"}, nil},
 		{"runner/runnertest", []string{module + "/runner$"}, nil},
+		// runner/httpapi's own tests start the core with assembly.StartCore.
+		{"internal/assembly", []string{module + "/runner/httpapi", module + "/runner/ui"}, []string{"internal/assembly/httpserver"}},
 		// An agent host runs no NATS server: the embedded server, agent
 		// permissions and the Dispatcher are runner/natsserver.
 		{"agents", []string{"github.com/nats-io/nats-server/"}, nil},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/internal/assembly"
+	"github.com/runnel-ci/runnel/internal/assembly/httpserver"
 	"github.com/runnel-ci/runnel/internal/gittest"
 	"github.com/runnel-ci/runnel/runner"
 	"github.com/runnel-ci/runnel/runner/access"
@@ -90,7 +91,7 @@ func BenchmarkFollowLatency(b *testing.B) {
 	defer q.Drain(ctx)
 	// The UI in front of the API, with the server's bounds, as `runnel
 	// server` serves them.
-	_, hs, err := assembly.NewHTTP(assembly.HTTPConfig{Store: st, Logs: logs, Runner: rn, Deliveries: q, Logger: log})
+	_, hs, err := httpserver.New(httpserver.Config{Store: st, Logs: logs, Runner: rn, Deliveries: q, Logger: log})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/runnel-ci/runnel/internal/assembly"
+	"github.com/runnel-ci/runnel/internal/assembly/httpserver"
 	"github.com/runnel-ci/runnel/internal/gittest"
 	"github.com/runnel-ci/runnel/internal/serverbus"
 	"github.com/runnel-ci/runnel/runner"
@@ -248,7 +249,7 @@ func runnel(t testing.TB, dsn string) *target {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, srv, err := assembly.NewHTTP(assembly.HTTPConfig{Store: st, Logs: logs, Runner: rn, Deliveries: deliveries, Metrics: mets,
+	api, srv, err := httpserver.New(httpserver.Config{Store: st, Logs: logs, Runner: rn, Deliveries: deliveries, Metrics: mets,
 		Registry: reg, HookSpoolDir: data, Logger: log})
 	if err != nil {
 		t.Fatal(err)

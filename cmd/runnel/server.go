@@ -20,6 +20,7 @@ import (
 	"github.com/runnel-ci/runnel/agents/engine/docker"
 	"github.com/runnel-ci/runnel/agents/engine/local"
 	"github.com/runnel-ci/runnel/internal/assembly"
+	"github.com/runnel-ci/runnel/internal/assembly/httpserver"
 	"github.com/runnel-ci/runnel/internal/install"
 	"github.com/runnel-ci/runnel/internal/private"
 	"github.com/runnel-ci/runnel/pipeline"
@@ -365,10 +366,10 @@ func startCore(bg context.Context, f serverFlags, b basics, st *store.Store, log
 }
 
 // newHTTP makes the web UI and the API in front of the core, as one
-// http.Server (internal/assembly, as the benchmarks serve it).
+// http.Server (internal/assembly/httpserver, as the benchmarks serve it).
 func newHTTP(f serverFlags, b basics, baseURL string, st *store.Store, logs *logstore.Store, mets *metrics.Metrics, reg *prometheus.Registry,
 	c *core) (*httpapi.Server, *http.Server, error) {
-	return assembly.NewHTTP(assembly.HTTPConfig{Store: st, Logs: logs, Runner: c.rn, Deliveries: c.deliveries, Metrics: mets,
+	return httpserver.New(httpserver.Config{Store: st, Logs: logs, Runner: c.rn, Deliveries: c.deliveries, Metrics: mets,
 		Registry: reg, Transfers: c.tsvc, ScheduleAdded: c.sched.Kick, PublicURL: f.baseURL,
 		SecureCookie: strings.HasPrefix(baseURL, "https://"), HookSpoolDir: b.data, Logger: b.log})
 }

@@ -1,13 +1,12 @@
-// Package assembly puts the server's parts together the one way `runnel
-// server` runs them, so that cmd/runnel and the benchmarks that stand
-// for it (bench/webhook, bench/logs) run the same thing: StartCore
-// starts the runner behind the bus and the delivery queue in front of
-// it, in the server's order; NewHTTP serves the web UI in front of the
-// API, with the forge hooks, /metrics, the transfer endpoints and the
-// bounds on every request.
+// Package assembly starts the server's core the one way `runnel server`
+// starts it, for cmd/runnel and the tests and benchmarks that stand for
+// it (runner/httpapi's, bench/webhook, bench/logs): StartCore makes the
+// runner behind the bus and the delivery queue in front of it, in the
+// server's order. The web UI and the API in front of them are
+// internal/assembly/httpserver.
 //
-// It imports runner, runner/httpapi and runner/ui, so their own
-// in-package tests cannot use it (an import cycle); the bus is
+// It imports neither runner/httpapi nor runner/ui, so that their own
+// in-package tests can use it (layering_test.go); the bus is
 // internal/serverbus, which runner's tests reach through
 // runner/runnertest.
 package assembly

@@ -64,7 +64,7 @@ func TestDeliveryBoundToVerifyingRepo(t *testing.T) {
 		t.Fatalf("stored delivery: got %+v %v, want one of repo %d", pending, err, a.ID)
 	}
 	// The next process triggers it from the store.
-	e.newQueue(nil).Resume()
+	e.newQueue().Resume()
 	d := e.waitDelivery(pending[0].ID)
 	if d.State != store.DeliveryProcessed || d.RunID == 0 {
 		t.Fatalf("delivery: got %s run %d (%s), want processed with a run", d.State, d.RunID, d.Error)

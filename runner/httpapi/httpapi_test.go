@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnel-ci/runnel/internal/assembly"
 	"github.com/runnel-ci/runnel/internal/gittest"
 	"github.com/runnel-ci/runnel/pipeline/rules"
 	"github.com/runnel-ci/runnel/runner"
@@ -74,17 +75,20 @@ func newEnvWith(t *testing.T, cfg func(*Config), qcfg func(*deliveryq.Config)) *
 	log := slog.New(slog.DiscardHandler)
 	bus := runnertest.Start(t, runnertest.Options{Logger: log})
 	stats := &statusRecorder{}
-	rn, err := runner.New(runner.Config{Store: st, Bus: bus.Dispatcher, Logs: logs, Logger: log, CacheDir: filepath.Join(dir, "cache"),
-		Statuses: stats})
+	// The runner and the delivery queue as `runnel server` starts them.
+	var dc deliveryq.Config
+	if qcfg != nil {
+		qcfg(&dc)
+	}
+	rn, q, err := assembly.StartCore(ctx, assembly.CoreConfig{
+		Runner: runner.Config{Store: st, Bus: bus.Dispatcher, Logs: logs, Logger: log, CacheDir: filepath.Join(dir, "cache"),
+			Statuses: stats},
+		Deliveries: dc,
+		Serve:      func(h runner.BusHandler) error { bus.Serve(h); return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bus.Serve(rn.Handler())
-	if err := rn.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, st: st, rn: rn, stats: stats}
-	e.q = e.newQueue(qcfg)
+	e := &env{t: t, st: st, rn: rn, stats: stats, q: q}
 	c := Config{Store: st, Runner: rn, Logs: logs, Logger: log, Hooks: map[string]scm.Hook{"github": github.Hook{}},
 		Agents: rn.Agents, Deliveries: e.q}
 	if cfg != nil {
@@ -107,16 +111,11 @@ func newEnvWith(t *testing.T, cfg func(*Config), qcfg func(*deliveryq.Config)) *
 	return e
 }
 
-// newQueue starts a delivery queue on the env's store and runner, as
-// `runnel server` wires it (another one than the server's stands for the
-// queue of a restarted process); qcfg changes its Config.
-func (e *env) newQueue(qcfg func(*deliveryq.Config)) *deliveryq.Queue {
+// newQueue starts another delivery queue on the env's store and runner,
+// standing for the queue of a restarted process.
+func (e *env) newQueue() *deliveryq.Queue {
 	e.t.Helper()
-	c := deliveryq.Config{Store: e.st, Trigger: e.rn.TriggerDelivery}
-	if qcfg != nil {
-		qcfg(&c)
-	}
-	q, err := deliveryq.New(c)
+	q, err := deliveryq.New(deliveryq.Config{Store: e.st, Trigger: e.rn.TriggerDelivery})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package assembly
+package httpserver
 
 import (
 	"log/slog"
@@ -23,8 +23,8 @@ import (
 	"github.com/runnel-ci/runnel/scm/gitlab"
 )
 
-// HTTPConfig is what the web UI and the API are made of.
-type HTTPConfig struct {
+// Config is what the web UI and the API are made of.
+type Config struct {
 	Store      *store.Store
 	Logs       *logstore.Store
 	Runner     *runner.Runner
@@ -45,9 +45,9 @@ type HTTPConfig struct {
 	Logger       *slog.Logger
 }
 
-// NewHTTP makes the web UI and the API in front of the runner, as one
+// New makes the web UI and the API in front of the runner, as one
 // http.Server; StopHooks on the API stops taking webhooks.
-func NewHTTP(c HTTPConfig) (*httpapi.Server, *http.Server, error) {
+func New(c Config) (*httpapi.Server, *http.Server, error) {
 	log := c.Logger
 	// UI mount (runner/ui): the web UI serves /, /ui/, /runs/, /agents,
 	// /deployments, /login, /logout and /static/; everything else goes to the API.
