@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -84,6 +87,7 @@ func (e *Engine) run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 		copied <- err
 	}()
 	// The stream ends when the container exits, or by hj.Close below.
+	started := time.Now()
 	if err := e.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		hj.Close()
 		<-copied
@@ -136,17 +140,40 @@ func (e *Engine) run(ctx context.Context, s *engine.Spec, step *pipeline.Step, o
 	if copyErr != nil {
 		return 0, fmt.Errorf("write output: %w", copyErr)
 	}
-	if res.StatusCode != 0 {
-		// The kernel's OOM killer leaves a bare SIGKILL (137); Docker
-		// knows why.
-		ictx, icancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		info, err := e.cli.ContainerInspect(ictx, id)
-		icancel()
-		if err == nil && info.State != nil && info.State.OOMKilled {
-			return int(res.StatusCode), fmt.Errorf("%w (limit %d MiB)", engine.ErrOutOfMemory, e.limits.Memory>>20)
-		}
+	if res.StatusCode != 0 && e.oomKilled(context.WithoutCancel(ctx), id, started) {
+		return int(res.StatusCode), fmt.Errorf("%w (limit %d MiB)", engine.ErrOutOfMemory, e.limits.Memory>>20)
 	}
 	return int(res.StatusCode), nil
+}
+
+// oomGrace bounds how long after a step's SIGKILL exit Docker may still
+// report that the kernel's OOM killer sent it.
+const oomGrace = 3 * time.Second
+
+// oomKilled reports whether the kernel's OOM killer ended container id,
+// which left only a bare SIGKILL (137). Docker knows, but learns it from
+// an event of its own that can come after the exit: so when the
+// container's state does not say so yet, wait up to oomGrace for its
+// "oom" event (since the container started, so one already sent counts).
+func (e *Engine) oomKilled(ctx context.Context, id string, started time.Time) bool {
+	ictx, icancel := context.WithTimeout(ctx, cleanupTimeout)
+	info, err := e.cli.ContainerInspect(ictx, id)
+	icancel()
+	if err == nil && info.State != nil && info.State.OOMKilled {
+		return true
+	}
+	ectx, ecancel := context.WithTimeout(ctx, oomGrace)
+	defer ecancel()
+	msgs, errs := e.cli.Events(ectx, events.ListOptions{
+		Since:   strconv.FormatInt(started.Add(-time.Second).Unix(), 10),
+		Filters: filters.NewArgs(filters.Arg("type", "container"), filters.Arg("container", id), filters.Arg("event", "oom")),
+	})
+	select {
+	case <-msgs:
+		return true
+	case <-errs:
+		return false
+	}
 }
 
 // create creates a container, fetching its image first when it is missing
