@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/runnel-ci/runnel/agents/wire"
@@ -86,6 +87,7 @@ func TestDispatchByLabels(t *testing.T) {
 func TestCapacity(t *testing.T) {
 	b := newBus(t, "a")
 	var cur, peak atomic.Int32
+	pair := make(chan struct{})
 	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
 		n := cur.Add(1)
 		for {
@@ -94,7 +96,12 @@ func TestCapacity(t *testing.T) {
 				break
 			}
 		}
-		time.Sleep(30 * time.Millisecond)
+		// Jobs finish in pairs: each waits for another to run beside it,
+		// so the peak reaches the capacity without waiting for time.
+		select {
+		case pair <- struct{}{}:
+		case <-pair:
+		}
 		cur.Add(-1)
 		return Result{Status: rules.Success}
 	})
@@ -288,7 +295,7 @@ func TestLogsComplete(t *testing.T) {
 }
 
 func TestDrainWaitsThenCancels(t *testing.T) {
-	b := newBus(t, "a")
+	b := newBus(t, "a", "b")
 	release := make(chan struct{})
 	runner := RunnerFunc(func(ctx context.Context, job *wire.Job, sink EventSink) Result {
 		if job.StageID == "slow" {
@@ -304,14 +311,22 @@ func TestDrainWaitsThenCancels(t *testing.T) {
 	b.rec.wait(t, 5*time.Second, "both started", func() bool { return len(b.rec.find(wire.KindStarted, "drain", "")) == 2 })
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	go func() { time.Sleep(200 * time.Millisecond); close(release) }()
-	if err := a.Drain(ctx); !errors.Is(err, ErrDrainDeadline) {
+	drained := make(chan error, 1)
+	go func() { drained <- a.Drain(ctx) }()
+	// The quick stage ends while the agent drains.
+	b.rec.wait(t, 5*time.Second, "draining", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.draining
+	})
+	close(release)
+	if err := <-drained; !errors.Is(err, ErrDrainDeadline) {
 		t.Errorf("got drain error %v, want ErrDrainDeadline", err)
 	}
-	// A job published after the drain is left for others.
+	// A job published after the drain is left for others: agent b runs it.
 	b.publish(context.Background(), "drain", "later", nil)
-	b.rec.wait(t, 5*time.Second, "two finished", func() bool { return len(b.rec.find(wire.KindFinished, "drain", "")) >= 2 })
-	time.Sleep(200 * time.Millisecond) // a run of "later" would show up by now
+	b.agent(Config{Name: "b", Runner: runner, PullExpiry: time.Second})
+	b.rec.wait(t, 10*time.Second, "three finished", func() bool { return len(b.rec.find(wire.KindFinished, "drain", "")) >= 3 })
 	b.rec.mu.Lock()
 	defer b.rec.mu.Unlock()
 	for _, tt := range []struct {
@@ -323,8 +338,8 @@ func TestDrainWaitsThenCancels(t *testing.T) {
 			t.Errorf("stage %s: got finished %+v, want one with status %s", tt.stage, f, tt.want)
 		}
 	}
-	if got := b.rec.find(wire.KindStarted, "drain", "later"); len(got) != 0 {
-		t.Errorf("a drained agent started %+v", got)
+	if got := b.rec.find(wire.KindStarted, "drain", "later"); len(got) != 1 || got[0].Agent != "b" {
+		t.Errorf("got starts of later %+v, want one by b (a drained agent takes no job)", got)
 	}
 }
 
@@ -370,7 +385,13 @@ func TestStageHeartbeats(t *testing.T) {
 			return Result{Status: rules.Canceled}
 		}
 	})
-	b.agent(Config{Name: "a", Capacity: 2, Runner: runner, AckWait: 3 * time.Second, Progress: 200 * time.Millisecond, LeaseMargin: time.Second, PullExpiry: time.Second})
+	presence := make(chan *nats.Msg, 64)
+	sub, err := b.nc.ChanSubscribe(wire.PresenceSubject("a"), presence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	b.agent(Config{Name: "a", Capacity: 2, Runner: runner, AckWait: 3 * time.Second, Progress: 200 * time.Millisecond, LeaseMargin: time.Second, PullExpiry: time.Second, Heartbeat: 200 * time.Millisecond})
 	stages := []string{"one", "two"}
 	for _, s := range stages {
 		b.publish(context.Background(), "hb", s, nil)
@@ -385,7 +406,22 @@ func TestStageHeartbeats(t *testing.T) {
 	})
 	close(release)
 	b.rec.wait(t, 10*time.Second, "both finished", func() bool { return len(b.rec.find(wire.KindFinished, "hb", "")) == 2 })
-	time.Sleep(500 * time.Millisecond) // more than two extension periods: late heartbeats would show
+	// The agent's presence ticks at the stage heartbeats' period: after
+	// three more of them, late stage heartbeats would have shown.
+	for range len(presence) {
+		<-presence
+	}
+	for i := 0; i < 3; {
+		select {
+		case m := <-presence:
+			var p wire.Presence
+			if wire.Decode(m.Data, &p) == nil && p.Kind == wire.PresenceHeartbeat {
+				i++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("timed out waiting for the agent's presence heartbeats")
+		}
+	}
 	b.rec.mu.Lock()
 	defer b.rec.mu.Unlock()
 	for _, s := range stages {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/runnel-ci/runnel/agents/wire"
 	"github.com/runnel-ci/runnel/pipeline/rules"
 )
@@ -22,14 +24,18 @@ func TestServerRestart(t *testing.T) {
 		mu.Lock()
 		runs[job.StageID]++
 		mu.Unlock()
+		// no event: the job's own run time keeps jobs in flight across
+		// the restart; the test waits on nothing here.
 		time.Sleep(5 * time.Millisecond)
 		return Result{Status: rules.Success}
 	})
 	lease := Config{AckWait: 6 * time.Second, Progress: 500 * time.Millisecond, LeaseMargin: 2 * time.Second, PullExpiry: time.Second}
+	var conns []*nats.Conn
 	for _, name := range []string{"a1", "a2"} {
 		cfg := lease
 		cfg.Name, cfg.Runner, cfg.Capacity = name, runner, 4
-		b.agent(cfg)
+		_, nc := b.agent(cfg)
+		conns = append(conns, nc)
 	}
 
 	const n = 300
@@ -47,18 +53,28 @@ func TestServerRestart(t *testing.T) {
 				if err == nil {
 					break
 				}
+				// no event: the back-off of a retry while the server is
+				// down; nothing tells the publisher JetStream is back.
 				time.Sleep(50 * time.Millisecond)
 			}
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // the publisher's pace (a load generator), not a wait
 		}
 	}()
 	b.rec.wait(t, 10*time.Second, "some jobs finished", func() bool { return b.rec.count(wire.KindFinished) >= n/4 })
 	b.srv.Shutdown()
-	time.Sleep(300 * time.Millisecond)
+	// The agents have noticed the outage before the server comes back.
+	b.rec.wait(t, 10*time.Second, "agents disconnected", func() bool {
+		return !conns[0].IsConnected() && !conns[1].IsConnected()
+	})
 	b.start()
 	<-published
 	b.rec.wait(t, 30*time.Second, "all finished", func() bool { return b.rec.count(wire.KindFinished) >= n })
-	time.Sleep(300 * time.Millisecond) // duplicates would arrive now
+	// A duplicate stored in the stream would be delivered before a job
+	// published now: once that one has run, duplicates would have shown.
+	b.publish(context.Background(), "restart", "sentinel", nil)
+	b.rec.wait(t, 10*time.Second, "sentinel finished", func() bool {
+		return len(b.rec.find(wire.KindFinished, "restart", "sentinel")) == 1
+	})
 
 	b.rec.mu.Lock()
 	defer b.rec.mu.Unlock()
