@@ -81,12 +81,15 @@ func TestReapEarlierAttempts(t *testing.T) {
 		}
 		return len(cs)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for (running(old) == 0 || running(other) == 0 || running(theirs) == 0) && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if running(old) == 0 || running(other) == 0 || running(theirs) == 0 {
-		t.Fatal("step containers of attempt 1 did not start")
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(30 * time.Second)
+	for running(old) == 0 || running(other) == 0 || running(theirs) == 0 {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("step containers of attempt 1 did not start")
+		}
 	}
 
 	r := &StageRunner{Engine: live}

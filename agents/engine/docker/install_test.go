@@ -97,7 +97,9 @@ func TestInstallsDoNotCollide(t *testing.T) {
 // there is one.
 func waitStepContainer(t *testing.T, e *Engine, s *engine.Spec, done <-chan error) string {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(60 * time.Second)
 	for {
 		cs, err := e.cli.ContainerList(context.Background(), container.ListOptions{Filters: e.SpecFilter(s)})
 		if err != nil {
@@ -111,12 +113,10 @@ func waitStepContainer(t *testing.T, e *Engine, s *engine.Spec, done <-chan erro
 		select {
 		case err := <-done:
 			t.Fatalf("the step ended before it was seen running: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
+		case <-deadline:
 			t.Fatal("the step container did not start within 60s")
+		case <-tick.C:
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
