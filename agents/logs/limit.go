@@ -11,6 +11,13 @@ import (
 // saying it was truncated.
 const DefaultStepMax = 100 << 20
 
+// TruncationNote is the line that ends a log cut at max bytes. The
+// server's log store ends a log it cuts with the same line, so a log cut
+// by both at the same size reads as cut once.
+func TruncationNote(max int64) []byte {
+	return fmt.Appendf(nil, "\n[runnel: log truncated at %d bytes]\n", max)
+}
+
 // Limit returns a Filter that caps output at max bytes (see NewLimitWriter).
 func Limit(max int64) Filter {
 	return func(dst io.Writer) io.WriteCloser { return NewLimitWriter(dst, max) }
@@ -49,7 +56,7 @@ func (l *LimitWriter) Write(p []byte) (int, error) {
 	room = max(room, 0)
 	if !l.noted {
 		l.noted = true
-		if _, err := fmt.Fprintf(l.dst, "\n[runnel: log truncated at %d bytes]\n", l.max); err != nil {
+		if _, err := l.dst.Write(TruncationNote(l.max)); err != nil {
 			return int(room), err
 		}
 	}

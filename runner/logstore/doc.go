@@ -6,5 +6,6 @@
 // replays the file and then follows it until the step is finished. A log
 // whose writer ended with chunks missing stays open for them (they come
 // again after a failed store) for a grace period, then closes with the
-// gaps marked in it.
+// gaps marked in it. A log keeps at most a cap of bytes (SetStepMax),
+// counted in sequence order; the rest is taken and dropped.
 package logstore

@@ -122,7 +122,12 @@ func (s *Store) closeLocked(k Key, e *entry) error {
 		e.stop()
 	}
 	var errs []error
-	write := func(b []byte) {
+	// Notes of missing chunks say nothing past the cap, where everything
+	// is dropped.
+	note := func(b []byte) {
+		if e.cut {
+			return
+		}
 		if _, err := e.f.Write(b); err != nil {
 			errs = append(errs, err)
 		}
@@ -135,18 +140,20 @@ func (s *Store) closeLocked(k Key, e *entry) error {
 	missing := int64(0)
 	for _, q := range held {
 		missing += q - e.next
-		write(fmt.Appendf(nil, "\n[runnel: log chunks %d-%d were not received; output is missing here]\n", e.next, q-1))
-		write(e.pending[q])
+		note(fmt.Appendf(nil, "\n[runnel: log chunks %d-%d were not received; output is missing here]\n", e.next, q-1))
+		if err := s.writeLocked(e, e.pending[q]); err != nil {
+			errs = append(errs, err)
+		}
 		delete(e.pending, q)
 		e.next = q + 1
 	}
 	switch {
 	case e.last >= 0 && e.next <= e.last:
 		missing += e.last - e.next + 1
-		write(fmt.Appendf(nil, "\n[runnel: log chunks %d-%d were not received; the end of the output is missing]\n", e.next, e.last))
+		note(fmt.Appendf(nil, "\n[runnel: log chunks %d-%d were not received; the end of the output is missing]\n", e.next, e.last))
 	case e.last < 0 && e.wantEOF:
 		missing++
-		write([]byte("\n[runnel: the end of this log was not received; output may be missing]\n"))
+		note([]byte("\n[runnel: the end of this log was not received; output may be missing]\n"))
 	}
 	if missing > 0 {
 		errs = append(errs, fmt.Errorf("%w: %d chunks not received within %s", ErrIncomplete, missing, s.grace))

@@ -10,7 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/runnel-ci/runnel/agents/logs"
 )
 
 // ErrNotFound reports that a step has no log (yet).
@@ -47,6 +50,9 @@ type Store struct {
 	// once instead of polling.
 	waiting map[Key]*waiter
 
+	max     int64        // bytes kept of one log (SetStepMax)
+	dropped atomic.Int64 // bytes dropped past max, all logs
+
 	grace      time.Duration
 	after      func(time.Duration, func()) func() // the clock of grace periods
 	incomplete func(Key, error)
@@ -72,6 +78,8 @@ type entry struct {
 	wantEOF bool          // the step ended after writing: wait for its EOF mark
 	ending  bool          // the writer ended: close once complete (End, Finish)
 	stop    func()        // stops the grace period's timer
+	size    int64         // bytes of the log kept, in chunk order
+	cut     bool          // size reached the cap: the rest is dropped
 }
 
 // New returns a Store keeping logs below dir, creating it if needed.
@@ -80,7 +88,7 @@ func New(dir string) (*Store, error) {
 		return nil, fmt.Errorf("create log dir %s: %w", dir, err)
 	}
 	return &Store{dir: dir, open: make(map[Key]*entry), finished: make(map[Key]struct{}), waiting: make(map[Key]*waiter),
-		grace: DefaultGrace, after: afterFunc}, nil
+		max: logs.DefaultStepMax, grace: DefaultGrace, after: afterFunc}, nil
 }
 
 // component makes an ID safe as one path element: bytes outside
@@ -126,7 +134,8 @@ func (s *Store) entryLocked(k Key) (*entry, error) {
 		f.Close()
 		return nil, fmt.Errorf("open log %s: %w", k, err)
 	}
-	e := &entry{f: f, next: 0, last: -1, pending: map[int64][]byte{}, notify: make(chan struct{})}
+	e := &entry{f: f, next: 0, last: -1, pending: map[int64][]byte{}, notify: make(chan struct{}),
+		size: fi.Size(), cut: fi.Size() > s.max}
 	if fi.Size() > 0 {
 		e.next = -1 // written by an earlier process: continue where it stopped
 	}
@@ -175,10 +184,10 @@ func (s *Store) appendLocked(k Key, e *entry, seq int64, data []byte) error {
 		if len(e.pending) > 4096 {
 			return fmt.Errorf("append log %s: too many chunks out of order (want %d, got %d)", k, e.next, seq)
 		}
-		e.pending[seq] = append([]byte(nil), data...)
+		e.hold(s, seq, data)
 		return nil
 	}
-	if _, err := e.f.Write(data); err != nil {
+	if err := s.writeLocked(e, data); err != nil {
 		return fmt.Errorf("append log %s: %w", k, err)
 	}
 	e.next++
@@ -188,7 +197,7 @@ func (s *Store) appendLocked(k Key, e *entry, seq int64, data []byte) error {
 			break
 		}
 		delete(e.pending, e.next)
-		if _, err := e.f.Write(p); err != nil {
+		if err := s.writeLocked(e, p); err != nil {
 			return fmt.Errorf("append log %s: %w", k, err)
 		}
 		e.next++
