@@ -97,6 +97,9 @@ func New(cfg Config) (*Runner, error) {
 	cfg.Logs.OnIncomplete(func(k logstore.Key, err error) {
 		r.log.Warn("step log stored with chunks missing", "run", k.Run, "stage", k.Stage, "attempt", k.Attempt, "step", k.Step, "err", err)
 	})
+	if cfg.Metrics != nil {
+		cfg.Metrics.LogDroppedFrom(cfg.Logs.Dropped)
+	}
 	if cfg.CacheDir != "" {
 		c, err := gitmirror.NewCache(cfg.CacheDir)
 		if err != nil {

@@ -131,6 +131,7 @@ type Metrics struct {
 	agents         prometheus.GaugeFunc
 	agentCapacity  prometheus.GaugeFunc
 	agentBusy      prometheus.Gauge
+	logDropped     prometheus.CounterFunc
 	webhooks       *prometheus.CounterVec
 	rejected       *prometheus.CounterVec
 	statusFailures *prometheus.CounterVec
@@ -147,6 +148,7 @@ type Metrics struct {
 	lastDeploy  map[envKey]time.Time
 	recorded    bool
 	agentsFn    func() (agents, capacity int)
+	droppedFn   func() int64
 }
 
 // New creates the metrics and registers them on reg.
@@ -226,9 +228,13 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "runnel_agent_capacity_slots",
 		Help: "Stage slots offered by all connected agents.",
 	}, func() float64 { _, c := m.agentCount(); return float64(c) })
+	m.logDropped = prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "runnel_step_log_dropped_bytes_total",
+		Help: "Bytes of step logs the server dropped past its per-step log cap.",
+	}, m.droppedBytes)
 	for _, c := range []prometheus.Collector{
 		m.runsFinished, m.stagesFinished, m.runDuration, m.stageDuration,
-		m.queueWait, m.stagesRunning, m.agents, m.agentCapacity, m.agentBusy,
+		m.queueWait, m.stagesRunning, m.agents, m.agentCapacity, m.agentBusy, m.logDropped,
 		m.webhooks, m.rejected, m.statusFailures,
 		m.leadTime, m.deployments, m.changeFailures, m.timeToRestore,
 	} {
@@ -364,6 +370,24 @@ func (m *Metrics) AgentsFrom(fn func() (agents, capacity int)) {
 	m.mu.Lock()
 	m.agentsFn = fn
 	m.mu.Unlock()
+}
+
+// LogDroppedFrom sets the function that tells, at each scrape, how many
+// bytes of step logs the server has dropped past its cap since it started.
+func (m *Metrics) LogDroppedFrom(fn func() int64) {
+	m.mu.Lock()
+	m.droppedFn = fn
+	m.mu.Unlock()
+}
+
+func (m *Metrics) droppedBytes() float64 {
+	m.mu.Lock()
+	fn := m.droppedFn
+	m.mu.Unlock()
+	if fn == nil {
+		return 0
+	}
+	return float64(fn())
 }
 
 func (m *Metrics) agentCount() (int, int) {

@@ -377,6 +377,26 @@ func TestBusySlotsFollowStages(t *testing.T) {
 	}
 }
 
+func TestLogDropped(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := func() float64 {
+		return find(t, parseText(t, scrape(t, reg)), "runnel_step_log_dropped_bytes_total", nil).GetCounter().GetValue()
+	}
+	if got := counter(); got != 0 {
+		t.Errorf("dropped before LogDroppedFrom = %v, want 0", got)
+	}
+	dropped := int64(0)
+	m.LogDroppedFrom(func() int64 { return dropped })
+	dropped = 1 << 20
+	if got := counter(); got != 1<<20 {
+		t.Errorf("dropped = %v, want %d", got, 1<<20)
+	}
+}
+
 func TestRebuildErrors(t *testing.T) {
 	m, err := New(prometheus.NewRegistry())
 	if err != nil {
