@@ -106,18 +106,19 @@ func TestAgentPermissions(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
-	mu.Lock()
-	violations := 0
-	for _, e := range asyncErrs {
-		if errors.Is(e, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(e.Error()), "permissions violation") {
-			violations++
+	// The server reports each violation asynchronously, to the error handler.
+	want := len(forbidden) + 3
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d permission violations", want), func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		violations := 0
+		for _, e := range asyncErrs {
+			if errors.Is(e, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(e.Error()), "permissions violation") {
+				violations++
+			}
 		}
-	}
-	mu.Unlock()
-	if want := len(forbidden) + 3; violations < want {
-		t.Errorf("got %d permission violations (%v), want at least %d", violations, asyncErrs, want)
-	}
+		return violations >= want
+	})
 
 	// Nothing reached the job queue.
 	sjs, _ := jetstream.New(snc)
@@ -193,18 +194,13 @@ func TestPresence(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = nc.Flush()
-	deadline := time.Now().Add(2 * time.Second)
-	for len(d.Agents()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, "the agent's presence", func() bool { return len(d.Agents()) > 0 })
 	got := d.Agents()
 	if len(got) != 1 || got[0].Name != "a" || got[0].Capacity != 2 || got[0].Lost {
 		t.Fatalf("got agents %+v, want a with capacity 2, not lost", got)
 	}
-	time.Sleep(400 * time.Millisecond) // > 3 missed heartbeats
-	if got := d.Agents(); !got[0].Lost {
-		t.Errorf("got %+v, want lost after missed heartbeats", got[0])
-	}
+	// No more heartbeats come: the agent counts as lost after 3 missed ones.
+	waitFor(t, 5*time.Second, "the agent lost", func() bool { return d.Agents()[0].Lost })
 }
 
 func TestIntakeRejectsTooManyLabels(t *testing.T) {
@@ -372,17 +368,10 @@ func TestMaxDeliver(t *testing.T) {
 	mu.Unlock()
 	sjs, _ := jetstream.New(snc)
 	st, _ := sjs.Stream(ctx, natsbus.JobsStream)
-	deadline := time.Now().Add(2 * time.Second)
-	for {
+	waitFor(t, 5*time.Second, "the lost job removed from the queue", func() bool {
 		info, err := st.Info(ctx)
-		if err == nil && info.State.Msgs == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job still queued after lost: %v %v", info.State.Msgs, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && info.State.Msgs == 0
+	})
 }
 
 func TestSetAgents(t *testing.T) {
