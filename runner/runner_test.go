@@ -160,7 +160,9 @@ func (f *fixture) push(files map[string]string) *scm.Event {
 
 func (f *fixture) wait(runID int64, d time.Duration) *store.Run {
 	f.t.Helper()
-	deadline := time.Now().Add(d)
+	deadline := time.After(d)
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
 	for {
 		run, err := f.store.Run(context.Background(), runID)
 		if err != nil {
@@ -169,10 +171,11 @@ func (f *fixture) wait(runID int64, d time.Duration) *store.Run {
 		if run.Status.Terminal() {
 			return run
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-poll.C:
+		case <-deadline:
 			f.t.Fatalf("run %d still %s after %s", runID, run.Status, d)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -391,21 +394,10 @@ func TestRedeliveryAfterAgentDeath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		cur, err := f.store.Run(ctx, run.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
+	f.waitStage(run.ID, "a", func(st *store.Stage) bool {
 		_, statErr := os.Stat(mark)
-		if st := stageByKey(cur, "a"); st.Status == store.StatusRunning && statErr == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("attempt 1 did not start its step")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return st.Status == store.StatusRunning && statErr == nil
+	})
 	f.bus.KillAgent()
 	f.bus.StartAgent()
 	run = f.wait(run.ID, 30*time.Second)
@@ -888,47 +880,34 @@ func TestSilentStageOfBusyAgentLost(t *testing.T) {
 	}
 	// Wait until the agent runs "busy" and its presence says so (presence
 	// comes every 5 s): from then on the agent counts as busy.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		cur, err := f.store.Run(ctx, run.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
+	f.waitStage(run.ID, "busy", func(st *store.Stage) bool {
 		busy := false
 		for _, a := range f.bus.Dispatcher.Agents() {
 			busy = busy || (a.Name == f.bus.AgentName && !a.Lost && a.Running > 0)
 		}
-		if stageByKey(cur, "busy").Status == store.StatusRunning && busy {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("agent not busy with stage busy within 20s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return st.Status == store.StatusRunning && busy
+	})
 	started := time.Now()
 	f.update(run, wire.Update{Kind: wire.KindStarted, StageID: "silent", Attempt: 1, Agent: f.bus.AgentName})
-	for {
-		cur, err := f.store.Run(ctx, run.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := stageByKey(cur, "silent")
-		if st.Status.Terminal() || st.Attempt > 1 {
-			if st.Status != store.StatusQueued || st.Attempt != 2 {
-				t.Fatalf("got silent stage %s/%s attempt %d, want queued attempt 2", st.Status, st.Reason, st.Attempt)
-			}
-			break
-		}
-		// The watchdog looks every lease/5 (at least 1 s).
-		if bound := lease + 2*time.Second; time.Since(started) > bound {
-			t.Fatalf("silent stage still %s %v after its start, want a new attempt within %v", st.Status, time.Since(started).Round(time.Millisecond), bound)
-		}
-		time.Sleep(50 * time.Millisecond)
+	cur := f.waitStage(run.ID, "silent", func(st *store.Stage) bool { return st.Status.Terminal() || st.Attempt > 1 })
+	if st := stageByKey(cur, "silent"); st.Status != store.StatusQueued || st.Attempt != 2 {
+		t.Fatalf("got silent stage %s/%s attempt %d, want queued attempt 2", st.Status, st.Reason, st.Attempt)
 	}
-	// Two more lease periods: the heartbeating stage must still run.
-	time.Sleep(2 * lease)
-	cur, err := f.store.Run(ctx, run.ID)
+	// The watchdog looks every lease/5 (at least 1 s).
+	if bound := lease + 2*time.Second; time.Since(started) > bound {
+		t.Errorf("silent stage re-queued %v after its start, want within %v", time.Since(started).Round(time.Millisecond), bound)
+	}
+	// The heartbeating stage must still run once the runner has taken its
+	// heartbeats over two more lease periods (the watchdog looked at it
+	// meanwhile, every second).
+	requeued := time.Now()
+	f.waitStage(run.ID, "busy", func(st *store.Stage) bool {
+		f.runner.seenMu.Lock()
+		last := f.runner.seen[stageRef{run.ID, "busy"}].last
+		f.runner.seenMu.Unlock()
+		return st.Status != store.StatusRunning || st.Attempt != 1 || last.Sub(requeued) >= 2*lease
+	})
+	cur, err = f.store.Run(ctx, run.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
