@@ -160,19 +160,14 @@ func (e *env) auth() map[string]string {
 
 func (e *env) waitRun(id int64) RunView {
 	e.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var v RunView
+	waitFor(e.t, 20*time.Second, fmt.Sprintf("run %d finished", id), func() bool {
 		_, b := e.do("GET", fmt.Sprintf("/api/v1/runs/%d", id), nil, e.auth())
-		var v RunView
+		v = RunView{}
 		json.Unmarshal([]byte(b), &v)
-		if v.Status.Terminal() {
-			return v
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("run %d not finished: %s", id, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return v.Status.Terminal()
+	})
+	return v
 }
 
 func TestAuth(t *testing.T) {
