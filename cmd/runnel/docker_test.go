@@ -134,7 +134,9 @@ func TestRunInterrupt(t *testing.T) {
 		filters.Arg("label", docker.LabelPID+"="+strconv.Itoa(cmd.Process.Pid)))
 
 	// Wait until both step containers (no service label) are running.
-	deadline := time.Now().Add(60 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(60 * time.Second)
 	for {
 		cs, err := cli.ContainerList(ctx, container.ListOptions{Filters: owned})
 		if err != nil {
@@ -152,12 +154,10 @@ func TestRunInterrupt(t *testing.T) {
 		select {
 		case <-exited:
 			t.Fatalf("runnel exited before the steps ran: %v\n%s", waitErr, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
+		case <-deadline:
 			t.Fatalf("step containers not running after 60s; output:\n%s", out.String())
+		case <-tick.C:
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
@@ -257,15 +257,11 @@ func TestRunForcedExitThenPrune(t *testing.T) {
 		}
 	})
 	pid := cmd.Process.Pid
-	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(out.String(), "hang/sleep | sleeping") {
-		if time.Now().After(deadline) {
-			t.Fatalf("step did not start within 60s:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitOutput(t, &out, "hang/sleep | sleeping", exited)
 	cmd.Process.Signal(syscall.SIGINT)
-	time.Sleep(50 * time.Millisecond)
+	// The second interrupt goes once runnel took the first (two sent at
+	// once may reach it as one).
+	waitOutput(t, &out, "interrupt again to force", exited)
 	cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-exited:
@@ -327,6 +323,26 @@ stages:
 		want := "build[arch=" + arch + "]/show | GOARCH=" + arch + " OUT=bin/app-" + arch + "-feat-${MATRIX_ARCH} LITERAL=${MATRIX_ARCH}\n"
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+// waitOutput waits until out contains want, failing if the process exits
+// (exited closed) first or after a minute.
+func waitOutput(t *testing.T, out *syncBuffer, want string, exited <-chan struct{}) {
+	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(60 * time.Second)
+	for !strings.Contains(out.String(), want) {
+		select {
+		case <-exited:
+			if !strings.Contains(out.String(), want) {
+				t.Fatalf("runnel exited before printing %q:\n%s", want, out.String())
+			}
+		case <-deadline:
+			t.Fatalf("no %q within 60s:\n%s", want, out.String())
+		case <-tick.C:
 		}
 	}
 }
