@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,12 +129,19 @@ func TestFetchConcurrentOnce(t *testing.T) {
 	for i := range callers {
 		wg.Go(func() { paths[i], errs[i] = f.Fetch(t.Context(), srv.URL+"/file", sum) })
 	}
-	// Let every caller reach Fetch before the one download may finish.
-	deadline := time.Now().Add(10 * time.Second)
-	for n.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	// Every caller is inside Fetcher.fetch before the one download may
+	// finish: none can leave it until then, so all share that download.
+	// Their goroutines' stacks are the only sign of it.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for inFetch() < callers {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("%d of %d callers in Fetch after 10s", inFetch(), callers)
+		}
 	}
-	time.Sleep(50 * time.Millisecond)
 	close(release)
 	wg.Wait()
 	for i := range callers {
@@ -144,6 +152,13 @@ func TestFetchConcurrentOnce(t *testing.T) {
 	if got := n.Load(); got != 1 {
 		t.Errorf("requests = %d, want 1", got)
 	}
+}
+
+// inFetch counts the goroutines inside artifact.(*Fetcher).fetch.
+func inFetch() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "artifact.(*Fetcher).fetch(")
 }
 
 // Presigned URLs carry credentials in the query; errors must not repeat it.
