@@ -87,7 +87,7 @@ func rawPair(ctx context.Context, e *env, netName string, i int) ([]string, erro
 					break
 				}
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // the benchmark's readiness poll, timed with the rest, not a test's wait
 		}
 	}
 	return ids, nil

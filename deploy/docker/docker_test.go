@@ -266,14 +266,19 @@ func TestBlueGreen(t *testing.T) {
 					}
 				}
 				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
+				time.Sleep(5 * time.Millisecond) // the traffic's pace (a load generator), not a wait
 			}
 		}()
 		res, err := e.prov.Deploy(ctx, rel, nil)
 		mu.Lock()
 		returned = true
 		mu.Unlock()
-		time.Sleep(time.Second)
+		// Enough responses after the rollback to show which version serves.
+		waitFor(t, 60*time.Second, "100 responses after the rollback", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return afterReqs >= 100
+		})
 		close(done)
 		wg.Wait()
 		<-finished
@@ -366,5 +371,20 @@ func TestAdopt(t *testing.T) {
 	}
 	if got := e.versions(t); len(got) != 1 || got[0] != "v2" {
 		t.Errorf("containers of the app: got versions %v, want [v2]", got)
+	}
+}
+
+// waitFor polls cond on a ticker until it holds.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
 	}
 }
