@@ -168,7 +168,7 @@ func TestOrderPerContext(t *testing.T) {
 			}
 			last[c] = s
 		}
-		time.Sleep(100 * time.Microsecond)
+		time.Sleep(100 * time.Microsecond) // the stream's pace (a load generator): rounds meet deliveries in flight; not a wait
 	}
 	closeWithin(t, q, 10*time.Second)
 

@@ -522,7 +522,7 @@ func TestLogScaleBigLog(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				time.Sleep(2 * time.Millisecond) // a slow reader keeps its response open
+				time.Sleep(2 * time.Millisecond) // a slow reader's pace (load), keeping its response open; not a wait
 			}
 			mu.Lock()
 			read = append(read, n)
