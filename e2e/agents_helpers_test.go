@@ -164,12 +164,18 @@ func (c *cluster) addRepo(name, bare string) {
 // pushAndTrigger commits pipeline, pushes it and triggers a run by API.
 func (c *cluster) pushAndTrigger(repo, work, pipeline string) string {
 	c.t.Helper()
-	sha := commit(c.t, work, pipeline)
-	git(c.t, work, "push", "-q", "origin", "main")
-	code, b := c.srv.do("POST", "/api/v1/repos/"+repo+"/trigger", strings.NewReader(`{"branch":"main","commit":"`+sha+`"}`),
-		map[string]string{"Authorization": "Bearer " + c.srv.token})
+	return c.srv.pushAndTrigger(repo, work, pipeline)
+}
+
+// pushAndTrigger commits pipeline, pushes it and triggers a run by API.
+func (s *server) pushAndTrigger(repo, work, pipeline string) string {
+	s.t.Helper()
+	sha := commit(s.t, work, pipeline)
+	git(s.t, work, "push", "-q", "origin", "main")
+	code, b := s.do("POST", "/api/v1/repos/"+repo+"/trigger", strings.NewReader(`{"branch":"main","commit":"`+sha+`"}`),
+		map[string]string{"Authorization": "Bearer " + s.token})
 	if code != http.StatusCreated {
-		c.t.Fatalf("trigger: %d %s", code, b)
+		s.t.Fatalf("trigger: %d %s", code, b)
 	}
 	return sha
 }

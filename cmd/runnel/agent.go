@@ -63,8 +63,7 @@ taking jobs and waits up to --drain-timeout for running stages.`,
 	fl.StringVar(&f.backend, "backend", a.envDefault("RUNNEL_BACKEND", "docker"), "executor: docker or local ($RUNNEL_BACKEND)")
 	fl.StringVar(&f.workDir, "work-dir", a.envDefault("RUNNEL_AGENT_DIR", filepath.Join(os.TempDir(), "runnel-agent")), "git cache and workspaces ($RUNNEL_AGENT_DIR)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages")
-	fl.StringVar(&f.stepLogMax, "step-log-max", a.envDefault("RUNNEL_STEP_LOG_MAX", fmt.Sprintf("%dm", logs.DefaultStepMax>>20)),
-		"bytes of one step's log the agent sends (512k, 100m, 1g); past it the step keeps running and its log says it was truncated ($RUNNEL_STEP_LOG_MAX)")
+	a.addStepLogMaxFlag(fl, &f.stepLogMax, "bytes of one step's log the agent sends")
 	a.addContainerFlags(fl, &f.container, "", "RUNNEL_")
 
 	var data, tokenLabels string
@@ -106,6 +105,22 @@ not allow stops at start and names this command.`,
 // default left most machines idle or overloaded), and its variable.
 func (a *app) addCapacityFlag(fl *pflag.FlagSet, p *int, name, what string) {
 	fl.IntVar(p, name, a.envInt("RUNNEL_AGENT_CAPACITY", runtime.NumCPU()), what+"; default: the number of CPUs ($RUNNEL_AGENT_CAPACITY)")
+}
+
+// addStepLogMaxFlag defines --step-log-max, the cap on one step's log:
+// runnel agent's (what it sends) and runnel server's (what it stores and
+// its built-in agent sends) share the name, the default and the variable.
+func (a *app) addStepLogMaxFlag(fl *pflag.FlagSet, p *string, what string) {
+	fl.StringVar(p, "step-log-max", a.envDefault("RUNNEL_STEP_LOG_MAX", fmt.Sprintf("%dm", logs.DefaultStepMax>>20)),
+		what+" (512k, 100m, 1g); past it the step keeps running and its log says it was truncated ($RUNNEL_STEP_LOG_MAX)")
+}
+
+// stepLogMaxProblem checks a --step-log-max value.
+func stepLogMaxProblem(s string) []string {
+	if _, err := parseSize(s); err != nil {
+		return []string{fmt.Sprintf("--step-log-max %q: want a size like 512k, 100m or 1g", s)}
+	}
+	return nil
 }
 
 const agentCredsFile = "nats-agents.json"
@@ -257,12 +272,6 @@ func connectAgent(ctx context.Context, url string, creds natsbus.Creds, log *slo
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-// newNATSAgent builds the server's built-in agent: newAgent with the
-// default step log cap (logs.DefaultStepMax).
-func newNATSAgent(name string, labels map[string]string, capacity int, eng engine.Engine, allowed []pipeline.Permission, workDir string, log *slog.Logger) (*agent.Agent, error) {
-	return newAgent(name, labels, capacity, eng, allowed, workDir, 0, log)
 }
 
 // newAgent builds an agent loop running stages with the workspace

@@ -35,6 +35,7 @@ func serverFlagProblems(f serverFlags) []string {
 	p = append(p, backendProblem(f.backend)...)
 	p = append(p, drainProblem(f.drainTimeout)...)
 	p = append(p, artifactProblems(f.artifacts)...)
+	p = append(p, stepLogMaxProblem(f.stepLogMax)...)
 	return p
 }
 
@@ -66,9 +67,7 @@ func agentFlagProblems(f agentFlags) []string {
 	}
 	p = append(p, backendProblem(f.backend)...)
 	p = append(p, drainProblem(f.drainTimeout)...)
-	if _, err := parseSize(f.stepLogMax); err != nil {
-		p = append(p, fmt.Sprintf("--step-log-max %q: want a size like 512k, 100m or 1g", f.stepLogMax))
-	}
+	p = append(p, stepLogMaxProblem(f.stepLogMax)...)
 	return p
 }
 

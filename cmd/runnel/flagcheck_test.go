@@ -13,7 +13,7 @@ import (
 )
 
 func TestServerFlagProblems(t *testing.T) {
-	ok := serverFlags{leaseTimeout: 45 * time.Second, agentCapacity: 2, natsPort: 4222, backend: "docker", drainTimeout: 2 * time.Minute,
+	ok := serverFlags{stepLogMax: "100m", leaseTimeout: 45 * time.Second, agentCapacity: 2, natsPort: 4222, backend: "docker", drainTimeout: 2 * time.Minute,
 		artifacts: artifactFlags{artifactExpiry: time.Hour, cacheExpiry: time.Hour, fetchExpiry: time.Hour, sweepInterval: time.Minute}}
 	for _, c := range []struct {
 		name string
@@ -27,6 +27,7 @@ func TestServerFlagProblems(t *testing.T) {
 		{"lease just short", func(f *serverFlags) { f.leaseTimeout = 14 * time.Second }, []string{"--lease-timeout 14s", "use at least 15s"}},
 		{"no capacity", func(f *serverFlags) { f.agentCapacity = 0 }, []string{"--agent-capacity 0", "or --no-agent"}},
 		{"no capacity without an agent", func(f *serverFlags) { f.agentCapacity, f.noAgent = 0, true }, nil},
+		{"bad step log max", func(f *serverFlags) { f.stepLogMax = "0" }, []string{`--step-log-max "0": want a size`}},
 		{"random NATS port", func(f *serverFlags) { f.natsPort = -1 }, nil},
 		{"NATS port too big", func(f *serverFlags) { f.natsPort = 70000 }, []string{"--nats-port 70000", "-1 for a free one"}},
 		{"unknown backend", func(f *serverFlags) { f.backend = "podman" }, []string{`--backend "podman": want docker or local`}},

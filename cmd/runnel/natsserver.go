@@ -139,7 +139,8 @@ func (n *natsSetup) run(ctx context.Context, h natsserver.Handler, f serverFlags
 	if eng == nil {
 		return nil
 	}
-	ag, err := newNATSAgent(n.bus.AgentName(), labels, f.agentCapacity, eng, allowed, workDir, log)
+	stepLogMax, _ := parseSize(f.stepLogMax) // checked by serverFlagProblems
+	ag, err := newAgent(n.bus.AgentName(), labels, f.agentCapacity, eng, allowed, workDir, stepLogMax, log)
 	if err != nil {
 		return err
 	}

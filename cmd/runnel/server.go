@@ -53,6 +53,7 @@ type serverFlags struct {
 	noAgent       bool
 	agentLabels   string
 	agentCapacity int
+	stepLogMax    string
 	backend       string
 	drainTimeout  time.Duration
 	leaseTimeout  time.Duration
@@ -141,6 +142,7 @@ for up to --drain-timeout; a second one exits at once.`,
 	fl.BoolVar(&f.noAgent, "no-agent", a.envDefault("RUNNEL_NO_AGENT", "") == "true", "do not run the built-in agent ($RUNNEL_NO_AGENT)")
 	fl.StringVar(&f.agentLabels, "agent-labels", a.envDefault("RUNNEL_AGENT_LABELS", ""), "labels of the built-in agent, k=v,... ($RUNNEL_AGENT_LABELS)")
 	a.addCapacityFlag(fl, &f.agentCapacity, "agent-capacity", "stages the built-in agent runs at once")
+	a.addStepLogMaxFlag(fl, &f.stepLogMax, "bytes of one step's log the server stores and its built-in agent sends")
 	fl.StringVar(&f.backend, "backend", a.envDefault("RUNNEL_BACKEND", "docker"), "built-in agent executor: docker or local ($RUNNEL_BACKEND)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", a.envDuration("RUNNEL_DRAIN_TIMEOUT", 2*time.Minute), "how long shutdown waits for running stages ($RUNNEL_DRAIN_TIMEOUT)")
 	fl.DurationVar(&f.leaseTimeout, "lease-timeout", a.envDuration("RUNNEL_LEASE_TIMEOUT", 45*time.Second), "silence of a running stage after which it runs again as a new attempt: the time from an agent's death to the retry ($RUNNEL_LEASE_TIMEOUT)")
@@ -299,6 +301,8 @@ func (a *app) openStorage(ctx context.Context, f serverFlags, data string, log *
 		st.Close()
 		return nil, nil, nil, err
 	}
+	stepLogMax, _ := parseSize(f.stepLogMax) // checked by serverFlagProblems
+	logs.SetStepMax(stepLogMax)
 	return st, logs, func() { logs.Close(); st.Close() }, nil
 }
 
