@@ -135,6 +135,8 @@ func (c *cluster) listAgents() []agentInfo {
 func (c *cluster) waitAgents(names ...string) []agentInfo {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
+	poll := time.NewTicker(200 * time.Millisecond)
+	defer poll.Stop()
 	var got []agentInfo
 	for time.Now().Before(deadline) {
 		got = c.listAgents()
@@ -149,7 +151,7 @@ func (c *cluster) waitAgents(names ...string) []agentInfo {
 		if all {
 			return got
 		}
-		time.Sleep(200 * time.Millisecond)
+		<-poll.C
 	}
 	c.t.Fatalf("agents = %+v, want %v within 30s", got, names)
 	return nil

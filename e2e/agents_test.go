@@ -121,10 +121,7 @@ stages:
 		return len(r.Stages) == 1 && r.Stages[0].Status == "running" && r.Stages[0].Agent != ""
 	})
 	// Wait for the container to have really started.
-	deadline := time.Now().Add(30 * time.Second)
-	for len(m.snapshot()) < 2 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitFor(t, 30*time.Second, "the step's reports", func() bool { return len(m.snapshot()) >= 2 })
 	victim := r.Stages[0].Agent
 	a := c.agents[victim]
 	if a == nil {
@@ -219,11 +216,19 @@ stages:
 	r := c.srv.waitRun(sha, 60*time.Second, func(r run) bool {
 		return len(r.Stages) == 2 && r.Stages[0].Status == "running"
 	})
-	// Let some log lines arrive, then kill the server mid-stage.
-	time.Sleep(1500 * time.Millisecond)
+	// Once some log lines arrived, kill the server mid-stage.
+	waitFor(t, 30*time.Second, "the first log lines", func() bool {
+		st := c.runDetail(r.ID).stage("first")
+		if len(st.Steps) == 0 || st.Steps[0].Log == "" {
+			return false
+		}
+		code, b := c.srv.api("GET", st.Steps[0].Log)
+		return code == 200 && strings.Contains(string(b), "line 2\n")
+	})
 	token := c.srv.token
+	// The server's exit breaks the agent's connection: it reconnects to
+	// the new one without a pause between them.
 	c.srv.stop(sig)
-	time.Sleep(time.Second)
 	c.startServer(token)
 
 	c.srv.waitRun(sha, 90*time.Second, terminal)
@@ -325,8 +330,7 @@ stages:
 
 	// While one deploy runs, the other waits with a reason naming the group.
 	var waiting string
-	deadline := time.Now().Add(60 * time.Second)
-	for waiting == "" && time.Now().Before(deadline) {
+	waitFor(t, 60*time.Second, "a deploy waiting for the other", func() bool {
 		var ds []runDetail
 		for _, r := range c.srv.runs("repo=deploy") {
 			ds = append(ds, c.runDetail(r.ID))
@@ -338,8 +342,8 @@ stages:
 				}
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return waiting != ""
+	})
 	if !strings.Contains(waiting, "production") {
 		t.Errorf("pending reason of the waiting deploy = %q, want it to name the concurrency group production", waiting)
 	}

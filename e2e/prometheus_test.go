@@ -80,6 +80,8 @@ scrape_configs:
 	}()
 	t.Cleanup(func() { stopProcess(p.cmd, p.done, syscall.SIGTERM) })
 	deadline := time.Now().Add(60 * time.Second)
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
 	for {
 		resp, err := http.Get(p.url + "/-/ready")
 		if err == nil {
@@ -91,12 +93,11 @@ scrape_configs:
 		select {
 		case <-p.done:
 			t.Fatalf("prometheus exited; log:\n%s", p.log())
-		default:
+		case <-poll.C:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("prometheus not ready within 60s; log:\n%s", p.log())
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -181,6 +182,8 @@ func (p *prometheus) labelValues(match, label string) []string {
 func (p *prometheus) scrapedAfter(t0 time.Time) float64 {
 	p.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
+	poll := time.NewTicker(200 * time.Millisecond)
+	defer poll.Stop()
 	for {
 		now := float64(time.Now().UnixMilli()) / 1000
 		ts, err1 := p.query(`timestamp(up{job="runnel"})`, now)
@@ -192,6 +195,6 @@ func (p *prometheus) scrapedAfter(t0 time.Time) float64 {
 		if time.Now().After(deadline) {
 			p.t.Fatalf("no successful scrape after %s within 60s (%v %v %v %v); log:\n%s", t0, ts, up, err1, err2, p.log())
 		}
-		time.Sleep(200 * time.Millisecond)
+		<-poll.C
 	}
 }

@@ -111,6 +111,8 @@ func (f *fakeGitHub) of(commit, context string) []statusCall {
 func (f *fakeGitHub) waitFinal(commit, context string, d time.Duration) []statusCall {
 	f.t.Helper()
 	deadline := time.Now().Add(d)
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
 	for {
 		calls := f.of(commit, context)
 		for _, c := range calls {
@@ -121,7 +123,7 @@ func (f *fakeGitHub) waitFinal(commit, context string, d time.Duration) []status
 		if time.Now().After(deadline) {
 			f.t.Fatalf("no final status for %s of %s within %s; got %+v", context, commit, d, calls)
 		}
-		time.Sleep(100 * time.Millisecond)
+		<-poll.C
 	}
 }
 
@@ -718,17 +720,13 @@ stages:
 		t.Errorf("runnel/notify final status = %s (%q), want success (\"Skipped…\"): GitHub counts error as failed", last.State, last.Description)
 	}
 
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	waitFor(t, 60*time.Second, "one status given up on", func() bool {
 		got := counterValue(scrape(t, srv), "runnel_status_report_failures_total", map[string]string{"forge": "github"})
-		if got == 1 {
-			break
-		}
-		if got > 1 || time.Now().After(deadline) {
+		if got > 1 {
 			t.Fatalf("runnel_status_report_failures_total{forge=github} = %v, want 1 (one status given up on)", got)
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return got == 1
+	})
 	var answers []int
 	for _, c := range gh.of(sha, "runnel/build") {
 		if c.State == "success" {
