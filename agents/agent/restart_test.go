@@ -42,6 +42,8 @@ func TestServerRestart(t *testing.T) {
 	published := make(chan struct{})
 	go func() {
 		defer close(published)
+		pace := time.NewTicker(time.Millisecond) // the publisher's pace (a load generator)
+		defer pace.Stop()
 		for i := range n {
 			j := job("restart", fmt.Sprintf("s%03d", i), nil)
 			for {
@@ -57,7 +59,7 @@ func TestServerRestart(t *testing.T) {
 				// down; nothing tells the publisher JetStream is back.
 				time.Sleep(50 * time.Millisecond)
 			}
-			time.Sleep(time.Millisecond) // the publisher's pace (a load generator), not a wait
+			<-pace.C
 		}
 	}()
 	b.rec.wait(t, 10*time.Second, "some jobs finished", func() bool { return b.rec.count(wire.KindFinished) >= n/4 })

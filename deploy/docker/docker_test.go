@@ -241,7 +241,9 @@ func TestBlueGreen(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer close(finished)
-			for {
+			pace := time.NewTicker(5 * time.Millisecond) // the traffic's pace (a load generator)
+			defer pace.Stop()
+			for ; ; <-pace.C {
 				mu.Lock()
 				after := returned
 				mu.Unlock()
@@ -266,7 +268,6 @@ func TestBlueGreen(t *testing.T) {
 					}
 				}
 				mu.Unlock()
-				time.Sleep(5 * time.Millisecond) // the traffic's pace (a load generator), not a wait
 			}
 		}()
 		res, err := e.prov.Deploy(ctx, rel, nil)

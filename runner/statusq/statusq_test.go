@@ -159,6 +159,9 @@ func TestOrderPerContext(t *testing.T) {
 	states := []scm.State{scm.StatePending, scm.StatePending, scm.StateFailure, scm.StatePending, scm.StateSuccess}
 	seq := 0
 	last := map[string]scm.Status{}
+	// The stream's pace (a load generator): rounds meet deliveries in flight.
+	pace := time.NewTicker(100 * time.Microsecond)
+	defer pace.Stop()
 	for round := 0; round < 20; round++ {
 		for _, c := range contexts {
 			seq++
@@ -168,7 +171,7 @@ func TestOrderPerContext(t *testing.T) {
 			}
 			last[c] = s
 		}
-		time.Sleep(100 * time.Microsecond) // the stream's pace (a load generator): rounds meet deliveries in flight; not a wait
+		<-pace.C
 	}
 	closeWithin(t, q, 10*time.Second)
 

@@ -385,7 +385,8 @@ func writeLive(t *testing.T, e *env, key logstore.Key, total, perTick int, tick 
 	go func() {
 		size := int64(len("=== RUN TestOne\n"))
 		start := time.Now()
-		next := start
+		pace := time.NewTicker(tick) // the writer's pace
+		defer pace.Stop()
 		n := 1
 		for seq := int64(1); n <= total; seq++ {
 			var chunk strings.Builder
@@ -397,8 +398,7 @@ func writeLive(t *testing.T, e *env, key logstore.Key, total, perTick int, tick 
 				break
 			}
 			size += int64(chunk.Len())
-			next = next.Add(tick)
-			time.Sleep(time.Until(next)) // the writer's pace, not a wait in the test's logic
+			<-pace.C
 		}
 		done <- written{time.Since(start), size}
 	}()
@@ -512,6 +512,8 @@ func TestLogScaleBigLog(t *testing.T) {
 			}
 			buf := make([]byte, 4<<10)
 			var n int64
+			pace := time.NewTicker(2 * time.Millisecond) // a slow reader's pace (load), keeping its response open
+			defer pace.Stop()
 			for {
 				k, err := resp.Body.Read(buf)
 				n += int64(k)
@@ -522,7 +524,7 @@ func TestLogScaleBigLog(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				time.Sleep(2 * time.Millisecond) // a slow reader's pace (load), keeping its response open; not a wait
+				<-pace.C
 			}
 			mu.Lock()
 			read = append(read, n)
